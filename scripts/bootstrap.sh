@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up .venv with a Python >= 3.12 and installs the project (and, with --dev, its test tools).
+# Idempotent: a second run only reinstalls when pyproject.toml or the Node test clients changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+dev=0
+[ "${1:-}" = "--dev" ] && dev=1
+
+find_python() {
+    local candidate
+    for candidate in python3.13 python3.12; do
+        if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return 0; fi
+    done
+    local pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}"
+    for candidate in "$pyenv_root"/versions/3.13*/bin/python3 "$pyenv_root"/versions/3.12*/bin/python3; do
+        if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
+    done
+    for candidate in python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+            command -v "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+    python="$(find_python)" || {
+        echo "Halton Meter needs Python 3.12 or newer (mitmproxy 12 requires it)." >&2
+        echo "Install one (for example: pyenv install 3.12) and run this again." >&2
+        exit 1
+    }
+    echo "Creating .venv with $python" >&2
+    rm -rf .venv
+    "$python" -m venv .venv
+fi
+
+stamp_source="$(cat pyproject.toml; [ "$dev" = 1 ] && cat tests/node/package.json 2>/dev/null; echo "dev=$dev")"
+stamp="$(printf '%s' "$stamp_source" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat .venv/.halton-stamp 2>/dev/null)" != "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip >&2
+    if [ "$dev" = 1 ]; then
+        .venv/bin/python -m pip install --quiet -e ".[dev]" >&2
+        if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
+            (cd tests/node && npm install --no-audit --no-fund --loglevel=error >&2)
+        fi
+    else
+        .venv/bin/python -m pip install --quiet -e . >&2
+    fi
+    echo "$stamp" > .venv/.halton-stamp
+fi

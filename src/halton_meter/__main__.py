@@ -1,0 +1,3 @@
+from halton_meter.cli import main
+
+main()

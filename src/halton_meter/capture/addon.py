@@ -1,0 +1,180 @@
+"""The mitmproxy addon that meters LLM calls.
+
+Every hook here runs on mitmproxy's event loop, so each does O(1) work: look up the route,
+keep references, set the stream tap, and hand the finished call to the ledger writer. Parsing
+happens in `CapturedCall.to_row` on the writer thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from urllib.parse import unquote
+
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
+
+from halton_meter import providers
+from halton_meter.capture.decoding import chunk_decoder
+from halton_meter.capture.record import CapturedCall
+from halton_meter.capture.tap import StreamTap
+from halton_meter.config import SLUG_RE
+from halton_meter.providers.base import Endpoint
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
+METADATA_KEY = "halton_meter.call"
+
+
+def project_from_proxy_authorization(value: str | None) -> str | None:
+    """The user part of `http://PROJECT@127.0.0.1:8081`, sent by clients as Basic auth."""
+    if not value or not value.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    project = unquote(decoded.partition(":")[0]).strip().lower()
+    return project if SLUG_RE.match(project) else None
+
+
+class MeterAddon:
+    def __init__(
+        self,
+        submit: Callable[[CapturedCall], None],
+        *,
+        own_ports: Collection[int],
+        default_project: str = "misc",
+        endpoints: Sequence[Endpoint] = (),
+        resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+    ) -> None:
+        self._submit = submit
+        self._own_ports = frozenset(own_ports)
+        self._default_project = default_project
+        self._endpoints = tuple(endpoints)
+        self._resolve = dict(resolve or {})
+        # Project named in the proxy URL, per client connection (CONNECT carries it once).
+        self._connection_projects: dict[str, str] = {}
+        self.calls_seen = 0
+
+    # --- connection level -------------------------------------------------------------------
+
+    def _is_own_listener(self, host: str, port: int) -> bool:
+        return port in self._own_ports and host.strip("[]").lower() in LOOPBACK_NAMES
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if self._is_own_listener(flow.request.host, flow.request.port):
+            flow.response = _refusal()
+            return
+        project = project_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
+        if project:
+            self._connection_projects[flow.client_conn.id] = project
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._connection_projects.pop(client.id, None)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        address = data.server.address
+        if address is None:
+            return
+        host, port = address[0].lower(), address[1]
+        target = self._resolve.get((host, port))
+        if target is not None:
+            data.server.address = target
+            host, port = target
+        if self._is_own_listener(host, port):
+            data.server.error = "Halton Meter refuses to forward to its own listeners"
+
+    # --- request / response -----------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if request.method == "CONNECT":
+            return
+        if self._is_own_listener(request.host, request.port):
+            flow.response = _refusal()
+            return
+        # Plain-HTTP proxy requests carry the project on every request; never forward it.
+        auth = request.headers.pop("proxy-authorization", None)
+        route = providers.route_for(request.pretty_host.lower(), request.port, request.path,
+                                    self._endpoints)
+        if route is None:
+            return
+        project = (
+            project_from_proxy_authorization(auth)
+            or self._connection_projects.get(flow.client_conn.id)
+            or self._default_project
+        )
+        flow.metadata[METADATA_KEY] = CapturedCall(
+            route=route,
+            host=request.pretty_host.lower(),
+            started_at=request.timestamp_start,
+            project=project,
+            user_agent=request.headers.get("user-agent"),
+        )
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        call: CapturedCall | None = flow.metadata.get(METADATA_KEY)
+        if call is None:
+            return
+        self.calls_seen += 1
+        call.request_body = flow.request.raw_content or b""
+        call.request_encoding = flow.request.headers.get("content-encoding")
+        if flow.request.headers.get("content-encoding"):
+            return
+        injected = providers.inject_stream_usage(call.route, call.request_body)
+        if injected is not None:
+            flow.request.content = injected
+            # The usage filter rewrites SSE text, so the stream must come back uncompressed.
+            flow.request.headers["accept-encoding"] = "identity"
+            flow.metadata[METADATA_KEY + ".injected"] = True
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        assert response is not None
+        call: CapturedCall | None = flow.metadata.get(METADATA_KEY)
+        if call is None:
+            response.stream = True  # not metered: pass through without buffering
+            return
+        call.http_status = response.status_code
+        content_type = response.headers.get("content-type")
+        if not providers.is_streaming_response(call.route, content_type):
+            return  # a JSON body: buffered by mitmproxy, parsed later on the writer thread
+        encoding = response.headers.get("content-encoding")
+        usage_filter = None
+        if flow.metadata.get(METADATA_KEY + ".injected") and not encoding:
+            usage_filter = providers.InjectedUsageFilter()
+        parser = providers.stream_parser(call.route, content_type)
+        call.stream_parser = parser
+        response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
+        if call is None or flow.response is None:
+            return
+        call.finished_at = flow.response.timestamp_end or time.time()
+        if call.stream_parser is None:
+            call.response_body = flow.response.raw_content
+            call.response_encoding = flow.response.headers.get("content-encoding")
+        self._submit(call)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
+        if call is None:
+            return
+        call.finished_at = time.time()
+        message = (flow.error.msg if flow.error else "").lower()
+        call.failure = "timeout" if "timeout" in message or "timed out" in message else "network"
+        self._submit(call)
+
+
+def _refusal() -> http.Response:
+    return http.Response.make(
+        403,
+        b"Halton Meter does not forward requests to its own listeners.\n",
+        {"content-type": "text/plain"},
+    )

@@ -1,0 +1,192 @@
+"""The daemon's proxy: mitmproxy 12 embedded as a library, never as a subprocess.
+
+Only hosts an adapter claims are decrypted (anchored `allow_hosts` patterns); every other
+CONNECT becomes a raw TCP tunnel, so the client sees the real server certificate. The ledger
+writer is flushed before the process exits on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from mitmproxy import options
+from mitmproxy.addons import (
+    core,
+    disable_h2c,
+    dns_resolver,
+    next_layer,
+    proxyserver,
+    tlsconfig,
+    upstream_auth,
+)
+from mitmproxy.master import Master
+
+from halton_meter import __version__, providers
+from halton_meter.capture.addon import MeterAddon
+from halton_meter.config import Config
+from halton_meter.ledger.writer import LedgerWriter
+from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
+from halton_meter.paths import Paths, ensure_home
+
+log = logging.getLogger(__name__)
+
+# No traffic either way for this long closes a connection. Non-streaming SDK calls may wait
+# up to 10 minutes for a slow model, so mitmproxy's 600 s default would cut them.
+TCP_TIMEOUT_SECONDS = 3600
+
+
+class StartupError(RuntimeError):
+    """The daemon could not start; the message says what to do."""
+
+
+def intercept_patterns(config: Config) -> list[str]:
+    """Anchored `host:port` regexes: mitmproxy matches them unanchored otherwise, so
+    `anthropic.com` would also match `anthropic.com.evil.net`."""
+    hosts = providers.claimed_hosts(config.endpoints)
+    return [f"^{re.escape(host)}:{port}$" for host, port in sorted(set(hosts))]
+
+
+def own_ports(config: Config) -> set[int]:
+    daemon = config.daemon
+    return {daemon.proxy_port, daemon.internal_port, daemon.api_port}
+
+
+@dataclass(slots=True)
+class DaemonState:
+    """What a running daemon publishes in `daemon.json` for `run`, `status` and tests."""
+
+    pid: int
+    version: str
+    proxy_port: int
+    started_at: float
+
+    def write(self, paths: Paths) -> None:
+        temporary = paths.daemon_state.with_suffix(".tmp")
+        temporary.write_text(json.dumps({
+            "pid": self.pid,
+            "version": self.version,
+            "proxy_port": self.proxy_port,
+            "started_at": self.started_at,
+        }))
+        os.replace(temporary, paths.daemon_state)
+
+
+class _ReadyCheck:
+    """Learns, once mitmproxy says it is running, whether the listener really came up."""
+
+    def __init__(self) -> None:
+        self.ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        server = ctx.master.addons.get("proxyserver")
+        failed = [s for s in server.servers if not s.is_running]
+        problem = str(failed[0].last_exception) if failed else None
+        if not self.ready.done():
+            self.ready.set_result(problem)
+
+
+async def run_daemon(config: Config, paths: Paths) -> int:
+    """Run the proxy until SIGTERM/SIGINT; every pending ledger row is written before return."""
+    ensure_home(paths)
+    ensure_ca(config, paths)
+    write_client_bundle(config, paths)
+    upstream_bundle = write_upstream_bundle(config, paths)
+
+    writer = LedgerWriter(paths.ledger)
+    writer.start()
+    opts = options.Options(
+        listen_host="127.0.0.1",
+        listen_port=config.daemon.proxy_port,
+        confdir=str(ca_dir(config, paths)),
+    )
+    master = Master(opts)
+    ready = _ReadyCheck()
+    addon = MeterAddon(
+        writer.submit,
+        own_ports=own_ports(config),
+        default_project=config.default_project,
+        endpoints=config.endpoints,
+        resolve=config.upstream.resolve,
+    )
+    master.addons.add(
+        core.Core(),
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),
+        dns_resolver.DnsResolver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        upstream_auth.UpstreamAuth(),
+        addon,
+        ready,
+    )
+    update: dict[str, object] = {
+        "allow_hosts": intercept_patterns(config),
+        "tcp_timeout": TCP_TIMEOUT_SECONDS,
+        "connection_strategy": "lazy",
+    }
+    if upstream_bundle is not None:
+        update["ssl_verify_upstream_trusted_ca"] = str(upstream_bundle)
+    if config.upstream.proxy:
+        proxy_mode, credentials = _upstream_mode(config.upstream.proxy)
+        update["mode"] = [proxy_mode]
+        if credentials:
+            update["upstream_auth"] = credentials
+    opts.update(**update)
+
+    _install_signal_handlers(master)
+    run_task = asyncio.create_task(master.run())
+    problem = await _wait_ready(ready, run_task)
+    if problem is not None:
+        master.shutdown()
+        await run_task
+        writer.close()
+        raise StartupError(
+            f"cannot listen on 127.0.0.1:{config.daemon.proxy_port}: {problem}. "
+            "Stop the program using that port or set [daemon] proxy_port in config.toml."
+        )
+    state = DaemonState(os.getpid(), __version__, config.daemon.proxy_port, time.time())
+    state.write(paths)
+    log.info("metering on 127.0.0.1:%d (ledger %s)", config.daemon.proxy_port, paths.ledger)
+    try:
+        await run_task
+    finally:
+        writer.close()
+        log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
+        paths.daemon_state.unlink(missing_ok=True)
+    return 0
+
+
+async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:
+    done, _ = await asyncio.wait({ready.ready, run_task}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.ready in done:
+        return ready.ready.result()
+    return "the proxy stopped during start-up"
+
+
+def _install_signal_handlers(master: Master) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, master.shutdown)
+        except NotImplementedError:  # Windows' Proactor loop
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(master.shutdown))
+
+
+def _upstream_mode(url: str) -> tuple[str, str | None]:
+    """mitmproxy wants the corporate proxy's address in the mode and its credentials apart."""
+    parts = urlsplit(url)
+    credentials = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"upstream:{parts.scheme}://{parts.hostname}:{port}", credentials

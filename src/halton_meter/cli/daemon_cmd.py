@@ -1,0 +1,33 @@
+"""`halton-meter daemon`: the metering proxy in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import click
+
+from halton_meter.capture.server import StartupError, run_daemon
+from halton_meter.cli import EXIT_FAILURE, Context, pass_context, setup_logging
+
+
+@click.command()
+@pass_context
+def daemon(ctx: Context) -> None:
+    """Run the metering proxy in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
+    config = ctx.config
+    setup_logging(config.daemon.log_level)
+    click.echo(
+        f"Halton Meter proxy on http://127.0.0.1:{config.daemon.proxy_port}, "
+        f"ledger {ctx.paths.ledger}. Use `halton-meter run -- CMD` in another shell.",
+        err=True,
+    )
+    try:
+        code = asyncio.run(run_daemon(config, ctx.paths))
+    except StartupError as error:
+        click.echo(f"halton-meter: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    sys.exit(code)
+
+
+COMMANDS = [daemon]

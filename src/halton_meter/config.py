@@ -1,0 +1,251 @@
+"""Load and validate config.toml.
+
+Every mistake a user can make in the file (unknown key, wrong type, bad value, TOML syntax) is a
+`ConfigError` that names the key and the line, so the message alone says what to fix. The file
+is optional: without it every setting has its default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halton_meter.paths import Paths
+from halton_meter.providers.base import WIRE_FORMATS, Endpoint
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_:/-]*$")
+
+
+class ConfigError(ValueError):
+    """A problem in config.toml, with the key and line it concerns."""
+
+    def __init__(self, path: Path, key: str, line: int | None, problem: str) -> None:
+        where = f"{path}, line {line}" if line else str(path)
+        super().__init__(f"{where}: {key}: {problem}")
+        self.key = key
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    proxy_port: int = 8081
+    internal_port: int = 8090
+    api_port: int = 8765
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    ca_bundle: Path | None = None
+    proxy: str | None = None
+    # "host:port" -> ("address", port), like curl's --resolve.
+    resolve: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    ca_dir: Path | None = None
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    endpoints: tuple[Endpoint, ...] = ()
+    default_project: str = "misc"
+
+
+# --- locating keys in the source text -------------------------------------------------------
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
+
+
+def _locate(text: str, table: str, key: str | None, index: int = 0) -> int | None:
+    """Line (1-based) where `key` is set inside `table` (the index-th one for arrays of
+    tables), or the table's header line when `key` is None."""
+    current, seen = "", {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER_RE.match(line)
+        if header:
+            current = header.group(2).strip()
+            seen[current] = seen.get(current, -1) + 1
+            if key is None and current == table and seen[current] == index:
+                return number
+            continue
+        if key is None or current != table or seen.get(current, 0) != index:
+            continue
+        found = _KEY_RE.match(line)
+        if found and found.group(1).strip("\"'") == key:
+            return number
+    return None
+
+
+# --- value checks ---------------------------------------------------------------------------
+
+
+class _Problem(Exception):
+    pass
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Problem(f"expected an integer port, got {type(value).__name__} {value!r}")
+    if not 1 <= value <= 65535:
+        raise _Problem(f"port {value} is out of range 1-65535")
+    return value
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Problem(f"expected a string, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        text = _string(value)
+        if text not in choices:
+            raise _Problem(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return check
+
+
+def _existing_file(value: Any) -> Path:
+    path = Path(_string(value)).expanduser()
+    if not path.is_file():
+        raise _Problem(f"file {str(path)!r} does not exist")
+    return path
+
+
+def _folder(value: Any) -> Path:
+    return Path(_string(value)).expanduser()
+
+
+def _proxy_url(value: Any) -> str:
+    text = _string(value)
+    if not re.match(r"^https?://([^@/]+@)?[^/:]+(:\d+)?/?$", text):
+        raise _Problem(f"{text!r} is not a proxy URL like http://user:pass@proxy.corp:3128")
+    return text
+
+
+def _slug(value: Any) -> str:
+    text = _string(value)
+    if not SLUG_RE.match(text):
+        raise _Problem(f"{text!r} is not a project slug (lowercase a-z 0-9 - _ : /)")
+    return text
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise _Problem(f"{value!r} is not host:port")
+    return host.strip("[]").lower(), _port(int(port))
+
+
+Check = Callable[[Any], Any]
+
+_SECTIONS: dict[str, dict[str, Check]] = {
+    "daemon": {
+        "proxy_port": _port,
+        "internal_port": _port,
+        "api_port": _port,
+        "log_level": _choice("debug", "info", "warning", "error"),
+    },
+    "ca": {"dir": _folder},
+    "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},
+    "tagging": {"default_project": _slug},
+}
+_ENDPOINT_KEYS: dict[str, Check] = {
+    "host": lambda v: _string(v).lower(),
+    "port": _port,
+    "wire": _choice(*WIRE_FORMATS),
+    "provider": _slug,
+}
+
+
+def load_config(paths: Paths) -> Config:
+    """Read config.toml from the home folder; defaults when it does not exist."""
+    if not paths.config.exists():
+        return Config()
+    return parse_config(paths.config.read_text(encoding="utf-8"), paths.config)
+
+
+def parse_config(text: str, source: Path) -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        # Python 3.12's error has no lineno attribute; its message ends "(at line N, column M)".
+        found = re.search(r"line (\d+)", str(error))
+        line = int(found.group(1)) if found else None
+        raise ConfigError(source, "(syntax)", line, str(error)) from None
+
+    def fail(table: str, key: str | None, problem: str, index: int = 0) -> ConfigError:
+        name = f"{table}.{key}" if key else table
+        return ConfigError(source, name, _locate(text, table, key, index), problem)
+
+    values: dict[str, dict[str, Any]] = {}
+    for section, content in data.items():
+        if section == "endpoints":
+            continue
+        if section not in _SECTIONS:
+            known = ", ".join(sorted([*_SECTIONS, "endpoints"]))
+            raise fail(section, None, f"unknown section (known: {known})")
+        if not isinstance(content, dict):
+            raise fail(section, None, "expected a table like [" + section + "]")
+        checks = _SECTIONS[section]
+        values[section] = {}
+        for key, value in content.items():
+            if key not in checks:
+                raise fail(section, key, f"unknown key (known: {', '.join(checks)})")
+            try:
+                values[section][key] = checks[key](value)
+            except _Problem as problem:
+                raise fail(section, key, str(problem)) from None
+
+    resolve: dict[tuple[str, int], tuple[str, int]] = {}
+    raw_resolve = values.get("upstream", {}).pop("resolve", {})
+    if not isinstance(raw_resolve, dict):
+        raise fail("upstream", "resolve", 'expected a table of "host:port" = "address:port"')
+    for name, target in raw_resolve.items():
+        try:
+            resolve[_host_port(name)] = _host_port(_string(target))
+        except _Problem as problem:
+            line = _locate(text, "upstream.resolve", name) or _locate(text, "upstream", "resolve")
+            raise ConfigError(source, f"upstream.resolve.{name}", line, str(problem)) from None
+
+    endpoints = []
+    raw_endpoints = data.get("endpoints", [])
+    if not isinstance(raw_endpoints, list):
+        raise fail("endpoints", None, "expected an array of tables: [[endpoints]]")
+    for index, entry in enumerate(raw_endpoints):
+        if not isinstance(entry, dict):
+            raise fail("endpoints", None, "expected a table", index)
+        checked: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key not in _ENDPOINT_KEYS:
+                known = ", ".join(_ENDPOINT_KEYS)
+                raise fail("endpoints", key, f"unknown key (known: {known})", index)
+            try:
+                checked[key] = _ENDPOINT_KEYS[key](value)
+            except _Problem as problem:
+                raise fail("endpoints", key, str(problem), index) from None
+        for required in ("host", "wire", "provider"):
+            if required not in checked:
+                raise fail("endpoints", None, f"entry {index + 1} needs {required!r}", index)
+        endpoints.append(Endpoint(port=checked.pop("port", 443), **checked))
+
+    daemon = DaemonSettings(**values.get("daemon", {}))
+    ports = {"proxy_port": daemon.proxy_port, "internal_port": daemon.internal_port}
+    ports["api_port"] = daemon.api_port
+    if len(set(ports.values())) != len(ports):
+        raise fail("daemon", None, f"ports must differ, got {ports}")
+    upstream_values = values.get("upstream", {})
+    return Config(
+        daemon=daemon,
+        ca_dir=values.get("ca", {}).get("dir"),
+        upstream=UpstreamSettings(resolve=resolve, **upstream_values),
+        endpoints=tuple(endpoints),
+        default_project=values.get("tagging", {}).get("default_project", "misc"),
+    )

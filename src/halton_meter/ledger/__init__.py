@@ -1,0 +1,1 @@
+"""The SQLite ledger: schema and migrations, the batching writer, and read queries."""

@@ -1,0 +1,64 @@
+"""One ledger row: what the meter records for one LLM call. Never bodies, keys or headers."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, datetime
+
+
+def new_request_id(now_ms: int | None = None) -> str:
+    """Time-ordered id: 12 hex digits of milliseconds, then 12 random hex digits."""
+    ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    return f"{ms:012x}{secrets.token_hex(6)}"
+
+
+def utc_iso_ms(epoch_seconds: float) -> str:
+    """UTC timestamp with milliseconds, fixed width so text order is time order."""
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    id: str
+    requested_at: str
+    provider: str
+    api: str
+    host: str
+    model: str | None
+    model_requested: str | None
+    stream: bool
+    input_tokens: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    cache_write_1h_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    web_search_requests: int | None
+    http_status: int | None
+    status: str
+    error_class: str | None
+    provider_error_code: str | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    tokens_complete: bool
+    response_id: str | None
+    service_tier: str | None
+    user_agent: str | None
+    project: str
+    cost_nanousd: int | None
+    price_source: str | None
+    provider_cost_usd: str | None
+    raw_usage: str | None
+
+    def values(self) -> tuple[object, ...]:
+        return astuple(self)
+
+
+ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+INSERT_SQL = (
+    f"INSERT OR IGNORE INTO requests ({', '.join(ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+)

@@ -1,0 +1,92 @@
+"""Numbered, additive-only migrations recorded in `_migrations`.
+
+A shipped entry is never edited or renumbered; new columns are nullable or have a constant
+default, so an older release keeps reading and writing a ledger that a newer one migrated.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "create_requests",
+        [
+            """CREATE TABLE IF NOT EXISTS requests (
+                id TEXT PRIMARY KEY,
+                requested_at TEXT NOT NULL,
+                provider TEXT NOT NULL,
+                api TEXT NOT NULL,
+                host TEXT NOT NULL,
+                model TEXT,
+                model_requested TEXT,
+                stream INTEGER NOT NULL DEFAULT 0,
+                input_tokens INTEGER,
+                cache_read_tokens INTEGER,
+                cache_write_tokens INTEGER,
+                cache_write_1h_tokens INTEGER,
+                output_tokens INTEGER,
+                reasoning_tokens INTEGER,
+                web_search_requests INTEGER,
+                http_status INTEGER,
+                status TEXT NOT NULL,
+                error_class TEXT,
+                provider_error_code TEXT,
+                latency_ms REAL,
+                ttft_ms REAL,
+                tokens_complete INTEGER NOT NULL DEFAULT 0,
+                response_id TEXT,
+                service_tier TEXT,
+                user_agent TEXT,
+                project TEXT NOT NULL DEFAULT 'misc',
+                cost_nanousd INTEGER,
+                price_source TEXT,
+                provider_cost_usd TEXT,
+                raw_usage TEXT
+            )""",
+            "CREATE INDEX IF NOT EXISTS requests_requested_at ON requests (requested_at)",
+            "CREATE INDEX IF NOT EXISTS requests_project_time ON requests (project, requested_at)",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(con: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations; safe when several processes start at once.
+
+    BEGIN IMMEDIATE takes the write lock before reading what is applied, so exactly one starter
+    applies each migration and the others find nothing to do. Returns the ids applied here.
+    """
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations("
+        "id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    applied_now: list[int] = []
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        applied = {row[0] for row in con.execute("SELECT id FROM _migrations")}
+        for number, name, statements in MIGRATIONS:
+            if number in applied:
+                continue
+            for statement in statements:  # one execute() each: executescript() would COMMIT
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO _migrations (id, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, time.time()),
+            )
+            applied_now.append(number)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return applied_now
+
+
+def schema_version(con: sqlite3.Connection) -> int:
+    """The highest migration applied, which may be newer than this release knows."""
+    row = con.execute("SELECT MAX(id) FROM _migrations").fetchone()
+    return int(row[0] or 0)

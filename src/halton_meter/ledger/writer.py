@@ -1,0 +1,164 @@
+"""The ledger writer: one thread per process, batched commits, never in the way of traffic.
+
+The proxy's event loop only calls `submit` (an O(1) put on a SimpleQueue). The writer thread
+turns each pending item into a row (parsing happens here, not on the event loop), and commits
+whatever has accumulated in one BEGIN IMMEDIATE ... COMMIT. If the ledger cannot be written
+(disk full, locked by another program) rows stay in memory and are retried; traffic never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from halton_meter.ledger.db import connect
+from halton_meter.ledger.row import INSERT_SQL, LedgerRow
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+# Rows kept in memory while the ledger is unwritable; past this the oldest are dropped (logged).
+MAX_BACKLOG = 200_000
+RETRY_SECONDS = (0.05, 0.2, 1.0, 5.0)
+
+
+class PendingRow(Protocol):
+    """Something that becomes a ledger row; `to_row` runs on the writer thread."""
+
+    def to_row(self) -> LedgerRow: ...
+
+
+_STOP = object()
+
+
+class LedgerWriter:
+    def __init__(self, path: Path, on_commit: Callable[[list[LedgerRow]], None] | None = None):
+        self._path = path
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._backlog: deque[LedgerRow] = deque()
+        self._on_commit = on_commit
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self.rows_written = 0
+        self.rows_dropped = 0
+        self.write_errors = 0
+        # Time from submit() of the oldest row in the last batch to its commit.
+        self.last_commit_lag_ms = 0.0
+        self._oldest_submit = float("inf")
+        # Opened here so a ledger that cannot be opened fails the daemon's start, loudly.
+        self._con: sqlite3.Connection | None = connect(path)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, item: PendingRow) -> None:
+        """Hand a finished call to the writer. Safe from any thread; never blocks."""
+        self._queue.put((time.monotonic(), item))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write every pending row, then stop the thread."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def pending(self) -> int:
+        return self._queue.qsize() + len(self._backlog)
+
+    # --- writer thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        failures = 0
+        while True:
+            wait = None if not self._backlog else RETRY_SECONDS[min(failures, 3)]
+            stopping = self._collect(wait) or stopping
+            if self._backlog:
+                if self._commit():
+                    failures = 0
+                else:
+                    failures += 1
+                    if stopping and failures > len(RETRY_SECONDS):
+                        log.error("ledger unwritable at shutdown; %d rows lost", len(self._backlog))
+                        break
+            if stopping and not self._backlog and self._queue.empty():
+                break
+        if self._con is not None:
+            self._con.close()
+
+    def _collect(self, wait: float | None) -> bool:
+        """Move queued items into the backlog: block for the first, then take what is there."""
+        stopping = False
+        try:
+            item = self._queue.get(timeout=wait) if wait is not None else self._queue.get()
+        except queue.Empty:
+            return False
+        taken = 0
+        while True:
+            if item is _STOP:
+                stopping = True
+            else:
+                submitted, pending = item  # type: ignore[misc]
+                self._add(pending)
+                self._oldest_submit = min(self._oldest_submit, submitted)
+                taken += 1
+            if taken >= MAX_BATCH:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return stopping
+
+    def _add(self, item: PendingRow) -> None:
+        try:
+            row = item.to_row()
+        except Exception:  # a bug in parsing must never stop the writer
+            log.exception("could not build a ledger row; call dropped")
+            self.rows_dropped += 1
+            return
+        if len(self._backlog) >= MAX_BACKLOG:
+            self._backlog.popleft()
+            self.rows_dropped += 1
+        self._backlog.append(row)
+
+    def _commit(self) -> bool:
+        batch = list(self._backlog)
+        try:
+            if self._con is None:
+                self._con = connect(self._path)
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                self._con.executemany(INSERT_SQL, [row.values() for row in batch])
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            self.write_errors += 1
+            log.warning("ledger write failed (%s); %d rows kept for retry", error, len(batch))
+            self._reopen()
+            return False
+        self._backlog.clear()
+        self.rows_written += len(batch)
+        self.last_commit_lag_ms = (time.monotonic() - self._oldest_submit) * 1000
+        self._oldest_submit = float("inf")
+        if self._on_commit is not None:
+            try:
+                self._on_commit(batch)
+            except Exception:
+                log.exception("on_commit callback failed")
+        return True
+
+    def _reopen(self) -> None:
+        try:
+            if self._con is not None:
+                self._con.close()
+        except sqlite3.Error:
+            pass
+        self._con = None
+

@@ -1,0 +1,1 @@
+"""Setting up the machine around the meter: the CA and trust bundle, client environment."""

@@ -1,0 +1,73 @@
+"""The meter's CA (mitmproxy's own files) and the bundle that clients' CA variables point at.
+
+The CA lives in mitmproxy's folder (`~/.mitmproxy`) so an upgrade or reinstall keeps the same
+CA forever; a CA already there is reused. The client bundle holds the public roots plus our CA,
+because every CA variable except NODE_EXTRA_CA_CERTS *replaces* a client's default roots.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import certifi
+from mitmproxy import certs
+
+from halton_meter.config import Config
+from halton_meter.paths import Paths
+
+CA_BASENAME = "mitmproxy"  # fixed by mitmproxy
+CA_ORGANIZATION = "Halton Meter"
+CA_COMMON_NAME = "Halton Meter local CA"
+
+
+def ca_dir(config: Config, paths: Paths) -> Path:
+    return config.ca_dir if config.ca_dir is not None else paths.default_ca_dir()
+
+
+def ca_cert_path(config: Config, paths: Paths) -> Path:
+    return ca_dir(config, paths) / f"{CA_BASENAME}-ca-cert.pem"
+
+
+def ensure_ca(config: Config, paths: Paths) -> Path:
+    """Reuse the CA in the CA folder or create one named after the product; returns the
+    certificate's path. Folder 0700, private key files 0600."""
+    folder = ca_dir(config, paths)
+    if not (folder / f"{CA_BASENAME}-ca.pem").exists():
+        certs.CertStore.create_store(
+            folder, CA_BASENAME, 2048, organization=CA_ORGANIZATION, cn=CA_COMMON_NAME
+        )
+    if os.name != "nt":
+        folder.chmod(0o700)
+        for secret in (f"{CA_BASENAME}-ca.pem", f"{CA_BASENAME}-ca.p12"):
+            if (folder / secret).exists():
+                (folder / secret).chmod(0o600)
+    return folder / f"{CA_BASENAME}-ca-cert.pem"
+
+
+def write_client_bundle(config: Config, paths: Paths) -> Path:
+    """Public roots + the meter's CA (+ the corporate roots of `[upstream] ca_bundle`), written
+    atomically to a stable path outside any virtualenv."""
+    parts = [Path(certifi.where()).read_text(encoding="ascii")]
+    if config.upstream.ca_bundle is not None:
+        parts.append(config.upstream.ca_bundle.read_text(encoding="ascii"))
+    parts.append(ensure_ca(config, paths).read_text(encoding="ascii"))
+    return _write_atomic(paths.ca_bundle, "\n".join(part.strip() for part in parts) + "\n")
+
+
+def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:
+    """Roots the proxy trusts for upstream TLS: certifi plus `[upstream] ca_bundle`, or None
+    to keep mitmproxy's default (certifi alone)."""
+    if config.upstream.ca_bundle is None:
+        return None
+    text = Path(certifi.where()).read_text(encoding="ascii").strip() + "\n"
+    text += config.upstream.ca_bundle.read_text(encoding="ascii").strip() + "\n"
+    return _write_atomic(paths.home / "upstream-ca.pem", text)
+
+
+def _write_atomic(target: Path, text: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="ascii")
+    os.replace(temporary, target)
+    return target
