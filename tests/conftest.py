@@ -69,11 +69,11 @@ class FakeUpstream:
     pki: TestPKI
     process: subprocess.Popen[bytes]
 
-    def resolve_args(self) -> list[str]:
-        """curl --resolve arguments for a direct connection that bypasses the meter."""
-        args = []
+    def direct_curl_args(self) -> list[str]:
+        """curl arguments for a direct connection to the fake that bypasses the meter."""
+        args = ["--cacert", str(self.pki.ca_cert), "--noproxy", "*"]
         for host in UPSTREAM_HOSTS:
-            args += ["--resolve", f"{host}:443:127.0.0.1:{self.port}"]
+            args += ["--connect-to", f"{host}:443:127.0.0.1:{self.port}"]
         return args
 
 

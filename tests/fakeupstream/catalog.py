@@ -42,7 +42,7 @@ CODE_ASSIST_TRACE_ID = "0123456789abcdef"
 
 TEXT_PIECES = ["Hello", " from", " the", " fake", " upstream", ",", " one", " piece", " at", " a"]
 THINKING_TEXT_PIECES = ["Let me", " think", " about", " this."]
-EMBEDDING_VECTOR = [0.0125, -0.25, 0.5, 0.75, -0.0625, 0.125, 1.0, -1.0]
+EMBEDDING_VECTOR = [0.015625, -0.25, 0.5, 0.75, -0.0625, 0.125, 1.0, -1.0]
 GEMINI_WEB_SEARCH_QUERIES = ["fake upstream query one", "fake upstream query two"]
 
 DEFAULT_EVENTS = 5
@@ -105,7 +105,11 @@ OPENAI_CHAT_USAGE: JSON = {
         "rejected_prediction_tokens": 7,
     },
 }
-OPENAI_COMPLETIONS_USAGE: JSON = {"prompt_tokens": 612, "completion_tokens": 88, "total_tokens": 700}
+OPENAI_COMPLETIONS_USAGE: JSON = {
+    "prompt_tokens": 612,
+    "completion_tokens": 88,
+    "total_tokens": 700,
+}
 OPENAI_RESPONSES_USAGE: JSON = {
     "input_tokens": 5432,
     "input_tokens_details": {"cached_tokens": 2304, "cache_write_tokens": 768},
@@ -145,7 +149,8 @@ CODE_ASSIST_COUNT_TOKENS: JSON = {"totalTokens": 3141}
 
 # --- OpenAI-compatible providers (providers.md section 6) --------------------------------------
 
-XAI_CHAT_USAGE: JSON = {  # reasoning is OUTSIDE completion_tokens: total = prompt+completion+reasoning
+# xAI: reasoning is OUTSIDE completion_tokens, so total = prompt + completion + reasoning.
+XAI_CHAT_USAGE: JSON = {
     "prompt_tokens": 3210,
     "completion_tokens": 210,
     "total_tokens": 3963,

@@ -92,7 +92,3 @@ def truncated(text: str) -> str:
             if brace >= 0:
                 return text[: brace + 1]
     return text[: max(1, len(text) // 2)]
-
-
-def json_reply(text: str, headers: list[tuple[str, str]], status: int = 200) -> Reply:
-    return Reply(status=status, headers=headers, body=text.encode())

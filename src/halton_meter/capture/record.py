@@ -46,7 +46,8 @@ class CapturedCall:
             self.http_status, result.provider_error_code
         )
         if error_class is None and result.stream_error:
-            error_class = providers.classify_error(500, result.provider_error_code)
+            # An error event inside a successful response with no code we know.
+            error_class = "server_error"
         latency = None
         if self.finished_at is not None:
             latency = round((self.finished_at - self.started_at) * 1000, 3)

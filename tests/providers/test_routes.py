@@ -1,0 +1,159 @@
+"""The routing table: built-in hosts, user endpoints, and what is not metered."""
+
+from __future__ import annotations
+
+import pytest
+
+from halton_meter.providers import Endpoint, Route, claimed_hosts, route_for
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "expected"),
+    [
+        ("api.anthropic.com", "/v1/messages", ("anthropic", "anthropic-messages", "messages")),
+        (
+            "API.Anthropic.com",
+            "/v1/messages?beta=true",
+            ("anthropic", "anthropic-messages", "messages"),
+        ),
+        (
+            "api.anthropic.com",
+            "/v1/messages/count_tokens",
+            ("anthropic", "anthropic-messages", "count_tokens"),
+        ),
+        ("api.openai.com", "/v1/chat/completions", ("openai", "openai-chat", "chat")),
+        ("api.openai.com", "/v1/completions", ("openai", "openai-completions", "completions")),
+        ("api.openai.com", "/v1/responses", ("openai", "openai-responses", "responses")),
+        ("api.openai.com", "/v1/embeddings", ("openai", "openai-embeddings", "embeddings")),
+        ("api.x.ai", "/v1/chat/completions", ("xai", "openai-chat", "chat")),
+        ("api.x.ai", "/v1/responses", ("xai", "openai-responses", "responses")),
+        ("api.x.ai", "/v1/messages", ("xai", "anthropic-messages", "messages")),
+        ("api.groq.com", "/openai/v1/chat/completions", ("groq", "openai-chat", "chat")),
+        ("api.mistral.ai", "/v1/chat/completions", ("mistral", "openai-chat", "chat")),
+        ("api.mistral.ai", "/v1/embeddings", ("mistral", "openai-embeddings", "embeddings")),
+        ("api.deepseek.com", "/chat/completions", ("deepseek", "openai-chat", "chat")),
+        ("api.deepseek.com", "/v1/chat/completions", ("deepseek", "openai-chat", "chat")),
+        (
+            "api.deepseek.com",
+            "/anthropic/v1/messages",
+            ("deepseek", "anthropic-messages", "messages"),
+        ),
+        ("openrouter.ai", "/api/v1/chat/completions", ("openrouter", "openai-chat", "chat")),
+        (
+            "openrouter.ai",
+            "/api/v1/completions",
+            ("openrouter", "openai-completions", "completions"),
+        ),
+        ("openrouter.ai", "/api/v1/responses", ("openrouter", "openai-responses", "responses")),
+        ("openrouter.ai", "/api/v1/messages", ("openrouter", "anthropic-messages", "messages")),
+        ("api.together.xyz", "/v1/chat/completions", ("together", "openai-chat", "chat")),
+        (
+            "api.fireworks.ai",
+            "/inference/v1/chat/completions",
+            ("fireworks", "openai-chat", "chat"),
+        ),
+        ("api.cerebras.ai", "/v1/chat/completions", ("cerebras", "openai-chat", "chat")),
+        ("api.perplexity.ai", "/chat/completions", ("perplexity", "openai-chat", "chat")),
+        ("api.perplexity.ai", "/v1/chat/completions", ("perplexity", "openai-chat", "chat")),
+        (
+            "generativelanguage.googleapis.com",
+            "/v1beta/openai/chat/completions",
+            ("google", "openai-chat", "chat"),
+        ),
+        (
+            "generativelanguage.googleapis.com",
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            ("google", "gemini", "generate_content"),
+        ),
+        (
+            "generativelanguage.googleapis.com",
+            "/v1alpha/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key=AIza",
+            ("google", "gemini", "stream_generate_content"),
+        ),
+        (
+            "cloudcode-pa.googleapis.com",
+            "/v1internal:streamGenerateContent?alt=sse",
+            ("google", "gemini-code-assist", "stream_generate_content"),
+        ),
+    ],
+)
+def test_builtin_routes(host: str, path: str, expected: tuple[str, str, str]) -> None:
+    route = route_for(host.lower(), 443, path)
+    assert route is not None
+    assert (route.provider, route.wire, route.api) == expected
+    assert route.zero_cost == (route.api == "count_tokens")
+
+
+def test_gemini_model_from_path() -> None:
+    route = route_for(
+        "generativelanguage.googleapis.com", 443, "/v1/models/gemini-2.0-flash-001:countTokens"
+    )
+    assert route == Route("google", "gemini", "count_tokens", "gemini-2.0-flash-001", True)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "path"),
+    [
+        ("api.openai.com", 443, "/v1/models"),
+        ("api.openai.com", 443, "/v1/files"),
+        ("api.openai.com", 443, "/v1/responses/resp_123"),
+        ("api.openai.com", 8443, "/v1/chat/completions"),  # built-ins are on 443 only
+        ("api.anthropic.com", 443, "/v1/models"),
+        ("generativelanguage.googleapis.com", 443, "/v1beta/models"),
+        ("generativelanguage.googleapis.com", 443, "/v1beta/models/gemini-2.5-pro"),
+        ("generativelanguage.googleapis.com", 443, "/v1beta/models/veo-3:predictLongRunning"),
+        ("cloudcode-pa.googleapis.com", 443, "/v1internal:loadCodeAssist"),
+        ("example.com", 443, "/v1/chat/completions"),
+    ],
+)
+def test_not_metered(host: str, port: int, path: str) -> None:
+    assert route_for(host, port, path) is None
+
+
+ENDPOINTS = (
+    Endpoint("localhost", 4000, "openai-chat", "litellm"),
+    Endpoint("gateway.internal", 8443, "anthropic-messages", "corp-gateway"),
+    Endpoint("gateway.internal", 8443, "openai-completions", "corp-gateway"),
+    Endpoint("vertex-proxy.internal", 443, "gemini", "vertex-proxy"),
+    Endpoint("api.openai.com", 443, "openai-chat", "my-openai-proxy"),
+)
+
+
+def test_user_endpoints_match_by_path_suffix() -> None:
+    assert route_for("localhost", 4000, "/v1/chat/completions", ENDPOINTS) == Route(
+        "litellm", "openai-chat", "chat"
+    )
+    assert route_for("localhost", 4000, "/openai/deployments/x/chat/completions?v=1", ENDPOINTS)
+    assert route_for("localhost", 4000, "/v1/embeddings", ENDPOINTS) is None  # another wire
+    assert route_for("localhost", 4001, "/v1/chat/completions", ENDPOINTS) is None
+    gateway = route_for("gateway.internal", 8443, "/anthropic/v1/messages", ENDPOINTS)
+    assert gateway == Route("corp-gateway", "anthropic-messages", "messages")
+    counting = route_for("gateway.internal", 8443, "/anthropic/v1/messages/count_tokens", ENDPOINTS)
+    assert counting == Route("corp-gateway", "anthropic-messages", "count_tokens", zero_cost=True)
+    legacy = route_for("gateway.internal", 8443, "/v1/completions", ENDPOINTS)
+    assert legacy == Route("corp-gateway", "openai-completions", "completions")
+    # /chat/completions also ends in /completions, but it is not the legacy API.
+    assert route_for("gateway.internal", 8443, "/v1/chat/completions", ENDPOINTS) is None
+    vertex = route_for(
+        "vertex-proxy.internal",
+        443,
+        "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
+        ENDPOINTS,
+    )
+    assert vertex == Route("vertex-proxy", "gemini", "stream_generate_content", "gemini-2.5-pro")
+
+
+def test_user_endpoints_take_precedence_over_builtins() -> None:
+    chat = route_for("api.openai.com", 443, "/v1/chat/completions", ENDPOINTS)
+    assert chat == Route("my-openai-proxy", "openai-chat", "chat")
+    responses = route_for("api.openai.com", 443, "/v1/responses", ENDPOINTS)
+    assert responses == Route("openai", "openai-responses", "responses")  # not declared: built-in
+
+
+def test_claimed_hosts() -> None:
+    claimed = claimed_hosts(ENDPOINTS)
+    assert ("api.anthropic.com", 443) in claimed
+    assert ("cloudcode-pa.googleapis.com", 443) in claimed
+    assert ("localhost", 4000) in claimed and ("gateway.internal", 8443) in claimed
+    assert len(claimed) == len(set(claimed))  # api.openai.com:443 listed once
+    assert ("api.openai.com", 443) in claimed_hosts()
