@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.fakeupstream.certs import make_test_pki  # noqa: E402
-from tests.fakeupstream.server import FakeUpstream, _Request  # noqa: E402
+from tests.fakeupstream.certs import make_test_pki
+from tests.fakeupstream.server import FakeUpstream, _Request
 
 TIMES_PATH = "/__fake/bench-times"
 STREAM_HEADER = "x-bench-stream"

@@ -157,7 +157,9 @@ class Meter:
         return self.process.wait(timeout=30)
 
 
-def write_meter_config(home: Path, port: int, upstream: FakeUpstream, extra: str = "") -> None:
+def write_meter_config(
+    home: Path, port: int, upstream: FakeUpstream, extra: str = "", upstream_extra: str = ""
+) -> None:
     resolve = "\n".join(f'"{host}:443" = "127.0.0.1:{upstream.port}"' for host in UPSTREAM_HOSTS)
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
@@ -168,6 +170,7 @@ api_port = {free_port()}
 
 [upstream]
 ca_bundle = "{upstream.pki.ca_cert}"
+{upstream_extra}
 
 [upstream.resolve]
 {resolve}
@@ -176,9 +179,11 @@ ca_bundle = "{upstream.pki.ca_cert}"
     )
 
 
-def start_meter(home: Path, upstream: FakeUpstream, extra_config: str = "") -> Meter:
+def start_meter(
+    home: Path, upstream: FakeUpstream, extra_config: str = "", upstream_extra: str = ""
+) -> Meter:
     port = free_port()
-    write_meter_config(home, port, upstream, extra_config)
+    write_meter_config(home, port, upstream, extra_config, upstream_extra)
     log = home / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HALTON_METER_HOME"] = str(home)

@@ -20,6 +20,7 @@ from mitmproxy.proxy import server_hooks
 from halton_meter import providers
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
+from halton_meter.capture.resolve import resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import SLUG_RE
 from halton_meter.providers.base import Endpoint
@@ -78,14 +79,11 @@ class MeterAddon:
         self._connection_projects.pop(client.id, None)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """Last line of defence: no connection to our own listeners, under any name."""
         address = data.server.address
         if address is None:
             return
-        host, port = address[0].lower(), address[1]
-        target = self._resolve.get((host, port))
-        if target is not None:
-            data.server.address = target
-            host, port = target
+        host, port = resolve_target(self._resolve, address[0], address[1])
         if self._is_own_listener(host, port):
             data.server.error = "Halton Meter refuses to forward to its own listeners"
 

@@ -31,6 +31,7 @@ from mitmproxy.master import Master
 
 from halton_meter import __version__, providers
 from halton_meter.capture.addon import MeterAddon
+from halton_meter.capture.resolve import install_resolve_overrides
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -143,6 +144,7 @@ async def run_daemon(config: Config, paths: Paths) -> int:
             update["upstream_auth"] = credentials
     opts.update(**update)
 
+    install_resolve_overrides(asyncio.get_running_loop(), config.upstream.resolve)
     _install_signal_handlers(master)
     run_task = asyncio.create_task(master.run())
     problem = await _wait_ready(ready, run_task)

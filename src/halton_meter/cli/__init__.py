@@ -44,8 +44,11 @@ pass_context = click.make_pass_decorator(Context, ensure=True)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="halton-meter")
-def cli() -> None:
+@click.pass_context
+def cli(click_context: click.Context) -> None:
     """Halton Meter: see where your LLM API money goes."""
+    # Every command validates config.toml first, so a typo is reported wherever it is noticed.
+    _ = click_context.ensure_object(Context).config
 
 
 def main() -> None:
@@ -63,3 +66,6 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level != "debug":
+        # mitmproxy logs every connection at INFO: noise for users, and work on the hot path.
+        logging.getLogger("mitmproxy").setLevel(logging.WARNING)
