@@ -46,7 +46,7 @@ def test_run_sets_proxy_and_ca_variables_and_keeps_no_proxy(meter: Meter) -> Non
                           env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
-    url = f"http://acme%2Fweb@127.0.0.1:{meter.port}"
+    url = f"http://acme%2Fweb:meter@127.0.0.1:{meter.port}"
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         assert seen[name] == url
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",

@@ -19,10 +19,15 @@ PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
+# undici (Node's fetch, Claude Code) sends proxy credentials only when the URL has both a user
+# and a password, so the project name comes with this placeholder password.
+PROJECT_PASSWORD = "meter"
+
+
 def proxy_url(port: int, project: str | None = None) -> str:
     """The proxy URL; a project rides in its user part and reaches the meter as
     Proxy-Authorization, so no process lookup is needed."""
-    user = f"{quote(project, safe='')}@" if project else ""
+    user = f"{quote(project, safe='')}:{PROJECT_PASSWORD}@" if project else ""
     return f"http://{user}127.0.0.1:{port}"
 
 
