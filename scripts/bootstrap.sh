@@ -36,14 +36,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
     "$python" -m venv .venv
 fi
 
-stamp_source="$(cat pyproject.toml; [ "$dev" = 1 ] && cat tests/node/package.json 2>/dev/null; echo "dev=$dev")"
+stamp_source="$(cat pyproject.toml; [ "$dev" = 1 ] && cat tests/node/package-lock.json 2>/dev/null; echo "dev=$dev")"
 stamp="$(printf '%s' "$stamp_source" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat .venv/.halton-stamp 2>/dev/null)" != "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip >&2
     if [ "$dev" = 1 ]; then
         .venv/bin/python -m pip install --quiet -e ".[dev]" >&2
         if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
-            (cd tests/node && npm install --no-audit --no-fund --loglevel=error >&2)
+            (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >&2)
         fi
     else
         .venv/bin/python -m pip install --quiet -e . >&2

@@ -86,8 +86,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 def fake_upstream(pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeUpstream]:
     ready = tmp_path_factory.mktemp("fake") / "ready"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakeupstream", "--port", "0", "--pki",
-         str(pki.ca_cert.parent), "--ready-file", str(ready)],
+        [
+            sys.executable,
+            "-m",
+            "tests.fakeupstream",
+            "--port",
+            "0",
+            "--pki",
+            str(pki.ca_cert.parent),
+            "--ready-file",
+            str(ready),
+        ],
         cwd=ROOT,
     )
     port = int(wait_for(lambda: ready.exists() and ready.read_text().strip(), 20, "fake upstream"))

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,8 +24,9 @@ def cli(home: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[st
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HALTON_METER_HOME"] = str(home)
     env["COLUMNS"] = "100"
-    return subprocess.run([METER, *args], env=env, capture_output=True, text=True, timeout=60,
-                          cwd=ROOT, **kwargs)
+    return subprocess.run(
+        [METER, *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT, **kwargs
+    )
 
 
 def test_version() -> None:
@@ -42,15 +42,26 @@ def test_version() -> None:
 def test_run_sets_proxy_and_ca_variables_and_keeps_no_proxy(meter: Meter) -> None:
     code = "import json, os; print(json.dumps(dict(os.environ)))"
     env = meter.run_env(NO_PROXY="internal.corp,.svc")
-    done = subprocess.run([METER, "run", "-p", "acme/web", "--", sys.executable, "-c", code],
-                          env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [METER, "run", "-p", "acme/web", "--", sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     url = f"http://acme%2Fweb:meter@127.0.0.1:{meter.port}"
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
         assert seen[name] == url
-    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-                 "GIT_SSL_CAINFO", "AWS_CA_BUNDLE"):
+    for name in (
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSL_CAINFO",
+        "AWS_CA_BUNDLE",
+    ):
         assert seen[name] == str(meter.bundle)
     assert seen["NODE_USE_ENV_PROXY"] == "1"
     assert seen["NO_PROXY"] == seen["no_proxy"] == "internal.corp,.svc,localhost,127.0.0.1,::1"
@@ -62,17 +73,36 @@ def test_run_sets_proxy_and_ca_variables_and_keeps_no_proxy(meter: Meter) -> Non
 
 def test_run_project_reaches_the_ledger(meter: Meter, project: str, tmp_path: Path) -> None:
     done = subprocess.run(
-        [METER, "run", "--project", project, "--", "curl", "-sS", "-o", str(tmp_path / "o"),
-         "https://api.openai.com/v1/embeddings", "--data", '{"model":"m","input":"x"}'],
-        env=meter.run_env(), capture_output=True, text=True, timeout=30)
+        [
+            METER,
+            "run",
+            "--project",
+            project,
+            "--",
+            "curl",
+            "-sS",
+            "-o",
+            str(tmp_path / "o"),
+            "https://api.openai.com/v1/embeddings",
+            "--data",
+            '{"model":"m","input":"x"}',
+        ],
+        env=meter.run_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     (row,) = meter.wait_rows(project, 1)
     assert row["project"] == project
 
 
 def test_run_passes_the_exit_code_on(meter: Meter) -> None:
-    done = subprocess.run([METER, "run", "--", sys.executable, "-c", "raise SystemExit(7)"],
-                          env=meter.run_env(), timeout=30)
+    done = subprocess.run(
+        [METER, "run", "--", sys.executable, "-c", "raise SystemExit(7)"],
+        env=meter.run_env(),
+        timeout=30,
+    )
     assert done.returncode == 7
 
 
@@ -85,8 +115,12 @@ def test_run_passes_signals_to_the_command(meter: Meter, tmp_path: Path) -> None
         "print('ready', flush=True)\n"
         "time.sleep(30)\n"
     )
-    process = subprocess.Popen([METER, "run", "--", sys.executable, "-c", code],
-                               env=meter.run_env(), stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [METER, "run", "--", sys.executable, "-c", code],
+        env=meter.run_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 5
@@ -100,8 +134,15 @@ def test_run_refuses_when_the_meter_is_down(tmp_path: Path) -> None:
     assert refused.returncode == 4
     assert "not running" in refused.stderr and "halton-meter daemon" in refused.stderr
     assert "ran" not in refused.stdout
-    allowed = cli(tmp_path, "run", "--allow-unmetered", "--", sys.executable, "-c",
-                  "import os; print('ran', os.environ.get('HTTPS_PROXY'))")
+    allowed = cli(
+        tmp_path,
+        "run",
+        "--allow-unmetered",
+        "--",
+        sys.executable,
+        "-c",
+        "import os; print('ran', os.environ.get('HTTPS_PROXY'))",
+    )
     assert allowed.returncode == 0
     assert allowed.stdout.strip() == "ran None"
 
@@ -137,12 +178,21 @@ def seed(home: Path) -> list[Any]:
     ]
     for minutes, project, model, tokens_in, tokens_out, cost, latency in specs:
         moment = NOW - timedelta(minutes=minutes)
-        rows.append(replace(
-            sample_row(), id=new_request_id(int(moment.timestamp() * 1000)),
-            requested_at=ledger_timestamp(moment), project=project, model=model,
-            input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=0,
-            cache_write_tokens=0, cost_nanousd=cost, latency_ms=latency,
-        ))
+        rows.append(
+            replace(
+                sample_row(),
+                id=new_request_id(int(moment.timestamp() * 1000)),
+                requested_at=ledger_timestamp(moment),
+                project=project,
+                model=model,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                cost_nanousd=cost,
+                latency_ms=latency,
+            )
+        )
     writer = LedgerWriter(home / "db.sqlite")
     writer.start()
     for row in rows:
@@ -195,8 +245,15 @@ def test_report_json_totals_and_groups(tmp_path: Path) -> None:
         {"project": "beta", "model": "mystery-model"},
     ]
     assert report["groups"][0]["requests"] == 2
-    assert report["unpriced"] == [{"provider": "anthropic", "model": "mystery-model",
-                                   "requests": 1, "prompt_tokens": 400, "output_tokens": 40}]
+    assert report["unpriced"] == [
+        {
+            "provider": "anthropic",
+            "model": "mystery-model",
+            "requests": 1,
+            "prompt_tokens": 400,
+            "output_tokens": 40,
+        }
+    ]
 
 
 def test_report_windows(tmp_path: Path) -> None:
@@ -230,4 +287,3 @@ def test_report_works_on_an_empty_home(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert json.loads(done.stdout)["totals"]["requests"] == 0
     assert cli(tmp_path, "requests").stdout.startswith("No metered calls yet")
-

@@ -64,8 +64,11 @@ def test_anthropic_sdk_stream(meter: Meter, project: str) -> None:
         "reasoning_tokens": None,
         "web_search_requests": raw["server_tool_use"]["web_search_requests"],
     }
-    assert (row["provider"], row["api"], row["host"]) == ("anthropic", "messages",
-                                                          "api.anthropic.com")
+    assert (row["provider"], row["api"], row["host"]) == (
+        "anthropic",
+        "messages",
+        "api.anthropic.com",
+    )
     assert row["stream"] == 1 and row["tokens_complete"] == 1
     assert row["status"] == "ok" and row["http_status"] == 200
     assert row["model_requested"] == "claude-sonnet-4-5"
@@ -149,7 +152,8 @@ def test_google_genai_sdk(meter: Meter, project: str, kind: str) -> None:
     (row,) = meter.wait_rows(project, 1)
     assert usage_of(row) == {
         # promptTokenCount includes cached tokens; tool-use prompt tokens are billed as input.
-        "input_tokens": raw["promptTokenCount"] + raw["toolUsePromptTokenCount"]
+        "input_tokens": raw["promptTokenCount"]
+        + raw["toolUsePromptTokenCount"]
         - raw["cachedContentTokenCount"],
         "cache_read_tokens": raw["cachedContentTokenCount"],
         "cache_write_tokens": 0,
@@ -164,10 +168,21 @@ def test_google_genai_sdk(meter: Meter, project: str, kind: str) -> None:
     assert row["stream"] == (kind == "gemini_stream")
 
 
-def curl_json(meter: Meter, project: str, url: str, body: dict[str, Any],
-              *headers: str) -> subprocess.CompletedProcess[str]:
-    args = ["curl", "-sS", "--fail-with-body", url, "-H", "content-type: application/json",
-            "-H", "authorization: Bearer sk-test-secret-0004", "--data", json.dumps(body)]
+def curl_json(
+    meter: Meter, project: str, url: str, body: dict[str, Any], *headers: str
+) -> subprocess.CompletedProcess[str]:
+    args = [
+        "curl",
+        "-sS",
+        "--fail-with-body",
+        url,
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "authorization: Bearer sk-test-secret-0004",
+        "--data",
+        json.dumps(body),
+    ]
     for header in headers:
         args += ["-H", header]
     return metered(meter, project, *args)
@@ -179,47 +194,102 @@ def chat_body(model: str, stream: bool = True) -> dict[str, Any]:
 
 def _plain(raw: dict[str, Any], cached: int) -> dict[str, int]:
     """Most OpenAI-compatible providers: cached inside prompt, reasoning inside completion."""
-    return {"input_tokens": raw["prompt_tokens"] - cached, "cache_read_tokens": cached,
-            "output_tokens": raw["completion_tokens"]}
+    return {
+        "input_tokens": raw["prompt_tokens"] - cached,
+        "cache_read_tokens": cached,
+        "output_tokens": raw["completion_tokens"],
+    }
 
 
 COMPATIBLE = [
-    ("xai", "https://api.x.ai/v1/chat/completions", catalog.XAI_CHAT_USAGE,
-     # xAI reports reasoning outside completion_tokens: it is billed output all the same.
-     lambda u: {"input_tokens": u["prompt_tokens"] - u["prompt_tokens_details"]["cached_tokens"],
-                "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
-                "output_tokens": u["completion_tokens"]
-                + u["completion_tokens_details"]["reasoning_tokens"]}),
-    ("groq", "https://api.groq.com/openai/v1/chat/completions", catalog.GROQ_CHAT_USAGE,
-     lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"])),
-    ("mistral", "https://api.mistral.ai/v1/chat/completions", catalog.MISTRAL_CHAT_USAGE,
-     lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"])),
-    ("deepseek", "https://api.deepseek.com/chat/completions", catalog.DEEPSEEK_CHAT_USAGE,
-     lambda u: {"input_tokens": u["prompt_cache_miss_tokens"],
-                "cache_read_tokens": u["prompt_cache_hit_tokens"],
-                "output_tokens": u["completion_tokens"]}),
-    ("openrouter", "https://openrouter.ai/api/v1/chat/completions", catalog.OPENROUTER_CHAT_USAGE,
-     lambda u: {"input_tokens": u["prompt_tokens"] - u["prompt_tokens_details"]["cached_tokens"]
-                - u["prompt_tokens_details"]["cache_write_tokens"],
-                "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
-                "output_tokens": u["completion_tokens"]}),
-    ("together", "https://api.together.xyz/v1/chat/completions", catalog.TOGETHER_CHAT_USAGE,
-     lambda u: _plain(u, u["cached_tokens"])),
-    ("fireworks", "https://api.fireworks.ai/inference/v1/chat/completions",
-     catalog.FIREWORKS_CHAT_USAGE, lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"])),
-    ("cerebras", "https://api.cerebras.ai/v1/chat/completions", catalog.CEREBRAS_CHAT_USAGE,
-     lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"])),
-    ("perplexity", "https://api.perplexity.ai/chat/completions", catalog.PERPLEXITY_CHAT_USAGE,
-     lambda u: {"input_tokens": u["prompt_tokens"], "cache_read_tokens": 0,
-                "output_tokens": u["completion_tokens"]}),
+    (
+        "xai",
+        "https://api.x.ai/v1/chat/completions",
+        catalog.XAI_CHAT_USAGE,
+        # xAI reports reasoning outside completion_tokens: it is billed output all the same.
+        lambda u: {
+            "input_tokens": u["prompt_tokens"] - u["prompt_tokens_details"]["cached_tokens"],
+            "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
+            "output_tokens": u["completion_tokens"]
+            + u["completion_tokens_details"]["reasoning_tokens"],
+        },
+    ),
+    (
+        "groq",
+        "https://api.groq.com/openai/v1/chat/completions",
+        catalog.GROQ_CHAT_USAGE,
+        lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"]),
+    ),
+    (
+        "mistral",
+        "https://api.mistral.ai/v1/chat/completions",
+        catalog.MISTRAL_CHAT_USAGE,
+        lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"]),
+    ),
+    (
+        "deepseek",
+        "https://api.deepseek.com/chat/completions",
+        catalog.DEEPSEEK_CHAT_USAGE,
+        lambda u: {
+            "input_tokens": u["prompt_cache_miss_tokens"],
+            "cache_read_tokens": u["prompt_cache_hit_tokens"],
+            "output_tokens": u["completion_tokens"],
+        },
+    ),
+    (
+        "openrouter",
+        "https://openrouter.ai/api/v1/chat/completions",
+        catalog.OPENROUTER_CHAT_USAGE,
+        lambda u: {
+            "input_tokens": u["prompt_tokens"]
+            - u["prompt_tokens_details"]["cached_tokens"]
+            - u["prompt_tokens_details"]["cache_write_tokens"],
+            "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
+            "output_tokens": u["completion_tokens"],
+        },
+    ),
+    (
+        "together",
+        "https://api.together.xyz/v1/chat/completions",
+        catalog.TOGETHER_CHAT_USAGE,
+        lambda u: _plain(u, u["cached_tokens"]),
+    ),
+    (
+        "fireworks",
+        "https://api.fireworks.ai/inference/v1/chat/completions",
+        catalog.FIREWORKS_CHAT_USAGE,
+        lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"]),
+    ),
+    (
+        "cerebras",
+        "https://api.cerebras.ai/v1/chat/completions",
+        catalog.CEREBRAS_CHAT_USAGE,
+        lambda u: _plain(u, u["prompt_tokens_details"]["cached_tokens"]),
+    ),
+    (
+        "perplexity",
+        "https://api.perplexity.ai/chat/completions",
+        catalog.PERPLEXITY_CHAT_USAGE,
+        lambda u: {
+            "input_tokens": u["prompt_tokens"],
+            "cache_read_tokens": 0,
+            "output_tokens": u["completion_tokens"],
+        },
+    ),
 ]
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
-@pytest.mark.parametrize(("provider", "url", "raw", "expect"), COMPATIBLE,
-                         ids=[c[0] for c in COMPATIBLE])
+@pytest.mark.parametrize(
+    ("provider", "url", "raw", "expect"), COMPATIBLE, ids=[c[0] for c in COMPATIBLE]
+)
 def test_openai_compatible_providers_with_curl(
-    meter: Meter, project: str, provider: str, url: str, raw: dict[str, Any], expect: Any,
+    meter: Meter,
+    project: str,
+    provider: str,
+    url: str,
+    raw: dict[str, Any],
+    expect: Any,
     stream: bool,
 ) -> None:
     done = curl_json(meter, project, url, chat_body("some-model", stream))
@@ -262,8 +332,11 @@ def test_gemini_wire_with_curl(meter: Meter, project: str, path: str, stream: bo
 
 
 def test_gemini_code_assist_with_curl(meter: Meter, project: str) -> None:
-    body = {"model": "gemini-2.5-pro", "project": "p-123",
-            "request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}}
+    body = {
+        "model": "gemini-2.5-pro",
+        "project": "p-123",
+        "request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    }
     url = "https://cloudcode-pa.googleapis.com/v1internal:streamGenerateContent?alt=sse"
     done = curl_json(meter, project, url, body)
     assert done.returncode == 0, done.stderr
@@ -278,8 +351,12 @@ def test_gemini_code_assist_with_curl(meter: Meter, project: str) -> None:
 def test_gemini_count_tokens_and_embeddings(meter: Meter, project: str) -> None:
     body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
     count = curl_json(meter, project, GEMINI + "/v1beta/models/gemini-2.5-flash:countTokens", body)
-    embed = curl_json(meter, project, GEMINI + "/v1beta/models/text-embedding-004:embedContent",
-                      {"content": {"parts": [{"text": "hi"}]}})
+    embed = curl_json(
+        meter,
+        project,
+        GEMINI + "/v1beta/models/text-embedding-004:embedContent",
+        {"content": {"parts": [{"text": "hi"}]}},
+    )
     assert count.returncode == 0 and embed.returncode == 0
     rows = {row["api"]: row for row in meter.wait_rows(project, 2)}
     assert rows["count_tokens"]["cost_nanousd"] == 0

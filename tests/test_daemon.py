@@ -12,7 +12,6 @@ import ssl
 import stat
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import httpx2
@@ -57,15 +56,20 @@ def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: 
     stop = threading.Event()
 
     def client(worker: int) -> None:
-        with httpx2.Client(proxy=f"http://load@127.0.0.1:{meter.port}", verify=context,
-                           timeout=10) as http:
+        with httpx2.Client(
+            proxy=f"http://load@127.0.0.1:{meter.port}", verify=context, timeout=10
+        ) as http:
             while not stop.is_set():
                 try:
                     response = http.post(
                         "https://api.anthropic.com/v1/messages",
                         headers={"x-fake-delay-ms": "5", "x-fake-events": "4"},
-                        json={"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": True,
-                              "messages": [{"role": "user", "content": "hi"}]},
+                        json={
+                            "model": "claude-sonnet-4-5",
+                            "max_tokens": 8,
+                            "stream": True,
+                            "messages": [{"role": "user", "content": "hi"}],
+                        },
                     )
                 except httpx2.HTTPError as error:
                     errors.append(repr(error))
@@ -112,8 +116,14 @@ def _corporate_proxy(upstream_port: int, seen: list[tuple[str, str]]) -> tuple[i
             head += client.recv(4096)
         lines = head.decode().split("\r\n")
         target = lines[0].split()[1]
-        auth = next((line.split(":", 1)[1].strip() for line in lines
-                     if line.lower().startswith("proxy-authorization:")), "")
+        auth = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines
+                if line.lower().startswith("proxy-authorization:")
+            ),
+            "",
+        )
         seen.append((target, auth))
         upstream = socket.create_connection(("127.0.0.1", upstream_port))
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -139,14 +149,31 @@ def test_upstream_proxy_carries_intercepted_and_tunnelled_traffic(
     seen: list[tuple[str, str]] = []
     port, server = _corporate_proxy(fake_upstream.port, seen)
     home = tmp_path / "home"
-    meter = start_meter(home, fake_upstream,
-                        upstream_extra=f'proxy = "http://alice:s3cret@127.0.0.1:{port}"')
+    meter = start_meter(
+        home, fake_upstream, upstream_extra=f'proxy = "http://alice:s3cret@127.0.0.1:{port}"'
+    )
     try:
         for url in ("https://api.openai.com/v1/embeddings", "https://example.org/"):
             done = subprocess.run(
-                [METER, "run", "-p", "corp", "--", "curl", "-sS", "-o", os.devnull, url,
-                 "--data", '{"model":"m","input":"x"}'],
-                env=meter.run_env(), capture_output=True, text=True, timeout=30)
+                [
+                    METER,
+                    "run",
+                    "-p",
+                    "corp",
+                    "--",
+                    "curl",
+                    "-sS",
+                    "-o",
+                    os.devnull,
+                    url,
+                    "--data",
+                    '{"model":"m","input":"x"}',
+                ],
+                env=meter.run_env(),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert done.returncode == 0, done.stderr
         meter.wait_rows("corp", 1)
     finally:
@@ -167,16 +194,20 @@ def test_sigint_also_stops_cleanly(fake_upstream: FakeUpstream, tmp_path: Path) 
 def test_listens_on_loopback_only(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
     meter = start_meter(tmp_path, fake_upstream)
     try:
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{meter.port}"],
-                                   capture_output=True, text=True)
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{meter.port}"], capture_output=True, text=True
+        )
         if listening.returncode == 0 and listening.stdout.strip():
             addresses = {line.split()[3] for line in listening.stdout.splitlines()}
             assert addresses == {f"127.0.0.1:{meter.port}"}
         else:  # no ss here: check with psutil instead
             import psutil
 
-            local = {c.laddr for c in psutil.net_connections("tcp")
-                     if c.status == "LISTEN" and c.laddr.port == meter.port}
+            local = {
+                c.laddr
+                for c in psutil.net_connections("tcp")
+                if c.status == "LISTEN" and c.laddr.port == meter.port
+            }
             assert {address.ip for address in local} == {"127.0.0.1"}
     finally:
         meter.stop()

@@ -28,9 +28,17 @@ def test_anthropic_typescript_sdk_stream(meter: Meter, project: str) -> None:
     assert seen["usage"]["output_tokens"] == raw["output_tokens"]
     (row,) = meter.wait_rows(project, 1)
     assert row["user_agent"].startswith("Anthropic/JS")
-    assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"],
-            row["output_tokens"]) == (raw["input_tokens"], raw["cache_read_input_tokens"],
-                                      raw["cache_creation_input_tokens"], raw["output_tokens"])
+    assert (
+        row["input_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
+        row["output_tokens"],
+    ) == (
+        raw["input_tokens"],
+        raw["cache_read_input_tokens"],
+        raw["cache_creation_input_tokens"],
+        raw["output_tokens"],
+    )
 
 
 def test_openai_typescript_sdk_stream(meter: Meter, project: str) -> None:
@@ -47,9 +55,17 @@ def test_openai_typescript_sdk_stream(meter: Meter, project: str) -> None:
 def test_claude_code_cli(meter: Meter, project: str, tmp_path: Path) -> None:
     claude = NODE_DIR / "node_modules" / ".bin" / "claude"
     done = metered(
-        meter, project, str(claude), "-p", "say hello", "--model", "claude-sonnet-4-5",
-        HOME=str(tmp_path), ANTHROPIC_API_KEY="sk-ant-claude-code-secret",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1",
+        meter,
+        project,
+        str(claude),
+        "-p",
+        "say hello",
+        "--model",
+        "claude-sonnet-4-5",
+        HOME=str(tmp_path),
+        ANTHROPIC_API_KEY="sk-ant-claude-code-secret",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
     )
     assert done.returncode == 0, done.stderr
     assert catalog.full_text(catalog.DEFAULT_EVENTS) in done.stdout

@@ -39,14 +39,27 @@ GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 
 def curl_args(url: str, body: dict[str, Any], scenario: str, out: Path) -> list[str]:
     """curl writes the body bytes as received (de-chunked, never decompressed)."""
-    return ["curl", "-sS", "-o", str(out), url, "-H", "content-type: application/json",
-            "-H", "authorization: Bearer sk-test-secret-identity", "-H",
-            f"x-fake-scenario: {scenario}", "--data", json.dumps(body)]
+    return [
+        "curl",
+        "-sS",
+        "-o",
+        str(out),
+        url,
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "authorization: Bearer sk-test-secret-identity",
+        "-H",
+        f"x-fake-scenario: {scenario}",
+        "--data",
+        json.dumps(body),
+    ]
 
 
 def direct(fake: FakeUpstream, args: list[str]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["curl", *fake.direct_curl_args(), *args[1:]], capture_output=True,
-                          timeout=30)
+    return subprocess.run(
+        ["curl", *fake.direct_curl_args(), *args[1:]], capture_output=True, timeout=30
+    )
 
 
 def sha(path: Path) -> str:
@@ -82,11 +95,17 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("url", "body", "scenario"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("url", "body", "scenario"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_client_receives_exactly_the_upstream_bytes(
-    meter: Meter, fake_upstream: FakeUpstream, project: str, tmp_path: Path,
-    url: str, body: dict[str, Any], scenario: str,
+    meter: Meter,
+    fake_upstream: FakeUpstream,
+    project: str,
+    tmp_path: Path,
+    url: str,
+    body: dict[str, Any],
+    scenario: str,
 ) -> None:
     via, straight = tmp_path / "via", tmp_path / "direct"
     done = metered(meter, project, *curl_args(url, body, scenario, via))
@@ -103,8 +122,9 @@ def test_client_receives_exactly_the_upstream_bytes(
 
 def test_daemon_survives_malformed_bodies(meter: Meter, project: str, tmp_path: Path) -> None:
     for scenario in ("malformed", "malformed", "ok"):
-        done = metered(meter, project,
-                       *curl_args(ANTHROPIC, MESSAGES_BODY, scenario, tmp_path / "out"))
+        done = metered(
+            meter, project, *curl_args(ANTHROPIC, MESSAGES_BODY, scenario, tmp_path / "out")
+        )
         assert done.returncode == 0
     rows = meter.wait_rows(project, 3)
     assert [r["tokens_complete"] for r in rows][-1] == 1
@@ -180,19 +200,31 @@ def test_cut_stream_gives_an_incomplete_row(meter: Meter, project: str, tmp_path
         (ANTHROPIC, MESSAGES_BODY, "error-quota", 429, "auth", "enforced_spend_limit_reached"),
         (OPENAI_CHAT, chat_body("gpt-4.1"), "error-quota", 429, "auth", "insufficient_quota"),
         (OPENAI_CHAT, chat_body("gpt-4.1"), "error-401", 401, "auth", "invalid_api_key"),
-        (GEMINI_STREAM + "?alt=sse", GEMINI_BODY, "error-400", 400, "bad_request",
-         "INVALID_ARGUMENT"),
+        (
+            GEMINI_STREAM + "?alt=sse",
+            GEMINI_BODY,
+            "error-400",
+            400,
+            "bad_request",
+            "INVALID_ARGUMENT",
+        ),
         (ANTHROPIC, MESSAGES_BODY, "stream-error", 200, "server_error", "overloaded_error"),
     ],
 )
 def test_errors_are_classified(
-    meter: Meter, project: str, tmp_path: Path, url: str, body: dict[str, Any], scenario: str,
-    status: int, error_class: str, code: str,
+    meter: Meter,
+    project: str,
+    tmp_path: Path,
+    url: str,
+    body: dict[str, Any],
+    scenario: str,
+    status: int,
+    error_class: str,
+    code: str,
 ) -> None:
     metered(meter, project, *curl_args(url, body, scenario, tmp_path / "out"))
     (row,) = meter.wait_rows(project, 1)
-    assert (row["http_status"], row["status"], row["error_class"]) == (status, "error",
-                                                                       error_class)
+    assert (row["http_status"], row["status"], row["error_class"]) == (status, "error", error_class)
     assert row["provider_error_code"] == code
 
 
@@ -202,12 +234,15 @@ def test_proxy_refuses_its_own_listeners(meter: Meter) -> None:
     for port in (api_port, meter.port):
         for host in ("127.0.0.1", "localhost"):
             with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"
-                             .encode())
+                sock.sendall(
+                    f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+                )
                 assert sock.recv(4096).startswith(b"HTTP/1.1 403")
             with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                sock.sendall(f"GET http://{host}:{port}/v1/stats HTTP/1.1\r\n"
-                             f"Host: {host}:{port}\r\n\r\n".encode())
+                sock.sendall(
+                    f"GET http://{host}:{port}/v1/stats HTTP/1.1\r\n"
+                    f"Host: {host}:{port}\r\n\r\n".encode()
+                )
                 assert sock.recv(4096).startswith(b"HTTP/1.1 403")
 
 
@@ -228,9 +263,17 @@ def test_plain_http_proxy_requests_strip_proxy_authorization(
     thread = threading.Thread(target=serve)
     thread.start()
     done = subprocess.run(
-        ["curl", "-sS", "--proxy", f"http://acme@127.0.0.1:{meter.port}",
-         f"http://127.0.0.1:{port}/hello"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT,
+        [
+            "curl",
+            "-sS",
+            "--proxy",
+            f"http://acme@127.0.0.1:{meter.port}",
+            f"http://127.0.0.1:{port}/hello",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
     )
     thread.join(10)
     server.close()
@@ -242,9 +285,21 @@ def test_no_secrets_reach_the_disk(meter: Meter, project: str, tmp_path: Path) -
     secret = "sk-ant-secret-do-not-store-7d1e"
     prompt = "my-private-prompt-text-9f2c"
     body = {**MESSAGES_BODY, "messages": [{"role": "user", "content": prompt}]}
-    done = metered(meter, project, "curl", "-sS", "-o", str(tmp_path / "o"), ANTHROPIC,
-                   "-H", f"x-api-key: {secret}", "-H", f"authorization: Bearer {secret}",
-                   "--data", json.dumps(body))
+    done = metered(
+        meter,
+        project,
+        "curl",
+        "-sS",
+        "-o",
+        str(tmp_path / "o"),
+        ANTHROPIC,
+        "-H",
+        f"x-api-key: {secret}",
+        "-H",
+        f"authorization: Bearer {secret}",
+        "--data",
+        json.dumps(body),
+    )
     assert done.returncode == 0
     meter.wait_rows(project, 1)
     for path in meter.home.rglob("*"):
@@ -260,8 +315,9 @@ def test_one_client_connection_carries_many_calls(meter: Meter, project: str) ->
     import httpx2
 
     context = ssl.create_default_context(cafile=str(meter.bundle))
-    with httpx2.Client(proxy=f"http://{project}@127.0.0.1:{meter.port}", verify=context,
-                       timeout=5) as http:
+    with httpx2.Client(
+        proxy=f"http://{project}@127.0.0.1:{meter.port}", verify=context, timeout=5
+    ) as http:
         for _ in range(12):
             response = http.post(OPENAI_CHAT, json=chat_body("gpt-4.1", stream=False))
             assert response.status_code == 200

@@ -64,7 +64,7 @@ _KEY_RE = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_-]+)\s*=""")
 def _locate(text: str, table: str, key: str | None, index: int = 0) -> int | None:
     """Line (1-based) where `key` is set inside `table` (the index-th one for arrays of
     tables), or the table's header line when `key` is None."""
-    current, seen = "", {}
+    current, seen = "", dict[str, int]()
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER_RE.match(line)
         if header:

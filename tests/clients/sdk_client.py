@@ -112,7 +112,10 @@ def gemini_generate() -> dict[str, Any]:
     client = genai.Client(api_key="AIza-test-secret-0003")
     response = client.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
     usage = response.usage_metadata
-    return {"text": response.text, "prompt_token_count": usage.prompt_token_count if usage else None}
+    return {
+        "text": response.text,
+        "prompt_token_count": usage.prompt_token_count if usage else None,
+    }
 
 
 KINDS = {

@@ -98,8 +98,9 @@ class MeterAddon:
             return
         # Plain-HTTP proxy requests carry the project on every request; never forward it.
         auth = request.headers.pop("proxy-authorization", None)
-        route = providers.route_for(request.pretty_host.lower(), request.port, request.path,
-                                    self._endpoints)
+        route = providers.route_for(
+            request.pretty_host.lower(), request.port, request.path, self._endpoints
+        )
         if route is None:
             return
         project = (

@@ -53,7 +53,7 @@ def chunk_decoder(content_encoding: str | None) -> ChunkDecoder | None:
     if encoding == "br":
         return _Brotli()
     if encoding == "zstd":
-        return zstandard.ZstdDecompressor().decompressobj()  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().decompressobj()
     return None
 
 

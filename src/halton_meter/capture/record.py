@@ -102,4 +102,3 @@ class CapturedCall:
         if body is None:
             return CallResult()
         return providers.parse_response(self.route, body, self.http_status or 0)
-

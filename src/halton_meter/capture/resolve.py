@@ -9,6 +9,7 @@ request's host and port, so a rewritten address would open a new connection per 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,10 +28,9 @@ def install_resolve_overrides(loop: asyncio.AbstractEventLoop, overrides: Overri
 
     async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(host, str) and port is not None:
-            try:
+            # A service name such as "https" is not a port: no override applies.
+            with contextlib.suppress(ValueError):
                 host, port = resolve_target(overrides, host, int(port))
-            except ValueError:  # a service name such as "https": no override applies
-                pass
         return await original(host, port, *args, **kwargs)
 
     loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]

@@ -71,12 +71,16 @@ class DaemonState:
 
     def write(self, paths: Paths) -> None:
         temporary = paths.daemon_state.with_suffix(".tmp")
-        temporary.write_text(json.dumps({
-            "pid": self.pid,
-            "version": self.version,
-            "proxy_port": self.proxy_port,
-            "started_at": self.started_at,
-        }))
+        temporary.write_text(
+            json.dumps(
+                {
+                    "pid": self.pid,
+                    "version": self.version,
+                    "proxy_port": self.proxy_port,
+                    "started_at": self.started_at,
+                }
+            )
+        )
         os.replace(temporary, paths.daemon_state)
 
 
@@ -169,7 +173,8 @@ async def run_daemon(config: Config, paths: Paths) -> int:
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:
-    done, _ = await asyncio.wait({ready.ready, run_task}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[object]] = {ready.ready, run_task}  # type: ignore[arg-type]
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if ready.ready in done:
         return ready.ready.result()
     return "the proxy stopped during start-up"

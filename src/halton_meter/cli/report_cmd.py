@@ -1,4 +1,4 @@
-"""`halton-meter requests` and `halton-meter report`: read the ledger directly (no daemon needed)."""
+"""`halton-meter requests` and `report`: they read the ledger directly (no daemon needed)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,18 @@ def requests(
         console.print("No metered calls yet. Run a tool with `halton-meter run -- CMD`.")
         return
     table = Table(title=f"Latest {len(rows)} calls", header_style="bold")
-    for name, justify in [("time (UTC)", "left"), ("project", "left"), ("provider", "left"),
-                          ("model", "left"), ("in", "right"), ("cache r/w", "right"),
-                          ("out", "right"), ("ms", "right"), ("status", "left"),
-                          ("cost", "right")]:
+    for name, justify in [
+        ("time (UTC)", "left"),
+        ("project", "left"),
+        ("provider", "left"),
+        ("model", "left"),
+        ("in", "right"),
+        ("cache r/w", "right"),
+        ("out", "right"),
+        ("ms", "right"),
+        ("status", "left"),
+        ("cost", "right"),
+    ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         cache = f"{_tokens(row['cache_read_tokens'])}/{_tokens(row['cache_write_tokens'])}"
@@ -158,8 +166,16 @@ def _render_report(
     span = f"{window.since or 'the beginning'} to {window.until or 'now'}"
     title = f"Spend from {span}" + (f", project {window.project}" if window.project else "")
     table = Table(title=title, header_style="bold", show_footer=bool(grouped))
-    measures = ["requests", "input", "cache read", "cache write", "output", "cost", "avg ms",
-                "p95 ms"]
+    measures = [
+        "requests",
+        "input",
+        "cache read",
+        "cache write",
+        "output",
+        "cost",
+        "avg ms",
+        "p95 ms",
+    ]
     for name in group_by:
         table.add_column(name, footer="total" if name == group_by[0] else "")
     footer = _cells(totals)
@@ -170,14 +186,21 @@ def _render_report(
         table.add_row(*key, *_cells(group))
     console.print(table)
     if unpriced:
-        section = Table(title="Unpriced calls (no price known for these models)",
-                        header_style="bold yellow")
+        section = Table(
+            title="Unpriced calls (no price known for these models)", header_style="bold yellow"
+        )
         for name in ("provider", "model", "requests", "prompt tokens", "output tokens"):
-            section.add_column(name, justify="right" if "token" in name or name == "requests"
-                               else "left")
+            section.add_column(
+                name, justify="right" if "token" in name or name == "requests" else "left"
+            )
         for item in unpriced:
-            section.add_row(item["provider"], item["model"], f"{item['requests']:,}",
-                            f"{item['prompt_tokens']:,}", f"{item['output_tokens']:,}")
+            section.add_row(
+                item["provider"],
+                item["model"],
+                f"{item['requests']:,}",
+                f"{item['prompt_tokens']:,}",
+                f"{item['output_tokens']:,}",
+            )
         console.print(section)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")

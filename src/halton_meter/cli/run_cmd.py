@@ -41,7 +41,8 @@ def run(ctx: Context, project: str | None, allow_unmetered: bool, command: tuple
     config = ctx.config
     if project is not None and not SLUG_RE.match(project):
         raise click.BadParameter(
-            f"{project!r} is not a project slug: use lowercase a-z 0-9 - _ : /", param_hint="--project"
+            f"{project!r} is not a project slug: use lowercase a-z 0-9 - _ : /",
+            param_hint="--project",
         )
     port = config.daemon.proxy_port
     env = dict(os.environ)

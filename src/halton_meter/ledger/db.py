@@ -16,8 +16,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """
     if readonly:
         uri = f"file:{path.as_posix()}?mode=ro"
-        con = sqlite3.connect(uri, uri=True, timeout=10, isolation_level=None,
-                              check_same_thread=False)
+        con = sqlite3.connect(
+            uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False
+        )
         con.execute("PRAGMA busy_timeout=10000")
         return con
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.row import INSERT_SQL, LedgerRow
@@ -102,7 +102,7 @@ class LedgerWriter:
             if item is _STOP:
                 stopping = True
             else:
-                submitted, pending = item  # type: ignore[misc]
+                submitted, pending = cast(tuple[float, PendingRow], item)
                 self._add(pending)
                 self._oldest_submit = min(self._oldest_submit, submitted)
                 taken += 1
@@ -161,4 +161,3 @@ class LedgerWriter:
         except sqlite3.Error:
             pass
         self._con = None
-
