@@ -7,25 +7,25 @@ cd "$root"
 dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
+usable() {
+    # A pyenv shim exists on PATH even when its version is not selected: run it to be sure.
+    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1
+}
+
 find_python() {
-    local candidate
-    for candidate in python3.13 python3.12; do
-        if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return 0; fi
-    done
-    local pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}"
-    for candidate in "$pyenv_root"/versions/3.13*/bin/python3 "$pyenv_root"/versions/3.12*/bin/python3; do
-        if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
-    done
-    for candidate in python3 python; do
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
-            command -v "$candidate"; return 0
+    local pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}" candidate
+    for candidate in python3.13 python3.12 \
+        "$pyenv_root"/versions/3.13*/bin/python3 "$pyenv_root"/versions/3.12*/bin/python3 \
+        python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1 && usable "$candidate"; then
+            command -v "$candidate"
+            return 0
         fi
     done
     return 1
 }
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! usable .venv/bin/python; then
     python="$(find_python)" || {
         echo "Halton Meter needs Python 3.12 or newer (mitmproxy 12 requires it)." >&2
         echo "Install one (for example: pyenv install 3.12) and run this again." >&2
