@@ -8,6 +8,7 @@ until the client has the first.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import socket
 import ssl
@@ -322,3 +323,39 @@ def test_one_client_connection_carries_many_calls(meter: Meter, project: str) ->
             response = http.post(OPENAI_CHAT, json=chat_body("gpt-4.1", stream=False))
             assert response.status_code == 200
     assert len(meter.wait_rows(project, 12)) == 12
+
+
+def test_user_declared_endpoint_is_metered(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
+    """A gateway declared in [[endpoints]] (here: the fake on localhost) is decrypted and metered
+    with the wire format and provider name the user gave."""
+    from tests.conftest import start_meter
+
+    endpoint = (
+        f'\n[[endpoints]]\nhost = "localhost"\nport = {fake_upstream.port}\n'
+        'wire = "openai-chat"\nprovider = "corp-gateway"\n'
+    )
+    meter = start_meter(tmp_path / "home", fake_upstream, extra_config=endpoint)
+    try:
+        url = f"https://localhost:{fake_upstream.port}/v1/chat/completions"
+        done = metered(
+            meter,
+            "gateway",
+            "curl",
+            "-sS",
+            "--noproxy",
+            "",
+            "-o",
+            os.devnull,
+            url,
+            "-H",
+            "content-type: application/json",
+            "--data",
+            json.dumps(chat_body("corp-model")),
+        )
+        assert done.returncode == 0, done.stderr
+        (row,) = meter.wait_rows("gateway", 1)
+    finally:
+        meter.stop()
+    assert (row["provider"], row["api"], row["host"]) == ("corp-gateway", "chat", "localhost")
+    raw = catalog.OPENAI_CHAT_USAGE
+    assert row["output_tokens"] == raw["completion_tokens"]
