@@ -8,8 +8,8 @@ until the client has the first.
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import socket
 import ssl
 import subprocess
