@@ -10,9 +10,9 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import GROUP_COLUMNS, Totals, Window, build_report, recent_requests
 from halton_meter.money import format_usd
@@ -36,7 +36,14 @@ def _moment(text: str, option: str) -> datetime:
 
 
 def _tokens(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
+    """Exact below 100,000; compact above, so tables fit a terminal (--json is exact)."""
+    if value is None:
+        return "-"
+    if value < 100_000:
+        return f"{value:,}"
+    if value < 1_000_000:
+        return f"{value / 1000:.1f}k"
+    return f"{value / 1_000_000:.2f}M"
 
 
 @click.command()
@@ -59,37 +66,22 @@ def requests(
     if not rows:
         console.print("No metered calls yet. Run a tool with `halton-meter run -- CMD`.")
         return
-    table = Table(title=f"Latest {len(rows)} calls", header_style="bold")
-    for name, justify in [
-        ("time (UTC)", "left"),
-        ("project", "left"),
-        ("provider", "left"),
-        ("model", "left"),
-        ("in", "right"),
-        ("cache r/w", "right"),
-        ("out", "right"),
-        ("ms", "right"),
-        ("status", "left"),
-        ("cost", "right"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in rows:
-        cache = f"{_tokens(row['cache_read_tokens'])}/{_tokens(row['cache_write_tokens'])}"
-        status = row["status"] if row["status"] == "ok" else f"[red]{row['error_class']}[/red]"
-        if not row["tokens_complete"] and row["status"] == "ok":
-            status = "[yellow]incomplete[/yellow]"
-        table.add_row(
-            row["requested_at"][5:19].replace("T", " "),
-            row["project"],
-            row["provider"],
-            row["model"] or "?",
-            _tokens(row["input_tokens"]),
-            cache,
-            _tokens(row["output_tokens"]),
-            f"{row['latency_ms']:.0f}" if row["latency_ms"] is not None else "-",
-            status,
-            format_usd(row["cost_nanousd"]),
-        )
+    columns = [
+        Column("time UTC", [row["requested_at"][11:19] for row in rows], priority=3),
+        Column("project", [row["project"] for row in rows], priority=2),
+        Column("model", [row["model"] or "?" for row in rows]),
+        Column("in", [_tokens(row["input_tokens"]) for row in rows], numeric=True),
+        Column("out", [_tokens(row["output_tokens"]) for row in rows], numeric=True),
+        Column(
+            "cache r/w",
+            [f"{_tokens(r['cache_read_tokens'])}/{_tokens(r['cache_write_tokens'])}" for r in rows],
+            numeric=True,
+            priority=4,
+        ),
+        Column("ms", [_ms(row["latency_ms"]) for row in rows], numeric=True, priority=5),
+        Column("cost", [_outcome(row) for row in rows], numeric=True),
+    ]
+    table = fitted_table(console, f"Latest {len(rows)} calls", columns)
     console.print(table)
 
 
@@ -165,61 +157,78 @@ def _render_report(
     console = Console()
     span = f"{window.since or 'the beginning'} to {window.until or 'now'}"
     title = f"Spend from {span}" + (f", project {window.project}" if window.project else "")
-    table = Table(title=title, header_style="bold", show_footer=bool(grouped))
-    measures = [
-        "requests",
-        "input",
-        "cache read",
-        "cache write",
-        "output",
-        "cost",
-        "avg ms",
-        "p95 ms",
-    ]
-    for name in group_by:
-        table.add_column(name, footer="total" if name == group_by[0] else "")
-    footer = _cells(totals)
-    for index, name in enumerate(measures):
-        table.add_column(name, justify="right", footer=footer[index] if grouped else "")
     rows = grouped or [((), totals)]
-    for key, group in rows:
-        table.add_row(*key, *_cells(group))
+    columns = [
+        Column(name, [key[index] for key, _ in rows], footer="total" if index == 0 else "")
+        for index, name in enumerate(group_by)
+    ]
+    measures = [
+        ("calls", 0, lambda t: f"{t.requests:,}"),
+        ("input", 0, lambda t: _tokens(t.input_tokens)),
+        ("cache rd", 3, lambda t: _tokens(t.cache_read_tokens)),
+        ("cache wr", 4, lambda t: _tokens(t.cache_write_tokens)),
+        ("output", 0, lambda t: _tokens(t.output_tokens)),
+        ("cost", 0, _cost),
+        ("unpriced", 0, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
+        ("avg ms", 5, lambda t: _ms(t.avg_latency_ms)),
+        ("p95 ms", 2, lambda t: _ms(t.p95_latency_ms)),
+    ]
+    for name, priority, cell in measures:
+        if name == "unpriced" and not totals.unpriced_requests:
+            continue
+        columns.append(
+            Column(
+                name,
+                [cell(group) for _, group in rows],
+                footer=cell(totals) if grouped else "",
+                numeric=True,
+                priority=priority,
+            )
+        )
+    table = fitted_table(console, title, columns)
     console.print(table)
     if unpriced:
-        section = Table(
-            title="Unpriced calls (no price known for these models)", header_style="bold yellow"
+        section = fitted_table(
+            console,
+            "Unpriced calls (no price known for these models)",
+            [
+                Column("provider", [item["provider"] for item in unpriced]),
+                Column("model", [item["model"] for item in unpriced]),
+                Column("calls", [f"{item['requests']:,}" for item in unpriced], numeric=True),
+                Column(
+                    "prompt tokens",
+                    [_tokens(item["prompt_tokens"]) for item in unpriced],
+                    numeric=True,
+                ),
+                Column(
+                    "output tokens",
+                    [_tokens(item["output_tokens"]) for item in unpriced],
+                    numeric=True,
+                ),
+            ],
         )
-        for name in ("provider", "model", "requests", "prompt tokens", "output tokens"):
-            section.add_column(
-                name, justify="right" if "token" in name or name == "requests" else "left"
-            )
-        for item in unpriced:
-            section.add_row(
-                item["provider"],
-                item["model"],
-                f"{item['requests']:,}",
-                f"{item['prompt_tokens']:,}",
-                f"{item['output_tokens']:,}",
-            )
         console.print(section)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")
 
 
-def _cells(totals: Totals) -> list[str]:
-    cost = format_usd(totals.cost_nanousd)
-    if totals.unpriced_requests:
-        cost += f" (+{totals.unpriced_requests} unpriced)"
-    return [
-        f"{totals.requests:,}",
-        f"{totals.input_tokens:,}",
-        f"{totals.cache_read_tokens:,}",
-        f"{totals.cache_write_tokens:,}",
-        f"{totals.output_tokens:,}",
-        cost,
-        "-" if totals.avg_latency_ms is None else f"{totals.avg_latency_ms:,.0f}",
-        "-" if totals.p95_latency_ms is None else f"{totals.p95_latency_ms:,.0f}",
-    ]
+def _cost(totals: Totals) -> str:
+    """Unpriced calls are never shown as $0: a group with no priced call says so."""
+    if totals.requests and totals.unpriced_requests == totals.requests:
+        return "unpriced"
+    return format_usd(totals.cost_nanousd)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """The cost, or what went wrong instead."""
+    if row["status"] != "ok":
+        return f"[red]{row['error_class']}[/red]"
+    cost = format_usd(row["cost_nanousd"])
+    return cost if row["tokens_complete"] else f"[yellow]partial[/yellow] {cost}"
 
 
 COMMANDS = [requests, report]
