@@ -169,7 +169,7 @@ def _render_report(
         ("cache wr", 4, lambda t: _tokens(t.cache_write_tokens)),
         ("output", 0, lambda t: _tokens(t.output_tokens)),
         ("cost", 0, _cost),
-        ("unpriced", 0, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
+        ("unpriced", 1, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
         ("avg ms", 5, lambda t: _ms(t.avg_latency_ms)),
         ("p95 ms", 2, lambda t: _ms(t.p95_latency_ms)),
     ]
@@ -209,6 +209,8 @@ def _render_report(
         )
         console.print(section)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if totals.unpriced_requests:
+        console.print("[dim]* the cost covers priced calls only; see the unpriced calls[/dim]")
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")
 
 
@@ -216,7 +218,8 @@ def _cost(totals: Totals) -> str:
     """Unpriced calls are never shown as $0: a group with no priced call says so."""
     if totals.requests and totals.unpriced_requests == totals.requests:
         return "unpriced"
-    return format_usd(totals.cost_nanousd)
+    # "*": some calls in this group have no price, so the sum covers the priced ones only.
+    return format_usd(totals.cost_nanousd) + ("*" if totals.unpriced_requests else "")
 
 
 def _ms(value: float | None) -> str:
