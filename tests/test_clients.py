@@ -192,12 +192,14 @@ def chat_body(model: str, stream: bool = True) -> dict[str, Any]:
     return {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _plain(raw: dict[str, Any], cached: int) -> dict[str, int]:
-    """Most OpenAI-compatible providers: cached inside prompt, reasoning inside completion."""
+def _plain(raw: dict[str, Any], cached: int) -> dict[str, int | None]:
+    """Most OpenAI-compatible providers: cached inside prompt, reasoning inside completion.
+    (Unreported cache fields are 0: the prompt total is all uncached then.)"""
     return {
         "input_tokens": raw["prompt_tokens"] - cached,
         "cache_read_tokens": cached,
         "output_tokens": raw["completion_tokens"],
+        "reasoning_tokens": raw.get("completion_tokens_details", {}).get("reasoning_tokens"),
     }
 
 
@@ -212,6 +214,7 @@ COMPATIBLE = [
             "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
             "output_tokens": u["completion_tokens"]
             + u["completion_tokens_details"]["reasoning_tokens"],
+            "reasoning_tokens": u["completion_tokens_details"]["reasoning_tokens"],
         },
     ),
     (
@@ -234,6 +237,7 @@ COMPATIBLE = [
             "input_tokens": u["prompt_cache_miss_tokens"],
             "cache_read_tokens": u["prompt_cache_hit_tokens"],
             "output_tokens": u["completion_tokens"],
+            "reasoning_tokens": u["completion_tokens_details"]["reasoning_tokens"],
         },
     ),
     (
@@ -245,7 +249,9 @@ COMPATIBLE = [
             - u["prompt_tokens_details"]["cached_tokens"]
             - u["prompt_tokens_details"]["cache_write_tokens"],
             "cache_read_tokens": u["prompt_tokens_details"]["cached_tokens"],
+            "cache_write_tokens": u["prompt_tokens_details"]["cache_write_tokens"],
             "output_tokens": u["completion_tokens"],
+            "reasoning_tokens": u["completion_tokens_details"]["reasoning_tokens"],
         },
     ),
     (
@@ -274,6 +280,7 @@ COMPATIBLE = [
             "input_tokens": u["prompt_tokens"],
             "cache_read_tokens": 0,
             "output_tokens": u["completion_tokens"],
+            "reasoning_tokens": u["reasoning_tokens"],
         },
     ),
 ]
@@ -296,8 +303,8 @@ def test_openai_compatible_providers_with_curl(
     assert done.returncode == 0, done.stderr
     (row,) = meter.wait_rows(project, 1)
     assert row["provider"] == provider
-    got = {key: row[key] or 0 for key in ("input_tokens", "cache_read_tokens", "output_tokens")}
-    assert got == expect(raw)
+    expected = {"cache_write_tokens": 0, "reasoning_tokens": None, **expect(raw)}
+    assert {key: row[key] for key in expected} == expected
     assert row["tokens_complete"] == 1
     if provider == "openrouter":
         assert row["provider_cost_usd"] == str(raw["cost"])

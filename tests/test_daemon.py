@@ -18,6 +18,8 @@ import httpx2
 from cryptography import x509
 
 from tests.conftest import METER, FakeUpstream, start_meter, wait_for
+from tests.fakeupstream import catalog
+from tests.fakeupstream.client import FakeUpstreamControl
 
 
 def test_busy_port_fails_with_advice(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -49,6 +51,7 @@ def test_ca_is_private_named_and_reused(fake_upstream: FakeUpstream, tmp_path: P
 
 
 def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
+    started_before = len(FakeUpstreamControl(fake_upstream.port, fake_upstream.pki).requests())
     meter = start_meter(tmp_path, fake_upstream)
     context = ssl.create_default_context(cafile=str(meter.bundle))
     completed: list[int] = []
@@ -88,10 +91,53 @@ def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: 
     for thread in threads:
         thread.join(15)
     con = sqlite3.connect(meter.ledger)
-    rows = con.execute("SELECT COUNT(*), SUM(tokens_complete) FROM requests").fetchone()
-    # Every call whose full response reached the client has its complete row.
-    assert rows[1] >= len(completed)
-    assert rows[0] >= rows[1]
+    rows, complete = con.execute("SELECT COUNT(*), SUM(tokens_complete) FROM requests").fetchone()
+    # Every call whose full response reached the client has its complete row, and every call
+    # the upstream saw has a row (those cut by the shutdown are incomplete, not missing).
+    assert complete >= len(completed)
+    upstream_saw = len(FakeUpstreamControl(fake_upstream.port, fake_upstream.pki).requests())
+    assert rows >= upstream_saw - started_before
+
+
+def test_call_in_flight_at_shutdown_gets_its_row(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    meter = start_meter(tmp_path, fake_upstream)
+    context = ssl.create_default_context(cafile=str(meter.bundle))
+    got_first = threading.Event()
+
+    def slow_stream() -> None:
+        with (
+            httpx2.Client(
+                proxy=f"http://slow:meter@127.0.0.1:{meter.port}", verify=context, timeout=30
+            ) as http,
+            http.stream(
+                "POST",
+                "https://api.anthropic.com/v1/messages",
+                headers={"x-fake-delay-ms": "300", "x-fake-events": "40"},
+                json={
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 8,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            ) as response,
+        ):
+            try:
+                for _ in response.iter_bytes():
+                    got_first.set()
+            except httpx2.HTTPError:
+                pass
+
+    thread = threading.Thread(target=slow_stream)
+    thread.start()
+    assert got_first.wait(15)
+    meter.process.send_signal(signal.SIGTERM)
+    assert meter.process.wait(timeout=30) == 0
+    thread.join(15)
+    (row,) = meter.rows("slow")
+    assert (row["tokens_complete"], row["status"], row["error_class"]) == (0, "error", "network")
+    assert row["input_tokens"] == catalog.ANTHROPIC_USAGE["input_tokens"]  # what had arrived
 
 
 def _corporate_proxy(upstream_port: int, seen: list[tuple[str, str]]) -> tuple[int, socket.socket]:
@@ -182,6 +228,41 @@ def test_upstream_proxy_carries_intercepted_and_tunnelled_traffic(
     expected_auth = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert ("api.openai.com:443", expected_auth) in seen
     assert ("example.org:443", expected_auth) in seen
+
+
+def test_upstream_proxy_gets_its_own_credentials_on_plain_http(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """A plain-HTTP request carries the project in Proxy-Authorization to the meter; the
+    corporate proxy must get the corporate credentials instead, and the project must stick."""
+    seen: list[tuple[str, str]] = []
+    port, server = _corporate_proxy(fake_upstream.port, seen)
+    meter = start_meter(
+        tmp_path / "home",
+        fake_upstream,
+        upstream_extra=f'proxy = "http://alice:s3cret@127.0.0.1:{port}"',
+    )
+    try:
+        subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                os.devnull,
+                "--max-time",
+                "5",
+                "--proxy",
+                f"http://acme:meter@127.0.0.1:{meter.port}",
+                "http://example.org/",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+    finally:
+        meter.stop()
+        server.close()
+    expected_auth = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert seen and all(auth == expected_auth for _, auth in seen)
 
 
 def test_sigint_also_stops_cleanly(fake_upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -154,3 +154,25 @@ def test_no_secret_columns(tmp_path: Path) -> None:
     names = " ".join(row[1] for row in con.execute("PRAGMA table_info(requests)")).lower()
     for forbidden in ("authorization", "api_key", "prompt_text", "body", "header"):
         assert forbidden not in names
+
+
+def test_odd_values_from_clients_never_stop_the_writer(tmp_path: Path) -> None:
+    """A Latin-1 User-Agent (mitmproxy hands it over as surrogates), a lone surrogate in a model
+    name, a count beyond 64 bits: each row is stored (cleaned) and the writer carries on."""
+    ledger = tmp_path / "db.sqlite"
+    writer = LedgerWriter(ledger)
+    writer.start()
+    odd = [
+        sample_row(user_agent="caf\udce9/1.0"),
+        sample_row(model="\ud800"),
+        sample_row(output_tokens=2**70),
+    ]
+    for row in odd:
+        writer.submit(Ready(row))
+    writer.submit(Ready(sample_row(project="after")))
+    assert writer.close() is True
+    con = connect(ledger)
+    stored = dict(con.execute("SELECT id, output_tokens FROM requests").fetchall())
+    assert {row.id for row in odd} <= set(stored) and len(stored) == 4
+    assert stored[odd[2].id] is None
+    assert con.execute("SELECT COUNT(*) FROM requests WHERE project = 'after'").fetchone()[0] == 1

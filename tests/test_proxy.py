@@ -229,22 +229,95 @@ def test_errors_are_classified(
     assert row["provider_error_code"] == code
 
 
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "localhost",
+    "LOCALHOST",
+    "localhost.",
+    "127.1",
+    "0x7f.1",
+    "2130706433",
+    "127.0.0.2",
+    "0.0.0.0",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "api.localhost",
+]
+
+
 def test_proxy_refuses_its_own_listeners(meter: Meter) -> None:
+    """Whatever the spelling of loopback, nothing reaches the meter's own ports through it."""
     config = (meter.home / "config.toml").read_text()
     api_port = int(config.split("api_port = ")[1].split()[0])
-    for port in (api_port, meter.port):
-        for host in ("127.0.0.1", "localhost"):
-            with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                sock.sendall(
-                    f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-                )
-                assert sock.recv(4096).startswith(b"HTTP/1.1 403")
-            with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                sock.sendall(
-                    f"GET http://{host}:{port}/v1/stats HTTP/1.1\r\n"
-                    f"Host: {host}:{port}\r\n\r\n".encode()
-                )
-                assert sock.recv(4096).startswith(b"HTTP/1.1 403")
+    reached: list[bytes] = []
+    guard = socket.create_server(("127.0.0.1", api_port))
+    guard.settimeout(0.2)
+    try:
+        for host in LOOPBACK_SPELLINGS:
+            for port in (api_port, meter.port):
+                with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
+                    target = f"{host}:{port}".encode()
+                    sock.sendall(
+                        b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n"
+                    )
+                    assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
+                with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
+                    sock.sendall(
+                        b"GET http://" + f"{host}:{port}".encode() + b"/v1/stats "
+                        b"HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n\r\n"
+                    )
+                    assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
+            try:
+                connection, _ = guard.accept()
+                reached.append(connection.recv(100))
+            except TimeoutError:
+                pass
+    finally:
+        guard.close()
+    assert reached == []
+
+
+def test_resolver_refuses_names_that_lead_to_own_ports() -> None:
+    """A DNS name (or a resolve override) that lands on loopback and one of our ports fails at
+    connection time, whatever the name looked like."""
+    import asyncio
+
+    from halton_meter.capture.resolve import OwnListenerError, install_resolver
+
+    async def attempt(host: str, port: int) -> str:
+        loop = asyncio.get_running_loop()
+        install_resolver(loop, {("sneaky.example", 443): ("127.1", 9765)}, {9765, 9081})
+        try:
+            await loop.getaddrinfo(host, port)
+        except OwnListenerError:
+            return "refused"
+        return "resolved"
+
+    assert asyncio.run(attempt("localhost", 9765)) == "refused"
+    assert asyncio.run(attempt("sneaky.example", 443)) == "refused"
+    assert asyncio.run(attempt("localhost", 9766)) == "resolved"
+
+
+def test_only_post_calls_are_metered(meter: Meter, project: str, tmp_path: Path) -> None:
+    """GET on a chat path lists stored completions; OPTIONS is a preflight: neither is a call."""
+    for method in ("GET", "OPTIONS", "HEAD"):
+        flag = ["-I"] if method == "HEAD" else ["-X", method]
+        done = metered(meter, project, "curl", "-sS", "-o", os.devnull, *flag, OPENAI_CHAT)
+        assert done.returncode == 0, done.stderr
+    metered(meter, project, *curl_args(OPENAI_CHAT, chat_body("gpt-4.1"), "ok", tmp_path / "o"))
+    (row,) = meter.wait_rows(project, 1)
+    assert row["api"] == "chat"
+
+
+def test_project_names_may_contain_colons(meter: Meter, tmp_path: Path) -> None:
+    project = f"client:acme-{os.getpid()}"
+    done = metered(
+        meter, project, *curl_args(OPENAI_CHAT, chat_body("gpt-4.1"), "ok", tmp_path / "o")
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = meter.wait_rows(project, 1)
+    assert row["project"] == project
 
 
 def test_plain_http_proxy_requests_strip_proxy_authorization(
@@ -327,35 +400,44 @@ def test_one_client_connection_carries_many_calls(meter: Meter, project: str) ->
 
 def test_user_declared_endpoint_is_metered(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
     """A gateway declared in [[endpoints]] (here: the fake on localhost) is decrypted and metered
-    with the wire format and provider name the user gave."""
+    with the wire format and provider name the user gave, and its requests are never rewritten
+    (some gateways reject the stream_options the meter adds for OpenAI itself)."""
     from tests.conftest import start_meter
 
     endpoint = (
         f'\n[[endpoints]]\nhost = "localhost"\nport = {fake_upstream.port}\n'
         'wire = "openai-chat"\nprovider = "corp-gateway"\n'
     )
+    control = FakeUpstreamControl(fake_upstream.port, fake_upstream.pki)
     meter = start_meter(tmp_path / "home", fake_upstream, extra_config=endpoint)
+    url = f"https://localhost:{fake_upstream.port}/v1/chat/completions"
     try:
-        url = f"https://localhost:{fake_upstream.port}/v1/chat/completions"
-        done = metered(
-            meter,
-            "gateway",
-            "curl",
-            "-sS",
-            "--noproxy",
-            "",
-            "-o",
-            os.devnull,
-            url,
-            "-H",
-            "content-type: application/json",
-            "--data",
-            json.dumps(chat_body("corp-model")),
-        )
-        assert done.returncode == 0, done.stderr
-        (row,) = meter.wait_rows("gateway", 1)
+        for stream in (False, True):
+            body = json.dumps({**chat_body("corp-model", stream), "user": f"gw-{stream}"})
+            done = metered(
+                meter,
+                "gateway",
+                "curl",
+                "-sS",
+                "--noproxy",
+                "",
+                "-o",
+                os.devnull,
+                url,
+                "-H",
+                "content-type: application/json",
+                "--data",
+                body,
+            )
+            assert done.returncode == 0, done.stderr
+        rows = meter.wait_rows("gateway", 2)
     finally:
         meter.stop()
-    assert (row["provider"], row["api"], row["host"]) == ("corp-gateway", "chat", "localhost")
-    raw = catalog.OPENAI_CHAT_USAGE
-    assert row["output_tokens"] == raw["completion_tokens"]
+    plain = rows[0]
+    assert (plain["provider"], plain["api"], plain["host"]) == ("corp-gateway", "chat", "localhost")
+    assert plain["output_tokens"] == catalog.OPENAI_CHAT_USAGE["completion_tokens"]
+    sent = [
+        r["json"] for r in control.requests() if r["json"] and r["json"].get("user") == "gw-True"
+    ]
+    assert sent and "stream_options" not in sent[0]
+    assert rows[1]["tokens_complete"] == 0  # no usage in that stream, and none invented

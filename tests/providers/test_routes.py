@@ -121,17 +121,19 @@ ENDPOINTS = (
 
 def test_user_endpoints_match_by_path_suffix() -> None:
     assert route_for("localhost", 4000, "/v1/chat/completions", ENDPOINTS) == Route(
-        "litellm", "openai-chat", "chat"
+        "litellm", "openai-chat", "chat", user_declared=True
     )
     assert route_for("localhost", 4000, "/openai/deployments/x/chat/completions?v=1", ENDPOINTS)
     assert route_for("localhost", 4000, "/v1/embeddings", ENDPOINTS) is None  # another wire
     assert route_for("localhost", 4001, "/v1/chat/completions", ENDPOINTS) is None
     gateway = route_for("gateway.internal", 8443, "/anthropic/v1/messages", ENDPOINTS)
-    assert gateway == Route("corp-gateway", "anthropic-messages", "messages")
+    assert gateway == Route("corp-gateway", "anthropic-messages", "messages", user_declared=True)
     counting = route_for("gateway.internal", 8443, "/anthropic/v1/messages/count_tokens", ENDPOINTS)
-    assert counting == Route("corp-gateway", "anthropic-messages", "count_tokens", zero_cost=True)
+    assert counting == Route(
+        "corp-gateway", "anthropic-messages", "count_tokens", zero_cost=True, user_declared=True
+    )
     legacy = route_for("gateway.internal", 8443, "/v1/completions", ENDPOINTS)
-    assert legacy == Route("corp-gateway", "openai-completions", "completions")
+    assert legacy == Route("corp-gateway", "openai-completions", "completions", user_declared=True)
     # /chat/completions also ends in /completions, but it is not the legacy API.
     assert route_for("gateway.internal", 8443, "/v1/chat/completions", ENDPOINTS) is None
     vertex = route_for(
@@ -140,12 +142,14 @@ def test_user_endpoints_match_by_path_suffix() -> None:
         "/v1/projects/p/locations/us/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
         ENDPOINTS,
     )
-    assert vertex == Route("vertex-proxy", "gemini", "stream_generate_content", "gemini-2.5-pro")
+    assert vertex == Route(
+        "vertex-proxy", "gemini", "stream_generate_content", "gemini-2.5-pro", user_declared=True
+    )
 
 
 def test_user_endpoints_take_precedence_over_builtins() -> None:
     chat = route_for("api.openai.com", 443, "/v1/chat/completions", ENDPOINTS)
-    assert chat == Route("my-openai-proxy", "openai-chat", "chat")
+    assert chat == Route("my-openai-proxy", "openai-chat", "chat", user_declared=True)
     responses = route_for("api.openai.com", 443, "/v1/responses", ENDPOINTS)
     assert responses == Route("openai", "openai-responses", "responses")  # not declared: built-in
 

@@ -7,6 +7,7 @@ happens in `CapturedCall.to_row` on the writer thread.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -20,14 +21,13 @@ from mitmproxy.proxy import server_hooks
 from halton_meter import providers
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
-from halton_meter.capture.resolve import resolve_target
+from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import SLUG_RE
 from halton_meter.providers.base import Endpoint
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::"})
 METADATA_KEY = "halton_meter.call"
 
 
@@ -39,7 +39,9 @@ def project_from_proxy_authorization(value: str | None) -> str | None:
         decoded = base64.b64decode(value[6:].strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    project = unquote(decoded.partition(":")[0]).strip().lower()
+    # rpartition: a project may itself contain ":" (`client:acme`); the password never does.
+    user = decoded.rpartition(":")[0] if ":" in decoded else decoded
+    project = unquote(user).strip().lower()
     return project if SLUG_RE.match(project) else None
 
 
@@ -60,12 +62,16 @@ class MeterAddon:
         self._resolve = dict(resolve or {})
         # Project named in the proxy URL, per client connection (CONNECT carries it once).
         self._connection_projects: dict[str, str] = {}
-        self.calls_seen = 0
+        # Calls between request and response, so a shutdown can still record them.
+        self._open_calls: dict[str, CapturedCall] = {}
 
     # --- connection level -------------------------------------------------------------------
 
     def _is_own_listener(self, host: str, port: int) -> bool:
-        return port in self._own_ports and host.strip("[]").lower() in LOOPBACK_NAMES
+        """Names that need no DNS are checked here; names that resolve to loopback are
+        refused by the resolver (capture/resolve.py) when the connection is opened."""
+        host, port = resolve_target(self._resolve, host, port)
+        return port in self._own_ports and is_loopback_name(host)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if self._is_own_listener(flow.request.host, flow.request.port):
@@ -79,12 +85,8 @@ class MeterAddon:
         self._connection_projects.pop(client.id, None)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Last line of defence: no connection to our own listeners, under any name."""
         address = data.server.address
-        if address is None:
-            return
-        host, port = resolve_target(self._resolve, address[0], address[1])
-        if self._is_own_listener(host, port):
+        if address is not None and self._is_own_listener(address[0], address[1]):
             data.server.error = "Halton Meter refuses to forward to its own listeners"
 
     # --- request / response -----------------------------------------------------------------
@@ -98,6 +100,8 @@ class MeterAddon:
             return
         # Plain-HTTP proxy requests carry the project on every request; never forward it.
         auth = request.headers.pop("proxy-authorization", None)
+        if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
+            return
         route = providers.route_for(
             request.pretty_host.lower(), request.port, request.path, self._endpoints
         )
@@ -108,24 +112,30 @@ class MeterAddon:
             or self._connection_projects.get(flow.client_conn.id)
             or self._default_project
         )
-        flow.metadata[METADATA_KEY] = CapturedCall(
+        call = CapturedCall(
             route=route,
             host=request.pretty_host.lower(),
             started_at=request.timestamp_start,
             project=project,
             user_agent=request.headers.get("user-agent"),
         )
+        flow.metadata[METADATA_KEY] = call
+        self._open_calls[flow.id] = call
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    async def request(self, flow: http.HTTPFlow) -> None:
         call: CapturedCall | None = flow.metadata.get(METADATA_KEY)
         if call is None:
             return
-        self.calls_seen += 1
         call.request_body = flow.request.raw_content or b""
         call.request_encoding = flow.request.headers.get("content-encoding")
-        if flow.request.headers.get("content-encoding"):
+        if call.request_encoding or not providers.may_inject_stream_usage(
+            call.route, call.request_body
+        ):
             return
-        injected = providers.inject_stream_usage(call.route, call.request_body)
+        # Deciding needs the request's JSON, which can be megabytes: decode it off the loop.
+        injected = await asyncio.to_thread(
+            providers.inject_stream_usage, call.route, call.request_body
+        )
         if injected is not None:
             flow.request.content = injected
             # The usage filter rewrites SSE text, so the stream must come back uncompressed.
@@ -155,6 +165,7 @@ class MeterAddon:
         call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
         if call is None or flow.response is None:
             return
+        self._open_calls.pop(flow.id, None)
         call.finished_at = flow.response.timestamp_end or time.time()
         if call.stream_parser is None:
             call.response_body = flow.response.raw_content
@@ -165,10 +176,21 @@ class MeterAddon:
         call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
         if call is None:
             return
+        self._open_calls.pop(flow.id, None)
         call.finished_at = time.time()
         message = (flow.error.msg if flow.error else "").lower()
         call.failure = "timeout" if "timeout" in message or "timed out" in message else "network"
         self._submit(call)
+
+    def done(self) -> None:
+        """At shutdown, calls still in flight get their row too (cut short: network)."""
+        for call in self._open_calls.values():
+            call.finished_at = time.time()
+            call.failure = "network"
+            self._submit(call)
+        if self._open_calls:
+            log.info("shutdown cut %d calls short; recorded them", len(self._open_calls))
+        self._open_calls.clear()
 
 
 def _refusal() -> http.Response:

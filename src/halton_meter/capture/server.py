@@ -31,7 +31,7 @@ from mitmproxy.master import Master
 
 from halton_meter import __version__, providers
 from halton_meter.capture.addon import MeterAddon
-from halton_meter.capture.resolve import install_resolve_overrides
+from halton_meter.capture.resolve import install_resolver
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -130,8 +130,10 @@ async def run_daemon(config: Config, paths: Paths) -> int:
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
-        upstream_auth.UpstreamAuth(),
+        # Before UpstreamAuth: we strip the client's Proxy-Authorization (it names a project),
+        # then UpstreamAuth may add the corporate proxy's own.
         addon,
+        upstream_auth.UpstreamAuth(),
         ready,
     )
     update: dict[str, object] = {
@@ -148,7 +150,7 @@ async def run_daemon(config: Config, paths: Paths) -> int:
             update["upstream_auth"] = credentials
     opts.update(**update)
 
-    install_resolve_overrides(asyncio.get_running_loop(), config.upstream.resolve)
+    install_resolver(asyncio.get_running_loop(), config.upstream.resolve, own_ports(config))
     _install_signal_handlers(master)
     run_task = asyncio.create_task(master.run())
     problem = await _wait_ready(ready, run_task)
@@ -166,10 +168,10 @@ async def run_daemon(config: Config, paths: Paths) -> int:
     try:
         await run_task
     finally:
-        writer.close()
+        intact = writer.close()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
-    return 0
+    return 0 if intact else 1
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:

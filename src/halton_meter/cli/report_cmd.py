@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -162,7 +163,7 @@ def _render_report(
         Column(name, [key[index] for key, _ in rows], footer="total" if index == 0 else "")
         for index, name in enumerate(group_by)
     ]
-    measures = [
+    measures: list[tuple[str, int, Callable[[Totals], str]]] = [
         ("calls", 0, lambda t: f"{t.requests:,}"),
         ("input", 0, lambda t: _tokens(t.input_tokens)),
         ("cache rd", 3, lambda t: _tokens(t.cache_read_tokens)),

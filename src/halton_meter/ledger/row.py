@@ -54,7 +54,21 @@ class LedgerRow:
     raw_usage: str | None
 
     def values(self) -> tuple[object, ...]:
-        return astuple(self)
+        """Column values SQLite can always store: text is made valid UTF-8 (a client may send a
+        Latin-1 User-Agent or a lone surrogate in a model name) and integers that do not fit
+        64 bits become NULL, so one odd call can never stop the writer."""
+        return tuple(_storable(value) for value in astuple(self))
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _storable(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _INT64_MAX:
+        return None
+    return value
 
 
 ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))

@@ -47,7 +47,7 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.rows_written = 0
         self.rows_dropped = 0
-        self.write_errors = 0
+        self.finished_cleanly = False
         # Time from submit() of the oldest row in the last batch to its commit.
         self.last_commit_lag_ms = 0.0
         self._oldest_submit = float("inf")
@@ -61,10 +61,16 @@ class LedgerWriter:
         """Hand a finished call to the writer. Safe from any thread; never blocks."""
         self._queue.put((time.monotonic(), item))
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Write every pending row, then stop the thread."""
+    def close(self, timeout: float = 120.0) -> bool:
+        """Write every pending row, then stop the thread. False when rows were lost."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error(
+                "ledger writer still busy after %.0f s; %d rows lost", timeout, self.pending()
+            )
+            return False
+        return self.finished_cleanly and self.rows_dropped == 0
 
     def pending(self) -> int:
         return self._queue.qsize() + len(self._backlog)
@@ -72,6 +78,16 @@ class LedgerWriter:
     # --- writer thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        """The thread's body: never dies while the process lives, whatever a row holds."""
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception:
+                log.exception("ledger writer failed; restarting it")
+                time.sleep(0.1)
+
+    def _loop(self) -> None:
         stopping = False
         failures = 0
         while True:
@@ -84,11 +100,13 @@ class LedgerWriter:
                     failures += 1
                     if stopping and failures > len(RETRY_SECONDS):
                         log.error("ledger unwritable at shutdown; %d rows lost", len(self._backlog))
+                        self.rows_dropped += len(self._backlog)
                         break
             if stopping and not self._backlog and self._queue.empty():
                 break
         if self._con is not None:
             self._con.close()
+        self.finished_cleanly = not self._backlog
 
     def _collect(self, wait: float | None) -> bool:
         """Move queued items into the backlog: block for the first, then take what is there."""
@@ -138,11 +156,16 @@ class LedgerWriter:
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as error:
-            self.write_errors += 1
+        except sqlite3.OperationalError as error:
+            # Locked, busy, disk full, I/O: the rows are fine, the ledger is not (yet).
             log.warning("ledger write failed (%s); %d rows kept for retry", error, len(batch))
             self._reopen()
             return False
+        except Exception:
+            # Something in a row SQLite refuses: write the rows one by one, drop only the bad.
+            log.exception("a batch of %d rows was refused; writing them one by one", len(batch))
+            self._commit_one_by_one(batch)
+            return True
         self._backlog.clear()
         self.rows_written += len(batch)
         self.last_commit_lag_ms = (time.monotonic() - self._oldest_submit) * 1000
@@ -153,6 +176,21 @@ class LedgerWriter:
             except Exception:
                 log.exception("on_commit callback failed")
         return True
+
+    def _commit_one_by_one(self, batch: list[LedgerRow]) -> None:
+        assert self._con is not None
+        self._backlog.clear()
+        for row in batch:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.execute(INSERT_SQL, row.values())
+                self._con.execute("COMMIT")
+                self.rows_written += 1
+            except sqlite3.Error:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                self.rows_dropped += 1
+                log.error("ledger row %s refused and dropped", row.id)
 
     def _reopen(self) -> None:
         try:

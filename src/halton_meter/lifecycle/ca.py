@@ -48,11 +48,11 @@ def ensure_ca(config: Config, paths: Paths) -> Path:
 def write_client_bundle(config: Config, paths: Paths) -> Path:
     """Public roots + the meter's CA (+ the corporate roots of `[upstream] ca_bundle`), written
     atomically to a stable path outside any virtualenv."""
-    parts = [Path(certifi.where()).read_text(encoding="ascii")]
+    parts = [Path(certifi.where())]
     if config.upstream.ca_bundle is not None:
-        parts.append(config.upstream.ca_bundle.read_text(encoding="ascii"))
-    parts.append(ensure_ca(config, paths).read_text(encoding="ascii"))
-    return _write_atomic(paths.ca_bundle, "\n".join(part.strip() for part in parts) + "\n")
+        parts.append(config.upstream.ca_bundle)
+    parts.append(ensure_ca(config, paths))
+    return _write_atomic(paths.ca_bundle, _concatenate(parts))
 
 
 def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:
@@ -60,14 +60,18 @@ def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:
     to keep mitmproxy's default (certifi alone)."""
     if config.upstream.ca_bundle is None:
         return None
-    text = Path(certifi.where()).read_text(encoding="ascii").strip() + "\n"
-    text += config.upstream.ca_bundle.read_text(encoding="ascii").strip() + "\n"
+    text = _concatenate([Path(certifi.where()), config.upstream.ca_bundle])
     return _write_atomic(paths.home / "upstream-ca.pem", text)
 
 
-def _write_atomic(target: Path, text: str) -> Path:
+def _concatenate(files: list[Path]) -> bytes:
+    """PEM files joined as bytes: corporate bundles may carry UTF-8 comments."""
+    return b"".join(path.read_bytes().strip() + b"\n" for path in files)
+
+
+def _write_atomic(target: Path, content: bytes) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="ascii")
+    temporary.write_bytes(content)
     os.replace(temporary, target)
     return target

@@ -7,6 +7,7 @@ reads the request with ``parse_request``, and then either parses a whole body wi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from . import anthropic, gemini, openai
@@ -23,7 +24,7 @@ from .base import (
 from .errors import classify_error
 from .hosts import claimed_hosts, route_for
 from .sse import looks_like_sse
-from .stream_usage import InjectedUsageFilter, inject_stream_usage
+from .stream_usage import InjectedUsageFilter, inject_stream_usage, may_inject_stream_usage
 
 __all__ = [
     "WIRE_FORMATS",
@@ -38,6 +39,7 @@ __all__ = [
     "classify_error",
     "inject_stream_usage",
     "is_streaming_response",
+    "may_inject_stream_usage",
     "parse_request",
     "parse_response",
     "route_for",
@@ -78,18 +80,37 @@ def parse_response(route: Route, body: bytes, http_status: int) -> CallResult:
     ``stream_error`` is only set for an error carried by a 2xx response.
     """
     try:
-        if looks_like_sse(body) or (route.wire in _GEMINI_WIRES and body.lstrip().startswith(b"[")):
-            parser = stream_parser(route, "text/event-stream" if looks_like_sse(body) else None)
+        if looks_like_sse(body):
+            parser = stream_parser(route, "text/event-stream")
             parser.feed(body)
             result = parser.result()
+        elif route.wire in _GEMINI_WIRES and body.lstrip().startswith(b"["):
+            array = gemini.GeminiArrayParser()
+            array.feed(body)
+            result = array.result()
         else:
-            decoded = loads(body)
+            decoded = _embeddings_tail(body) if route.wire == "openai-embeddings" else None
+            decoded = decoded or loads(body)
             parse = _BODY_PARSERS.get(route.wire, openai.parse_body)
             result = CallResult() if decoded is None else parse(route, decoded)
         result.stream_error = result.stream_error and 200 <= http_status < 300
         return result
     except Exception:
         return CallResult()
+
+
+_EMBEDDINGS_TAIL = re.compile(rb'"model"\s*:\s*("[^"]*")\s*,\s*"usage"\s*:\s*(\{[^{}]*\})\s*\}\s*$')
+
+
+def _embeddings_tail(body: bytes) -> dict[str, object] | None:
+    """Model and usage from the end of an embeddings response, without decoding the vectors
+    (megabytes of floats) in front of them; None when the body does not end that way."""
+    if len(body) < 65536:
+        return None
+    found = _EMBEDDINGS_TAIL.search(body[-4096:])
+    if found is None:
+        return None
+    return {"model": loads(found[1]), "usage": loads(found[2])}
 
 
 def is_streaming_response(route: Route, content_type: str | None) -> bool:

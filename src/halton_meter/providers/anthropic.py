@@ -108,7 +108,11 @@ class AnthropicStreamParser(SseStreamParser):
         start = self._start or b""
         for _, obj in decode_events([start]):
             if dig(obj, "type") == "message_start":
-                merge_running(usage, as_dict(dig(obj, "message", "usage")) or {})
+                start_usage = dict(as_dict(dig(obj, "message", "usage")) or {})
+                # message_start's output count is a placeholder (1), not what was billed: only
+                # a message_delta says how much output there was.
+                start_usage.pop("output_tokens", None)
+                merge_running(usage, start_usage)
                 model = get_str(obj, "message", "model")
                 response_id = get_str(obj, "message", "id")
         for _, obj in decode_events(self._deltas):

@@ -94,6 +94,9 @@ class Route:
     api: str
     model_from_path: str | None = None
     zero_cost: bool = False
+    # From a user's [[endpoints]]: a gateway we know less about. Its requests are never
+    # rewritten (some, such as older Azure OpenAI versions, reject `stream_options`).
+    user_declared: bool = False
 
 
 WIRE_FORMATS = (

@@ -1,7 +1,8 @@
 """Error classification: one small vocabulary for every provider's failures.
 
 The ledger stores a class (``rate_limit``, ``server_error``, ``bad_request``, ``auth``,
-``timeout``, ``unknown``) so reports can tell "retry later" apart from "fix your billing".
+``timeout``, ``unknown``; the capture layer adds ``network`` for failed connections), so
+reports can tell "retry later" apart from "fix your billing".
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def _code_of(err: dict[str, object]) -> str | None:
     details = err.get("details")
     if isinstance(details, dict) and isinstance(details.get("error_code"), str):
         return str(details["error_code"])  # Anthropic spend cap hides under a 429
+    # A billing type wins over a code we may not know (OpenAI: type insufficient_quota with
+    # code billing_hard_limit_reached): retrying never helps, the user must act.
+    kinds = [err.get(key) for key in ("code", "type")]
+    for value in kinds:
+        if isinstance(value, str) and _is_billing(value.strip().lower()):
+            return value
     for key in ("code", "type", "status"):
         value = err.get(key)
         if isinstance(value, str) and value and value != "error":

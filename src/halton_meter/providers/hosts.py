@@ -6,6 +6,7 @@ that is not listed (model lists, file uploads, batch control) is forwarded but n
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from urllib.parse import unquote
@@ -90,6 +91,11 @@ def _gemini(provider: str, method: str, model: str | None, code_assist: bool) ->
 
 def _endpoint_route(endpoint: Endpoint, path: str) -> Route | None:
     """A user endpoint accepts any path that ends like its wire format's own path."""
+    route = _endpoint_route_for_wire(endpoint, path)
+    return dataclasses.replace(route, user_declared=True) if route is not None else None
+
+
+def _endpoint_route_for_wire(endpoint: Endpoint, path: str) -> Route | None:
     wire, provider = endpoint.wire, endpoint.provider
     if wire == "gemini":
         match = _GEMINI_SUFFIX.search(path)

@@ -31,13 +31,28 @@ _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 _EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
+_INCLUDE_USAGE_TRUE = re.compile(rb'"include_usage"\s*:\s*true')
+
+
+def may_inject_stream_usage(route: Route, body: bytes) -> bool:
+    """Cheap byte-level pre-check (no JSON decoding), safe on the proxy's event loop: False
+    when `inject_stream_usage` would certainly return None."""
+    return (
+        route.wire in _INJECTABLE_WIRES
+        and route.provider not in _STREAMS_USAGE_ANYWAY
+        and not route.user_declared
+        and b'"stream"' in body
+        and _INCLUDE_USAGE_TRUE.search(body) is None
+    )
+
+
 def inject_stream_usage(route: Route, body: bytes) -> bytes | None:
     """A request body asking for stream usage, or ``None`` when none is needed or possible.
 
     When the body has no ``stream_options`` the member is inserted as bytes after the opening
     brace, leaving every other byte as the client sent it; otherwise the JSON is re-serialised.
     """
-    if route.wire not in _INJECTABLE_WIRES or route.provider in _STREAMS_USAGE_ANYWAY:
+    if not may_inject_stream_usage(route, body):
         return None
     try:
         request = json.loads(body)
