@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -34,6 +35,25 @@ def sdk(meter: Meter, project: str, kind: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+# Published prices, USD per million tokens (per thousand for searches).
+# Anthropic, claude.com/pricing, Claude Sonnet 4.5 (prompts up to 200k tokens):
+SONNET_4_5 = {
+    "input": 3,
+    "output": 15,
+    "cache_read": "0.30",
+    "write_5m": "3.75",
+    "write_1h": 6,
+    "web_search_k": 10,
+}
+# OpenAI, openai.com/api/pricing, GPT-4.1 (cache writes are billed as ordinary input):
+GPT_4_1 = {"input": 2, "cached": "0.50", "output": 8}
+
+
+def nano(per_million: Any, tokens: int) -> Decimal:
+    """Nano-USD for `tokens` at a per-million price: exact decimal arithmetic."""
+    return Decimal(str(per_million)) * tokens * 1000
 
 
 def usage_of(row: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +97,20 @@ def test_anthropic_sdk_stream(meter: Meter, project: str) -> None:
     assert row["user_agent"].startswith("Anthropic/Python")
     assert row["ttft_ms"] is not None and 0 < row["ttft_ms"] <= row["latency_ms"]
     assert row["project"] == project
+    # The cost, worked out by hand from Anthropic's published prices.
+    written_1h = raw["cache_creation"]["ephemeral_1h_input_tokens"]
+    expected = (
+        nano(SONNET_4_5["input"], raw["input_tokens"])
+        + nano(SONNET_4_5["write_5m"], raw["cache_creation_input_tokens"] - written_1h)
+        + nano(SONNET_4_5["write_1h"], written_1h)
+        + nano(SONNET_4_5["cache_read"], raw["cache_read_input_tokens"])
+        + nano(SONNET_4_5["output"], raw["output_tokens"])
+        + Decimal(SONNET_4_5["web_search_k"])
+        * raw["server_tool_use"]["web_search_requests"]
+        * 10**6
+    )
+    assert row["cost_nanousd"] == int(expected)
+    assert row["price_source"].startswith("genai-prices ")
 
 
 def test_anthropic_sdk_thinking_message(meter: Meter, project: str) -> None:
@@ -118,6 +152,12 @@ def test_openai_sdk_stream_gets_usage_the_client_never_asked_for(
         "web_search_requests": None,
     }
     assert row["tokens_complete"] == 1 and row["model_requested"] == "gpt-4.1"
+    expected = (
+        nano(GPT_4_1["input"], raw["prompt_tokens"] - cached)  # uncached input and cache writes
+        + nano(GPT_4_1["cached"], cached)
+        + nano(GPT_4_1["output"], raw["completion_tokens"])
+    )
+    assert row["cost_nanousd"] == int(expected)
 
 
 def test_openai_sdk_responses_stream(meter: Meter, project: str) -> None:

@@ -12,10 +12,13 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from halton_meter.paths import Paths
 from halton_meter.providers.base import WIRE_FORMATS, Endpoint
+
+if TYPE_CHECKING:
+    from halton_meter.pricing import PriceOverride
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_:/-]*$")
 
@@ -53,6 +56,8 @@ class Config:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     endpoints: tuple[Endpoint, ...] = ()
     default_project: str = "misc"
+    # [[pricing.overrides]]: negotiated prices and discounts, validated by the pricing part.
+    price_overrides: tuple[PriceOverride, ...] = ()
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -187,10 +192,10 @@ def parse_config(text: str, source: Path) -> Config:
 
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
-        if section == "endpoints":
+        if section in ("endpoints", "pricing"):
             continue
         if section not in _SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, "endpoints"]))
+            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing"]))
             raise fail(section, None, f"unknown section (known: {known})")
         if not isinstance(content, dict):
             raise fail(section, None, "expected a table like [" + section + "]")
@@ -236,6 +241,7 @@ def parse_config(text: str, source: Path) -> Config:
                 raise fail("endpoints", None, f"entry {index + 1} needs {required!r}", index)
         endpoints.append(Endpoint(port=checked.pop("port", 443), **checked))
 
+    price_overrides = _price_overrides(data.get("pricing"), text, source)
     daemon = DaemonSettings(**values.get("daemon", {}))
     ports = {"proxy_port": daemon.proxy_port, "internal_port": daemon.internal_port}
     ports["api_port"] = daemon.api_port
@@ -248,4 +254,37 @@ def parse_config(text: str, source: Path) -> Config:
         upstream=UpstreamSettings(resolve=resolve, **upstream_values),
         endpoints=tuple(endpoints),
         default_project=values.get("tagging", {}).get("default_project", "misc"),
+        price_overrides=price_overrides,
     )
+
+
+def _price_overrides(pricing: Any, text: str, source: Path) -> tuple[PriceOverride, ...]:
+    if pricing is None:
+        return ()
+    if not isinstance(pricing, dict) or set(pricing) - {"overrides"}:
+        unknown = (
+            ", ".join(sorted(set(pricing) - {"overrides"})) if isinstance(pricing, dict) else ""
+        )
+        raise ConfigError(
+            source,
+            f"pricing.{unknown}" if unknown else "pricing",
+            _locate(text, "pricing", unknown or None),
+            "unknown key (known: overrides, as [[pricing.overrides]] tables)",
+        )
+    raw = pricing.get("overrides", [])
+    if not isinstance(raw, list):
+        raise ConfigError(
+            source,
+            "pricing.overrides",
+            _locate(text, "pricing", "overrides"),
+            "expected an array of tables: [[pricing.overrides]]",
+        )
+    from halton_meter.pricing import OverrideError, parse_overrides  # genai-prices loads slowly
+
+    try:
+        return parse_overrides(
+            raw, lambda index, key: _locate(text, "pricing.overrides", key, index)
+        )
+    except OverrideError as error:
+        key = f"pricing.overrides[{error.index}]" + (f".{error.key}" if error.key else "")
+        raise ConfigError(source, key, error.line, error.problem) from None

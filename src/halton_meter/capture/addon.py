@@ -24,6 +24,7 @@ from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import SLUG_RE
+from halton_meter.pricing import PriceOverride
 from halton_meter.providers.base import Endpoint
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,14 @@ class MeterAddon:
         default_project: str = "misc",
         endpoints: Sequence[Endpoint] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
+        price_overrides: tuple[PriceOverride, ...] = (),
     ) -> None:
         self._submit = submit
         self._own_ports = frozenset(own_ports)
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
         self._resolve = dict(resolve or {})
+        self._price_overrides = price_overrides
         # Project named in the proxy URL, per client connection (CONNECT carries it once).
         self._connection_projects: dict[str, str] = {}
         # Calls between request and response, so a shutdown can still record them.
@@ -118,6 +121,7 @@ class MeterAddon:
             started_at=request.timestamp_start,
             project=project,
             user_agent=request.headers.get("user-agent"),
+            price_overrides=self._price_overrides,
         )
         flow.metadata[METADATA_KEY] = call
         self._open_calls[flow.id] = call

@@ -8,10 +8,12 @@ decoded and parsed, so no JSON decoding of a large body ever happens in a mitmpr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from halton_meter import providers
 from halton_meter.capture.decoding import decode_body
 from halton_meter.ledger.row import LedgerRow, new_request_id, utc_iso_ms
+from halton_meter.pricing import PriceOverride, PriceQuote, price_call
 from halton_meter.providers.base import CallResult, Route, StreamParser
 
 
@@ -32,6 +34,7 @@ class CapturedCall:
     stream_parser: StreamParser | None = None
     # Set when the connection failed: "timeout" or "network".
     failure: str | None = None
+    price_overrides: tuple[PriceOverride, ...] = ()
     id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -54,14 +57,15 @@ class CapturedCall:
         ttft = None
         if self.stream_parser is not None and self.first_byte_at is not None:
             ttft = round((self.first_byte_at - self.started_at) * 1000, 3)
-        zero_cost = self.route.zero_cost and error_class is None
+        model = result.model or request.model or self.route.model_from_path
+        quote = self._price(model, result, error_class)
         return LedgerRow(
             id=self.id,
             requested_at=utc_iso_ms(self.started_at),
             provider=self.route.provider,
             api=self.route.api,
             host=self.host,
-            model=result.model or request.model or self.route.model_from_path,
+            model=model,
             model_requested=request.model or self.route.model_from_path,
             stream=self.stream_parser is not None or request.stream,
             input_tokens=usage.input_tokens,
@@ -82,10 +86,29 @@ class CapturedCall:
             service_tier=result.service_tier,
             user_agent=self.user_agent,
             project=self.project,
-            cost_nanousd=0 if zero_cost else None,
-            price_source="free:" + self.route.api if zero_cost else None,
+            cost_nanousd=quote.cost_nanousd,
+            price_source=quote.price_source,
             provider_cost_usd=result.provider_cost_usd,
             raw_usage=result.raw_usage,
+        )
+
+    def _price(self, model: str | None, result: CallResult, error_class: str | None) -> PriceQuote:
+        """Cost at write time, with provenance. Code Assist (Gemini CLI signed in with Google)
+        is billed by subscription, not per token: its rows stay unpriced rather than show an
+        API list price nobody is invoiced."""
+        if self.route.wire == "gemini-code-assist":
+            return PriceQuote(None, None, None)
+        tier = result.service_tier
+        return price_call(
+            provider=self.route.provider,
+            model=model,
+            usage=result.usage,
+            requested_at=datetime.fromtimestamp(self.started_at, tz=UTC),
+            service_tier=tier,
+            batch=tier == "batch",
+            provider_cost_usd=result.provider_cost_usd,
+            zero_cost=self.route.zero_cost and error_class is None,
+            overrides=self.price_overrides,
         )
 
     def _request_bytes(self) -> bytes:

@@ -122,6 +122,7 @@ async def run_daemon(config: Config, paths: Paths) -> int:
         default_project=config.default_project,
         endpoints=config.endpoints,
         resolve=config.upstream.resolve,
+        price_overrides=config.price_overrides,
     )
     master.addons.add(
         core.Core(),
