@@ -11,9 +11,11 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import WIRE_FORMATS, Endpoint
 
@@ -58,6 +60,7 @@ class Config:
     default_project: str = "misc"
     # [[pricing.overrides]]: negotiated prices and discounts, validated by the pricing part.
     price_overrides: tuple[PriceOverride, ...] = ()
+    display: DisplayCurrency = field(default_factory=DisplayCurrency)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -142,6 +145,22 @@ def _slug(value: Any) -> str:
     return text
 
 
+def _currency(value: Any) -> str:
+    text = _string(value)
+    if not re.match(r"^[A-Z]{3}$", text):
+        raise _Problem(f"{text!r} is not a currency code like EUR or GBP")
+    return text
+
+
+def _rate(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"expected a number (units of your currency per USD), got {value!r}")
+    rate = Decimal(str(value))
+    if rate <= 0:
+        raise _Problem("must be greater than 0")
+    return rate
+
+
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -161,6 +180,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
     "ca": {"dir": _folder},
     "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},
     "tagging": {"default_project": _slug},
+    "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -242,6 +262,9 @@ def parse_config(text: str, source: Path) -> Config:
         endpoints.append(Endpoint(port=checked.pop("port", 443), **checked))
 
     price_overrides = _price_overrides(data.get("pricing"), text, source)
+    display = values.get("display", {})
+    if display.get("currency", "USD") != "USD" and "usd_rate" not in display:
+        raise fail("display", "currency", "needs usd_rate too (units of that currency per USD)")
     daemon = DaemonSettings(**values.get("daemon", {}))
     ports = {"proxy_port": daemon.proxy_port, "internal_port": daemon.internal_port}
     ports["api_port"] = daemon.api_port
@@ -255,6 +278,9 @@ def parse_config(text: str, source: Path) -> Config:
         endpoints=tuple(endpoints),
         default_project=values.get("tagging", {}).get("default_project", "misc"),
         price_overrides=price_overrides,
+        display=DisplayCurrency(
+            code=display.get("currency", "USD"), per_usd=display.get("usd_rate", Decimal(1))
+        ),
     )
 
 

@@ -15,8 +15,15 @@ from rich.console import Console
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.db import connect
-from halton_meter.ledger.queries import GROUP_COLUMNS, Totals, Window, build_report, recent_requests
-from halton_meter.money import format_usd
+from halton_meter.ledger.queries import (
+    GROUP_COLUMNS,
+    Report,
+    Totals,
+    Window,
+    build_report,
+    recent_requests,
+)
+from halton_meter.money import DisplayCurrency
 from halton_meter.report import report_csv, report_json, request_json
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
@@ -80,7 +87,7 @@ def requests(
             priority=4,
         ),
         Column("ms", [_ms(row["latency_ms"]) for row in rows], numeric=True, priority=5),
-        Column("cost", [_outcome(row) for row in rows], numeric=True),
+        Column("cost", [_outcome(row, ctx.config.display) for row in rows], numeric=True),
     ]
     table = fitted_table(console, f"Latest {len(rows)} calls", columns)
     console.print(table)
@@ -145,17 +152,14 @@ def report(
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
-    _render_report(result.totals, result.groups, result.unpriced, groups, window)
+    _render_report(result, groups, window, ctx.config.display)
 
 
 def _render_report(
-    totals: Totals,
-    grouped: list[tuple[tuple[str, ...], Totals]],
-    unpriced: list[dict[str, Any]],
-    group_by: list[str],
-    window: Window,
+    result: Report, group_by: list[str], window: Window, display: DisplayCurrency
 ) -> None:
     console = Console()
+    totals, grouped, unpriced = result.totals, result.groups, result.unpriced
     span = f"{window.since or 'the beginning'} to {window.until or 'now'}"
     title = f"Spend from {span}" + (f", project {window.project}" if window.project else "")
     rows = grouped or [((), totals)]
@@ -169,7 +173,7 @@ def _render_report(
         ("cache rd", 3, lambda t: _tokens(t.cache_read_tokens)),
         ("cache wr", 4, lambda t: _tokens(t.cache_write_tokens)),
         ("output", 0, lambda t: _tokens(t.output_tokens)),
-        ("cost", 0, _cost),
+        ("cost", 0, lambda t: _cost(t, display)),
         ("unpriced", 1, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
         ("avg ms", 5, lambda t: _ms(t.avg_latency_ms)),
         ("p95 ms", 2, lambda t: _ms(t.p95_latency_ms)),
@@ -215,23 +219,23 @@ def _render_report(
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")
 
 
-def _cost(totals: Totals) -> str:
+def _cost(totals: Totals, display: DisplayCurrency) -> str:
     """Unpriced calls are never shown as $0: a group with no priced call says so."""
     if totals.requests and totals.unpriced_requests == totals.requests:
         return "unpriced"
     # "*": some calls in this group have no price, so the sum covers the priced ones only.
-    return format_usd(totals.cost_nanousd) + ("*" if totals.unpriced_requests else "")
+    return display.format(totals.cost_nanousd) + ("*" if totals.unpriced_requests else "")
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def _outcome(row: dict[str, Any]) -> str:
+def _outcome(row: dict[str, Any], display: DisplayCurrency) -> str:
     """The cost, or what went wrong instead."""
     if row["status"] != "ok":
         return f"[red]{row['error_class']}[/red]"
-    cost = format_usd(row["cost_nanousd"])
+    cost = display.format(row["cost_nanousd"])
     return cost if row["tokens_complete"] else f"[yellow]partial[/yellow] {cost}"
 
 

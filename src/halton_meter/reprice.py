@@ -1,0 +1,148 @@
+"""Re-pricing history: only when the user asks, showing the change per model before applying.
+
+A row's cost was fixed when it was written, with its provenance. `reprice` recomputes it from
+the row's own normalised usage with today's catalogue and overrides (the price in effect at the
+row's `requested_at`, as always), so a corrected catalogue or a new negotiated price can be
+applied to past rows, visibly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from halton_meter.ledger.queries import Window
+from halton_meter.pricing import PriceOverride, price_call
+from halton_meter.providers.base import Usage
+
+_COLUMNS = (
+    "id",
+    "requested_at",
+    "provider",
+    "api",
+    "host",
+    "model",
+    "model_requested",
+    "status",
+    "service_tier",
+    "provider_cost_usd",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "web_search_requests",
+    "cost_nanousd",
+    "price_source",
+)
+CODE_ASSIST_HOST = "cloudcode-pa.googleapis.com"
+ZERO_COST_APIS = frozenset({"count_tokens"})
+
+
+@dataclass(slots=True)
+class ModelChange:
+    """How re-pricing changes one model's rows."""
+
+    provider: str
+    model: str
+    rows: int = 0
+    changed: int = 0
+    old_nanousd: int = 0
+    new_nanousd: int = 0
+    old_unpriced: int = 0
+    new_unpriced: int = 0
+    new_sources: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class RepricePlan:
+    changes: dict[tuple[str, str], ModelChange]
+    # (row id, new cost, new provenance) for every row whose cost or provenance changes.
+    updates: list[tuple[str, int | None, str | None]]
+
+
+def _rows(con: sqlite3.Connection, window: Window) -> Iterator[tuple[object, ...]]:
+    where, params = window.where()
+    yield from con.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests{where}", params)
+
+
+def plan_reprice(
+    con: sqlite3.Connection,
+    window: Window,
+    overrides: Sequence[PriceOverride],
+    progress: Callable[[int], None] | None = None,
+) -> RepricePlan:
+    """Work out every row's new price; nothing is written."""
+    changes: dict[tuple[str, str], ModelChange] = {}
+    updates: list[tuple[str, int | None, str | None]] = []
+    for count, raw in enumerate(_rows(con, window), start=1):
+        row = dict(zip(_COLUMNS, raw, strict=True))
+        model = str(row["model"] or row["model_requested"] or "(unknown)")
+        key = (str(row["provider"]), model)
+        change = changes.setdefault(key, ModelChange(*key))
+        new_cost, new_source = _price(row, overrides)
+        old_cost = row["cost_nanousd"]
+        change.rows += 1
+        change.old_nanousd += old_cost if isinstance(old_cost, int) else 0
+        change.old_unpriced += old_cost is None
+        change.new_nanousd += new_cost or 0
+        change.new_unpriced += new_cost is None
+        if new_source:
+            change.new_sources.add(new_source)
+        if (new_cost, new_source) != (old_cost, row["price_source"]):
+            change.changed += 1
+            updates.append((str(row["id"]), new_cost, new_source))
+        if progress is not None and count % 1000 == 0:
+            progress(1000)
+    return RepricePlan(changes, updates)
+
+
+def apply_reprice(con: sqlite3.Connection, plan: RepricePlan, batch: int = 1000) -> int:
+    """Write the new costs, in short transactions so the daemon's writer is never held up."""
+    written = 0
+    for start in range(0, len(plan.updates), batch):
+        chunk = plan.updates[start : start + batch]
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany(
+                "UPDATE requests SET cost_nanousd = ?, price_source = ? WHERE id = ?",
+                [(cost, source, row_id) for row_id, cost, source in chunk],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        written += len(chunk)
+    return written
+
+
+def _price(
+    row: dict[str, object], overrides: Sequence[PriceOverride]
+) -> tuple[int | None, str | None]:
+    """The same decision the capture layer makes at write time, from the stored row."""
+    if row["host"] == CODE_ASSIST_HOST:
+        return None, None  # billed by subscription, not per token
+    usage = Usage(**{name: _int(row[name]) for name in Usage.__slots__})
+    tier = row["service_tier"] if isinstance(row["service_tier"], str) else None
+    moment = datetime.fromisoformat(str(row["requested_at"]).replace("Z", "+00:00"))
+    quote = price_call(
+        provider=str(row["provider"]),
+        model=str(row["model"] or row["model_requested"] or "") or None,
+        usage=usage,
+        requested_at=moment,
+        service_tier=tier,
+        batch=tier == "batch",
+        provider_cost_usd=row["provider_cost_usd"]
+        if isinstance(row["provider_cost_usd"], str)
+        else None,
+        zero_cost=row["api"] in ZERO_COST_APIS and row["status"] == "ok",
+        overrides=overrides,
+    )
+    return quote.cost_nanousd, quote.price_source
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) else None
