@@ -24,6 +24,7 @@ from halton_meter.providers.base import Usage
 from .money import HALF, Published, nano, per_thousand, usd
 
 CAT = catalogue_version()
+CORRECTED_O3 = "correction:o3-launch-price (openai.com/api/pricing)"
 
 # --- published prices ------------------------------------------------------------------------
 
@@ -620,6 +621,7 @@ CASES: list[Any] = [
             "o3-2025-04-16",
             u(1500, 0, 0, 0, 6000, reasoning=5000),
             nano(usd(O3_BEFORE_2025_06_10, inp=1500, out=6000)),
+            source=CORRECTED_O3,
             matched="o3",
             at=MAY_2025,
         ),
@@ -631,11 +633,12 @@ CASES: list[Any] = [
             "o3-2025-04-16",
             u(1500, 4000, 0, 0, 6000),
             nano(usd(O3_BEFORE_2025_06_10, inp=1500, read=4000, out=6000)),
+            # The catalogue has cached input at $0.50 here: Halton Meter's correction applies.
+            source=CORRECTED_O3,
             matched="o3",
             at=MAY_2025,
         ),
         id="openai-o3-cached-before-cut",
-        marks=discrepancy("o3 before 2025-06-10 has cached input $0.50, published $2.50"),
     ),
     pytest.param(
         Case(
@@ -989,14 +992,13 @@ CASES: list[Any] = [
             "deepseek-chat",
             u(3000, 7000, None, None, 1200),
             nano(usd(DEEPSEEK_V3_2, inp=3000, read=7000, out=1200)),
+            # The catalogue keeps the pre-2025-09-05 prices: Halton Meter's correction applies.
+            source="correction:deepseek-v3.2-deepseek-chat "
+            "(api-docs.deepseek.com/quick_start/pricing)",
             matched="deepseek-chat",
             at=OCT_2025,
         ),
         id="deepseek-chat-after-v32-price-cut",
-        marks=discrepancy(
-            "deepseek-chat keeps the pre-2025-09-05 prices and off-peak windows; published "
-            "from 2025-09-29: $0.28 miss / $0.028 hit / $0.42 out"
-        ),
     ),
     # --- Groq -----------------------------------------------------------------------------
     pytest.param(

@@ -36,6 +36,7 @@ from .catalogue import (
     WRITE_1H,
     WRITE_5M,
 )
+from .corrections import CORRECTIONS
 from .overrides import PriceOverride, select_override
 
 
@@ -131,10 +132,10 @@ def _price_call(
     name = cat.PROVIDER_ALIASES.get(name, name)
     found = cat.find_model(name, model)
     at = requested_at if requested_at.tzinfo is not None else requested_at.replace(tzinfo=UTC)
-    override = None
-    if overrides:
-        day = at.astimezone(UTC).date()
-        override = select_override(overrides, name, model, found.id if found else None, day)
+    day = at.astimezone(UTC).date()
+    # The user's overrides first, then our corrections to the catalogue, then the catalogue.
+    candidates = (*overrides, *CORRECTIONS)
+    override = select_override(candidates, name, model, found.id if found else None, day)
     if found is None and override is None:
         return UNPRICED
     matched = found.id if found is not None else None

@@ -60,10 +60,14 @@ class PriceOverride:
     discount_pct: Decimal | None = None
     effective_from: date | None = None
     effective_until: date | None = None
+    # Set for Halton Meter's own corrections to the catalogue (pricing/corrections.py).
+    correction_source: str | None = None
 
     @property
     def source(self) -> str:
         """Provenance recorded with each row this override prices."""
+        if self.correction_source is not None:
+            return f"correction:{self.name} ({self.correction_source})"
         return f"override:{self.name or f'{self.provider}/{self.model}'}"
 
     def applies(self, provider: str, names: Sequence[str], day: date) -> bool:

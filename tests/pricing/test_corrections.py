@@ -1,0 +1,68 @@
+"""Halton Meter's corrections to the catalogue, checked against the published prices.
+
+DeepSeek (api-docs.deepseek.com/quick_start/pricing, news 2025-09-05 and 2025-09-29):
+V3.1 from 2025-09-05: $0.56 cache miss, $0.07 cache hit, $1.68 output per million tokens, for
+deepseek-chat and deepseek-reasoner alike, no off-peak discount; V3.2-Exp from 2025-09-29:
+$0.28 / $0.028 / $0.42.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from halton_meter.pricing import PriceOverride, price_call
+from halton_meter.providers.base import Usage
+
+V3_1 = {"miss": Decimal("0.56"), "hit": Decimal("0.07"), "out": Decimal("1.68")}
+V3_2 = {"miss": Decimal("0.28"), "hit": Decimal("0.028"), "out": Decimal("0.42")}
+
+
+def nano(prices: dict[str, Decimal], miss: int, hit: int, out: int) -> int:
+    usd = (prices["miss"] * miss + prices["hit"] * hit + prices["out"] * out) / 1_000_000
+    return int(usd * 10**9)
+
+
+@pytest.mark.parametrize("model", ["deepseek-chat", "deepseek-reasoner"])
+@pytest.mark.parametrize(
+    ("moment", "prices", "name"),
+    [
+        # 17:00 UTC was inside the old off-peak window (16:30-00:30): no discount any more.
+        (datetime(2025, 9, 10, 17, 0, tzinfo=UTC), V3_1, "v3.1"),
+        (datetime(2025, 9, 28, 23, 59, tzinfo=UTC), V3_1, "v3.1"),
+        (datetime(2025, 9, 29, 0, 0, tzinfo=UTC), V3_2, "v3.2"),
+        (datetime(2026, 6, 1, 12, 0, tzinfo=UTC), V3_2, "v3.2"),
+    ],
+)
+def test_deepseek_prices_after_the_v3_era(
+    model: str, moment: datetime, prices: dict[str, Decimal], name: str
+) -> None:
+    usage = Usage(
+        input_tokens=4000, cache_read_tokens=9000, cache_write_tokens=0, output_tokens=1500
+    )
+    quote = price_call(provider="deepseek", model=model, usage=usage, requested_at=moment)
+    assert quote.cost_nanousd == nano(prices, 4000, 9000, 1500)
+    assert quote.price_source is not None
+    assert quote.price_source.startswith(f"correction:deepseek-{name}-{model} ")
+
+
+def test_a_users_override_wins_over_a_correction() -> None:
+    mine = PriceOverride(
+        name="deal",
+        provider="deepseek",
+        model="deepseek-*",
+        input_mtok=Decimal("0.1"),
+        output_mtok=Decimal("0.2"),
+        cache_read_mtok=Decimal("0.01"),
+    )
+    quote = price_call(
+        provider="deepseek",
+        model="deepseek-chat",
+        usage=Usage(input_tokens=1_000_000, cache_read_tokens=0, output_tokens=1_000_000),
+        requested_at=datetime(2026, 1, 5, tzinfo=UTC),
+        overrides=(mine,),
+    )
+    assert quote.cost_nanousd == 300_000_000  # $0.10 + $0.20
+    assert quote.price_source == "override:deal"
