@@ -330,10 +330,10 @@ CASES: list[Any] = [
             "claude-sonnet-4-20250514",
             u(300_000, 0, 0, 0, 1000),
             nano(usd(SONNET_4_LONG, inp=300_000, out=1000)),
+            source="correction:claude-sonnet-4-long-context (claude.com/pricing)",
             matched="claude-sonnet-4-0",
         ),
         id="anthropic-sonnet4-long-context",
-        marks=discrepancy("claude-sonnet-4-0 has no >200k tier ($6/$22.50) for the 1M beta"),
     ),
     pytest.param(
         Case(
@@ -884,10 +884,10 @@ CASES: list[Any] = [
             "grok-4",
             u(150_000, 0, 0, 0, 2500),
             nano(usd(GROK_4_LONG, inp=150_000, out=2500)),
+            source="correction:grok-4-long-context (docs.x.ai/docs/models)",
             matched="grok-4-0709",
         ),
         id="xai-grok4-over-128k",
-        marks=discrepancy("grok-4-0709 has no >128k tier ($6/$30)"),
     ),
     pytest.param(
         Case(
@@ -905,10 +905,10 @@ CASES: list[Any] = [
             "grok-4-fast-reasoning",
             u(140_000, 0, 0, 0, 800),
             nano(usd(GROK_4_FAST_LONG, inp=140_000, out=800)),
+            source="correction:grok-4-fast-reasoning-long-context (docs.x.ai/docs/models)",
             matched="grok-4-fast-reasoning",
         ),
         id="xai-grok4-fast-over-128k",
-        marks=discrepancy("grok-4-fast-* has no >128k tier ($0.40/$1.00)"),
     ),
     pytest.param(
         Case(

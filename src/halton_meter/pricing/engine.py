@@ -132,18 +132,17 @@ def _price_call(
     name = cat.PROVIDER_ALIASES.get(name, name)
     found = cat.find_model(name, model)
     at = requested_at if requested_at.tzinfo is not None else requested_at.replace(tzinfo=UTC)
+    matched = found.id if found is not None else None
+    measured = _counts(usage)
+    if measured is None:
+        return PriceQuote(None, None, matched) if found is not None else UNPRICED
+    counts, prompt = measured
     day = at.astimezone(UTC).date()
     # The user's overrides first, then our corrections to the catalogue, then the catalogue.
     candidates = (*overrides, *CORRECTIONS)
-    override = select_override(candidates, name, model, found.id if found else None, day)
+    override = select_override(candidates, name, model, matched, day, prompt)
     if found is None and override is None:
         return UNPRICED
-    matched = found.id if found is not None else None
-
-    measured = _counts(usage)
-    if measured is None:
-        return PriceQuote(None, None, matched)
-    counts, prompt = measured
     per_prompt = name == "google" and found is not None and found.id.startswith(_SEARCH_PER_PROMPT)
     if per_prompt and counts[WEB_SEARCH] > 1:
         counts = (*counts[:WEB_SEARCH], 1, *counts[WEB_SEARCH + 1 :])

@@ -62,6 +62,9 @@ class PriceOverride:
     effective_until: date | None = None
     # Set for Halton Meter's own corrections to the catalogue (pricing/corrections.py).
     correction_source: str | None = None
+    # Corrections only: the entry applies to the whole request once the prompt (input + cache
+    # read + cache write) passes this many tokens — the long-context rule.
+    above_prompt_tokens: int | None = None
 
     @property
     def source(self) -> str:
@@ -70,9 +73,12 @@ class PriceOverride:
             return f"correction:{self.name} ({self.correction_source})"
         return f"override:{self.name or f'{self.provider}/{self.model}'}"
 
-    def applies(self, provider: str, names: Sequence[str], day: date) -> bool:
-        """Same provider, model glob matching one of the row's model names, day in range."""
+    def applies(self, provider: str, names: Sequence[str], day: date, prompt: int = 0) -> bool:
+        """Same provider, model glob matching one of the row's model names, day in range (and,
+        for a long-context correction, a prompt above its threshold)."""
         if _provider_name(self.provider) != provider:
+            return False
+        if self.above_prompt_tokens is not None and prompt <= self.above_prompt_tokens:
             return False
         if self.effective_from is not None and day < self.effective_from:
             return False
@@ -122,11 +128,12 @@ def select_override(
     model: str,
     catalogue_id: str | None,
     day: date,
+    prompt: int = 0,
 ) -> PriceOverride | None:
     """The first override that applies (config order decides between overlapping ones)."""
     names = override_names(model, catalogue_id)
     for override in overrides:
-        if override.applies(provider, names, day):
+        if override.applies(provider, names, day, prompt):
             return override
     return None
 
