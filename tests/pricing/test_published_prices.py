@@ -1,9 +1,9 @@
 """Table-driven costs, every expected value worked out from the providers' published prices.
 
 The constants below are copied from the providers' pricing pages (named next to each), never from
-the catalogue under test. Where the bundled catalogue disagrees with the published price the case
-is marked ``xfail(strict=True)`` with the discrepancy in its reason: the suite documents the gap
-and fails loudly once the catalogue is fixed (then drop the mark).
+the catalogue under test. Where the bundled catalogue disagrees with the published price, Halton
+Meter carries a correction (src/halton_meter/pricing/corrections.py) and the case expects its
+provenance; a new disagreement can be marked ``discrepancy(...)`` (a strict xfail) until then.
 
 Streaming does not change prices; the streaming-shaped cases are the usages a stream leaves
 (running totals already resolved, or a stream cut before its final usage event).
