@@ -204,7 +204,7 @@ def start_meter(
     def started() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"daemon exited: {log.read_text()}")
-        return state.exists() and json.loads(state.read_text())["proxy_port"] == port
+        return state.exists() and json.loads(state.read_text())["listen_port"] == port
 
     wait_for(started, 30, "the daemon to start")
     return Meter(home, port, process, log)

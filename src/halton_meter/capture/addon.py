@@ -30,6 +30,7 @@ from halton_meter.providers.base import Endpoint
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "halton_meter.call"
+CLIENT_HEADER = "x-halton-client"
 
 
 def project_from_proxy_authorization(value: str | None) -> str | None:
@@ -65,6 +66,8 @@ class MeterAddon:
         self._price_overrides = price_overrides
         # Project named in the proxy URL, per client connection (CONNECT carries it once).
         self._connection_projects: dict[str, str] = {}
+        # Client address (ip:port) per connection handed over by the edge.
+        self.edge_clients: dict[str, str] = {}
         # Calls between request and response, so a shutdown can still record them.
         self._open_calls: dict[str, CapturedCall] = {}
 
@@ -83,9 +86,15 @@ class MeterAddon:
         project = project_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
         if project:
             self._connection_projects[flow.client_conn.id] = project
+        # The edge names the real client (ip:port) when it hands a connection over; kept for
+        # attribution, never forwarded.
+        client = flow.request.headers.pop(CLIENT_HEADER, None)
+        if client:
+            self.edge_clients[flow.client_conn.id] = client
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connection_projects.pop(client.id, None)
+        self.edge_clients.pop(client.id, None)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         address = data.server.address

@@ -66,7 +66,8 @@ class DaemonState:
 
     pid: int
     version: str
-    proxy_port: int
+    listen_port: int
+    behind_edge: bool
     started_at: float
 
     def write(self, paths: Paths) -> None:
@@ -76,7 +77,8 @@ class DaemonState:
                 {
                     "pid": self.pid,
                     "version": self.version,
-                    "proxy_port": self.proxy_port,
+                    "listen_port": self.listen_port,
+                    "behind_edge": self.behind_edge,
                     "started_at": self.started_at,
                 }
             )
@@ -100,8 +102,12 @@ class _ReadyCheck:
             self.ready.set_result(problem)
 
 
-async def run_daemon(config: Config, paths: Paths) -> int:
-    """Run the proxy until SIGTERM/SIGINT; every pending ledger row is written before return."""
+async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False) -> int:
+    """Run the proxy until SIGTERM/SIGINT; every pending ledger row is written before return.
+
+    Standalone, the daemon listens on the proxy port clients use; behind the always-on edge it
+    listens on the internal port and the edge hands it the LLM connections."""
+    listen_port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     ensure_home(paths)
     ensure_ca(config, paths)
     write_client_bundle(config, paths)
@@ -111,7 +117,7 @@ async def run_daemon(config: Config, paths: Paths) -> int:
     writer.start()
     opts = options.Options(
         listen_host="127.0.0.1",
-        listen_port=config.daemon.proxy_port,
+        listen_port=listen_port,
         confdir=str(ca_dir(config, paths)),
     )
     master = Master(opts)
@@ -160,12 +166,13 @@ async def run_daemon(config: Config, paths: Paths) -> int:
         await run_task
         writer.close()
         raise StartupError(
-            f"cannot listen on 127.0.0.1:{config.daemon.proxy_port}: {problem}. "
-            "Stop the program using that port or set [daemon] proxy_port in config.toml."
+            f"cannot listen on 127.0.0.1:{listen_port}: {problem}. Stop the program using that "
+            f"port or set [daemon] {'internal_port' if behind_edge else 'proxy_port'} in "
+            "config.toml."
         )
-    state = DaemonState(os.getpid(), __version__, config.daemon.proxy_port, time.time())
+    state = DaemonState(os.getpid(), __version__, listen_port, behind_edge, time.time())
     state.write(paths)
-    log.info("metering on 127.0.0.1:%d (ledger %s)", config.daemon.proxy_port, paths.ledger)
+    log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
     finally:

@@ -12,18 +12,24 @@ from halton_meter.cli import EXIT_FAILURE, Context, pass_context, setup_logging
 
 
 @click.command()
+@click.option(
+    "--behind-edge",
+    is_flag=True,
+    help="Listen on [daemon] internal_port, for `halton-meter edge` to hand connections to.",
+)
 @pass_context
-def daemon(ctx: Context) -> None:
+def daemon(ctx: Context, behind_edge: bool) -> None:
     """Run the metering proxy in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     config = ctx.config
     setup_logging(config.daemon.log_level)
+    port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     click.echo(
-        f"Halton Meter proxy on http://127.0.0.1:{config.daemon.proxy_port}, "
-        f"ledger {ctx.paths.ledger}. Use `halton-meter run -- CMD` in another shell.",
+        f"Halton Meter proxy on http://127.0.0.1:{port}, ledger {ctx.paths.ledger}. "
+        "Use `halton-meter run -- CMD` in another shell.",
         err=True,
     )
     try:
-        code = asyncio.run(run_daemon(config, ctx.paths))
+        code = asyncio.run(run_daemon(config, ctx.paths, behind_edge=behind_edge))
     except StartupError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)
