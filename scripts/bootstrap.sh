@@ -36,17 +36,21 @@ if [ ! -x .venv/bin/python ] || ! usable .venv/bin/python; then
     "$python" -m venv .venv
 fi
 
-stamp_source="$(cat pyproject.toml; [ "$dev" = 1 ] && cat tests/node/package-lock.json 2>/dev/null; echo "dev=$dev")"
-stamp="$(printf '%s' "$stamp_source" | sha256sum | cut -d' ' -f1)"
-if [ "$(cat .venv/.halton-stamp 2>/dev/null)" != "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip >&2
-    if [ "$dev" = 1 ]; then
+# One stamp per flavour; a dev install also satisfies a plain one.
+base_stamp="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+dev_stamp="$(cat pyproject.toml tests/node/package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)"
+if [ "$dev" = 1 ]; then
+    if [ "$(cat .venv/.halton-dev-stamp 2>/dev/null)" != "$dev_stamp" ]; then
+        .venv/bin/python -m pip install --quiet --upgrade pip >&2
         .venv/bin/python -m pip install --quiet -e ".[dev]" >&2
         if [ -f tests/node/package.json ] && command -v npm >/dev/null 2>&1; then
             (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >&2)
         fi
-    else
-        .venv/bin/python -m pip install --quiet -e . >&2
+        echo "$dev_stamp" > .venv/.halton-dev-stamp
+        echo "$base_stamp" > .venv/.halton-stamp
     fi
-    echo "$stamp" > .venv/.halton-stamp
+elif [ "$(cat .venv/.halton-stamp 2>/dev/null)" != "$base_stamp" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip >&2
+    .venv/bin/python -m pip install --quiet -e . >&2
+    echo "$base_stamp" > .venv/.halton-stamp
 fi
