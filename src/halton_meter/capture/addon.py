@@ -57,6 +57,7 @@ class MeterAddon:
         endpoints: Sequence[Endpoint] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
         price_overrides: tuple[PriceOverride, ...] = (),
+        behind_edge: bool = False,
     ) -> None:
         self._submit = submit
         self._own_ports = frozenset(own_ports)
@@ -64,6 +65,7 @@ class MeterAddon:
         self._endpoints = tuple(endpoints)
         self._resolve = dict(resolve or {})
         self._price_overrides = price_overrides
+        self._behind_edge = behind_edge
         # Project named in the proxy URL, per client connection (CONNECT carries it once).
         self._connection_projects: dict[str, str] = {}
         # Client address (ip:port) per connection handed over by the edge.
@@ -86,11 +88,14 @@ class MeterAddon:
         project = project_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
         if project:
             self._connection_projects[flow.client_conn.id] = project
-        # The edge names the real client (ip:port) when it hands a connection over; kept for
-        # attribution, never forwarded.
+        self._take_client_header(flow)
+
+    def _take_client_header(self, flow: http.HTTPFlow) -> None:
+        """The edge names the real client (ip:port) when it hands a connection over; kept for
+        attribution (trusted only behind the edge), never forwarded."""
         client = flow.request.headers.pop(CLIENT_HEADER, None)
-        if client:
-            self.edge_clients[flow.client_conn.id] = client
+        if client and self._behind_edge:
+            self.edge_clients.setdefault(flow.client_conn.id, client)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._connection_projects.pop(client.id, None)
@@ -112,6 +117,7 @@ class MeterAddon:
             return
         # Plain-HTTP proxy requests carry the project on every request; never forward it.
         auth = request.headers.pop("proxy-authorization", None)
+        self._take_client_header(flow)
         if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
             return
         route = providers.route_for(

@@ -129,6 +129,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         endpoints=config.endpoints,
         resolve=config.upstream.resolve,
         price_overrides=config.price_overrides,
+        behind_edge=behind_edge,
     )
     master.addons.add(
         core.Core(),
