@@ -7,6 +7,7 @@ until the client has the first.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -441,3 +442,50 @@ def test_user_declared_endpoint_is_metered(fake_upstream: FakeUpstream, tmp_path
     ]
     assert sent and "stream_options" not in sent[0]
     assert rows[1]["tokens_complete"] == 0  # no usage in that stream, and none invented
+
+
+def test_rewritten_stream_keeps_done_and_the_connection_clean(
+    meter: Meter, fake_upstream: FakeUpstream, project: str
+) -> None:
+    """Events arriving one by one (25 ms apart), the meter dropping the usage chunk it asked for:
+    an HTTP/1.1 client still gets every byte, `data: [DONE]` included, and a second call on the
+    same keep-alive connection works (no stray bytes left behind). An empty write from the tap
+    would be the terminating chunk on HTTP/1.1."""
+    import http.client
+
+    def two_calls(host: str, port: int, context: ssl.SSLContext, tunnel: bool) -> list[bytes]:
+        conn = http.client.HTTPSConnection(host, port, context=context, timeout=10)
+        if tunnel:
+            conn.set_tunnel(
+                "api.openai.com",
+                443,
+                headers={
+                    "Proxy-Authorization": "Basic "
+                    + base64.b64encode(f"{project}:meter".encode()).decode()
+                },
+            )
+        bodies = []
+        for _ in range(2):
+            conn.request(
+                "POST",
+                "/v1/chat/completions",
+                body=json.dumps(chat_body("gpt-4.1")),
+                headers={
+                    "Host": "api.openai.com",
+                    "content-type": "application/json",
+                    "x-fake-delay-ms": "25",
+                },
+            )
+            bodies.append(conn.getresponse().read())
+        conn.close()
+        return bodies
+
+    via = two_calls(
+        "127.0.0.1", meter.port, ssl.create_default_context(cafile=str(meter.bundle)), tunnel=True
+    )
+    direct_context = ssl.create_default_context(cafile=str(fake_upstream.pki.ca_cert))
+    direct_context.check_hostname = False
+    direct = two_calls("127.0.0.1", fake_upstream.port, direct_context, tunnel=False)
+    assert via[0].endswith(b"data: [DONE]\n\n")
+    assert via == direct
+    assert len(meter.wait_rows(project, 2)) == 2

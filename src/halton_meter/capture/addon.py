@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 METADATA_KEY = "halton_meter.call"
 CLIENT_HEADER = "x-halton-client"
+INLINE_DECODE_BYTES = 64 * 1024
 
 
 def project_from_proxy_authorization(value: str | None) -> str | None:
@@ -120,9 +121,8 @@ class MeterAddon:
         self._take_client_header(flow)
         if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
             return
-        route = providers.route_for(
-            request.pretty_host.lower(), request.port, request.path, self._endpoints
-        )
+        host = request.pretty_host.lower()
+        route = providers.route_for(host, request.port, request.path, self._endpoints)
         if route is None:
             return
         project = (
@@ -132,7 +132,7 @@ class MeterAddon:
         )
         call = CapturedCall(
             route=route,
-            host=request.pretty_host.lower(),
+            host=host,
             started_at=request.timestamp_start,
             project=project,
             user_agent=request.headers.get("user-agent"),
@@ -151,10 +151,14 @@ class MeterAddon:
             call.route, call.request_body
         ):
             return
-        # Deciding needs the request's JSON, which can be megabytes: decode it off the loop.
-        injected = await asyncio.to_thread(
-            providers.inject_stream_usage, call.route, call.request_body
-        )
+        # Deciding needs the request's JSON, which can be megabytes: decode a large one off the
+        # loop (a thread hop costs ~0.1 ms, decoding a small body inline ~5 µs).
+        if len(call.request_body) <= INLINE_DECODE_BYTES:
+            injected = providers.inject_stream_usage(call.route, call.request_body)
+        else:
+            injected = await asyncio.to_thread(
+                providers.inject_stream_usage, call.route, call.request_body
+            )
         if injected is not None:
             flow.request.content = injected
             # The usage filter rewrites SSE text, so the stream must come back uncompressed.

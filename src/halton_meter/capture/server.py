@@ -8,6 +8,7 @@ writer is flushed before the process exits on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -173,6 +174,9 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         )
     state = DaemonState(os.getpid(), __version__, listen_port, behind_edge, time.time())
     state.write(paths)
+    # Everything allocated so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
+    gc.freeze()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task

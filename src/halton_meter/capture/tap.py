@@ -33,7 +33,7 @@ class StreamTap:
         self._decoder = decoder
         self._filter = usage_filter
 
-    def __call__(self, chunk: bytes) -> bytes:
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         if chunk and self._call.first_byte_at is None:
             self._call.first_byte_at = time.time()
         if self._decoder is not None:
@@ -45,7 +45,11 @@ class StreamTap:
         if self._filter is None:
             return chunk
         try:
-            return self._filter.feed(chunk) if chunk else self._filter.flush()
+            if not chunk:
+                return self._filter.flush()
+            # Nothing to forward yet (a dropped usage chunk, half an event): an empty list, never
+            # b"" — mitmproxy sends b"" as an empty HTTP/1 chunk, which ends the body.
+            return self._filter.feed(chunk) or []
         except Exception:  # the filter promises not to raise; forward untouched if it ever does
             log.exception("usage filter failed for %s", self._call.id)
             self._filter = None

@@ -24,6 +24,9 @@ from halton_meter.ledger.row import INSERT_SQL, LedgerRow
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+# After the first row of a batch arrives, wait this long for more: one commit per 50 ms under
+# load instead of one per row, which halves the writer's CPU cost per row (bench/README.md).
+BATCH_WINDOW_SECONDS = 0.05
 # Rows kept in memory while the ledger is unwritable; past this the oldest are dropped (logged).
 MAX_BACKLOG = 200_000
 RETRY_SECONDS = (0.05, 0.2, 1.0, 5.0)
@@ -116,6 +119,7 @@ class LedgerWriter:
         except queue.Empty:
             return False
         taken = 0
+        deadline = time.monotonic() + BATCH_WINDOW_SECONDS
         while True:
             if item is _STOP:
                 stopping = True
@@ -127,7 +131,10 @@ class LedgerWriter:
             if taken >= MAX_BATCH:
                 break
             try:
-                item = self._queue.get_nowait()
+                if stopping:  # flush what is there now, wait for nothing more
+                    item = self._queue.get_nowait()
+                else:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
         return stopping
