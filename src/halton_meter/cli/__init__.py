@@ -52,9 +52,16 @@ def cli(click_context: click.Context) -> None:
 
 
 def main() -> None:
-    from halton_meter.cli import daemon_cmd, edge_cmd, pricing_cmd, report_cmd, run_cmd
+    from halton_meter.cli import (
+        daemon_cmd,
+        edge_cmd,
+        lifecycle_cmd,
+        pricing_cmd,
+        report_cmd,
+        run_cmd,
+    )
 
-    for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd):
+    for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="halton-meter")

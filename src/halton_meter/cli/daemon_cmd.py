@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from halton_meter.capture.server import StartupError, run_daemon
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context, setup_logging
+from halton_meter.lifecycle.ports import effective_config
 
 
 @click.command()
@@ -20,7 +20,7 @@ from halton_meter.cli import EXIT_FAILURE, Context, pass_context, setup_logging
 @pass_context
 def daemon(ctx: Context, behind_edge: bool) -> None:
     """Run the metering proxy in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
-    config = ctx.config
+    config = effective_config(ctx.config, ctx.paths)  # effective-ports.json wins
     setup_logging(config.daemon.log_level)
     port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     click.echo(
@@ -28,6 +28,9 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
         "Use `halton-meter run -- CMD` in another shell.",
         err=True,
     )
+    # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command.
+    from halton_meter.capture.server import StartupError, run_daemon
+
     try:
         code = asyncio.run(run_daemon(config, ctx.paths, behind_edge=behind_edge))
     except StartupError as error:

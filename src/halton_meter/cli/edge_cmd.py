@@ -18,8 +18,9 @@ def edge(ctx: Context) -> None:
     and everything while the daemon is down, is tunnelled unmetered, so clients never break.
     """
     from halton_meter.edge import EdgeSettings, EdgeStartError, run_edge
+    from halton_meter.lifecycle.ports import effective_config
 
-    settings = EdgeSettings.from_config(ctx.config, ctx.paths)
+    settings = EdgeSettings.from_config(effective_config(ctx.config, ctx.paths), ctx.paths)
     try:
         code = run_edge(settings)
     except EdgeStartError as error:

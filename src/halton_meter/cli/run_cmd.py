@@ -14,6 +14,7 @@ from halton_meter.cli import EXIT_NOT_RUNNING, Context, pass_context
 from halton_meter.config import SLUG_RE
 from halton_meter.lifecycle.ca import write_client_bundle
 from halton_meter.lifecycle.environment import meter_environment
+from halton_meter.lifecycle.ports import effective_config
 
 
 def meter_listening(port: int) -> bool:
@@ -44,7 +45,7 @@ def run(ctx: Context, project: str | None, allow_unmetered: bool, command: tuple
             f"{project!r} is not a project slug: use lowercase a-z 0-9 - _ : /",
             param_hint="--project",
         )
-    port = config.daemon.proxy_port
+    port = effective_config(config, ctx.paths).daemon.proxy_port  # effective-ports.json wins
     env = dict(os.environ)
     if meter_listening(port):
         bundle = ctx.paths.ca_bundle

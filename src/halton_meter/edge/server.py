@@ -643,7 +643,9 @@ def main() -> None:
         print(f"halton-meter edge: invalid config: {error}", file=sys.stderr)
         sys.exit(3)
     try:
-        code = run_edge(EdgeSettings.from_config(config, paths))
+        from halton_meter.lifecycle.ports import effective_config
+
+        code = run_edge(EdgeSettings.from_config(effective_config(config, paths), paths))
     except EdgeStartError as error:
         print(f"halton-meter edge: {error}", file=sys.stderr)
         sys.exit(1)

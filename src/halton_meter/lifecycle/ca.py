@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import certifi
-from mitmproxy import certs
 
 from halton_meter.config import Config
 from halton_meter.paths import Paths
@@ -34,6 +33,8 @@ def ensure_ca(config: Config, paths: Paths) -> Path:
     certificate's path. Folder 0700, private key files 0600."""
     folder = ca_dir(config, paths)
     if not (folder / f"{CA_BASENAME}-ca.pem").exists():
+        from mitmproxy import certs  # slow to import; only needed the first time
+
         certs.CertStore.create_store(
             folder, CA_BASENAME, 2048, organization=CA_ORGANIZATION, cn=CA_COMMON_NAME
         )

@@ -1,0 +1,230 @@
+"""`init`, `start`, `stop`, `restart`, `status`, `uninstall`: the meter as a background service.
+
+Exit codes: `init` 0 set up and self-tested, 1 a step failed (what it changed was put back);
+`status` 0 healthy, 1 degraded (the edge tunnels, nothing is metered), 2 down.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.lifecycle import install
+from halton_meter.lifecycle.ports import effective_config
+from halton_meter.lifecycle.supervisor import (
+    DAEMON,
+    EDGE,
+    NO_MANAGER,
+    SupervisorError,
+    choose_supervisor,
+)
+
+STEPS = ("home", "snapshot", "ca", "ports", "shell", "units", "start", "self-test")
+MARKS = {
+    "ok": "[green]✓[/]",
+    "changed": "[cyan]✓[/]",
+    "skipped": "[dim]-[/]",
+    "failed": "[red]✗[/]",
+}
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
+@click.option(
+    "--apps",
+    is_flag=True,
+    help="Also export the proxy and CA variables to new shells (~/.bashrc, ~/.zshrc, ~/.profile).",
+)
+@click.option("--no-shell-rc", is_flag=True, help="With --apps: leave the shell files alone.")
+@pass_context
+def init(ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool) -> None:
+    """Set up and start the meter: CA, ports, shell variables, services, self-test.
+
+    Safe to run again at any time (after an upgrade, it points the services at the new
+    executable); a second run changes nothing when nothing changed.
+    """
+    console = _err()
+    # Plain `init` changes no shell file; `--apps` adds the marked block (issue 4).
+    shell_rc = apps and not no_shell_rc
+
+    def progress(step: str, outcome: str, detail: str) -> None:
+        if not as_json:
+            number = STEPS.index(step) + 1 if step in STEPS else 0
+            mark = MARKS.get(outcome, "?")
+            console.print(
+                f"{mark} [bold]{number}/{len(STEPS)} {step}[/]: {escape(detail)}", soft_wrap=True
+            )
+
+    if as_json:
+        result = install.run_init(ctx.config, ctx.paths, shell_rc=shell_rc)
+    else:
+        with console.status("Setting up Halton Meter…"):
+            result = install.run_init(ctx.config, ctx.paths, shell_rc=shell_rc, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    elif result.error is None:
+        ports = result.ports
+        port = ports.proxy_port if ports else "?"
+        console.print(
+            f"[green]Halton Meter is running[/]: proxy http://127.0.0.1:{port}. Open a new "
+            "shell (or `. ~/.profile`) so your tools use it; `halton-meter status` checks it."
+        )
+    else:
+        console.print(f"[red]init failed[/] at {escape(result.error)}", soft_wrap=True)
+        if result.restored:
+            restored = ", ".join(result.restored)
+            console.print(f"Put back as they were: {escape(restored)}", soft_wrap=True)
+    sys.exit(0 if result.error is None else EXIT_FAILURE)
+
+
+def _start(ctx: Context) -> None:
+    config = effective_config(ctx.config, ctx.paths)
+    supervisor = choose_supervisor()
+    if supervisor.kind == "background":
+        click.echo(f"halton-meter: {NO_MANAGER}.", err=True)
+    try:
+        for component in (EDGE, DAEMON):
+            pid = supervisor.start(component, ctx.paths)
+            click.echo(f"{component.name} running (pid {pid})", err=True)
+    except SupervisorError as error:
+        click.echo(f"halton-meter: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(
+        f"Metering through http://127.0.0.1:{config.daemon.proxy_port}.",
+        err=True,
+    )
+
+
+@click.command()
+@pass_context
+def start(ctx: Context) -> None:
+    """Start the edge (if it is not running) and the daemon."""
+    _start(ctx)
+
+
+@click.command()
+@pass_context
+def stop(ctx: Context) -> None:
+    """Stop the daemon; the edge keeps tunnelling, unmetered, so no client breaks."""
+    supervisor = choose_supervisor()
+    try:
+        was = supervisor.stop(DAEMON, ctx.paths)
+    except SupervisorError as error:
+        click.echo(f"halton-meter: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    click.echo(
+        ("daemon stopped" if was else "the daemon was not running")
+        + "; the edge keeps tunnelling (passthrough, nothing metered). "
+        "`halton-meter start` resumes metering.",
+        err=True,
+    )
+
+
+@click.command()
+@pass_context
+def restart(ctx: Context) -> None:
+    """Restart the daemon (and start the edge if it is not running)."""
+    supervisor = choose_supervisor()
+    try:
+        supervisor.stop(DAEMON, ctx.paths)
+    except SupervisorError as error:
+        click.echo(f"halton-meter: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    _start(ctx)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Is the meter running? Exit 0 healthy, 1 degraded (edge up, daemon down), 2 down."""
+    supervisor = choose_supervisor()
+    report = install.status(ctx.config, ctx.paths, supervisor.kind)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        sys.exit(report["exit_code"])
+    console = Console(highlight=False)
+    colour = {"healthy": "green", "degraded": "yellow", "down": "red"}[report["state"]]
+    console.print(f"Halton Meter {report['version']}: [{colour}]{report['state']}[/]")
+    table = Table("component", "pid", "port", "health", "mode", "version")
+    for name, part in report["components"].items():
+        table.add_row(
+            name,
+            str(part["pid"] or "-"),
+            str(part["port"]),
+            "[green]up[/]" if part["healthy"] else "[red]down[/]",
+            str(part["mode"] or "-"),
+            str(part["version"] or "-"),
+        )
+    console.print(table)
+    console.print(f"Rows recorded today: {report['rows_today']}")
+    if report["note"]:
+        console.print(report["note"])
+    if report["state"] == "degraded":
+        console.print("The edge tunnels unmetered; `halton-meter start` resumes metering.")
+    elif report["state"] == "down":
+        console.print("Clients using the proxy fail now: run `halton-meter start`.")
+    sys.exit(report["exit_code"])
+
+
+@click.command()
+@click.option("--purge", is_flag=True, help="Also delete the home folder (the ledger too).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_context
+def uninstall(ctx: Context, purge: bool, yes: bool) -> None:
+    """Stop the meter and undo `init`: services, shell variables; keeps the ledger."""
+    if purge and not yes:
+        click.confirm(f"Delete {ctx.paths.home}, with every recorded call?", abort=True)
+    result = install.run_uninstall(ctx.paths, purge=purge)
+    for line in [*(f"stopped {n}" for n in result["stopped"])] + [
+        f"removed {r}" for r in result["removed"]
+    ]:
+        click.echo(line, err=True)
+    if not purge:
+        click.echo(f"The ledger stays in {ctx.paths.ledger}.", err=True)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@pass_context
+def doctor(ctx: Context, as_json: bool) -> None:
+    """Check the installation; each failure comes with one command that fixes it.
+
+    Exit 0 HEALTHY, 1 INCONSISTENT (traffic flows, something drifted or is not metered),
+    2 BROKEN (clients fail or nothing can be recorded).
+    """
+    from halton_meter import doctor as checks
+
+    found = checks.run_checks(ctx.config, ctx.paths)
+    verdict = checks.verdict(found)
+    code = checks.EXIT_CODES[verdict]
+    if as_json:
+        report = {"verdict": verdict, "exit_code": code, "checks": [c.as_json() for c in found]}
+        click.echo(json.dumps(report, indent=2))
+        sys.exit(code)
+    console = Console(highlight=False)
+    colours = {"ok": "green", "inconsistent": "yellow", "broken": "red"}
+    for check in found:
+        colour = colours[check.severity]
+        console.print(
+            f"[{colour}]{check.severity:>12}[/] {escape(check.name)}: {escape(check.detail)}",
+            soft_wrap=True,
+        )
+        if check.fix:
+            console.print(f"{'fix:':>12} {escape(check.fix)}", soft_wrap=True)
+    colour = {"HEALTHY": "green", "INCONSISTENT": "yellow", "BROKEN": "red"}[verdict]
+    console.print(f"[bold {colour}]{verdict}[/]")
+    sys.exit(code)
+
+
+COMMANDS = [init, start, stop, restart, status, uninstall, doctor]

@@ -1,0 +1,224 @@
+"""`halton-meter doctor`: every check of an installation, each failure with one fix to paste.
+
+Verdict: HEALTHY (all pass), INCONSISTENT (traffic flows, but something drifted or metering is
+off: re-running `init` or `start` fixes it), BROKEN (clients fail or nothing can be recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from halton_meter.config import Config
+from halton_meter.lifecycle import ca, linux, shell
+from halton_meter.lifecycle.environment import CA_VARIABLES
+from halton_meter.lifecycle.install import edge_status, listening, ports_in_use, state_path
+from halton_meter.lifecycle.ports import port_free, read_effective
+from halton_meter.lifecycle.supervisor import DAEMON, EDGE, launcher, running_pid
+from halton_meter.paths import Paths
+
+OK, INCONSISTENT, BROKEN = "ok", "inconsistent", "broken"
+VERDICTS = {OK: "HEALTHY", INCONSISTENT: "INCONSISTENT", BROKEN: "BROKEN"}
+EXIT_CODES = {"HEALTHY": 0, "INCONSISTENT": 1, "BROKEN": 2}
+LOW_DISK = 200 * 1024 * 1024  # below this the ledger may soon stop growing
+NO_DISK = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    severity: str  # ok, inconsistent, broken
+    detail: str
+    fix: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"check": self.name, "status": self.severity, "detail": self.detail, "fix": self.fix}
+
+
+def _init_fix(paths: Paths) -> str:
+    prefix = f"HALTON_METER_HOME={shlex.quote(str(paths.home))} " if paths.home_overridden else ""
+    return f"{prefix}{shlex.join(launcher())} init"
+
+
+def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> list[Check]:
+    user_home = user_home or Path.home()
+    init = _init_fix(paths)
+    checks: list[Check] = []
+    add = checks.append
+
+    # The CA and the bundle clients trust.
+    cert, folder = ca.ca_cert_path(config, paths), ca.ca_dir(config, paths)
+    key = folder / f"{ca.CA_BASENAME}-ca.pem"
+    if not cert.exists() or not key.exists():
+        add(Check("ca_files", BROKEN, f"the CA is missing in {folder}", init))
+    else:
+        add(Check("ca_files", OK, f"{cert}"))
+        if os.name != "nt":
+            loose = [
+                f"{path} is {oct(path.stat().st_mode & 0o777)}"
+                for path, mode in ((folder, 0o700), (key, 0o600))
+                if path.stat().st_mode & 0o077
+            ]
+            if loose:
+                fix = f"chmod 700 {shlex.quote(str(folder))} && chmod 600 {shlex.quote(str(key))}"
+                detail = "; ".join(loose) + " (readable by others)"
+                add(Check("ca_permissions", BROKEN, detail, fix))
+            else:
+                add(Check("ca_permissions", OK, "key 0600, folder 0700"))
+    bundle = paths.ca_bundle
+    if not bundle.exists():
+        add(Check("ca_bundle", BROKEN, f"{bundle} is missing", init))
+    elif cert.exists() and cert.read_bytes().strip() not in bundle.read_bytes():
+        add(Check("ca_bundle", BROKEN, f"{bundle} does not hold the meter's CA", init))
+    else:
+        add(Check("ca_bundle", OK, f"{bundle} holds the meter's CA"))
+
+    # Ports, and who holds them.
+    ports = ports_in_use(config, paths)
+    if read_effective(paths) is None:
+        add(Check("effective_ports", INCONSISTENT, "no effective-ports.json: init never ran", init))
+    answer = edge_status(ports.proxy_port)
+    edge_pid = running_pid(EDGE, paths)
+    if answer is not None and answer.get("pid") == edge_pid:
+        add(Check("edge", OK, f"pid {edge_pid} answers on 127.0.0.1:{ports.proxy_port}"))
+    elif not port_free(ports.proxy_port) and answer is None:
+        add(
+            Check(
+                "edge",
+                BROKEN,
+                f"127.0.0.1:{ports.proxy_port} is held by another program, not our edge",
+                f"ss -ltnp 'sport = :{ports.proxy_port}'  # stop it, then: {init}",
+            )
+        )
+    else:
+        add(Check("edge", BROKEN, f"nothing answers on 127.0.0.1:{ports.proxy_port}", init))
+    daemon_pid = running_pid(DAEMON, paths)
+    if daemon_pid is not None and listening(ports.internal_port):
+        add(Check("daemon", OK, f"pid {daemon_pid} listens on 127.0.0.1:{ports.internal_port}"))
+    elif daemon_pid is None and not port_free(ports.internal_port):
+        add(
+            Check(
+                "daemon",
+                INCONSISTENT,
+                f"127.0.0.1:{ports.internal_port} is held by another program: nothing is metered",
+                f"ss -ltnp 'sport = :{ports.internal_port}'  # stop it, then: {init}",
+            )
+        )
+    else:
+        start = init.removesuffix(" init") + " start"
+        add(Check("daemon", INCONSISTENT, "the daemon is down: traffic is not metered", start))
+
+    # What init wrote: shell blocks and units, against what it would write now.
+    want_block = shell.env_block(ports.proxy_port, bundle)
+    for path in shell.shell_files(user_home):
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if shell.has_block(text) and shell.with_block(text, want_block) != text:
+            add(
+                Check(
+                    f"env_block:{path.name}",
+                    INCONSISTENT,
+                    f"the block in {path} does not match the ports or CA bundle in use",
+                    init,
+                )
+            )
+    if state_path(paths).exists():
+        command = launcher()
+        for component, path in linux.unit_files().items():
+            name = f"unit:{component.unit}"
+            if not path.exists():
+                add(Check(name, INCONSISTENT, f"{path} is missing", init))
+            elif path.read_text() != linux.unit_text(component, command, paths):
+                add(
+                    Check(
+                        name,
+                        INCONSISTENT,
+                        f"{path} does not run this halton-meter ({command[0]})",
+                        init,
+                    )
+                )
+            else:
+                add(Check(name, OK, f"runs {command[0]}"))
+
+    # The ledger.
+    checks.extend(_ledger_checks(paths))
+
+    # Stale variables in this environment.
+    for variable in CA_VARIABLES:
+        value = os.environ.get(variable)
+        if value and not Path(value).exists():
+            add(
+                Check(
+                    f"env:{variable}",
+                    BROKEN,
+                    f"{variable}={value} names a missing file: TLS fails in this shell",
+                    f"unset {variable}  # or: {init}",
+                )
+            )
+    return checks
+
+
+def _ledger_checks(paths: Paths) -> list[Check]:
+    from halton_meter.ledger.schema import LATEST_VERSION, schema_version
+
+    checks = []
+    ledger = paths.ledger
+    if ledger.exists():
+        try:
+            con = sqlite3.connect(ledger, timeout=5, isolation_level=None)
+            try:
+                version = schema_version(con)
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            finally:
+                con.close()
+        except sqlite3.Error as error:
+            checks.append(
+                Check(
+                    "ledger",
+                    BROKEN,
+                    f"{ledger} cannot be written: {error}",
+                    f"ls -l {shlex.quote(str(ledger))}*  # make it writable by you",
+                )
+            )
+        else:
+            if version < LATEST_VERSION:
+                checks.append(
+                    Check(
+                        "migrations",
+                        INCONSISTENT,
+                        f"ledger at migration {version}, this release has {LATEST_VERSION}",
+                        "halton-meter restart  # the daemon migrates on start",
+                    )
+                )
+            else:
+                checks.append(Check("migrations", OK, f"migration {version}"))
+            checks.append(Check("ledger", OK, f"{ledger} is writable"))
+    elif not os.access(paths.home if paths.home.exists() else paths.home.parent, os.W_OK):
+        fix = f"chmod u+w {shlex.quote(str(paths.home))}"
+        checks.append(Check("ledger", BROKEN, f"{paths.home} is not writable", fix))
+    if paths.home.exists():
+        free = shutil.disk_usage(paths.home).free
+        megabytes = free // (1024 * 1024)
+        if free < LOW_DISK:
+            checks.append(
+                Check(
+                    "disk",
+                    BROKEN if free < NO_DISK else INCONSISTENT,
+                    f"{megabytes} MB free where the ledger lives",
+                    f"df -h {shlex.quote(str(paths.home))}  # free some space",
+                )
+            )
+        else:
+            checks.append(Check("disk", OK, f"{megabytes} MB free"))
+    return checks
+
+
+def verdict(checks: list[Check]) -> str:
+    severities = {check.severity for check in checks}
+    worst = BROKEN if BROKEN in severities else INCONSISTENT if INCONSISTENT in severities else OK
+    return VERDICTS[worst]

@@ -1,0 +1,490 @@
+"""`init`, `status` and `uninstall`: setting the machine up around the meter, idempotently.
+
+`init` writes a file only when its content changes, so a second `init` rewrites nothing; it
+saves what it found before its first change in `system_state.json` (never overwritten), and
+when a step or the final self-test fails it puts back every file this run changed and stops
+what this run started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import certifi
+
+from halton_meter import __version__
+from halton_meter.config import Config
+from halton_meter.lifecycle import ca, linux, shell
+from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES
+from halton_meter.lifecycle.ports import (
+    Ports,
+    choose_ports,
+    configured_ports,
+    effective_path,
+    read_effective,
+    write_atomic,
+    write_effective,
+)
+from halton_meter.lifecycle.supervisor import (
+    COMPONENTS,
+    DAEMON,
+    EDGE,
+    NO_MANAGER,
+    BackgroundSupervisor,
+    Component,
+    SupervisorError,
+    SystemdSupervisor,
+    choose_supervisor,
+    launcher,
+    linger_advice,
+    running_pid,
+    systemctl,
+)
+from halton_meter.paths import Paths, ensure_home
+
+STATE_FILE = "system_state.json"
+SELF_TEST_TIMEOUT = 10.0
+Progress = Callable[[str, str, str], None]  # (step, outcome, detail)
+
+
+class InitError(RuntimeError):
+    """A step failed; what this run changed has been put back."""
+
+
+def _noop(step: str, outcome: str, detail: str) -> None:
+    pass
+
+
+@dataclass
+class _Undo:
+    """The content each file had before this run first wrote it (None: it did not exist)."""
+
+    saved: dict[Path, bytes | None] = field(default_factory=dict)
+
+    def remember(self, path: Path) -> None:
+        if path not in self.saved:
+            self.saved[path] = path.read_bytes() if path.exists() else None
+
+    def write(self, path: Path, content: bytes) -> bool:
+        """Write only when the content changes; True when written."""
+        if path.exists() and path.read_bytes() == content:
+            return False
+        self.remember(path)
+        write_in_place(path, content)
+        return True
+
+    def restore(self) -> list[str]:
+        restored = []
+        for path, content in self.saved.items():
+            with contextlib.suppress(OSError):
+                if content is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_in_place(path, content)
+                restored.append(str(path))
+        return restored
+
+
+def write_in_place(path: Path, content: bytes) -> None:
+    """Atomically, through a symlink (dotfile managers link ~/.bashrc), keeping the mode."""
+    target = path.resolve() if path.is_symlink() else path
+    mode = target.stat().st_mode & 0o7777 if target.exists() else None
+    write_atomic(target, content, mode)
+
+
+@dataclass
+class InitResult:
+    supervisor: str
+    ports: Ports | None = None
+    fallbacks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    steps: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None
+    restored: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.error is None,
+            "version": __version__,
+            "supervisor": self.supervisor,
+            "ports": self.ports.as_dict() if self.ports else None,
+            "fallbacks": {k: {"wanted": w, "chosen": c} for k, (w, c) in self.fallbacks.items()},
+            "changed": bool(self.written or self.started or self.restarted),
+            "written": self.written,
+            "started": self.started,
+            "restarted": self.restarted,
+            "steps": self.steps,
+            "error": self.error,
+            "restored": self.restored,
+        }
+
+
+def state_path(paths: Paths) -> Path:
+    return paths.home / STATE_FILE
+
+
+def _snapshot(paths: Paths, user_home: Path) -> bytes:
+    files = shell.shell_files(user_home)
+    state = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "version": __version__,
+        "executable": launcher(),
+        "shell_files": {
+            str(path): {
+                "existed": path.exists(),
+                "had_block": path.exists() and shell.has_block(path.read_text(errors="replace")),
+            }
+            for path in files
+        },
+        "units": {str(path): path.exists() for path in linux.unit_files().values()},
+        "effective_ports_existed": effective_path(paths).exists(),
+        "environment": {
+            name: os.environ.get(name)
+            for name in (*PROXY_VARIABLES, *CA_VARIABLES, "NO_PROXY", "no_proxy")
+        },
+    }
+    return (json.dumps(state, indent=2) + "\n").encode()
+
+
+def _bundle_bytes(config: Config, paths: Paths) -> bytes:
+    parts = [Path(certifi.where())]
+    if config.upstream.ca_bundle is not None:
+        parts.append(config.upstream.ca_bundle)
+    parts.append(ca.ensure_ca(config, paths))
+    return b"".join(path.read_bytes().strip() + b"\n" for path in parts)
+
+
+def run_init(
+    config: Config,
+    paths: Paths,
+    *,
+    shell_rc: bool = True,
+    progress: Progress = _noop,
+    user_home: Path | None = None,
+) -> InitResult:
+    """Set everything up; raises nothing: a failure is in `result.error` (files restored)."""
+    user_home = user_home or Path.home()
+    supervisor = choose_supervisor()
+    result = InitResult(supervisor=supervisor.kind)
+    undo = _Undo()
+    started: list[Component] = []
+    step = "home"
+
+    def done(outcome: str, detail: str) -> None:
+        result.steps.append({"step": step, "outcome": outcome, "detail": detail})
+        progress(step, outcome, detail)
+
+    def write(path: Path, content: bytes) -> bool:
+        if undo.write(path, content):
+            result.written.append(str(path))
+            return True
+        return False
+
+    try:
+        ensure_home(paths)
+        done("ok", str(paths.home))
+
+        step = "snapshot"
+        state = state_path(paths)
+        if state.exists():
+            done("ok", f"kept {state}")
+        else:
+            write(state, _snapshot(paths, user_home))
+            done("changed", f"saved the state before init in {state}")
+
+        step = "ca"
+        bundle = paths.ca_bundle
+        changed = write(bundle, _bundle_bytes(config, paths))
+        done("changed" if changed else "ok", f"CA {ca.ca_cert_path(config, paths)}, {bundle}")
+
+        step = "ports"
+        choice = choose_ports(config, paths)
+        result.ports, result.fallbacks = choice.ports, choice.fallbacks
+        undo.remember(effective_path(paths))
+        if write_effective(paths, choice.ports):
+            result.written.append(str(effective_path(paths)))
+        ports = choice.ports
+        moved = "".join(f"; {n} {w} is taken, using {c}" for n, (w, c) in choice.fallbacks.items())
+        done(
+            "changed" if choice.fallbacks else "ok",
+            f"edge {ports.proxy_port}, daemon {ports.internal_port}, api {ports.api_port}{moved}",
+        )
+
+        step = "shell"
+        if shell_rc:
+            block = shell.env_block(ports.proxy_port, bundle)
+            touched = []
+            for path in shell.shell_files(user_home):
+                text = path.read_text(errors="replace") if path.exists() else ""
+                if write(path, shell.with_block(text, block).encode()):
+                    touched.append(path.name)
+            done(
+                "changed" if touched else "ok",
+                f"env block written to {', '.join(touched)}" if touched else "env block current",
+            )
+        else:
+            done("skipped", "--no-shell-rc")
+
+        step = "units"
+        command = launcher()
+        changed_units = [
+            component
+            for component, path in linux.unit_files().items()
+            if write(path, linux.unit_text(component, command, paths).encode())
+        ]
+        if isinstance(supervisor, SystemdSupervisor):
+            if changed_units:
+                systemctl("daemon-reload")
+            systemctl("enable", *(c.unit for c in COMPONENTS))
+        names = ", ".join(c.unit for c in changed_units)
+        done("changed" if changed_units else "ok", f"wrote {names}" if names else "current")
+
+        step = "start"
+        for component in COMPONENTS:
+            pid = running_pid(component, paths)
+            stale = pid is not None and _needs_restart(
+                component, paths, ports, supervisor, command, component in changed_units
+            )
+            if pid is not None and not stale:
+                continue
+            if stale:
+                supervisor.stop(component, paths)
+                result.restarted.append(component.name)
+            else:
+                result.started.append(component.name)
+            supervisor.start(component, paths)
+            started.append(component)
+        how = NO_MANAGER
+        if isinstance(supervisor, SystemdSupervisor):
+            how = "systemd --user units"
+            advice = linger_advice()
+            if advice:
+                how += f" ({advice})"
+        acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
+        done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
+
+        step = "self-test"
+        done("ok", self_test(paths, ports))
+    except (InitError, SupervisorError, OSError, RuntimeError) as error:
+        result.error = f"{step}: {error}"
+        done("failed", str(error))
+        for component in reversed(started):
+            with contextlib.suppress(SupervisorError, OSError):
+                supervisor.stop(component, paths)
+        result.restored = undo.restore()
+        if isinstance(supervisor, SystemdSupervisor) and result.restored:
+            systemctl("daemon-reload", check=False)
+        # What ran before this init runs again (above all the edge: clients depend on it).
+        for component in COMPONENTS:
+            if component.name in result.restarted:
+                with contextlib.suppress(SupervisorError, OSError):
+                    supervisor.start(component, paths)
+    return result
+
+
+def _needs_restart(
+    component: Component,
+    paths: Paths,
+    ports: Ports,
+    supervisor: BackgroundSupervisor | SystemdSupervisor,
+    command: list[str],
+    unit_changed: bool,
+) -> bool:
+    """Running, but from another executable or on other ports than this init chose."""
+    state = _read_json(paths.home / component.state_file)
+    port_key, wanted = (
+        ("port", ports.proxy_port) if component is EDGE else ("listen_port", ports.internal_port)
+    )
+    if state.get(port_key) != wanted or state.get("version") != __version__:
+        return True
+    if component is EDGE and state.get("internal_port") != ports.internal_port:
+        return True
+    if isinstance(supervisor, SystemdSupervisor):
+        return unit_changed
+    running = supervisor.command_of(component, paths)
+    return running is not None and running != [*command, *component.args]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def self_test(paths: Paths, ports: Ports) -> str:
+    """The edge answers /status and sees a healthy daemon, which listens and is published."""
+    deadline = time.monotonic() + SELF_TEST_TIMEOUT
+    problem = "no answer yet"
+    while time.monotonic() < deadline:
+        edge = edge_status(ports.proxy_port)
+        daemon_pid = running_pid(DAEMON, paths)
+        if edge is None:
+            problem = f"the edge does not answer GET /status on 127.0.0.1:{ports.proxy_port}"
+        elif daemon_pid is None or not listening(ports.internal_port):
+            problem = f"the daemon is not listening on 127.0.0.1:{ports.internal_port}"
+        elif edge.get("daemon_healthy") is not True:
+            problem = f"the edge cannot reach the daemon: {edge.get('daemon_reason')}"
+        else:
+            return (
+                f"edge (pid {edge.get('pid')}) answers on {ports.proxy_port} in "
+                f"{edge.get('mode')} mode; daemon (pid {daemon_pid}) on {ports.internal_port}"
+            )
+        time.sleep(0.1)
+    raise InitError(f"self-test failed: {problem}")
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def edge_status(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The edge's `GET /status` answer, or None."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"GET /status HTTP/1.1\r\nHost: halton-meter\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+# --- status ----------------------------------------------------------------------------------
+
+HEALTHY, DEGRADED, DOWN = 0, 1, 2
+STATES = {HEALTHY: "healthy", DEGRADED: "degraded", DOWN: "down"}
+
+
+def ports_in_use(config: Config, paths: Paths) -> Ports:
+    return read_effective(paths) or configured_ports(config)
+
+
+def rows_today(paths: Paths) -> int | None:
+    if not paths.ledger.exists():
+        return 0
+    midnight = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+    try:
+        con = sqlite3.connect(f"file:{paths.ledger.as_posix()}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute(
+                "SELECT COUNT(*) FROM requests WHERE requested_at >= ?", (midnight,)
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0])
+
+
+def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]:
+    ports = ports_in_use(config, paths)
+    edge_pid = running_pid(EDGE, paths)
+    answer = edge_status(ports.proxy_port)
+    edge_ok = answer is not None
+    edge = {
+        "pid": answer.get("pid") if answer else edge_pid,
+        "port": ports.proxy_port,
+        "healthy": edge_ok,
+        "mode": answer.get("mode") if answer else None,
+        "version": answer.get("version") if answer else None,
+    }
+    daemon_state = _read_json(paths.daemon_state)
+    daemon_pid = running_pid(DAEMON, paths)
+    daemon_ok = (
+        daemon_pid is not None
+        and daemon_state.get("listen_port") == ports.internal_port
+        and listening(ports.internal_port)
+    )
+    daemon = {
+        "pid": daemon_pid,
+        "port": ports.internal_port,
+        "healthy": daemon_ok,
+        "mode": ("behind-edge" if daemon_state.get("behind_edge") else "standalone")
+        if daemon_pid
+        else None,
+        "version": daemon_state.get("version") if daemon_pid else None,
+    }
+    code = HEALTHY if edge_ok and daemon_ok else DEGRADED if edge_ok else DOWN
+    return {
+        "state": STATES[code],
+        "exit_code": code,
+        "version": __version__,
+        "supervisor": supervisor_kind,
+        "note": NO_MANAGER if supervisor_kind == "background" else None,
+        "mode": "metering" if code == HEALTHY else "passthrough" if edge_ok else "down",
+        "ports": ports.as_dict(),
+        "rows_today": rows_today(paths),
+        "components": {"edge": edge, "daemon": daemon},
+    }
+
+
+# --- uninstall -------------------------------------------------------------------------------
+
+
+def run_uninstall(
+    paths: Paths, *, purge: bool = False, user_home: Path | None = None
+) -> dict[str, Any]:
+    """Stop both, remove units and shell blocks, put back what system_state.json recorded;
+    the ledger stays unless `purge`."""
+    user_home = user_home or Path.home()
+    supervisor = choose_supervisor()
+    snapshot = _read_json(state_path(paths))
+    stopped = [c.name for c in (DAEMON, EDGE) if running_pid(c, paths) is not None]
+    if isinstance(supervisor, SystemdSupervisor):
+        systemctl("disable", "--now", *(c.unit for c in (DAEMON, EDGE)), check=False)
+    BackgroundSupervisor().stop_all((DAEMON, EDGE), paths)  # both at once: nothing to keep up
+    removed = []
+    for path in linux.unit_files().values():
+        if path.exists():
+            path.unlink()
+            removed.append(str(path))
+    if removed and isinstance(supervisor, SystemdSupervisor):
+        systemctl("daemon-reload", check=False)
+    before = snapshot.get("shell_files", {})
+    for path in shell.shell_files(user_home):
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        if not shell.has_block(text):
+            continue
+        rest = shell.without_block(text)
+        existed = before.get(str(path), {}).get("existed", True)
+        if not existed and not rest.strip():
+            path.unlink()
+        else:
+            write_in_place(path, rest.encode())
+        removed.append(f"{path} (env block)")
+    if snapshot and not snapshot.get("effective_ports_existed", True):
+        effective_path(paths).unlink(missing_ok=True)
+    state_path(paths).unlink(missing_ok=True)
+    if purge and paths.home.exists():
+        shutil.rmtree(paths.home)
+        removed.append(str(paths.home))
+    return {"stopped": stopped, "removed": removed, "purged": purge}

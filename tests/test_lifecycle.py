@@ -1,0 +1,522 @@
+"""init / start / stop / restart / status / uninstall, for real: real processes, a temporary
+HOME (shell files, systemd units) and HALTON_METER_HOME, the fake provider behind the edge.
+
+`HALTON_METER_SUPERVISOR=background` keeps the tests off any systemd user manager of the
+machine running them; the units are still written (and checked with systemd-analyze).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halton_meter.lifecycle import shell
+from halton_meter.lifecycle.supervisor import process_alive
+from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
+
+MESSAGES = json.dumps(
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+)
+UNITS = ("halton-meter.service", "halton-meter-edge.service")
+
+
+@dataclass
+class Install:
+    user_home: Path
+    home: Path
+    env: dict[str, str]
+    upstream: FakeUpstream
+
+    def meter(self, *args: str, command: str = METER) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [command, *args], env=self.env, capture_output=True, text=True, timeout=90
+        )
+
+    def init(self, *args: str, command: str = METER, apps: bool = True) -> dict[str, Any]:
+        """`init --apps` (shell block included) unless the test asks for a plain `init`."""
+        flags = [*args, "--apps"] if apps else list(args)
+        done = self.meter("init", "--json", *flags, command=command)
+        assert done.returncode == 0, done.stdout + done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        done = self.meter("status", "--json")
+        return done.returncode, json.loads(done.stdout)
+
+    @property
+    def unit_dir(self) -> Path:
+        return self.user_home / ".config" / "systemd" / "user"
+
+    def ports(self) -> dict[str, int]:
+        data: dict[str, int] = json.loads((self.home / "effective-ports.json").read_text())
+        return data
+
+    def rows(self) -> int:
+        ledger = self.home / "db.sqlite"
+        if not ledger.exists():
+            return 0
+        con = sqlite3.connect(ledger)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            con.close()
+
+    def curl_through_profile(self, tmp: Path) -> subprocess.CompletedProcess[str]:
+        """curl to an LLM host, with the proxy and CA from the env block in ~/.profile."""
+        out = tmp / "curl.out"
+        script = (
+            '. "$HOME/.profile" && curl -sS --fail -o "$OUT" https://api.anthropic.com/v1/messages'
+            ' -H "content-type: application/json" --data "$BODY"'
+        )
+        env = {**self.env, "OUT": str(out), "BODY": MESSAGES}
+        return subprocess.run(
+            ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30
+        )
+
+    def pids(self) -> set[int]:
+        found = set()
+        for name in ("edge.json", "daemon.json", "edge.pid", "daemon.pid"):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                found.add(int(json.loads((self.home / name).read_text())["pid"]))
+        return found
+
+    def kill_all(self) -> None:
+        """Whatever happened, nothing of ours keeps running after the test."""
+        with contextlib.suppress(Exception):
+            self.meter("uninstall", "--yes")
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def make_install(
+    base: Path, upstream: FakeUpstream, *, pin_proxy: bool = True, rc_files: bool = True
+) -> Install:
+    user_home, home = base / "user", base / "meter"
+    user_home.mkdir()
+    home.mkdir()
+    if rc_files:
+        (user_home / ".bashrc").write_text("# the user's own\nexport FOO=1\n")
+        (user_home / "dotfiles").mkdir()
+        (user_home / "dotfiles" / "zshrc").write_text("setopt autocd\n")
+        (user_home / ".zshrc").symlink_to(user_home / "dotfiles" / "zshrc")  # a dotfile manager
+    resolve = "\n".join(f'"{host}:443" = "127.0.0.1:{upstream.port}"' for host in UPSTREAM_HOSTS)
+    proxy = f"proxy_port = {free_port()}\n" if pin_proxy else ""
+    (home / "config.toml").write_text(
+        f"""[daemon]
+{proxy}internal_port = {free_port()}
+api_port = {free_port()}
+
+[upstream]
+ca_bundle = "{upstream.pki.ca_cert}"
+
+[upstream.resolve]
+{resolve}
+"""
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.lower().endswith("_proxy") and k not in ("XDG_CONFIG_HOME", "NO_PROXY")
+    }
+    env.update(
+        HOME=str(user_home), HALTON_METER_HOME=str(home), HALTON_METER_SUPERVISOR="background"
+    )
+    return Install(user_home, home, env, upstream)
+
+
+@pytest.fixture(scope="module")
+def installed(
+    fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Install]:
+    setup = make_install(tmp_path_factory.mktemp("lifecycle"), fake_upstream)
+    try:
+        result = setup.init()
+        assert result["ok"] and result["started"] == ["edge", "daemon"], result
+        yield setup
+    finally:
+        setup.kill_all()
+
+
+# --- the shell block, as text --------------------------------------------------------------
+
+
+def test_env_block_is_replaced_in_place_and_removed_cleanly(tmp_path: Path) -> None:
+    original = "export A=1\n"
+    once = shell.with_block(original, shell.env_block(8081, Path("/x/ca bundle.pem")))
+    assert shell.with_block(once, shell.env_block(8081, Path("/x/ca bundle.pem"))) == once
+    moved = shell.with_block(once + "export B=2\n", shell.env_block(9999, Path("/x/b.pem")))
+    assert moved.count(shell.BEGIN) == 1 and "9999" in moved and moved.endswith("export B=2\n")
+    assert shell.without_block(once) == original
+    rc = tmp_path / "rc"
+    rc.write_text(once)
+    done = subprocess.run(
+        ["sh", "-c", f'. "{rc}"; echo "$NO_PROXY|$HTTPS_PROXY|$SSL_CERT_FILE"'],
+        env={"PATH": os.environ["PATH"], "NO_PROXY": "corp.example,localhost"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == (
+        "corp.example,localhost,127.0.0.1,::1|http://127.0.0.1:8081|/x/ca bundle.pem"
+    )
+
+
+# --- one installation, through its life ----------------------------------------------------
+
+
+def test_init_then_status_is_healthy(installed: Install) -> None:
+    code, report = installed.status()
+    assert code == 0, report
+    assert report["state"] == "healthy" and report["supervisor"] == "background"
+    assert "no systemd user manager" in report["note"]
+    edge, daemon = report["components"]["edge"], report["components"]["daemon"]
+    ports = installed.ports()
+    assert (edge["port"], daemon["port"]) == (ports["proxy_port"], ports["internal_port"])
+    assert edge["healthy"] and edge["mode"] == "metering" and edge["pid"]
+    assert daemon["healthy"] and daemon["pid"] and daemon["version"]
+    text = installed.meter("status")
+    assert text.returncode == 0 and "no systemd user manager" in text.stdout
+    profile = (installed.user_home / ".profile").read_text()
+    assert f"HTTPS_PROXY=http://127.0.0.1:{ports['proxy_port']}" in profile
+    bashrc = (installed.user_home / ".bashrc").read_text()
+    assert bashrc.startswith("# the user's own\nexport FOO=1\n") and shell.BEGIN in bashrc
+    zshrc = installed.user_home / ".zshrc"
+    assert zshrc.is_symlink() and shell.BEGIN in zshrc.resolve().read_text()
+    for unit in UNITS:
+        text_unit = (installed.unit_dir / unit).read_text()
+        assert f"ExecStart={METER} " in text_unit
+
+
+def test_curl_through_the_edge_is_metered(installed: Install, tmp_path: Path) -> None:
+    before = installed.rows()
+    done = installed.curl_through_profile(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "content" in (tmp_path / "curl.out").read_text()
+    wait_for(lambda: installed.rows() == before + 1, 15, "the row")
+    _, report = installed.status()
+    assert report["rows_today"] >= before + 1
+
+
+def test_stop_leaves_the_edge_tunnelling_and_start_meters_again(
+    installed: Install, tmp_path: Path
+) -> None:
+    done = installed.meter("stop")
+    assert done.returncode == 0 and "edge keeps tunnelling" in done.stderr
+    code, report = installed.status()
+    assert code == 1 and report["state"] == "degraded", report
+    # The edge caches a healthy daemon for up to 1 s: it notices within that.
+    wait_for(
+        lambda: installed.status()[1]["components"]["edge"]["mode"] == "passthrough",
+        3,
+        "the edge to switch to passthrough",
+    )
+    before = installed.rows()
+    done = installed.curl_through_profile(tmp_path)
+    assert done.returncode == 0, done.stderr  # fail-open: tunnelled straight to the provider
+    assert installed.rows() == before
+
+    done = installed.meter("start")
+    assert done.returncode == 0, done.stderr
+    assert "no systemd user manager: running as background processes" in done.stderr
+    done = installed.curl_through_profile(tmp_path)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: installed.rows() == before + 1, 15, "metering to resume")
+
+    done = installed.meter("restart")
+    assert done.returncode == 0, done.stderr
+    assert installed.status()[0] == 0
+
+
+def _managed(installed: Install) -> dict[str, tuple[bytes, int]]:
+    files = [
+        installed.home / name
+        for name in (
+            "effective-ports.json",
+            "system_state.json",
+            "ca-bundle.pem",
+            "edge.pid",
+            "daemon.pid",
+            "edge.json",
+            "daemon.json",
+        )
+    ]
+    files += [installed.user_home / name for name in (".profile", ".bashrc", "dotfiles/zshrc")]
+    files += [installed.unit_dir / unit for unit in UNITS]
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def test_second_init_changes_nothing(installed: Install) -> None:
+    before = _managed(installed)
+    result = installed.init()
+    assert result["ok"] and not result["changed"], result
+    assert result["written"] == [] and result["started"] == [] and result["restarted"] == []
+    assert _managed(installed) == before
+
+
+def test_doctor_finds_and_explains_each_injected_fault(installed: Install) -> None:
+    done = installed.meter("doctor", "--json")
+    report = json.loads(done.stdout)
+    assert (done.returncode, report["verdict"]) == (0, "HEALTHY"), report
+    key = installed.home / "mitmproxy" / "mitmproxy-ca.pem"
+    profile = installed.user_home / ".profile"
+    unit = installed.unit_dir / "halton-meter.service"
+    port = installed.ports()["proxy_port"]
+    key.chmod(0o644)
+    profile.write_text(profile.read_text().replace(f":{port}", ":1"))
+    unit.write_text(unit.read_text().replace(f"ExecStart={METER}", "ExecStart=/gone/halton-meter"))
+    env = {**installed.env, "SSL_CERT_FILE": str(installed.home / "missing.pem")}
+    try:
+        done = subprocess.run(
+            [METER, "doctor", "--json"], env=env, capture_output=True, text=True, timeout=60
+        )
+        report = json.loads(done.stdout)
+        assert (done.returncode, report["verdict"]) == (2, "BROKEN"), report
+        failed = {c["check"]: c for c in report["checks"] if c["status"] != "ok"}
+        assert set(failed) == {
+            "ca_permissions",
+            "env_block:.profile",
+            "unit:halton-meter.service",
+            "env:SSL_CERT_FILE",
+        }, failed
+        assert failed["ca_permissions"]["status"] == "broken"
+        assert failed["env_block:.profile"]["status"] == "inconsistent"
+        assert all(c["fix"] for c in failed.values())
+        assert failed["ca_permissions"]["fix"].endswith(f"chmod 600 {key}")
+        assert failed["unit:halton-meter.service"]["fix"].endswith(f"{METER} init")
+        text = subprocess.run([METER, "doctor"], env=env, capture_output=True, text=True)
+        assert text.returncode == 2 and "BROKEN" in text.stdout and "fix:" in text.stdout
+    finally:
+        key.chmod(0o600)
+        result = installed.init()
+    assert {Path(p).name for p in result["written"]} == {".profile", unit.name}, result
+    assert result["restarted"] == []
+
+
+def test_generated_units_pass_systemd_analyze(installed: Install, tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian package: systemd)")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--user", *(str(installed.unit_dir / u) for u in UNITS)],
+        env={**installed.env, "XDG_RUNTIME_DIR": str(runtime)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_init_after_the_executable_moved_rewrites_the_units(
+    installed: Install, tmp_path: Path
+) -> None:
+    moved = tmp_path / "bin" / "halton-meter"
+    moved.parent.mkdir()
+    moved.symlink_to(METER)
+    result = installed.init(command=str(moved))
+    assert result["ok"], result
+    assert sorted(result["restarted"]) == ["daemon", "edge"]
+    written = {Path(p).name for p in result["written"]}
+    assert written == set(UNITS), result["written"]
+    for unit in UNITS:
+        assert f"ExecStart={moved} " in (installed.unit_dir / unit).read_text()
+    assert result["steps"][-1]["outcome"] == "ok"  # the self-test, against the new processes
+    again = installed.init(command=str(moved))
+    assert not again["changed"], again
+
+
+def test_uninstall_removes_blocks_units_and_stops_everything(installed: Install) -> None:
+    pids = installed.pids()
+    assert pids
+    done = installed.meter("uninstall", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert (installed.user_home / ".bashrc").read_text() == "# the user's own\nexport FOO=1\n"
+    assert not (installed.user_home / ".profile").exists()  # init created it
+    zshrc = installed.user_home / ".zshrc"
+    assert zshrc.is_symlink() and zshrc.read_text() == "setopt autocd\n"
+    assert not any((installed.unit_dir / unit).exists() for unit in UNITS)
+    assert not (installed.home / "system_state.json").exists()
+    assert (installed.home / "db.sqlite").exists()  # the ledger stays
+    assert not any(process_alive(pid) for pid in pids)  # a zombie awaiting its reaper is gone
+    assert installed.status()[0] == 2
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def _hold(port: int) -> socket.socket:
+    """Listen on `port`; when another program holds it for good (a meter of another session),
+    that is just as good, but a holder that comes and goes (another test) is waited for."""
+    holder = socket.socket()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            holder.bind(("127.0.0.1", port))
+            holder.listen()
+            return holder
+        except OSError:
+            if time.monotonic() > deadline:
+                return holder
+            time.sleep(0.1)
+
+
+def test_a_default_port_held_by_another_program_gets_a_recorded_fallback_that_run_uses(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    setup = make_install(tmp_path, fake_upstream, pin_proxy=False, rc_files=False)
+    holder = _hold(8081)
+    try:
+        result = setup.init(apps=False)  # a plain init changes no shell file
+        assert result["ok"], result
+        chosen = setup.ports()["proxy_port"]
+        assert chosen != 8081
+        assert result["fallbacks"]["proxy_port"] == {"wanted": 8081, "chosen": chosen}
+        assert not (setup.user_home / ".profile").exists()
+        assert json.loads((setup.home / "edge.json").read_text())["port"] == chosen
+        done = setup.meter("run", "--", "sh", "-c", 'echo "$HTTPS_PROXY"')
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"http://127.0.0.1:{chosen}"
+    finally:
+        holder.close()
+        setup.kill_all()
+
+
+def test_a_pinned_port_held_by_another_program_fails_init_clearly(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    setup = make_install(tmp_path, fake_upstream)
+    config = setup.home / "config.toml"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        lines = [x for x in config.read_text().splitlines() if not x.startswith("proxy_port")]
+        lines.insert(1, f"proxy_port = {port}")
+        config.write_text("\n".join(lines) + "\n")
+        done = setup.meter("init")
+    assert done.returncode == 1
+    assert f"proxy_port = {port} is pinned" in done.stderr
+    assert not (setup.home / "effective-ports.json").exists()
+    assert not (setup.user_home / ".profile").exists()
+
+
+# --- a failed init ---------------------------------------------------------------------------
+
+
+def test_a_failed_init_puts_back_what_it_changed_and_stops_what_it_started(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The daemon cannot open its ledger (a folder is in the way): the edge had started and
+    every file had been written; all of it is undone."""
+    setup = make_install(tmp_path, fake_upstream)
+    (setup.home / "db.sqlite").mkdir()
+    (setup.unit_dir).mkdir(parents=True)
+    (setup.unit_dir / "halton-meter.service").write_text("# the user's old unit\n")
+    kept = [setup.user_home / ".bashrc", setup.user_home / "dotfiles" / "zshrc"]
+    before = {p: p.read_bytes() for p in [*kept, setup.home / "config.toml"]}
+    try:
+        done = setup.meter("init", "--json")
+        assert done.returncode == 1
+        result = json.loads(done.stdout)
+        assert not result["ok"] and result["error"].startswith("start:"), result
+        assert result["started"] == ["edge", "daemon"]
+        assert {p: p.read_bytes() for p in before} == before
+        assert (setup.unit_dir / "halton-meter.service").read_text() == "# the user's old unit\n"
+        assert not (setup.unit_dir / "halton-meter-edge.service").exists()
+        for name in ("effective-ports.json", "system_state.json", "ca-bundle.pem"):
+            assert not (setup.home / name).exists(), name
+        assert not (setup.user_home / ".profile").exists()
+        assert not (setup.home / "edge.json").exists()
+        port = int(result["steps"][3]["detail"].split()[1].rstrip(","))  # "edge N, daemon …"
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            pass  # the edge this run started is gone
+    finally:
+        setup.kill_all()
+
+
+# --- with a systemd user manager ---------------------------------------------------------
+
+FAKE_SYSTEMCTL = """#!{python}
+# A stand-in for `systemctl --user`: logs each call; start runs the unit's ExecStart detached,
+# stop sends SIGTERM to the pid in the component's state file.
+import json, os, shlex, signal, subprocess, sys, time
+from pathlib import Path
+args = sys.argv[1:]
+with open(os.environ["FAKE_SYSTEMCTL_LOG"], "a") as log:
+    log.write(" ".join(args) + "\\n")
+if args[:2] == ["--user", "is-system-running"]:
+    print("running")
+    sys.exit(0)
+units = Path(os.environ["HOME"]) / ".config" / "systemd" / "user"
+home = Path(os.environ["HALTON_METER_HOME"])
+state = {{"halton-meter.service": "daemon.json", "halton-meter-edge.service": "edge.json"}}
+if args[1] == "start":
+    text = (units / args[2]).read_text()
+    line = next(l for l in text.splitlines() if l.startswith("ExecStart="))
+    subprocess.Popen(shlex.split(line.removeprefix("ExecStart=")), start_new_session=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+elif args[1] == "stop" or args[1:3] == ["disable", "--now"]:
+    for unit in args[2:]:
+        try:
+            pid = json.loads((home / state[unit]).read_text())["pid"]
+            os.kill(pid, signal.SIGTERM)
+        except (OSError, KeyError, ValueError):
+            pass
+"""
+
+
+def test_with_a_systemd_user_manager_the_units_are_used(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    fake = tmp_path / "fakebin" / "systemctl"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_SYSTEMCTL.format(python=os.path.realpath(sys.executable)))
+    fake.chmod(0o755)
+    calls = tmp_path / "systemctl.log"
+    del setup.env["HALTON_METER_SUPERVISOR"]
+    setup.env["PATH"] = f"{fake.parent}{os.pathsep}{setup.env['PATH']}"
+    setup.env["FAKE_SYSTEMCTL_LOG"] = str(calls)
+    try:
+        result = setup.init("--no-shell-rc")
+        assert result["ok"] and result["supervisor"] == "systemd", result
+        assert "no systemd user manager" not in json.dumps(result)
+        log = calls.read_text().splitlines()
+        assert "--user daemon-reload" in log
+        assert "--user enable halton-meter-edge.service halton-meter.service" in log
+        assert log.index("--user start halton-meter-edge.service") < log.index(
+            "--user start halton-meter.service"
+        )
+        code, report = setup.status()
+        assert code == 0 and report["supervisor"] == "systemd" and report["note"] is None
+        done = setup.meter("stop")
+        assert done.returncode == 0, done.stderr
+        assert calls.read_text().splitlines()[-1] == "--user stop halton-meter.service"
+        wait_for(lambda: setup.status()[0] == 1, 15, "the daemon to stop")
+    finally:
+        setup.kill_all()
+    assert "--user disable --now halton-meter.service halton-meter-edge.service" in (
+        calls.read_text()
+    )
