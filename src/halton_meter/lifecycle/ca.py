@@ -46,14 +46,18 @@ def ensure_ca(config: Config, paths: Paths) -> Path:
     return folder / f"{CA_BASENAME}-ca-cert.pem"
 
 
-def write_client_bundle(config: Config, paths: Paths) -> Path:
-    """Public roots + the meter's CA (+ the corporate roots of `[upstream] ca_bundle`), written
-    atomically to a stable path outside any virtualenv."""
+def client_bundle_bytes(config: Config, paths: Paths) -> bytes:
+    """Public roots + the meter's CA (+ the corporate roots of `[upstream] ca_bundle`)."""
     parts = [Path(certifi.where())]
     if config.upstream.ca_bundle is not None:
         parts.append(config.upstream.ca_bundle)
     parts.append(ensure_ca(config, paths))
-    return _write_atomic(paths.ca_bundle, _concatenate(parts))
+    return _concatenate(parts)
+
+
+def write_client_bundle(config: Config, paths: Paths) -> Path:
+    """The client bundle, written atomically to a stable path outside any virtualenv."""
+    return _write_atomic(paths.ca_bundle, client_bundle_bytes(config, paths))
 
 
 def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:

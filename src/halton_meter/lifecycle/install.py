@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import certifi
-
 from halton_meter import __version__
 from halton_meter.config import Config
 from halton_meter.lifecycle import ca, linux, shell
@@ -159,14 +157,6 @@ def _snapshot(paths: Paths, user_home: Path) -> bytes:
     return (json.dumps(state, indent=2) + "\n").encode()
 
 
-def _bundle_bytes(config: Config, paths: Paths) -> bytes:
-    parts = [Path(certifi.where())]
-    if config.upstream.ca_bundle is not None:
-        parts.append(config.upstream.ca_bundle)
-    parts.append(ca.ensure_ca(config, paths))
-    return b"".join(path.read_bytes().strip() + b"\n" for path in parts)
-
-
 def run_init(
     config: Config,
     paths: Paths,
@@ -207,7 +197,7 @@ def run_init(
 
         step = "ca"
         bundle = paths.ca_bundle
-        changed = write(bundle, _bundle_bytes(config, paths))
+        changed = write(bundle, ca.client_bundle_bytes(config, paths))
         done("changed" if changed else "ok", f"CA {ca.ca_cert_path(config, paths)}, {bundle}")
 
         step = "ports"
