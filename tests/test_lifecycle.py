@@ -363,6 +363,29 @@ def test_uninstall_removes_blocks_units_and_stops_everything(installed: Install)
     assert installed.status()[0] == 2
 
 
+def test_graceful_purge_keeps_the_edge_and_the_ledger_then_include_logs_removes_all(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    setup = make_install(tmp_path, fake_upstream)
+    try:
+        assert setup.init(apps=False)["ok"]
+        edge_pid = json.loads((setup.home / "edge.json").read_text())["pid"]
+        done = setup.meter("uninstall", "--graceful", "--purge", "--yes")
+        assert done.returncode == 0, done.stderr
+        assert "keeps tunnelling" in done.stderr
+        assert process_alive(edge_pid)  # shells that still point at it keep working
+        assert setup.status()[0] == 1  # edge up, daemon down: degraded, not broken
+        assert (setup.home / "db.sqlite").exists() and (setup.home / "config.toml").exists()
+        assert not (setup.home / "ca-bundle.pem").exists()
+
+        done = setup.meter("uninstall", "--purge", "--include-logs", "--yes")
+        assert done.returncode == 0, done.stderr
+        assert not setup.home.exists()
+        assert not process_alive(edge_pid)
+    finally:
+        setup.kill_all()
+
+
 # --- ports -----------------------------------------------------------------------------------
 
 

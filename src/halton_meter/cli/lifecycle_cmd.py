@@ -178,20 +178,32 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--purge", is_flag=True, help="Also delete the home folder (the ledger too).")
+@click.option("--purge", is_flag=True, help="Also delete the home's files; keeps ledger and logs.")
+@click.option(
+    "--include-logs", is_flag=True, help="With --purge: delete the ledger and the logs too."
+)
+@click.option("--graceful", is_flag=True, help="Leave the edge tunnelling until it stops.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_context
-def uninstall(ctx: Context, purge: bool, yes: bool) -> None:
+def uninstall(ctx: Context, purge: bool, include_logs: bool, graceful: bool, yes: bool) -> None:
     """Stop the meter and undo `init`: services, shell variables; keeps the ledger."""
-    if purge and not yes:
+    if include_logs and not purge:
+        raise click.UsageError("--include-logs goes with --purge")
+    if purge and include_logs and not yes:
         click.confirm(f"Delete {ctx.paths.home}, with every recorded call?", abort=True)
-    result = install.run_uninstall(ctx.paths, purge=purge)
+    result = install.run_uninstall(
+        ctx.paths, purge=purge, include_logs=include_logs, graceful=graceful
+    )
     for line in [*(f"stopped {n}" for n in result["stopped"])] + [
         f"removed {r}" for r in result["removed"]
     ]:
         click.echo(line, err=True)
-    if not purge:
+    if not (purge and include_logs):
         click.echo(f"The ledger stays in {ctx.paths.ledger}.", err=True)
+    if graceful:
+        click.echo(
+            "The edge keeps tunnelling until it is stopped or the machine restarts.", err=True
+        )
 
 
 @click.command()

@@ -438,18 +438,34 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
 # --- uninstall -------------------------------------------------------------------------------
 
 
+# What `--purge` keeps unless `--include-logs`: the recorded calls and the logs.
+_KEPT_ON_PURGE = ("db.sqlite", "db.sqlite-wal", "db.sqlite-shm", "logs")
+
+
 def run_uninstall(
-    paths: Paths, *, purge: bool = False, user_home: Path | None = None
+    paths: Paths,
+    *,
+    purge: bool = False,
+    include_logs: bool = False,
+    graceful: bool = False,
+    user_home: Path | None = None,
 ) -> dict[str, Any]:
-    """Stop both, remove units and shell blocks, put back what system_state.json recorded;
-    the ledger stays unless `purge`."""
+    """Stop both, remove units and shell blocks, put back what system_state.json recorded.
+
+    `purge` also deletes the home's other files (config, bundle, ports, state); the ledger and
+    logs go only with `include_logs` too. `graceful` leaves a running edge tunnelling (until it
+    is stopped or the machine restarts), so shells that still have the proxy variables keep
+    working."""
     user_home = user_home or Path.home()
     supervisor = choose_supervisor()
     snapshot = _read_json(state_path(paths))
-    stopped = [c.name for c in (DAEMON, EDGE) if running_pid(c, paths) is not None]
+    to_stop = (DAEMON,) if graceful else (DAEMON, EDGE)
+    stopped = [c.name for c in to_stop if running_pid(c, paths) is not None]
     if isinstance(supervisor, SystemdSupervisor):
-        systemctl("disable", "--now", *(c.unit for c in (DAEMON, EDGE)), check=False)
-    BackgroundSupervisor().stop_all((DAEMON, EDGE), paths)  # both at once: nothing to keep up
+        systemctl("disable", "--now", *(c.unit for c in to_stop), check=False)
+        if graceful:
+            systemctl("disable", EDGE.unit, check=False)  # not started again at the next login
+    BackgroundSupervisor().stop_all(to_stop, paths)  # both at once: nothing to keep up
     removed = []
     for path in linux.unit_files().values():
         if path.exists():
@@ -475,6 +491,16 @@ def run_uninstall(
         effective_path(paths).unlink(missing_ok=True)
     state_path(paths).unlink(missing_ok=True)
     if purge and paths.home.exists():
-        shutil.rmtree(paths.home)
-        removed.append(str(paths.home))
+        if include_logs and not graceful:
+            shutil.rmtree(paths.home)
+            removed.append(str(paths.home))
+        else:
+            kept = set(_KEPT_ON_PURGE) if not include_logs else set()
+            if graceful:  # the edge still runs from here: keep what it reads and writes
+                kept |= {"config.toml", "effective-ports.json", "edge.json", "edge.pid", "logs"}
+            for entry in sorted(paths.home.iterdir()):
+                if entry.name in kept:
+                    continue
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(str(entry))
     return {"stopped": stopped, "removed": removed, "purged": purge}
