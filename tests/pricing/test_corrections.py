@@ -66,3 +66,41 @@ def test_a_users_override_wins_over_a_correction() -> None:
     )
     assert quote.cost_nanousd == 300_000_000  # $0.10 + $0.20
     assert quote.price_source == "override:deal"
+
+
+def test_a_discount_applies_to_the_corrected_price_not_the_stale_catalogue() -> None:
+    """DeepSeek V3.2, 1M input + 1M output on 2025-10-15: $0.28 + $0.42 = $0.70; 10% off is
+    $0.63 (the catalogue's stale V3 prices would give something else)."""
+    deal = PriceOverride(
+        name="deal", provider="deepseek", model="deepseek-chat", discount_pct=Decimal("10")
+    )
+    quote = price_call(
+        provider="deepseek",
+        model="deepseek-chat",
+        usage=Usage(input_tokens=1_000_000, cache_read_tokens=0, output_tokens=1_000_000),
+        requested_at=datetime(2025, 10, 15, 12, tzinfo=UTC),
+        overrides=(deal,),
+    )
+    assert quote.cost_nanousd == 630_000_000
+    assert quote.price_source is not None
+    assert quote.price_source.startswith("override:deal (-10% on correction:deepseek-v3.2")
+
+
+def test_a_partial_override_falls_back_on_the_corrected_long_context_price() -> None:
+    """Claude Sonnet 4 with a 300k-token prompt: the user prices output only ($20); input falls
+    back on the long-context correction ($6 per million, the whole request above 200k)."""
+    deal = PriceOverride(
+        name="out-only", provider="anthropic", model="claude-sonnet-4*", output_mtok=Decimal("20")
+    )
+    quote = price_call(
+        provider="anthropic",
+        model="claude-sonnet-4-20250514",
+        usage=Usage(
+            input_tokens=300_000, cache_read_tokens=0, cache_write_tokens=0, output_tokens=1000
+        ),
+        requested_at=datetime(2026, 1, 5, tzinfo=UTC),
+        overrides=(deal,),
+    )
+    assert quote.cost_nanousd == (300_000 * 6 + 1000 * 20) * 1000
+    assert quote.price_source is not None
+    assert "correction:claude-sonnet-4-long-context" in quote.price_source

@@ -1,8 +1,9 @@
 """Where the bundled catalogue is known to be wrong, the published price, with its source.
 
-Each entry is checked by a test against the provider's published price page
-(tests/pricing/test_published_prices.py). They apply after the user's own overrides and before
-the catalogue, and rows they price say so in `price_source` (`correction:<name> (<source>)`).
+Each entry is checked against the provider's published prices by tests/pricing
+(test_published_prices.py, test_corrections.py). A correction replaces the catalogue's price
+where it applies; a user's override still wins, and its discount or missing kinds build on the
+corrected price. Rows say so in `price_source` (`correction:<name> (<source>)`).
 Remove an entry once the catalogue has the right price for its whole date range.
 """
 

@@ -138,10 +138,11 @@ def _price_call(
         return PriceQuote(None, None, matched) if found is not None else UNPRICED
     counts, prompt = measured
     day = at.astimezone(UTC).date()
-    # The user's overrides first, then our corrections to the catalogue, then the catalogue.
-    candidates = (*overrides, *CORRECTIONS)
-    override = select_override(candidates, name, model, matched, day, prompt)
-    if found is None and override is None:
+    # The user's override decides; our corrections to the catalogue, where one applies, are
+    # the base it falls back on (and a discount applies to), in place of the catalogue.
+    override = select_override(overrides, name, model, matched, day, prompt)
+    correction = select_override(CORRECTIONS, name, model, matched, day, prompt)
+    if found is None and override is None and correction is None:
         return UNPRICED
     per_prompt = name == "google" and found is not None and found.id.startswith(_SEARCH_PER_PROMPT)
     if per_prompt and counts[WEB_SEARCH] > 1:
@@ -154,26 +155,23 @@ def _price_call(
         tier = None
 
     with localcontext(_EXACT):
+        base = _base_rates(found, at, counts, prompt, batch, tier, correction)
         if override is None:
-            assert found is not None
-            resolved = _catalogue_rates(found, at, prompt, batch, tier)
-            if resolved is None:
+            if base is None:
                 return PriceQuote(None, None, matched)
-            rates, label = resolved
+            rates, source = base
             total = _total(counts, rates)
-            source = cat.CATALOGUE + label
         elif override.discount_pct is not None:
-            resolved = _catalogue_rates(found, at, prompt, batch, tier) if found else None
-            if resolved is None:
+            if base is None:
                 return PriceQuote(None, None, matched)
-            rates, label = resolved
+            rates, base_source = base
             total = _total(counts, rates)
             if total is not None:
                 total = (total * (100 - override.discount_pct)).scaleb(-2)
             pct = format(override.discount_pct, "f")
-            source = f"{override.source} (-{pct}% on {cat.CATALOGUE}{label})"
-        else:
-            total, source = _override_total(override, found, at, counts, prompt, batch, tier)
+            source = f"{override.source} (-{pct}% on {base_source})"
+        else:  # explicit prices are the user's word for every tier but batch/flex (halved)
+            total, source = _merge(override, base, counts, batch, tier)
         if total is None:
             return PriceQuote(None, None, matched)
         return PriceQuote(_nanousd(total), source, matched)
@@ -260,18 +258,10 @@ def _catalogue_rates(
     return cat.rates(cat.price_table(found, at, None), prompt), ""
 
 
-def _override_total(
-    override: PriceOverride,
-    found: cat.CatalogueModel | None,
-    at: datetime,
-    counts: tuple[int, ...],
-    prompt: int,
-    batch: bool,
-    tier: str | None,
-) -> tuple[Decimal | None, str]:
-    """An explicit-price override: its prices for the kinds it names (flat, halved for batch and
-    flex), the catalogue's price for every other kind; unpriced if a kind with tokens has
-    neither."""
+def _explicit_rates(
+    override: PriceOverride, batch: bool, tier: str | None
+) -> tuple[cat.Rates, str]:
+    """The prices an override names (flat, halved for batch and flex), None for the others."""
     given: list[Decimal | None] = [None] * len(_NO_RATES)
     given[INPUT] = override.input_mtok
     given[CACHE_READ] = override.cache_read_mtok
@@ -280,21 +270,60 @@ def _override_total(
     given[OUTPUT] = given[REASONING] = override.output_mtok
     given[WEB_SEARCH] = override.web_search_kcount
     explicit = tuple(given)
-    source = override.source
     if batch or tier == "flex":
-        explicit = _halved(explicit)
-        source += " (batch -50%)" if batch else " (flex -50%)"
+        return _halved(explicit), " (batch -50%)" if batch else " (flex -50%)"
+    return explicit, ""
 
-    resolved = _catalogue_rates(found, at, prompt, batch, tier) if found else None
-    catalogue, label = resolved if resolved is not None else (_NO_RATES, "")
-    rates = tuple(
-        mine if mine is not None else theirs
-        for mine, theirs in zip(explicit, catalogue, strict=True)
-    )
-    used = [kind for kind in (*TOKEN_KINDS, WEB_SEARCH) if counts[kind] and explicit[kind] is None]
-    if used or catalogue[REQUEST] is not None:
-        source += f" + {cat.CATALOGUE}{label}"
+
+def _merge(
+    override: PriceOverride,
+    fallback: tuple[cat.Rates, str] | None,
+    counts: tuple[int, ...],
+    batch: bool,
+    tier: str | None,
+) -> tuple[Decimal | None, str]:
+    """An explicit-price entry's prices for the kinds it names, the fallback's (a correction's
+    or the catalogue's) for every other kind; unpriced if a kind with tokens has neither."""
+    rates, source = _lay_over(override, fallback, counts, batch, tier)
     return _total(counts, rates), source
+
+
+def _lay_over(
+    entry: PriceOverride,
+    fallback: tuple[cat.Rates, str] | None,
+    counts: tuple[int, ...],
+    batch: bool,
+    tier: str | None,
+) -> tuple[cat.Rates, str]:
+    """The entry's prices over the fallback's, and the provenance of the mix."""
+    explicit, suffix = _explicit_rates(entry, batch, tier)
+    base, base_source = fallback if fallback is not None else (_NO_RATES, "")
+    rates = tuple(
+        mine if mine is not None else theirs for mine, theirs in zip(explicit, base, strict=True)
+    )
+    source = entry.source + suffix
+    used = [kind for kind in (*TOKEN_KINDS, WEB_SEARCH) if counts[kind] and explicit[kind] is None]
+    if base_source and (used or base[REQUEST] is not None):
+        source += f" + {base_source}"
+    return rates, source
+
+
+def _base_rates(
+    found: cat.CatalogueModel | None,
+    at: datetime,
+    counts: tuple[int, ...],
+    prompt: int,
+    batch: bool,
+    tier: str | None,
+    correction: PriceOverride | None,
+) -> tuple[cat.Rates, str] | None:
+    """The rates a row is priced at without user overrides, with their provenance: the
+    catalogue's, with Halton Meter's correction laid over it where one applies."""
+    resolved = _catalogue_rates(found, at, prompt, batch, tier) if found else None
+    catalogue = (resolved[0], cat.CATALOGUE + resolved[1]) if resolved is not None else None
+    if correction is None:
+        return catalogue
+    return _lay_over(correction, catalogue, counts, batch, tier)
 
 
 def _total(counts: tuple[int, ...], rates: cat.Rates) -> Decimal | None:
