@@ -678,3 +678,15 @@ def test_health_is_cached_200_ms_while_down() -> None:
     health.mark(True, "took a connection")
     assert health.worth_trying()
     assert switches == [(None, False), (False, True)]
+
+
+def test_a_hung_daemon_is_left_alone_for_seconds_not_200_ms() -> None:
+    """A daemon that took the connection but never answered cost its client the whole answer
+    timeout; the next clients must not pay it again for a while."""
+    health = DaemonHealth(9, lambda *_: None)
+    health.mark(False, "no answer", hung=True)
+    time.sleep(0.25)
+    assert not health.worth_trying()  # a refused daemon would be tried again by now
+    health.mark(False, "refused")
+    time.sleep(0.21)
+    assert health.worth_trying()

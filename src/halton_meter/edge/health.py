@@ -16,6 +16,9 @@ from collections.abc import Callable
 
 HEALTHY_TTL = 1.0
 UNHEALTHY_TTL = 0.2
+# A daemon that took a connection but never answered (stopped, blocked, still starting) costs
+# its client the whole answer timeout, so it is left alone longer than a refused one.
+HUNG_TTL = 5.0
 PROBE_TIMEOUT = 0.5
 
 # (previous answer or None for the first, new answer, reason)
@@ -28,10 +31,11 @@ class DaemonHealth:
         self._on_switch = on_switch
         self.healthy: bool | None = None  # None until the first answer
         self._checked_at = -1e9
+        self._down_ttl = UNHEALTHY_TTL
         self.reason = "not checked yet"
 
     def _fresh(self) -> bool:
-        ttl = HEALTHY_TTL if self.healthy else UNHEALTHY_TTL
+        ttl = HEALTHY_TTL if self.healthy else self._down_ttl
         return time.monotonic() - self._checked_at < ttl
 
     def worth_trying(self) -> bool:
@@ -39,9 +43,11 @@ class DaemonHealth:
         less than 200 ms ago."""
         return self.healthy is not False or not self._fresh()
 
-    def mark(self, healthy: bool, reason: str) -> None:
-        """Record an answer; a change from the previous one is a switch."""
+    def mark(self, healthy: bool, reason: str, *, hung: bool = False) -> None:
+        """Record an answer; a change from the previous one is a switch. `hung`: the daemon
+        took the connection but did not answer in time."""
         self._checked_at = time.monotonic()
+        self._down_ttl = HUNG_TTL if hung else UNHEALTHY_TTL
         previous, self.healthy, self.reason = self.healthy, healthy, reason
         if previous is not healthy:
             self._on_switch(previous, healthy, reason)

@@ -347,15 +347,17 @@ class Edge:
         if head.is_connect:
             # Wait for the daemon's own answer before saying anything to the client: a daemon
             # that accepts but dies or hangs still leaves the choice of tunnelling.
+            hung = False
             try:
                 answer = await asyncio.wait_for(read_head(reader), DAEMON_ANSWER_TIMEOUT)
             except (OSError, TimeoutError, WireError) as error:
                 answer, problem = None, describe(error, DAEMON_HOST, port)
+                hung = isinstance(error, TimeoutError)
             else:
                 problem = f"{DAEMON_HOST}:{port} closed the connection without answering"
             if answer is None:
                 close(writer)
-                self._handoff_failed(problem)
+                self._handoff_failed(problem, hung=hung)
                 return False
             client[1].write(answer)
         self.health.mark(True, f"{DAEMON_HOST}:{port} took a connection")
@@ -363,9 +365,9 @@ class Edge:
         await relay(client, (reader, writer))
         return True
 
-    def _handoff_failed(self, reason: str) -> None:
+    def _handoff_failed(self, reason: str, *, hung: bool = False) -> None:
         self.counters.handoff_failures += 1
-        self.health.mark(False, reason)
+        self.health.mark(False, reason, hung=hung)
 
     def _unreachable(
         self, head: RequestHead, writer: asyncio.StreamWriter, error: Exception

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from halton_meter import __version__
 from halton_meter.config import Config
@@ -150,11 +151,23 @@ def _snapshot(paths: Paths, user_home: Path) -> bytes:
         "units": {str(path): path.exists() for path in linux.unit_files().values()},
         "effective_ports_existed": effective_path(paths).exists(),
         "environment": {
-            name: os.environ.get(name)
+            name: _without_credentials(os.environ.get(name))
             for name in (*PROXY_VARIABLES, *CA_VARIABLES, "NO_PROXY", "no_proxy")
         },
     }
     return (json.dumps(state, indent=2) + "\n").encode()
+
+
+def _without_credentials(value: str | None) -> str | None:
+    """A proxy URL may carry a corporate user and password: never write them to disk."""
+    if value is None or "@" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None and parts.username is None:
+        return value
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_init(
@@ -268,7 +281,7 @@ def run_init(
 
         step = "self-test"
         done("ok", self_test(paths, ports))
-    except (InitError, SupervisorError, OSError, RuntimeError) as error:
+    except (Exception, KeyboardInterrupt) as error:  # whatever failed, undo this run
         result.error = f"{step}: {error}"
         done("failed", str(error))
         for component in reversed(started):
@@ -282,6 +295,8 @@ def run_init(
             if component.name in result.restarted:
                 with contextlib.suppress(SupervisorError, OSError):
                     supervisor.start(component, paths)
+        if isinstance(error, KeyboardInterrupt):
+            raise
     return result
 
 

@@ -23,8 +23,9 @@ def unit_dir() -> Path:
 
 
 def _quote(word: str) -> str:
-    """One ExecStart word: specifiers escaped, quoted when it has spaces or quotes."""
-    word = word.replace("%", "%%")
+    """One ExecStart word: specifiers and variables escaped, quoted when it has spaces or
+    quotes."""
+    word = word.replace("%", "%%").replace("$", "$$")
     if any(c.isspace() or c in "\"'\\;" for c in word):
         return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return word
@@ -37,8 +38,13 @@ def unit_text(component: Component, command: list[str], paths: Paths) -> str:
         "# Written by `halton-meter init`; `halton-meter uninstall` removes it.",
         "[Unit]",
         f"Description={component.description} {__version__}",
-        "StartLimitIntervalSec=300",
-        "StartLimitBurst=10",
+        # The edge is what clients connect to: never give up restarting it. The daemon may
+        # stop being restarted after 10 failures in 5 minutes (the edge then tunnels).
+        *(
+            ["StartLimitIntervalSec=0"]
+            if component is EDGE
+            else ["StartLimitIntervalSec=300", "StartLimitBurst=10"]
+        ),
         "",
         "[Service]",
         "Type=exec",
