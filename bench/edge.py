@@ -55,31 +55,11 @@ async def open_via(
     address: tuple[str, int], host: str, context: ssl.SSLContext, *, tunnel: bool
 ) -> core.HttpConnection:
     """A keep-alive TLS connection to `host`: direct, or through a CONNECT to `address`."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        await loop.sock_connect(sock, address)
-        if tunnel:
-            request = f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n"
-            request += "Proxy-Authorization: Basic YmVuY2g6bWV0ZXI=\r\n\r\n"  # bench:meter
-            await loop.sock_sendall(sock, request.encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = await loop.sock_recv(sock, 4096)
-                if not chunk:
-                    raise ConnectionError("proxy closed the connection during CONNECT")
-                head += chunk
-            if head.split(b" ", 2)[1] != b"200":
-                raise ConnectionError(f"CONNECT refused: {head[:80]!r}")
-        _, protocol = await loop.create_connection(
-            core.HttpConnection, sock=sock, ssl=context, server_hostname=host
-        )
-    except BaseException:
-        sock.close()
-        raise
-    return protocol
+    connect_head = (
+        f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n"
+        "Proxy-Authorization: Basic YmVuY2g6bWV0ZXI=\r\n\r\n"  # bench:meter
+    )
+    return await core.open_connection(address, host, context, connect_head if tunnel else None)
 
 
 def get_request(host: str) -> bytes:

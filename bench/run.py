@@ -235,6 +235,36 @@ class HttpConnection(asyncio.Protocol):
             ex.future.set_result(reply)
 
 
+async def open_connection(
+    address: tuple[str, int], host: str, context: ssl.SSLContext, connect_head: str | None
+) -> HttpConnection:
+    """A keep-alive TLS connection to `host` at `address`; with `connect_head`, through a proxy
+    at `address` that must answer that CONNECT with 200 first."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        await loop.sock_connect(sock, address)
+        if connect_head is not None:
+            await loop.sock_sendall(sock, connect_head.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = await loop.sock_recv(sock, 4096)
+                if not chunk:
+                    raise ConnectionError("proxy closed the connection during CONNECT")
+                head += chunk
+            if head.split(b" ", 2)[1] != b"200":
+                raise ConnectionError(f"CONNECT refused: {head[:80]!r}")
+        _, protocol = await loop.create_connection(
+            HttpConnection, sock=sock, ssl=context, server_hostname=host
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return protocol
+
+
 @dataclass
 class Target:
     """Where the client connects: straight to the fake, or through the meter with CONNECT."""
@@ -248,30 +278,8 @@ class Target:
     stray_bytes: int = 0  # summed from closed connections
 
     async def connect(self) -> HttpConnection:
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            await loop.sock_connect(sock, self.address)
-            if self.tunnel:
-                await loop.sock_sendall(
-                    sock, f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n".encode()
-                )
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = await loop.sock_recv(sock, 4096)
-                    if not chunk:
-                        raise ConnectionError("proxy closed the connection during CONNECT")
-                    head += chunk
-                if head.split(b" ", 2)[1] != b"200":
-                    raise ConnectionError(f"CONNECT refused: {head[:80]!r}")
-            _, protocol = await loop.create_connection(
-                HttpConnection, sock=sock, ssl=self.ssl_context, server_hostname=HOST
-            )
-        except BaseException:
-            sock.close()
-            raise
+        tunnel = f"CONNECT {HOST}:443 HTTP/1.1\r\nHost: {HOST}:443\r\n\r\n" if self.tunnel else None
+        protocol = await open_connection(self.address, HOST, self.ssl_context, tunnel)
         protocol.owner = self
         return protocol
 

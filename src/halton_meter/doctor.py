@@ -17,8 +17,8 @@ from typing import Any
 from halton_meter.config import Config
 from halton_meter.lifecycle import ca, linux, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES
-from halton_meter.lifecycle.install import edge_status, listening, ports_in_use, state_path
-from halton_meter.lifecycle.ports import port_free, read_effective
+from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
+from halton_meter.lifecycle.ports import listening, port_free, read_effective
 from halton_meter.lifecycle.supervisor import DAEMON, EDGE, launcher, running_pid
 from halton_meter.paths import Paths
 

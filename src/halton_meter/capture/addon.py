@@ -29,7 +29,6 @@ from halton_meter.providers.base import Endpoint
 
 log = logging.getLogger(__name__)
 
-METADATA_KEY = "halton_meter.call"
 CLIENT_HEADER = "x-halton-client"
 INLINE_DECODE_BYTES = 64 * 1024
 
@@ -71,7 +70,8 @@ class MeterAddon:
         self._connection_projects: dict[str, str] = {}
         # Client address (ip:port) per connection handed over by the edge.
         self.edge_clients: dict[str, str] = {}
-        # Calls between request and response, so a shutdown can still record them.
+        # Metered calls between their request and their response, by flow id: the hooks find
+        # their call here, and a shutdown records whatever is still open.
         self._open_calls: dict[str, CapturedCall] = {}
 
     # --- connection level -------------------------------------------------------------------
@@ -138,11 +138,10 @@ class MeterAddon:
             user_agent=request.headers.get("user-agent"),
             price_overrides=self._price_overrides,
         )
-        flow.metadata[METADATA_KEY] = call
         self._open_calls[flow.id] = call
 
     async def request(self, flow: http.HTTPFlow) -> None:
-        call: CapturedCall | None = flow.metadata.get(METADATA_KEY)
+        call = self._open_calls.get(flow.id)
         if call is None:
             return
         call.request_body = flow.request.raw_content or b""
@@ -163,12 +162,12 @@ class MeterAddon:
             flow.request.content = injected
             # The usage filter rewrites SSE text, so the stream must come back uncompressed.
             flow.request.headers["accept-encoding"] = "identity"
-            flow.metadata[METADATA_KEY + ".injected"] = True
+            call.usage_injected = True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
         assert response is not None
-        call: CapturedCall | None = flow.metadata.get(METADATA_KEY)
+        call = self._open_calls.get(flow.id)
         if call is None:
             response.stream = True  # not metered: pass through without buffering
             return
@@ -178,17 +177,16 @@ class MeterAddon:
             return  # a JSON body: buffered by mitmproxy, parsed later on the writer thread
         encoding = response.headers.get("content-encoding")
         usage_filter = None
-        if flow.metadata.get(METADATA_KEY + ".injected") and not encoding:
+        if call.usage_injected and not encoding:
             usage_filter = providers.InjectedUsageFilter()
         parser = providers.stream_parser(call.route, content_type)
         call.stream_parser = parser
         response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
+        call = self._open_calls.pop(flow.id, None)
         if call is None or flow.response is None:
             return
-        self._open_calls.pop(flow.id, None)
         call.finished_at = flow.response.timestamp_end or time.time()
         if call.stream_parser is None:
             call.response_body = flow.response.raw_content
@@ -196,17 +194,21 @@ class MeterAddon:
         self._submit(call)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        call: CapturedCall | None = flow.metadata.pop(METADATA_KEY, None)
+        call = self._open_calls.pop(flow.id, None)
         if call is None:
             return
-        self._open_calls.pop(flow.id, None)
         call.finished_at = time.time()
         message = (flow.error.msg if flow.error else "").lower()
         call.failure = "timeout" if "timeout" in message or "timed out" in message else "network"
         self._submit(call)
 
     def done(self) -> None:
-        """At shutdown, calls still in flight get their row too (cut short: network)."""
+        """mitmproxy is shutting down: calls still in flight get their row too."""
+        self.record_open_calls()
+
+    def record_open_calls(self) -> None:
+        """Submit every call still open as cut short (network). Also called once the proxy has
+        stopped, for calls that arrived on still-open connections after the `done` hook."""
         for call in self._open_calls.values():
             call.finished_at = time.time()
             call.failure = "network"

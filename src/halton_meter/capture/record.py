@@ -34,6 +34,8 @@ class CapturedCall:
     stream_parser: StreamParser | None = None
     # Set when the connection failed: "timeout" or "network".
     failure: str | None = None
+    # The meter asked upstream for stream usage the client did not ask for (OpenAI style).
+    usage_injected: bool = False
     price_overrides: tuple[PriceOverride, ...] = ()
     id: str = field(default="")
 

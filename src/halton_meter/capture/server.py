@@ -181,6 +181,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     try:
         await run_task
     finally:
+        addon.record_open_calls()
         intact = writer.close()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)

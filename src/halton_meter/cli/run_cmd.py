@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -14,15 +13,7 @@ from halton_meter.cli import EXIT_NOT_RUNNING, Context, pass_context
 from halton_meter.config import SLUG_RE
 from halton_meter.lifecycle.ca import write_client_bundle
 from halton_meter.lifecycle.environment import meter_environment
-from halton_meter.lifecycle.ports import effective_config
-
-
-def meter_listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from halton_meter.lifecycle.ports import effective_config, listening
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -47,7 +38,7 @@ def run(ctx: Context, project: str | None, allow_unmetered: bool, command: tuple
         )
     port = effective_config(config, ctx.paths).daemon.proxy_port  # effective-ports.json wins
     env = dict(os.environ)
-    if meter_listening(port):
+    if listening(port):
         bundle = ctx.paths.ca_bundle
         if not bundle.exists():
             bundle = write_client_bundle(config, ctx.paths)

@@ -8,19 +8,12 @@ from pathlib import Path
 from halton_meter.ledger.schema import migrate
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
     """Open the ledger, creating and migrating it when needed.
 
     Autocommit mode (isolation_level=None): transactions that write use BEGIN IMMEDIATE
     explicitly, which avoids SQLite's stale-snapshot "database is locked" trap.
     """
-    if readonly:
-        uri = f"file:{path.as_posix()}?mode=ro"
-        con = sqlite3.connect(
-            uri, uri=True, timeout=10, isolation_level=None, check_same_thread=False
-        )
-        con.execute("PRAGMA busy_timeout=10000")
-        return con
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")

@@ -51,9 +51,6 @@ class LedgerWriter:
         self.rows_written = 0
         self.rows_dropped = 0
         self.finished_cleanly = False
-        # Time from submit() of the oldest row in the last batch to its commit.
-        self.last_commit_lag_ms = 0.0
-        self._oldest_submit = float("inf")
         # Opened here so a ledger that cannot be opened fails the daemon's start, loudly.
         self._con: sqlite3.Connection | None = connect(path)
 
@@ -62,7 +59,7 @@ class LedgerWriter:
 
     def submit(self, item: PendingRow) -> None:
         """Hand a finished call to the writer. Safe from any thread; never blocks."""
-        self._queue.put((time.monotonic(), item))
+        self._queue.put(item)
 
     def close(self, timeout: float = 120.0) -> bool:
         """Write every pending row, then stop the thread. False when rows were lost."""
@@ -124,9 +121,7 @@ class LedgerWriter:
             if item is _STOP:
                 stopping = True
             else:
-                submitted, pending = cast(tuple[float, PendingRow], item)
-                self._add(pending)
-                self._oldest_submit = min(self._oldest_submit, submitted)
+                self._add(cast(PendingRow, item))
                 taken += 1
             if taken >= MAX_BATCH:
                 break
@@ -175,8 +170,6 @@ class LedgerWriter:
             return True
         self._backlog.clear()
         self.rows_written += len(batch)
-        self.last_commit_lag_ms = (time.monotonic() - self._oldest_submit) * 1000
-        self._oldest_submit = float("inf")
         if self._on_commit is not None:
             try:
                 self._on_commit(batch)

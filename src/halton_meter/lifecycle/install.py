@@ -31,6 +31,7 @@ from halton_meter.lifecycle.ports import (
     choose_ports,
     configured_ports,
     effective_path,
+    listening,
     read_effective,
     write_atomic,
     write_effective,
@@ -351,14 +352,6 @@ def self_test(paths: Paths, ports: Ports) -> str:
             )
         time.sleep(0.1)
     raise InitError(f"self-test failed: {problem}")
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def edge_status(port: int, timeout: float = 2.0) -> dict[str, Any] | None:

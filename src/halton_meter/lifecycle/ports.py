@@ -89,6 +89,15 @@ def pinned_names(paths: Paths) -> set[str]:
     return {name for name in NAMES if isinstance(daemon, dict) and name in daemon}
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def port_free(port: int) -> bool:
     """Whether a listener could bind 127.0.0.1:port now (SO_REUSEADDR, as asyncio binds)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
