@@ -8,7 +8,6 @@ its rows are its own; the config's rules and default project are fixed at start.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from halton_meter.attribution.resolver import ALIAS_REFRESH_SECONDS
 from halton_meter.lifecycle.environment import meter_environment
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, free_port, wait_for
 from tests.test_edge import EdgeProcess, _Echo, clean_env, start_daemon, start_edge
@@ -319,3 +319,18 @@ for _ in range(3):
     rows = stack.daemon.wait_rows(repo.name, 3)
     assert len({r["attribution_detail"] for r in rows}) == 1
     assert {r["attribution"] for r in rows} == {"git"}
+
+
+def test_a_renamed_project_takes_new_calls_without_rewriting_history(stack: Stack) -> None:
+    repo = git_repo(stack.base / unique("oldname"))
+    finish(script(stack, repo))
+    first = stack.row(repo.name)
+    new = unique("newname")
+    done = stack.cli("projects", "rename", repo.name, new, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows_kept"] == 1
+    time.sleep(ALIAS_REFRESH_SECONDS + 0.5)  # the daemon re-reads aliases this often
+    finish(script(stack, repo))
+    row = stack.row(new)
+    assert row["attribution"] == "git" and detail(row)["alias_of"] == repo.name
+    assert stack.daemon.rows(repo.name) == [first]  # history untouched
