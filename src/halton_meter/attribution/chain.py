@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from halton_meter.attribution.process import (
@@ -78,7 +79,8 @@ class ClientContext:
         return out
 
 
-ProcessReader = Callable[[int], ProcessFacts]
+class ProcessReader(Protocol):
+    def __call__(self, pid: int, *, ancestor: bool = False) -> ProcessFacts: ...
 
 
 @dataclass(slots=True)
@@ -125,7 +127,7 @@ def _decide(facts: ProcessFacts, run: _Run, read: ProcessReader) -> Decision:
         return Decision(slug, ENV, "HALTON_PROJECT in the process environment")
     if facts.cwd is not None and (found := _haltonrc(facts.cwd, run)):
         return Decision(found[0], HALTONRC, f"{found[1]}")
-    parents = list(_parents(facts, read))
+    parents = _Parents(facts, read)
     for process in (facts, *parents):
         hint = ide_hint(process.cmdline, process.name)
         if hint and (slug := run.slug(IDE, hint[0], hint[1])):
@@ -151,18 +153,28 @@ def _decide(facts: ProcessFacts, run: _Run, read: ProcessReader) -> Decision:
     return Decision(run.default_project, DEFAULT, "[tagging] default_project (nothing matched)")
 
 
-def _parents(facts: ProcessFacts, read: ProcessReader) -> Iterator[ProcessFacts]:
-    """Up to MAX_PARENTS ancestors, nearest first; stops at pid 1 or an exited parent."""
-    pid = facts.ppid
-    for _ in range(MAX_PARENTS):
-        if pid is None or pid <= 1:
-            return
-        try:
-            parent = read(pid)
-        except ProcessGone:
-            return
-        yield parent
-        pid = parent.ppid
+class _Parents:
+    """Up to MAX_PARENTS ancestors, nearest first, stopping at pid 1 or an exited parent; read
+    once, when the IDE layer first asks, and reused by the parent walk."""
+
+    def __init__(self, facts: ProcessFacts, read: ProcessReader) -> None:
+        self._facts, self._read = facts, read
+        self._seen: list[ProcessFacts] | None = None
+
+    def __iter__(self) -> Iterator[ProcessFacts]:
+        if self._seen is None:
+            self._seen = []
+            pid = self._facts.ppid
+            for _ in range(MAX_PARENTS):
+                if pid is None or pid <= 1:
+                    break
+                try:
+                    parent = self._read(pid, ancestor=True)
+                except ProcessGone:
+                    break
+                self._seen.append(parent)
+                pid = parent.ppid
+        return iter(self._seen)
 
 
 def _upward(folder: Path) -> Iterator[Path]:

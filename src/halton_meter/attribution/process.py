@@ -44,7 +44,9 @@ def client_name(raw: str) -> str:
     return found.group(1) if found else name
 
 
-def read_process(pid: int) -> ProcessFacts:
+def read_process(pid: int, *, ancestor: bool = False) -> ProcessFacts:
+    """The client's facts; an `ancestor` (parent walk, IDE hints) skips the environment and
+    the container, which only the client itself is asked about."""
     try:
         process = psutil.Process(pid)
         with process.oneshot():
@@ -53,7 +55,7 @@ def read_process(pid: int) -> ProcessFacts:
             started = process.create_time()
             cwd: str | None = _try(process.cwd)
             cmdline: list[str] = _try(process.cmdline) or []
-            environ: dict[str, str] = _try(process.environ) or {}
+            environ: dict[str, str] = {} if ancestor else (_try(process.environ) or {})
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         raise ProcessGone(pid) from None
     except psutil.AccessDenied:
@@ -66,7 +68,7 @@ def read_process(pid: int) -> ProcessFacts:
         ppid=ppid or None,
         cmdline=tuple(cmdline),
         environ=wanted,
-        container=_container(pid, wanted),
+        container=None if ancestor else _container(pid, wanted),
         started_at=started,
     )
 

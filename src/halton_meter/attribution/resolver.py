@@ -33,7 +33,9 @@ from halton_meter.attribution.sockets import Address, find_socket_owner
 
 log = logging.getLogger(__name__)
 
-LOOKUP_DEADLINE_SECONDS = 5.0  # a row waits at most this long after its connection opened
+# A row waits at most this long after its connection opened: generous, because only the
+# writer thread waits (never traffic), and a burst of new connections queues lookups.
+LOOKUP_DEADLINE_SECONDS = 30.0
 ALIAS_REFRESH_SECONDS = 2.0
 
 Lookup = Future[ClientContext]
@@ -71,7 +73,7 @@ class Attributor:
         default_project: str = "misc",
         rules: tuple[TaggingRule, ...] = (),
         ledger: Path | None = None,
-        workers: int = 2,
+        workers: int = 4,
     ) -> None:
         self.default_project = default_project
         self.rules = rules

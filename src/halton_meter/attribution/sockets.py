@@ -6,17 +6,22 @@ and each process's open sockets appear as `socket:[inode]` links in /proc/PID/fd
 the table and a scan of the fd folders, standard library only. Elsewhere (macOS, Windows)
 psutil asks the OS for the same answer.
 
-The fd scan is the expensive part (one readlink per open file of every process), so it looks
-first at the processes that owned recent connections (a tool opens many), then from the newest
-pid down (the client usually started recently), and skips processes of other users.
+The socket's inode comes from sock_diag netlink (one exact lookup, as `ss` does; the /proc/net
+tables are the fallback). The fd scan is the expensive part (one readlink per open file of
+every process), so it looks first at the processes that owned recent connections (a tool opens
+many), then from the newest process down (the client usually started recently), and skips
+processes of other users.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 import sys
 from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Literal
 
 Address = tuple[str, int]
 
@@ -64,9 +69,88 @@ def _words(packed: bytes) -> str:
     )
 
 
+# sock_diag (what `ss` uses): ask the kernel for one socket by its exact address pair, in
+# microseconds, where reading /proc/net/tcp costs milliseconds on a busy machine (the kernel
+# prints every socket, TIME_WAIT ones included).
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NO_COOKIE = 0xFFFFFFFF
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr
+_REQUEST = struct.Struct("=BBBBI")  # inet_diag_req_v2 up to its sockid
+_SOCKID = struct.Struct(">HH16s16s")  # ports and addresses, network byte order
+_SOCKID_TAIL = struct.Struct("=III")  # interface, cookie
+_MESSAGE = struct.Struct("=BBBB48sIIIII")  # inet_diag_msg: … uid, inode
+
+
+def _diag_query(family: int, client: bytes, cport: int, server: bytes, sport: int) -> bytes:
+    body = (
+        _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF)
+        + _SOCKID.pack(cport, sport, client.ljust(16, b"\0"), server.ljust(16, b"\0"))
+        + _SOCKID_TAIL.pack(0, _NO_COOKIE, _NO_COOKIE)
+    )
+    header = _HEADER.pack(_HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
+    return header + body
+
+
+def _diag_candidates(client: Address, server: Address) -> list[tuple[int, bytes, bytes]]:
+    """(family, client address, server address) spellings to ask about: IPv4, and the same
+    pair as IPv4-mapped IPv6 for a dual-stack client socket."""
+    found: list[tuple[int, bytes, bytes]] = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            found.append(
+                (
+                    family,
+                    socket.inet_pton(family, client[0].strip("[]")),
+                    socket.inet_pton(family, server[0].strip("[]")),
+                )
+            )
+        except OSError:
+            continue
+    if found and found[0][0] == socket.AF_INET:
+        mapped = b"\0" * 10 + b"\xff\xff"
+        found.append((socket.AF_INET6, mapped + found[0][1], mapped + found[0][2]))
+    return found
+
+
+def _inode_from_netlink(
+    client: Address, server: Address
+) -> tuple[int, int] | Literal[False] | None:
+    """(inode, uid); None when the kernel has no such socket (or only an orphan: inode 0);
+    False when sock_diag itself is not available here."""
+    try:
+        channel = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
+    except (OSError, AttributeError):
+        return False
+    with channel:
+        for family, client_ip, server_ip in _diag_candidates(client, server):
+            try:
+                channel.send(_diag_query(family, client_ip, client[1], server_ip, server[1]))
+                reply = channel.recv(8192)
+            except OSError:
+                return False
+            length, kind = _HEADER.unpack_from(reply)[:2]
+            if kind == _NLMSG_ERROR or length < _HEADER.size + _MESSAGE.size:
+                continue  # ENOENT: not this spelling
+            fields = _MESSAGE.unpack_from(reply, _HEADER.size)
+            uid, inode = fields[-2], fields[-1]
+            return (inode, uid) if inode else None
+    return None
+
+
 def socket_inode(client: Address, server: Address) -> tuple[int, int] | None:
-    """(inode, uid) of the client's socket in the kernel's table; None when it is gone or
-    orphaned (inode 0: its process has closed it)."""
+    """(inode, uid) of the client's socket; None when it is gone or orphaned (inode 0: its
+    process has closed it)."""
+    found = _inode_from_netlink(client, server)
+    if found is False:
+        return _inode_from_tables(client, server)
+    return found or None
+
+
+def _inode_from_tables(client: Address, server: Address) -> tuple[int, int] | None:
+    """The same answer from /proc/net/tcp{,6}, where sock_diag is not available."""
     server_keys = dict(_proc_keys(server))
     for table, local in _proc_keys(client):
         remote = server_keys.get(table)
@@ -100,7 +184,7 @@ def _owner_from_proc(client: Address, server: Address) -> int | None:
             _remember(pid)
             return pid
     try:
-        pids = sorted((int(name) for name in os.listdir(PROC) if name.isdigit()), reverse=True)
+        pids = _newest_first(int(name) for name in os.listdir(PROC) if name.isdigit())
     except OSError:
         return None
     other_users = []
@@ -120,6 +204,20 @@ def _owner_from_proc(client: Address, server: Address) -> int | None:
         if _holds(pid, target):
             return pid
     return None
+
+
+def _newest_first(pids: Iterable[int]) -> list[int]:
+    """Pids from the most recently created down. Linux hands pids out in increasing order and
+    wraps at pid_max, so newest first means: descending from the last pid created (the last
+    field of /proc/loadavg), then the ones above it (created before the last wrap)."""
+    ordered = sorted(pids, reverse=True)
+    try:
+        with open(f"{PROC}/loadavg", "rb") as handle:
+            last = int(handle.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return ordered
+    split = next((index for index, pid in enumerate(ordered) if pid <= last), len(ordered))
+    return ordered[split:] + ordered[:split]
 
 
 def _holds(pid: int, target: str) -> bool:
