@@ -22,6 +22,7 @@ Prints each figure against its target and writes JSON. Asserts nothing; it is no
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -161,7 +162,7 @@ def per_request(requests: int) -> dict[str, Any]:
 
     from halton_meter.capture.addon import MeterAddon
 
-    def run(attributor: Attributor | None) -> tuple[float, int]:
+    async def run(attributor: Attributor | None) -> tuple[float, int]:
         addon = MeterAddon(lambda call: None, own_ports=(1,), attributor=attributor)
         flow = tflow.tflow()
         flow.request.method = "POST"
@@ -176,10 +177,10 @@ def per_request(requests: int) -> dict[str, Any]:
         per_call_us = (time.perf_counter() - start) / requests * 1e6
         return per_call_us, attributor.lookups if attributor else 0
 
-    without, _ = run(None)
+    without, _ = asyncio.run(run(None))
     attributor = Attributor()
     try:
-        with_attribution, lookups = run(attributor)
+        with_attribution, lookups = asyncio.run(run(attributor))
     finally:
         attributor.close()
     return {

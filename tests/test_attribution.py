@@ -205,8 +205,9 @@ def test_run_project_is_exact_while_another_process_hammers_the_port(stack: Stac
     tagged = git_repo(stack.base / unique("tagged"))
     noisy = git_repo(stack.base / unique("noisy"))
     project = unique("exact")
-    hammer = script(stack, noisy, "40")
-    time.sleep(0.3)  # the hammer is going
+    stop = noisy / "stop"
+    hammer = script(stack, noisy, f"until:{stop}")
+    wait_for(lambda: stack.daemon.rows(noisy.name), 30, "the hammer to get going")
     run = subprocess.run(
         [METER, "run", "--project", project, "--", sys.executable, "chat_once.py", "15"],
         cwd=tagged,
@@ -216,11 +217,13 @@ def test_run_project_is_exact_while_another_process_hammers_the_port(stack: Stac
         timeout=120,
     )
     assert run.returncode == 0 and run.stdout.strip() == "15", run.stderr
-    assert hammer.poll() is None, "the hammer should still be running: make it longer"
-    finish(hammer, 40)
+    assert hammer.poll() is None, "the hammer stopped before `run` finished"
+    stop.touch()
+    out, err = hammer.communicate(timeout=60)
+    assert hammer.returncode == 0, err
     rows = stack.daemon.wait_rows(project, 15)
     assert {(r["attribution"], r["client_process"]) for r in rows} == {("tag", "python")}
-    noise = stack.daemon.wait_rows(noisy.name, 40)
+    noise = stack.daemon.wait_rows(noisy.name, int(out))
     assert {r["attribution"] for r in noise} == {"git"}
     assert stack.daemon.rows(tagged.name) == []
 

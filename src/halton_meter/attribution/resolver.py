@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -51,15 +52,27 @@ class Attribution:
     detail: str  # JSON: what the deciding layer saw, for `halton-meter why`
 
 
-def lookup_client(client: Address | None, server: Address | None, default: str) -> ClientContext:
-    """Socket owner, then the chain: the whole per-connection lookup (also what bench times)."""
+def lookup_client(
+    client: Address | None,
+    server: Address | None,
+    default: str,
+    on_owner: Callable[[], None] | None = None,
+) -> ClientContext:
+    """Socket owner, then the chain: the whole per-connection lookup (also what bench times).
+    `on_owner` is called as soon as the owner is known (or known to be gone): from then on the
+    connection may close without harm."""
+    if client is None or server is None:
+        pid = None
+    else:
+        try:
+            pid = find_socket_owner(client, server)
+        except Exception:  # never lose a row to a lookup bug
+            log.exception("attribution: socket owner lookup failed")
+            pid = None
+    if on_owner is not None:
+        on_owner()
     if client is None or server is None:
         return no_process(default, "the meter was not told the client's address")
-    try:
-        pid = find_socket_owner(client, server)
-    except Exception:  # never lose a row to a lookup bug
-        log.exception("attribution: socket owner lookup failed")
-        pid = None
     if pid is None:
         return no_process(
             default, "no process held the connection (it had exited before the lookup)"
@@ -85,10 +98,17 @@ class Attributor:
         self._alias_lock = threading.Lock()
         self.lookups = 0  # per connection, never per request (bench/attribution.py checks it)
 
-    def lookup(self, client: Address | None, server: Address | None) -> Lookup:
-        """Start the lookup for a new client connection; returns immediately."""
+    def lookup(
+        self,
+        client: Address | None,
+        server: Address | None,
+        on_owner: Callable[[], None] | None = None,
+    ) -> Lookup:
+        """Start the lookup for a new client connection; returns immediately. `on_owner` (from
+        the worker thread) says the socket's owner is known: the caller holds the connection's
+        handshake until then, because a socket its client has closed names nobody."""
         self.lookups += 1
-        future = self._pool.submit(lookup_client, client, server, self.default_project)
+        future = self._pool.submit(lookup_client, client, server, self.default_project, on_owner)
         self._started[id(future)] = time.monotonic()
         future.add_done_callback(lambda done: self._started.pop(id(done), None))
         return future

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -32,6 +33,7 @@ from halton_meter.providers.base import Endpoint
 log = logging.getLogger(__name__)
 
 CLIENT_HEADER = "x-halton-client"
+OWNER_WAIT_SECONDS = 0.5  # the longest a new connection waits for its owner lookup
 INLINE_DECODE_BYTES = 64 * 1024
 
 
@@ -90,7 +92,7 @@ class MeterAddon:
         host, port = resolve_target(self._resolve, host, port)
         return port in self._own_ports and is_loopback_name(host)
 
-    def http_connect(self, flow: http.HTTPFlow) -> None:
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
         if self._is_own_listener(flow.request.host, flow.request.port):
             flow.response = _refusal()
             return
@@ -98,7 +100,7 @@ class MeterAddon:
         if project:
             self._connection_projects[flow.client_conn.id] = project
         self._take_client_header(flow)
-        self._start_lookup(flow.client_conn)
+        await self._owner_known(self._start_lookup(flow.client_conn))
 
     def _take_client_header(self, flow: http.HTTPFlow) -> None:
         """The edge names the real client (ip:port) when it hands a connection over; kept for
@@ -107,15 +109,34 @@ class MeterAddon:
         if client and self._behind_edge:
             self.edge_clients.setdefault(flow.client_conn.id, client)
 
-    def _start_lookup(self, client: connection.Client) -> Lookup | None:
-        """Who is behind this connection, looked up once per connection on a worker thread."""
-        if self._attributor is None:
+    def _start_lookup(self, client: connection.Client) -> asyncio.Future[None] | None:
+        """Who is behind this connection, looked up once per connection on a worker thread.
+        Returns, for the connection's first sighting only, a future done once the socket's
+        owner is known."""
+        if self._attributor is None or client.id in self._lookups:
             return None
-        lookup = self._lookups.get(client.id)
-        if lookup is None:
-            lookup = self._attributor.lookup(*self._addresses(client))
-            self._lookups[client.id] = lookup
-        return lookup
+        loop = asyncio.get_running_loop()
+        known: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not known.done():
+                known.set_result(None)
+
+        def notify() -> None:  # on the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(done)
+
+        self._lookups[client.id] = self._attributor.lookup(*self._addresses(client), notify)
+        return known
+
+    async def _owner_known(self, known: asyncio.Future[None] | None) -> None:
+        """Hold the connection's handshake (its CONNECT answer, or its first plain request)
+        until the socket's owner is found: a client that got its answer could close the socket
+        before a busy worker looks, and a closed socket names nobody. Typically ~0.5 ms, once
+        per connection; never longer than OWNER_WAIT_SECONDS."""
+        if known is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(known), OWNER_WAIT_SECONDS)
 
     def _addresses(self, client: connection.Client) -> tuple[Address | None, Address | None]:
         """(client end, server end) of the client's own TCP connection: the edge's behind it,
@@ -162,7 +183,7 @@ class MeterAddon:
         project = project_from_proxy_authorization(auth) or self._connection_projects.get(
             flow.client_conn.id
         )
-        lookup = self._start_lookup(flow.client_conn)
+        owner_known = self._start_lookup(flow.client_conn)
         call = CapturedCall(
             route=route,
             host=host,
@@ -171,14 +192,17 @@ class MeterAddon:
             user_agent=request.headers.get("user-agent"),
             price_overrides=self._price_overrides,
             attributor=self._attributor,
-            lookup=lookup,
+            lookup=self._lookups.get(flow.client_conn.id),
         )
+        call.owner_known = owner_known
         self._open_calls[flow.id] = call
 
     async def request(self, flow: http.HTTPFlow) -> None:
         call = self._open_calls.get(flow.id)
         if call is None:
             return
+        if call.owner_known is not None:  # the first request of a plain-HTTP connection
+            await self._owner_known(call.owner_known)
         call.request_body = flow.request.raw_content or b""
         call.request_encoding = flow.request.headers.get("content-encoding")
         if call.request_encoding or not providers.may_inject_stream_usage(

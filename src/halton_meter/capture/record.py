@@ -7,6 +7,7 @@ decoded and parsed, so no JSON decoding of a large body ever happens in a mitmpr
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,6 +42,8 @@ class CapturedCall:
     # The client connection's pending lookup; settled in `to_row`, on the writer thread.
     attributor: Attributor | None = None
     lookup: Lookup | None = None
+    # Set on the first request of a plain-HTTP connection: done once its client is known.
+    owner_known: asyncio.Future[None] | None = None
     id: str = field(default="")
 
     def __post_init__(self) -> None:
