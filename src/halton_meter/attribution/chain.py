@@ -107,14 +107,22 @@ def no_process(default_project: str, note: str, pid: int | None = None) -> Clien
     )
 
 
+GONE = "the process had exited before the lookup"
+
+
 def resolve_process(
-    pid: int, default_project: str, read: ProcessReader = read_process
+    pid: int,
+    default_project: str,
+    read: ProcessReader = read_process,
+    facts: ProcessFacts | None = None,
 ) -> ClientContext:
-    """Run the chain on process `pid` (the client's end of the connection)."""
-    try:
-        facts = read(pid)
-    except ProcessGone:
-        return no_process(default_project, "the process had exited before the lookup", pid)
+    """Run the chain on process `pid` (the client's end of the connection); `facts` when the
+    caller has already read them."""
+    if facts is None:
+        try:
+            facts = read(pid)
+        except ProcessGone:
+            return no_process(default_project, GONE, pid)
     run = _Run(default_project)
     decision = _decide(facts, run, read)
     cwd = str(facts.cwd) if facts.cwd else None

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from halton_meter.attribution.chain import (
+    GONE,
     RULE,
     TAG,
     ClientContext,
     no_process,
     resolve_process,
 )
+from halton_meter.attribution.process import ProcessFacts, ProcessGone, read_process
 from halton_meter.attribution.rules import TaggingRule, first_match
 from halton_meter.attribution.sockets import Address, find_socket_owner
 
@@ -58,26 +60,29 @@ def lookup_client(
     default: str,
     on_owner: Callable[[], None] | None = None,
 ) -> ClientContext:
-    """Socket owner, then the chain: the whole per-connection lookup (also what bench times).
-    `on_owner` is called as soon as the owner is known (or known to be gone): from then on the
-    connection may close without harm."""
-    if client is None or server is None:
-        pid = None
-    else:
-        try:
+    """Socket owner and its facts, then the chain: the whole per-connection lookup (also what
+    bench times). `on_owner` is called once the client process is found and read (or known to
+    be gone): from then on the connection may close, and the process exit, without harm."""
+    pid: int | None = None
+    facts: ProcessFacts | None = None
+    gone = "no process held the connection (it had exited before the lookup)"
+    try:
+        if client is not None and server is not None:
             pid = find_socket_owner(client, server)
-        except Exception:  # never lose a row to a lookup bug
-            log.exception("attribution: socket owner lookup failed")
-            pid = None
-    if on_owner is not None:
-        on_owner()
+        if pid is not None:
+            facts = read_process(pid)
+    except ProcessGone:
+        gone = GONE
+    except Exception:  # never lose a row to a lookup bug
+        log.exception("attribution: socket owner lookup failed")
+    finally:
+        if on_owner is not None:
+            on_owner()
     if client is None or server is None:
         return no_process(default, "the meter was not told the client's address")
-    if pid is None:
-        return no_process(
-            default, "no process held the connection (it had exited before the lookup)"
-        )
-    return resolve_process(pid, default)
+    if pid is None or facts is None:
+        return no_process(default, gone, pid)
+    return resolve_process(pid, default, facts=facts)
 
 
 class Attributor:
