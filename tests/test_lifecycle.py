@@ -387,6 +387,8 @@ def test_doctor_finds_and_explains_each_injected_fault(installed: Install) -> No
     done = installed.meter("doctor", "--json")
     report = json.loads(done.stdout)
     assert (done.returncode, report["verdict"]) == (0, "HEALTHY"), report
+    assert (report["executable"], report["home"]) == (METER, str(installed.home))
+    assert report["version"] == installed.meter("--version").stdout.split()[-1]
     key = installed.home / "mitmproxy" / "mitmproxy-ca.pem"
     profile = installed.user_home / ".profile"
     unit = installed.unit_dir / "halton-meter.service"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle import install
 from halton_meter.lifecycle.ports import effective_config
@@ -23,6 +24,7 @@ from halton_meter.lifecycle.supervisor import (
     NO_MANAGER,
     SupervisorError,
     choose_supervisor,
+    launcher,
 )
 
 STEPS = ("home", "snapshot", "clean", "ca", "ports", "shell", "units", "start", "self-test")
@@ -265,6 +267,9 @@ def doctor(ctx: Context, as_json: bool, fix: bool) -> None:
         report: dict[str, object] = {
             "verdict": verdict,
             "exit_code": code,
+            "version": __version__,
+            "executable": launcher()[0],
+            "home": str(ctx.paths.home),
             "checks": [c.as_json() for c in found],
         }
         if fix:
