@@ -795,3 +795,32 @@ def test_with_a_systemd_user_manager_the_units_are_used(
     assert "--user disable --now halton-meter.service halton-meter-edge.service" in (
         calls.read_text()
     )
+
+
+def test_a_stale_state_file_naming_a_reused_pid_is_not_ours(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """After a crash or reboot, edge.json may name a pid the system gave to another program,
+    even one whose command line looks like ours: status must not report it and nothing may
+    stop it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "edge", "daemon"]
+    )
+    try:
+        an_hour_ago = time.time() - 3600
+        for name in ("edge.json", "daemon.json"):
+            state = {"pid": lookalike.pid, "started_at": an_hour_ago, "port": 1}
+            (setup.home / name).write_text(json.dumps(state))
+        (setup.home / "edge.pid").write_text(
+            json.dumps({"pid": lookalike.pid, "command": [METER], "started_at": an_hour_ago})
+        )
+        code, report = setup.status()
+        assert code == 2, report
+        assert {part["pid"] for part in report["components"].values()} == {None}
+        assert setup.meter("stop").returncode == 0
+        assert setup.meter("uninstall", "--yes").returncode == 0
+        assert lookalike.poll() is None, "a process that is not ours was stopped"
+    finally:
+        lookalike.kill()
+        lookalike.wait()
