@@ -198,7 +198,12 @@ def test_an_invalid_value_falls_through_to_the_next_layer(stack: Stack) -> None:
     assert row["attribution"] == "git"
     (skipped,) = detail(row)["skipped"]
     assert "café ☕" in skipped and "HALTON_PROJECT" in skipped
-    assert "not a valid project name" in stack.daemon.log.read_text()
+    logged = (stack.daemon.home / "logs" / "daemon.jsonl").read_text().splitlines()
+    assert any(
+        "not a valid project name" in json.loads(line).get("message", "")
+        and json.loads(line)["level"] == "warning"
+        for line in logged
+    )
 
 
 def test_run_project_is_exact_while_another_process_hammers_the_port(stack: Stack) -> None:
