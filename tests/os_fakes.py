@@ -44,7 +44,9 @@ def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _spawn(argv: list[str], env: dict[str, str], log: str | None, cwd: str | None) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], env: dict[str, str], log: str | None, cwd: str | None
+) -> subprocess.Popen[bytes]:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
@@ -94,6 +96,7 @@ class FakeWindows(Recorder):
     root_store: set[str] = field(default_factory=set)
     tasks: dict[str, str] = field(default_factory=dict)  # name -> registered XML text
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    refuse_trust: bool = False  # the user answers No in certutil's dialog
 
     # --- the registry ---
     def user_id(self) -> str:
@@ -140,7 +143,9 @@ class FakeWindows(Recorder):
             text = xml[2:].decode("utf-16-le")
             ET.fromstring(text.split("?>", 1)[1])  # well-formed, or schtasks would refuse it
             self.tasks[name] = text
-            return Completed(0, f'SUCCESS: The scheduled task "{name}" has successfully been created.')
+            return Completed(
+                0, f'SUCCESS: The scheduled task "{name}" has successfully been created.'
+            )
         if name not in self.tasks:
             return Completed(1, "", "ERROR: The system cannot find the file specified.")
         if verb == "/Query":
@@ -172,6 +177,10 @@ class FakeWindows(Recorder):
             found = what in self.root_store
             return Completed(0 if found else 0x80092004 & 0xFF, "", "" if found else "Not found")
         if verb == "-addstore":
+            if self.refuse_trust:
+                return Completed(
+                    0x800704C7 & 0xFF, "", "CertUtil: The operation was canceled by the user."
+                )
             self.root_store.add(sha1_of(Path(what)))
             return Completed(0, "Certificate added to store.")
         if verb == "-delstore":
@@ -226,7 +235,9 @@ class FakeMac(Recorder):
             env.pop(name, None)
         log = job.get("StandardErrorPath")
         cwd = job.get("WorkingDirectory")
-        self.processes[label] = _spawn(argv, env, str(log) if log else None, str(cwd) if cwd else None)
+        self.processes[label] = _spawn(
+            argv, env, str(log) if log else None, str(cwd) if cwd else None
+        )
 
     def _launchctl(self, args: list[str]) -> Completed:
         verb = args[0]
@@ -242,8 +253,14 @@ class FakeMac(Recorder):
             return Completed(0)
         if verb == "print":
             label = self._label(args[1])
-            return Completed(0, f"{label} = {{...}}") if label in self.loaded else Completed(
-                113, "", f"Could not find service \"{label}\" in domain for user gui: {self.user_id}"
+            return (
+                Completed(0, f"{label} = {{...}}")
+                if label in self.loaded
+                else Completed(
+                    113,
+                    "",
+                    f'Could not find service "{label}" in domain for user gui: {self.user_id}',
+                )
             )
         if verb == "kickstart":
             kill = "-k" in args
@@ -276,8 +293,10 @@ class FakeMac(Recorder):
         if verb == "verify-cert":
             cert = Path(args[args.index("-c") + 1])
             ok = sha1_of(cert) in self.trusted
-            return Completed(0, "...certificate verification successful.") if ok else Completed(
-                1, "", "Cert Verify Result: CSSMERR_TP_NOT_TRUSTED"
+            return (
+                Completed(0, "...certificate verification successful.")
+                if ok
+                else Completed(1, "", "Cert Verify Result: CSSMERR_TP_NOT_TRUSTED")
             )
         if verb == "add-trusted-cert":
             assert args[1:3] == ["-r", "trustRoot"] and args[3] == "-k"

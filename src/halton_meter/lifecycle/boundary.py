@@ -3,8 +3,8 @@
 Everything above this module (task XML, plists, what to write and when, what to restore) is
 plain Python that runs on any OS; only these small interfaces reach the system. Tests on Linux
 select the Windows or macOS code path with `HALTON_METER_OS` and hand in an in-memory registry
-and a command recorder through `use_windows()` / `use_macos()`; nothing else is replaced. The real implementations
-import `winreg` and `ctypes.windll` lazily, so Linux and macOS never import them.
+and a command recorder through `use_windows()` / `use_macos()`; nothing else is replaced. The
+real implementations import `winreg` and `ctypes.windll` lazily: Linux and macOS never do.
 """
 
 from __future__ import annotations

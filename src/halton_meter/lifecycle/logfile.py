@@ -19,9 +19,7 @@ KEEP_FILES = 5
 class RotatingLog(io.TextIOBase):
     """Text in, UTF-8 lines out; thread-safe (the daemon's writer thread logs too)."""
 
-    def __init__(
-        self, path: Path, max_bytes: int = ROTATE_BYTES, keep: int = KEEP_FILES
-    ) -> None:
+    def __init__(self, path: Path, max_bytes: int = ROTATE_BYTES, keep: int = KEEP_FILES) -> None:
         super().__init__()
         self.path = path
         self.max_bytes = max_bytes
@@ -58,7 +56,8 @@ class RotatingLog(io.TextIOBase):
 
     def flush(self) -> None:
         with self._lock:
-            self._file.flush()
+            if not self._file.closed:
+                self._file.flush()
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ import plistlib
 import shlex
 import ssl
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def shell_files(user_home: Path) -> list[Path]:
 
 
 def sha1(cert: Path) -> str:
-    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()  # noqa: S324
+    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()
 
 
 class MacIntegration:
@@ -194,7 +195,7 @@ class MacIntegration:
             if before == value:
                 continue
             self._launchctl("setenv", name, value)
-            self._undo.append(lambda n=name, b=before: self._putenv(n, b))
+            self._undo.append(partial(self._putenv, name, before))
             changed.append(f"launchctl {name}")
         login = plist_path(self.user_home, ENVIRONMENT_LABEL)
         if write(login, plistlib.dumps(environment_agent(wanted))):

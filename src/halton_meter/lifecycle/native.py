@@ -235,11 +235,11 @@ def run_init(
                 started.append(component)
             elif pid == before_pid:
                 continue
-            (result.restarted if before_pid is not None else result.started).append(
-                component.name
-            )
+            (result.restarted if before_pid is not None else result.started).append(component.name)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
-        done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {native.kind}")
+        done(
+            "changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {native.kind}"
+        )
 
         step = "self-test"
         done("ok", self_test(paths, ports))

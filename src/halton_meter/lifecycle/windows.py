@@ -23,6 +23,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -155,7 +156,7 @@ def task_file(paths: Paths, component: Component) -> Path:
 def thumbprint(cert: Path) -> str:
     """The SHA-1 of the certificate's DER bytes, as certutil prints it (upper-case hex)."""
     der = ssl.PEM_cert_to_DER_cert(cert.read_text())
-    return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - the store's own identifier
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def proxy_override(current: str | None) -> str:
@@ -198,6 +199,7 @@ class WindowsIntegration:
             environment[name], secret = _mask(value)
             if secret and value is not None:
                 self.system.write_value(SAVED_KEY, name, value)
+                self._undo.append(partial(self.system.delete_value, SAVED_KEY, name))
                 saved.append(name)
         internet = {}
         for name in INTERNET_NAMES:
@@ -261,7 +263,7 @@ class WindowsIntegration:
             if before == value:
                 continue
             self.system.write_value(key, name, value)
-            self._undo.append(lambda k=key, n=name, b=before: self._put(k, n, b))
+            self._undo.append(partial(self._put, key, name, before))
             changed.append(name)
         return changed
 
@@ -438,4 +440,3 @@ class WindowsIntegration:
         from xml.sax.saxutils import unescape
 
         return unescape(text[start + len("<Command>") : end])
-
