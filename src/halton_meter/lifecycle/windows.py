@@ -62,11 +62,14 @@ def task_command(launch: list[str]) -> tuple[str, list[str]]:
     """(Command, leading arguments) for a task: the GUI twin of the running executable, or
     pythonw running the same entry point when there is none (a source checkout)."""
     first = Path(launch[0])
+    python = Path(sys.executable)
     if len(launch) == 1:
-        gui = first.with_name(f"{first.stem}w{first.suffix}")
+        candidates = [first.with_name(f"{first.stem}w{first.suffix}")]
+    else:  # `python -m halton_meter`: the venv's Scripts folder holds python.exe and ours
+        candidates = [python.with_name(f"halton-meterw{python.suffix}")]
+    for gui in candidates:
         if gui.is_file():
             return str(gui), []
-    python = Path(sys.executable)
     pythonw = python.with_name(f"pythonw{python.suffix}")
     interpreter = pythonw if pythonw.is_file() else python
     return str(interpreter), ["-m", "halton_meter.cli.background"]
