@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -24,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from halton_meter.lifecycle import shell
+from halton_meter.ledger.schema import migrate
+from halton_meter.lifecycle import install, shell
 from halton_meter.lifecycle.supervisor import process_alive
 from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
 
@@ -275,6 +277,32 @@ def test_second_init_changes_nothing(installed: Install) -> None:
     assert _managed(installed) == before
 
 
+def test_the_self_test_meters_a_request_and_tunnels_a_connection(installed: Install) -> None:
+    """Each init ends with a request through the edge to the daemon's test endpoint, recorded
+    as a free row, and a tunnelled non-LLM connection that the edge counts."""
+    before = install.edge_status(installed.ports()["proxy_port"])
+    assert before is not None
+    result = installed.init()
+    step = result["steps"][-1]
+    assert (step["step"], step["outcome"]) == ("self-test", "ok"), step
+    match = re.search(r"row ([0-9a-f]{24})", step["detail"])
+    assert match, step
+    con = sqlite3.connect(installed.home / "db.sqlite")
+    try:
+        row = con.execute(
+            "SELECT provider, api, project, cost_nanousd, status, user_agent FROM requests "
+            "WHERE id = ?",
+            (match[1],),
+        ).fetchone()
+    finally:
+        con.close()
+    assert row == ("halton-meter", "self-test", "halton-meter", 0, "ok", "halton-meter-init")
+    after = install.edge_status(installed.ports()["proxy_port"])
+    assert after is not None
+    counted = {k: after["counters"][k] - before["counters"][k] for k in ("handed_off", "tunnelled")}
+    assert counted == {"handed_off": 1, "tunnelled": 1}, counted
+
+
 def test_doctor_finds_and_explains_each_injected_fault(installed: Install) -> None:
     done = installed.meter("doctor", "--json")
     report = json.loads(done.stdout)
@@ -475,6 +503,37 @@ def test_a_failed_init_puts_back_what_it_changed_and_stops_what_it_started(
         port = int(result["steps"][3]["detail"].split()[1].rstrip(","))  # "edge N, daemon …"
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 1):
             pass  # the edge this run started is gone
+    finally:
+        setup.kill_all()
+
+
+def test_a_failed_self_test_puts_everything_back(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The daemon starts, but its ledger refuses every row (a trigger stands in for a ledger
+    another program broke): the self-test's request is answered and never recorded, so init
+    fails at the self-test and leaves config, shell files and units as they were."""
+    setup = make_install(tmp_path, fake_upstream)
+    ledger = sqlite3.connect(setup.home / "db.sqlite")
+    migrate(ledger)
+    ledger.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    ledger.close()
+    kept = [setup.user_home / ".bashrc", setup.user_home / "dotfiles" / "zshrc"]
+    before = {p: p.read_bytes() for p in [*kept, setup.home / "config.toml"]}
+    try:
+        done = setup.meter("init", "--json", "--apps")
+        assert done.returncode == 1
+        result = json.loads(done.stdout)
+        assert result["error"].startswith("self-test: self-test failed: the test request"), result
+        assert "never reached" in result["error"]
+        assert {p: p.read_bytes() for p in before} == before
+        assert not setup.unit_dir.exists() or not any(setup.unit_dir.iterdir())
+        for name in ("effective-ports.json", "system_state.json", "ca-bundle.pem"):
+            assert not (setup.home / name).exists(), name
+        assert not (setup.user_home / ".profile").exists()
+        assert not setup.pids(), "what init started is stopped"
     finally:
         setup.kill_all()
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from halton_meter import __version__
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, linux, shell
+from halton_meter.lifecycle import ca, linux, selftest, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES
 from halton_meter.lifecycle.ports import (
     Ports,
@@ -288,7 +288,7 @@ def run_init(
         done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
 
         step = "self-test"
-        done("ok", self_test(paths, ports))
+        done("ok", self_test(config, paths, ports))
     except (Exception, KeyboardInterrupt) as error:  # whatever failed, undo this run
         result.error = f"{step}: {error}"
         done("failed", str(error))
@@ -339,11 +339,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def self_test(paths: Paths, ports: Ports) -> str:
-    """The edge answers /status and sees a healthy daemon, which listens and is published."""
+def self_test(config: Config, paths: Paths, ports: Ports) -> str:
+    """The edge answers and sees a healthy daemon; a request through the edge to the daemon's
+    test endpoint is recorded in the ledger; a non-LLM connection is tunnelled."""
     deadline = time.monotonic() + SELF_TEST_TIMEOUT
     problem = "no answer yet"
-    while time.monotonic() < deadline:
+    while True:
         edge = edge_status(ports.proxy_port)
         daemon_pid = running_pid(DAEMON, paths)
         if edge is None:
@@ -353,12 +354,25 @@ def self_test(paths: Paths, ports: Ports) -> str:
         elif edge.get("daemon_healthy") is not True:
             problem = f"the edge cannot reach the daemon: {edge.get('daemon_reason')}"
         else:
-            return (
-                f"edge (pid {edge.get('pid')}) answers on {ports.proxy_port} in "
-                f"{edge.get('mode')} mode; daemon (pid {daemon_pid}) on {ports.internal_port}"
-            )
+            break
+        if time.monotonic() > deadline:
+            raise InitError(f"self-test failed: {problem}")
         time.sleep(0.1)
-    raise InitError(f"self-test failed: {problem}")
+    left = max(1.0, deadline - time.monotonic())
+    try:
+        request_id = selftest.metered_request(ports.proxy_port, paths.ca_bundle, left)
+        selftest.wait_for_row(paths.ledger, request_id, max(1.0, deadline - time.monotonic()))
+        if config.upstream.proxy:
+            tunnelled = "tunnel check skipped ([upstream] proxy cannot reach a loopback host)"
+        else:
+            selftest.tunnel_check(ports.proxy_port, max(1.0, deadline - time.monotonic()))
+            tunnelled = "a non-LLM connection was tunnelled"
+    except selftest.SelfTestError as error:
+        raise InitError(f"self-test failed: {error}") from None
+    return (
+        f"edge (pid {edge.get('pid')}) on {ports.proxy_port}, daemon (pid {daemon_pid}) on "
+        f"{ports.internal_port}; a test request was metered (row {request_id}); {tunnelled}"
+    )
 
 
 def edge_status(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
