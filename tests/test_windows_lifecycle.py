@@ -29,7 +29,6 @@ from halton_meter.lifecycle.boundary import (
     REG_SZ,
     RegistryValue,
 )
-from halton_meter.lifecycle.logfile import KEEP_FILES, ROTATE_BYTES, RotatingLog
 from halton_meter.lifecycle.windows import SAVED_KEY
 from tests.conftest import VENV_BIN, FakeUpstream, wait_for
 from tests.native_harness import NativeInstall, install_version, make_native_install
@@ -204,8 +203,8 @@ def test_init_registers_trusts_publishes_and_starts(
         argv = process_command(win, component)
         assert str(win.executable.with_name("halton-meterw")) in argv
         assert argv[argv.index("--home") + 1] == str(win.home)
-    # Their output went to the rotated logs, through the halton-meterw entry point.
-    assert (win.home / "logs" / "daemon.log").stat().st_size > 0
+    # They log to their own files, started through the halton-meterw entry point.
+    assert (win.home / "logs" / "daemon.jsonl").stat().st_size > 0
     code, out, _ = win.meter("status", "--json")
     status = json.loads(out)
     assert code == 0 and status["state"] == "healthy" and status["supervisor"] == "task-scheduler"
@@ -453,19 +452,6 @@ def test_a_refused_trust_dialog_fails_init_and_changes_nothing(
 # --- logs -------------------------------------------------------------------------------------
 
 
-def test_logs_rotate_at_the_limit_and_keep_five(tmp_path: Path) -> None:
-    assert (ROTATE_BYTES, KEEP_FILES) == (100 * 1024 * 1024, 5)
-    log = RotatingLog(tmp_path / "daemon.log", max_bytes=1000, keep=5)
-    for index in range(40):
-        log.write(f"{index:03d} " + "x" * 295 + "\n")  # 300 bytes a line, 3 lines a file
-    log.close()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["daemon.log", *(f"daemon.log.{i}" for i in range(1, 6))]
-    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
-    assert (tmp_path / "daemon.log").read_text().startswith("039 ")
-    assert (tmp_path / "daemon.log.1").read_text().startswith("036 ")
-
-
 def test_the_gui_entry_point_writes_its_output_to_the_logs(tmp_path: Path) -> None:
     home = tmp_path / "meter"
     env = {k: v for k, v in os.environ.items() if k != "HALTON_METER_HOME"}
@@ -477,5 +463,5 @@ def test_the_gui_entry_point_writes_its_output_to_the_logs(tmp_path: Path) -> No
         timeout=60,
     )
     assert done.stdout == "" and done.stderr == ""
-    report = json.loads((home / "logs" / "status.log").read_text())
+    report = json.loads((home / "logs" / "status.out.log").read_text())
     assert report["version"] == __version__ and report["ports"]["proxy_port"] == 8081

@@ -55,7 +55,7 @@ def plist_path(user_home: Path, label: str) -> Path:
 
 
 def agent(component: Component, launch: list[str], paths: Paths) -> dict[str, Any]:
-    log = str(component.log_file(paths))
+    log = str(component.output_file(paths))
     job: dict[str, Any] = {
         "Label": LABELS[component],
         "ProgramArguments": [*launch, *component.args],

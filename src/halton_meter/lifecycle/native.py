@@ -90,7 +90,7 @@ class NativeSupervisor(BackgroundSupervisor):
             return pid
         paths.logs.mkdir(parents=True, exist_ok=True)
         self.native.start(component)
-        return _wait_started(component, paths, None, component.log_file(paths), previous=None)
+        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         pid = running_pid(component, paths)
@@ -242,7 +242,7 @@ def run_init(
         )
 
         step = "self-test"
-        done("ok", self_test(paths, ports))
+        done("ok", self_test(config, paths, ports))
     except (Exception, KeyboardInterrupt) as error:  # whatever failed, undo this run
         result.error = f"{step}: {error}"
         done("failed", str(error))
