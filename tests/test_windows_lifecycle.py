@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from halton_meter.lifecycle.boundary import (
     REG_SZ,
     RegistryValue,
 )
-from halton_meter.lifecycle.windows import SAVED_KEY
+from halton_meter.lifecycle.windows import SAVED_KEY, task_command
 from tests.conftest import VENV_BIN, FakeUpstream, wait_for
 from tests.native_harness import NativeInstall, install_version, make_native_install
 from tests.os_fakes import FakeWindows, sha1_of
@@ -450,6 +451,22 @@ def test_a_refused_trust_dialog_fails_init_and_changes_nothing(
 
 
 # --- logs -------------------------------------------------------------------------------------
+
+
+def test_the_task_command_is_the_gui_twin_of_the_running_install(tmp_path: Path) -> None:
+    exe = install_version(tmp_path / "bin")
+    assert task_command([str(exe)]) == (str(tmp_path / "bin" / "halton-meterw"), [])
+    # Run as `python -m halton_meter`: the venv's own halton-meterw, beside the interpreter.
+    assert task_command([sys.executable, "-m", "halton_meter"]) == (
+        str(Path(sys.executable).with_name("halton-meterw")),
+        [],
+    )
+    (tmp_path / "bin" / "halton-meterw").unlink()  # no twin: pythonw (here python) runs it
+    command, prefix = task_command([str(exe)])
+    assert (
+        prefix == ["-m", "halton_meter.cli.background"]
+        and Path(command).parent == Path(sys.executable).parent
+    )
 
 
 def test_the_gui_entry_point_writes_its_output_to_the_logs(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, unescape
 
 from halton_meter import __version__
 from halton_meter.lifecycle.boundary import (
@@ -440,6 +440,4 @@ class WindowsIntegration:
         start, end = text.find("<Command>"), text.find("</Command>")
         if start == -1 or end == -1:
             return None
-        from xml.sax.saxutils import unescape
-
         return unescape(text[start + len("<Command>") : end])
