@@ -175,7 +175,10 @@ def test_the_shell_block_goes_into_zshrc_and_keeps_the_users_lines(
 ) -> None:
     text = (mac.user_home / ".zshrc").read_text()
     assert text.startswith(USER_ZSHRC) and shell.has_block(text)
-    assert f"export HTTPS_PROXY=http://127.0.0.1:{first_init['ports']['proxy_port']}" in text
+    block = shell.block_for(
+        mac.user_home / ".zshrc", first_init["ports"]["proxy_port"], mac.home / "ca-bundle.pem"
+    )
+    assert text == USER_ZSHRC + "\n" + block
 
 
 def test_a_second_init_writes_and_runs_nothing(

@@ -404,6 +404,19 @@ def test_stop_and_start_go_through_task_scheduler(
     assert win.json("status")["state"] == "healthy"
 
 
+def test_init_clean_registers_and_starts_everything_anew(
+    win: NativeInstall, first_init: dict[str, Any]
+) -> None:
+    fake = fake_of(win)
+    mark = len(fake.commands)
+    result = win.init("--clean", "--non-interactive")
+    assert result["restarted"] == ["edge", "daemon"] and result["started"] == [], result
+    names = [c[c.index("/TN") + 1] for c in changes(fake.since(mark))]
+    assert sorted(names) == sorted(["halton-meter-edge", "halton-meter"] * 3)  # End, Create, Run
+    assert task_text(win, "halton-meter-edge") == expected_xml(win, "edge")
+    assert win.init()["changed"] is False
+
+
 # --- uninstall --------------------------------------------------------------------------------
 
 

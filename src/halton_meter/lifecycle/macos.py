@@ -200,9 +200,9 @@ class MacIntegration:
         login = plist_path(self.user_home, ENVIRONMENT_LABEL)
         if write(login, plistlib.dumps(environment_agent(wanted))):
             changed.append(login.name)
-        block = shell.env_block(ports.proxy_port, bundle)
         for path in shell_files(self.user_home):
             text = path.read_text(errors="replace") if path.exists() else ""
+            block = shell.block_for(path, ports.proxy_port, bundle)
             if write(path, shell.with_block(text, block).encode()):
                 changed.append(path.name)
         return changed

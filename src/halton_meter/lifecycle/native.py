@@ -32,7 +32,7 @@ from halton_meter.paths import Paths, ensure_home
 
 if TYPE_CHECKING:
     from halton_meter.doctor import Check
-    from halton_meter.lifecycle.install import InitResult, Progress
+    from halton_meter.lifecycle.install import Confirm, InitResult, Progress
 
 
 class Integration(Protocol):
@@ -117,13 +117,17 @@ def run_init(
     paths: Paths,
     *,
     shell_rc: bool = True,
+    clean: bool = False,
+    confirm: Confirm | None = None,
     progress: Progress = _noop,
     user_home: Path | None = None,
 ) -> InitResult:
     """install.run_init's steps, with tasks or agents for units and the OS's trust store and
     user environment; a failure puts back files, registry values, trust and registrations."""
     from halton_meter.lifecycle.install import (
+        InitError,
         InitResult,
+        _clean_slate,
         _needs_restart,
         _snapshot,
         _Undo,
@@ -173,6 +177,21 @@ def run_init(
             before[native.os_name] = native.capture_state(cert, paths)
             write(state, (json.dumps(before, indent=2) + "\n").encode())
             done("changed", f"saved the state before init in {state}")
+
+        if clean:
+            step = "clean"
+            if confirm is not None and not confirm(
+                "--clean stops the edge for a moment (tools using the proxy fail meanwhile) "
+                "and chooses the ports anew. Continue?"
+            ):
+                raise InitError("cancelled; nothing was changed")
+            removed = _clean_slate(paths, supervisor, undo, user_home, result)
+            for path, _ in native.definitions(launcher(), paths).values():
+                if path.exists():  # rewritten and registered again below
+                    undo.remember(path)
+                    path.unlink()
+                    removed.append(path.name)
+            done("changed", f"removed {', '.join(removed)}" if removed else "nothing to remove")
 
         step = "ca"
         bundle = paths.ca_bundle
@@ -234,6 +253,8 @@ def run_init(
                 supervisor.start(component, paths)
                 started.append(component)
             elif pid == before_pid:
+                continue
+            if component.name in result.restarted:  # --clean stopped it
                 continue
             (result.restarted if before_pid is not None else result.started).append(component.name)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
