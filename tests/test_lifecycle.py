@@ -717,22 +717,22 @@ if sys.argv[1] == "show-user":
 
 def _run_in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run a command on a pseudo-terminal, answering yes to each [Y/n] question."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child
-        os.execvpe(command[0], command, env)
-    output, answered, status = b"", 0, None
+    fd, terminal = pty.openpty()
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, start_new_session=True
+    )
+    os.close(terminal)
+    output, answered = b"", 0
     deadline = time.monotonic() + 90
     try:
         # Until the child exits: processes it started may keep the terminal open after it.
-        while status is None and time.monotonic() < deadline:
+        while process.poll() is None and time.monotonic() < deadline:
             if select.select([fd], [], [], 0.2)[0]:
                 with contextlib.suppress(OSError):  # the terminal closed
                     output += os.read(fd, 4096)
                 if output.count(b"[Y/n]") > answered:
                     os.write(fd, b"y\n")
                     answered += 1
-            finished, code = os.waitpid(pid, os.WNOHANG)
-            status = code if finished else None
         while select.select([fd], [], [], 0.1)[0]:
             try:
                 chunk = os.read(fd, 4096)
@@ -743,10 +743,9 @@ def _run_in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]
             output += chunk
     finally:
         os.close(fd)
-    if status is None:
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+        if process.poll() is None:
+            process.kill()
+    return process.wait(), output.decode(errors="replace")
 
 
 def test_with_a_systemd_user_manager_the_units_are_used(
