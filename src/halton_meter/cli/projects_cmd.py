@@ -34,6 +34,7 @@ LAYER_WORDS = {
     "container": "the container the client runs in",
     "cwd": "the name of the client's working folder",
     "default": "[tagging] default_project: nothing else matched",
+    "self-test": "`halton-meter init`'s self-test, answered by the meter itself (free)",
 }
 
 
