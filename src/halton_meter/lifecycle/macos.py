@@ -19,14 +19,16 @@ import hashlib
 import plistlib
 import shlex
 import ssl
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from halton_meter.config import Config
 from halton_meter.lifecycle import shell
 from halton_meter.lifecycle.boundary import MacSystem
 from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES, meter_environment
+from halton_meter.lifecycle.native import WORDING, NativePlatform
+from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
 from halton_meter.paths import HOME_ENV, Paths
@@ -93,17 +95,18 @@ def sha1(cert: Path) -> str:
     return hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()
 
 
-class MacIntegration:
+class MacPlatform(NativePlatform):
     """What `init`, `uninstall`, `start`/`stop` and `doctor` do on macOS, above the boundary."""
 
     os_name = "macos"
     kind = KIND
+    wording = WORDING._replace(check_prefix=KIND)
 
     def __init__(self, system: MacSystem, user_home: Path) -> None:
         self.system = system
         self.user_home = user_home
         self.domain = f"gui/{system.uid()}"
-        self._undo: list[Callable[[], None]] = []
+        super().__init__()
 
     def _target(self, label: str) -> str:
         return f"{self.domain}/{label}"
@@ -125,6 +128,15 @@ class MacIntegration:
         return value if done.ok and value else None
 
     # --- the state before the first init --------------------------------------------------
+
+    def snapshot(self, state: dict[str, Any], config: Config, paths: Paths) -> dict[str, Any]:
+        """Also ~/.zshrc, which the block goes into even when it does not exist yet."""
+        files = {
+            str(path): {"existed": path.exists(), "had_block": False}
+            for path in shell_files(self.user_home)
+        }
+        state = state | {"shell_files": files | state.get("shell_files", {})}
+        return super().snapshot(state, config, paths)
 
     def capture_state(self, cert: Path, paths: Paths) -> dict[str, Any]:
         from halton_meter.lifecycle.install import _without_credentials
@@ -163,7 +175,7 @@ class MacIntegration:
                 f"`security add-trusted-cert -r trustRoot -k {keychain} {cert}` failed "
                 f"(from SSH the password prompt cannot appear): {done.stderr.strip()}"
             )
-        self._undo.append(lambda: self._untrust(cert))
+        self.undo_later(lambda: self._untrust(cert))
         return True
 
     def _untrust(self, cert: Path) -> None:
@@ -185,9 +197,7 @@ class MacIntegration:
             for path in shell_files(self.user_home)
         )
 
-    def publish(
-        self, ports: Ports, bundle: Path, paths: Paths, write: Callable[[Path, bytes], bool]
-    ) -> list[str]:
+    def publish(self, ports: Ports, bundle: Path, paths: Paths, write: Write) -> list[str]:
         wanted = self.wanted_environment(ports, bundle)
         changed = []
         for name, value in wanted.items():
@@ -195,16 +205,12 @@ class MacIntegration:
             if before == value:
                 continue
             self._launchctl("setenv", name, value)
-            self._undo.append(partial(self._putenv, name, before))
+            self.undo_later(partial(self._putenv, name, before))
             changed.append(f"launchctl {name}")
         login = plist_path(self.user_home, ENVIRONMENT_LABEL)
         if write(login, plistlib.dumps(environment_agent(wanted))):
             changed.append(login.name)
-        for path in shell_files(self.user_home):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            block = shell.block_for(path, ports.proxy_port, bundle)
-            if write(path, shell.with_block(text, block).encode()):
-                changed.append(path.name)
+        changed += shell.write_blocks(shell_files(self.user_home), ports.proxy_port, bundle, write)
         return changed
 
     def _putenv(self, name: str, value: str | None) -> None:
@@ -224,7 +230,7 @@ class MacIntegration:
             for component in COMPONENTS
         }
 
-    def register(self, component: Component, path: Path, changed: bool) -> bool:
+    def register_one(self, component: Component, path: Path, changed: bool) -> bool:
         """(Re)load the agent when its plist changed or it is not loaded: launchd reads a
         plist only at bootstrap. True when it did (the edge starts then: RunAtLoad)."""
         label = LABELS[component]
@@ -240,16 +246,8 @@ class MacIntegration:
             if path.exists() and was_loaded:
                 self._launchctl("bootstrap", self.domain, str(path), check=False)
 
-        self._undo.append(undo)
+        self.undo_later(undo)
         return True
-
-    def rollback(self) -> None:
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except (OSError, RuntimeError):
-                continue
-        self._undo.clear()
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -271,7 +269,7 @@ class MacIntegration:
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def uninstall(
+    def remove(
         self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
     ) -> list[str]:
         removed = []
@@ -302,7 +300,7 @@ class MacIntegration:
 
     # --- doctor ---------------------------------------------------------------------------
 
-    def definition_state(self, component: Component) -> str | None:
+    def definition_problem(self, component: Component) -> str | None:
         label = LABELS[component]
         return None if self.loaded(label) else f"agent {label} is not loaded in {self.domain}"
 

@@ -22,7 +22,6 @@ import hashlib
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ from halton_meter.lifecycle.boundary import (
     WindowsSystem,
 )
 from halton_meter.lifecycle.environment import CA_VARIABLES, LOOPBACK, meter_environment
+from halton_meter.lifecycle.native import WORDING, NativePlatform
+from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
 from halton_meter.paths import Paths
@@ -182,15 +183,16 @@ def _mask(value: RegistryValue | None) -> tuple[dict[str, Any] | None, bool]:
     return {"kind": value.kind, "data": masked}, masked != value.data
 
 
-class WindowsIntegration:
+class WindowsPlatform(NativePlatform):
     """What `init`, `uninstall`, `start`/`stop` and `doctor` do on Windows, above the boundary."""
 
     os_name = "windows"
     kind = KIND
+    wording = WORDING._replace(check_prefix=KIND)
 
     def __init__(self, system: WindowsSystem) -> None:
         self.system = system
-        self._undo: list[Callable[[], None]] = []
+        super().__init__()
 
     # --- the state before the first init --------------------------------------------------
 
@@ -202,7 +204,7 @@ class WindowsIntegration:
             environment[name], secret = _mask(value)
             if secret and value is not None:
                 self.system.write_value(SAVED_KEY, name, value)
-                self._undo.append(partial(self.system.delete_value, SAVED_KEY, name))
+                self.undo_later(partial(self.system.delete_value, SAVED_KEY, name))
                 saved.append(name)
         internet = {}
         for name in INTERNET_NAMES:
@@ -230,7 +232,7 @@ class WindowsIntegration:
                 f"`certutil -user -addstore Root {cert}` failed (was the dialog answered No?): "
                 f"{(done.stderr or done.stdout).strip()}"
             )
-        self._undo.append(lambda: self._untrust(cert))
+        self.undo_later(lambda: self._untrust(cert))
         return True
 
     def _untrust(self, cert: Path) -> None:
@@ -266,7 +268,7 @@ class WindowsIntegration:
             if before == value:
                 continue
             self.system.write_value(key, name, value)
-            self._undo.append(partial(self._put, key, name, before))
+            self.undo_later(partial(self._put, key, name, before))
             changed.append(name)
         return changed
 
@@ -276,9 +278,7 @@ class WindowsIntegration:
         else:
             self.system.write_value(key, name, value)
 
-    def publish(
-        self, ports: Ports, bundle: Path, paths: Paths, write: Callable[[Path, bytes], bool]
-    ) -> list[str]:
+    def publish(self, ports: Ports, bundle: Path, paths: Paths, write: Write) -> list[str]:
         """Registry values only (`write`, for files, is not needed on Windows)."""
         changed = self._set(ENVIRONMENT_KEY, self.wanted_environment(ports, bundle))
         if changed:
@@ -319,7 +319,7 @@ class WindowsIntegration:
                 f"{(done.stderr or done.stdout).strip()}"
             )
 
-    def register(self, component: Component, path: Path, changed: bool) -> bool:
+    def register_one(self, component: Component, path: Path, changed: bool) -> bool:
         """Register the task when its XML changed or it is missing; True when it did."""
         name = TASK_NAMES[component]
         existed = self._registered(name)
@@ -333,17 +333,8 @@ class WindowsIntegration:
             else:
                 self.system.run(["schtasks", "/Delete", "/TN", name, "/F"])
 
-        self._undo.append(undo)
+        self.undo_later(undo)
         return True
-
-    def rollback(self) -> None:
-        """Undo this run's registry writes, trust and registrations, newest first."""
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except (OSError, RuntimeError):
-                continue
-        self._undo.clear()
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -363,7 +354,7 @@ class WindowsIntegration:
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def uninstall(
+    def remove(
         self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
     ) -> list[str]:
         removed = []
@@ -416,7 +407,7 @@ class WindowsIntegration:
 
     # --- doctor ---------------------------------------------------------------------------
 
-    def definition_state(self, component: Component) -> str | None:
+    def definition_problem(self, component: Component) -> str | None:
         """None when registered, else why not."""
         name = TASK_NAMES[component]
         return None if self._registered(name) else f"task {name} is not registered"
