@@ -24,12 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from halton_meter import __version__
 from halton_meter.config import Config
 from halton_meter.lifecycle import ca, platforms, selftest, shell
-from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    PROXY_VARIABLES,
+    without_credentials,
+)
 from halton_meter.lifecycle.platforms import Confirm, Platform
 from halton_meter.lifecycle.ports import (
     Ports,
@@ -152,22 +155,10 @@ def _snapshot(paths: Paths, user_home: Path) -> dict[str, Any]:
         },
         "effective_ports_existed": effective_path(paths).exists(),
         "environment": {
-            name: _without_credentials(os.environ.get(name))
+            name: without_credentials(os.environ.get(name))
             for name in (*PROXY_VARIABLES, *CA_VARIABLES, "NO_PROXY", "no_proxy")
         },
     }
-
-
-def _without_credentials(value: str | None) -> str | None:
-    """A proxy URL may carry a corporate user and password: never write them to disk."""
-    if value is None or "@" not in value:
-        return value
-    parts = urlsplit(value)
-    if parts.password is None and parts.username is None:
-        return value
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_init(

@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import plistlib
 import shlex
-import ssl
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,13 @@ from typing import Any
 from halton_meter.config import Config
 from halton_meter.lifecycle import shell
 from halton_meter.lifecycle.boundary import MacSystem
-from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES, meter_environment
+from halton_meter.lifecycle.ca import thumbprint
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    PROXY_VARIABLES,
+    meter_environment,
+    without_credentials,
+)
 from halton_meter.lifecycle.native import WORDING, NativePlatform
 from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
@@ -91,16 +95,14 @@ def shell_files(user_home: Path) -> list[Path]:
     return files if zshrc in files else [zshrc, *files]
 
 
-def sha1(cert: Path) -> str:
-    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()
-
-
 class MacPlatform(NativePlatform):
-    """What `init`, `uninstall`, `start`/`stop` and `doctor` do on macOS, above the boundary."""
+    """The macOS Platform: what `init`, `uninstall`, `start`/`stop` and `doctor` do differently
+    here, above the boundary."""
 
     os_name = "macos"
     kind = KIND
     wording = WORDING._replace(check_prefix=KIND)
+    untrusted = "the CA's trust in the login keychain"
 
     def __init__(self, system: MacSystem, user_home: Path) -> None:
         self.system = system
@@ -139,13 +141,11 @@ class MacPlatform(NativePlatform):
         return super().snapshot(state, config, paths)
 
     def capture_state(self, cert: Path, paths: Paths) -> dict[str, Any]:
-        from halton_meter.lifecycle.install import _without_credentials
-
         environment = {}
         secret = []
         for name in ENV_NAMES:
             value = self.getenv(name)
-            environment[name] = _without_credentials(value)
+            environment[name] = without_credentials(value)
             if environment[name] != value:
                 secret.append(name)  # restored by unsetenv: never written to disk
         return {
@@ -163,9 +163,8 @@ class MacPlatform(NativePlatform):
     def trusted(self, cert: Path) -> bool:
         return self.system.run(["security", "verify-cert", "-c", str(cert)]).ok
 
-    def trust_ca(self, cert: Path) -> bool:
-        if self.trusted(cert):
-            return False
+    def add_trust(self, cert: Path) -> None:
+        """One password prompt."""
         keychain = str(login_keychain(self.user_home))
         done = self.system.run(
             ["security", "add-trusted-cert", "-r", "trustRoot", "-k", keychain, str(cert)]
@@ -175,13 +174,11 @@ class MacPlatform(NativePlatform):
                 f"`security add-trusted-cert -r trustRoot -k {keychain} {cert}` failed "
                 f"(from SSH the password prompt cannot appear): {done.stderr.strip()}"
             )
-        self.undo_later(lambda: self._untrust(cert))
-        return True
 
-    def _untrust(self, cert: Path) -> None:
+    def untrust(self, cert: Path) -> None:
         self.system.run(["security", "remove-trusted-cert", str(cert)])
         keychain = str(login_keychain(self.user_home))
-        self.system.run(["security", "delete-certificate", "-Z", sha1(cert), keychain])
+        self.system.run(["security", "delete-certificate", "-Z", thumbprint(cert), keychain])
 
     # --- published variables --------------------------------------------------------------
 
@@ -269,9 +266,7 @@ class MacPlatform(NativePlatform):
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def remove(
-        self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
-    ) -> list[str]:
+    def remove(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
         removed = []
         for component in COMPONENTS:
             label = LABELS[component]
@@ -293,9 +288,6 @@ class MacPlatform(NativePlatform):
                 if self.getenv(name) != original:
                     self._putenv(name, original)
                     removed.append(f"launchctl {name} (restored)")
-            if before.get("ca_trusted") is False and cert.exists() and self.trusted(cert):
-                self._untrust(cert)
-                removed.append("the CA's trust in the login keychain")
         return removed
 
     # --- doctor ---------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class NativePlatform:
     os_name: str  # the key of its part of system_state.json
     kind: str
     wording: Wording
+    untrusted: str  # uninstall's note when it took back the CA's trust
 
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
@@ -60,9 +61,17 @@ class NativePlatform:
         """Register the definition when it `changed` or is missing; True when it did."""
         raise NotImplementedError
 
-    def remove(
-        self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
-    ) -> list[str]:
+    def trusted(self, cert: Path) -> bool:
+        raise NotImplementedError
+
+    def add_trust(self, cert: Path) -> None:
+        raise NotImplementedError
+
+    def untrust(self, cert: Path) -> None:
+        raise NotImplementedError
+
+    def remove(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
+        """Uninstall's own part: services, definitions, the values the snapshot recorded."""
         raise NotImplementedError
 
     def start(self, component: Component) -> None:
@@ -76,6 +85,14 @@ class NativePlatform:
     def snapshot(self, state: dict[str, Any], config: Config, paths: Paths) -> dict[str, Any]:
         cert = ca.ensure_ca(config, paths)
         return state | {self.os_name: self.capture_state(cert, paths)}
+
+    def trust_ca(self, cert: Path) -> bool:
+        """Only when the store lacks it: adding asks the user every time."""
+        if self.trusted(cert):
+            return False
+        self.add_trust(cert)
+        self.undo_later(lambda: self.untrust(cert))
+        return True
 
     def definition_name(self, component: Component) -> str:
         return component.name
@@ -117,7 +134,12 @@ class NativePlatform:
             cert = ca.ca_cert_path(load_config(paths), paths)
         except Exception:  # a broken config must not stop an uninstall
             cert = paths.default_ca_dir() / f"{ca.CA_BASENAME}-ca-cert.pem"
-        return self.remove(paths, snapshot, graceful, cert)
+        removed = self.remove(paths, snapshot, graceful)
+        before = snapshot.get(self.os_name, {})
+        if before.get("ca_trusted") is False and cert.exists() and self.trusted(cert):
+            self.untrust(cert)  # trusted by this meter's init: take it back
+            removed.append(self.untrusted)
+        return removed
 
     def rewrite(self, path: Path, content: bytes) -> Callable[[], None] | None:
         return None  # a rewritten file is not registered: `init` repairs it

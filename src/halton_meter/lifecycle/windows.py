@@ -18,8 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import ssl
 import subprocess
 import sys
 from functools import partial
@@ -36,7 +34,13 @@ from halton_meter.lifecycle.boundary import (
     RegistryValue,
     WindowsSystem,
 )
-from halton_meter.lifecycle.environment import CA_VARIABLES, LOOPBACK, meter_environment
+from halton_meter.lifecycle.ca import thumbprint
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    LOOPBACK,
+    meter_environment,
+    without_credentials,
+)
 from halton_meter.lifecycle.native import WORDING, NativePlatform
 from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
@@ -157,12 +161,6 @@ def task_file(paths: Paths, component: Component) -> Path:
     return paths.home / "tasks" / f"{TASK_NAMES[component]}.xml"
 
 
-def thumbprint(cert: Path) -> str:
-    """The SHA-1 of the certificate's DER bytes, as certutil prints it (upper-case hex)."""
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
-    return hashlib.sha1(der).hexdigest().upper()
-
-
 def proxy_override(current: str | None) -> str:
     """The user's bypass list, with `<local>` and loopback added once."""
     entries = [item.strip() for item in (current or "").split(";") if item.strip()]
@@ -173,22 +171,22 @@ def proxy_override(current: str | None) -> str:
 
 def _mask(value: RegistryValue | None) -> tuple[dict[str, Any] | None, bool]:
     """(what system_state.json may hold, whether the real value carries credentials)."""
-    from halton_meter.lifecycle.install import _without_credentials
-
     if value is None:
         return None, False
     if isinstance(value.data, int):
         return value.as_json(), False
-    masked = _without_credentials(value.data)
+    masked = without_credentials(value.data)
     return {"kind": value.kind, "data": masked}, masked != value.data
 
 
 class WindowsPlatform(NativePlatform):
-    """What `init`, `uninstall`, `start`/`stop` and `doctor` do on Windows, above the boundary."""
+    """The Windows Platform: what `init`, `uninstall`, `start`/`stop` and `doctor` do differently
+    here, above the boundary."""
 
     os_name = "windows"
     kind = KIND
     wording = WORDING._replace(check_prefix=KIND)
+    untrusted = "the CA from the user Root store"
 
     def __init__(self, system: WindowsSystem) -> None:
         self.system = system
@@ -222,20 +220,16 @@ class WindowsPlatform(NativePlatform):
     def trusted(self, cert: Path) -> bool:
         return self.system.run(["certutil", "-user", "-store", "Root", thumbprint(cert)]).ok
 
-    def trust_ca(self, cert: Path) -> bool:
-        """True when this call added the CA (the user clicked Yes)."""
-        if self.trusted(cert):
-            return False
+    def add_trust(self, cert: Path) -> None:
+        """The store asks the user (a Yes/No dialog)."""
         done = self.system.run(["certutil", "-user", "-addstore", "Root", str(cert)])
         if not done.ok:
             raise WindowsSetupError(
                 f"`certutil -user -addstore Root {cert}` failed (was the dialog answered No?): "
                 f"{(done.stderr or done.stdout).strip()}"
             )
-        self.undo_later(lambda: self._untrust(cert))
-        return True
 
-    def _untrust(self, cert: Path) -> None:
+    def untrust(self, cert: Path) -> None:
         self.system.run(["certutil", "-user", "-delstore", "Root", thumbprint(cert)])
 
     # --- published variables --------------------------------------------------------------
@@ -354,9 +348,7 @@ class WindowsPlatform(NativePlatform):
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def remove(
-        self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
-    ) -> list[str]:
+    def remove(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
         removed = []
         for component in COMPONENTS:
             name = TASK_NAMES[component]
@@ -371,9 +363,6 @@ class WindowsPlatform(NativePlatform):
         before: dict[str, Any] = snapshot.get("windows", {})
         if before:
             removed += self._restore(paths, before)
-            if before.get("ca_trusted") is False and cert.exists() and self.trusted(cert):
-                self._untrust(cert)
-                removed.append("the CA from the user Root store")
         return removed
 
     def _restore(self, paths: Paths, before: dict[str, Any]) -> list[str]:
