@@ -187,12 +187,25 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     try:
         await run_task
     finally:
+        await _finish_connections()
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
     return 0 if intact else 1
+
+
+async def _finish_connections(timeout: float = 5.0) -> None:
+    """mitmproxy's run() can return while connection tasks are still alive; when asyncio later
+    cancels them, their error hooks submit rows. Cancel and await them here, before the writer
+    closes, so those rows are written too."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=timeout)
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:
