@@ -31,6 +31,10 @@ from mitmproxy.addons import (
 from mitmproxy.master import Master
 
 from halton_meter import __version__, providers
+from halton_meter.api.app import ApiSettings
+from halton_meter.api.metrics import LedgerLag, fetch_edge_status
+from halton_meter.api.security import load_or_create_token
+from halton_meter.api.server import ApiServer
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
 from halton_meter.config import Config
@@ -114,7 +118,8 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     write_client_bundle(config, paths)
     upstream_bundle = write_upstream_bundle(config, paths)
 
-    writer = LedgerWriter(paths.ledger)
+    lag = LedgerLag()
+    writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit)
     writer.start()
     opts = options.Options(
         listen_host="127.0.0.1",
@@ -172,6 +177,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
             f"port or set [daemon] {'internal_port' if behind_edge else 'proxy_port'} in "
             "config.toml."
         )
+    api = _start_api(config, paths, writer, lag, behind_edge)
     state = DaemonState(os.getpid(), __version__, listen_port, behind_edge, time.time())
     state.write(paths)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
@@ -181,11 +187,37 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     try:
         await run_task
     finally:
+        api.stop()
         addon.record_open_calls()
         intact = writer.close()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
     return 0 if intact else 1
+
+
+def _start_api(
+    config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
+) -> ApiServer:
+    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal."""
+    edge_port = config.daemon.proxy_port
+    settings = ApiSettings(
+        ledger=paths.ledger,
+        port=config.daemon.api_port,
+        token=load_or_create_token(paths),
+        cors_origins=config.cors_allow_origins,
+        price_overrides=config.price_overrides,
+        writer=writer,
+        lag=lag,
+        edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
+        behind_edge=behind_edge,
+    )
+    api = ApiServer(settings)
+    problem = api.start()
+    if problem is None:
+        log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)
+    else:
+        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+    return api
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:
