@@ -173,9 +173,7 @@ def _origins(value: Any) -> tuple[str, ...]:
     for item in value:
         text = _string(item)
         if not _ORIGIN_RE.match(text):
-            raise _Problem(
-                f"{text!r} is not an origin: scheme://host[:port], no path, no wildcard"
-            )
+            raise _Problem(f"{text!r} is not an origin: scheme://host[:port], no path, no wildcard")
         origins.append(text.lower())
     return tuple(origins)
 

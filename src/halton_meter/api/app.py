@@ -86,6 +86,9 @@ UntilQuery = Annotated[str | None, Query(description="End (exclusive), same form
 
 def create_app(settings: ApiSettings) -> Guard:
     app = FastAPI(
+        # Swagger UI and ReDoc load from a CDN: the dashboard needs no network, so they are off.
+        docs_url=None,
+        redoc_url=None,
         title="Halton Meter",
         version=__version__,
         description="Loopback API of the local LLM spend meter. Money: integer millicents "

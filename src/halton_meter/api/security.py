@@ -31,6 +31,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_HEADER = "x-halton-token"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+# The dashboard loads nothing from elsewhere and may not be framed (clickjacking).
+SECURITY_HEADERS = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; "
+        b"form-action 'self'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
 
 
 def load_or_create_token(paths: Paths) -> str:
@@ -116,22 +127,21 @@ class Guard:
                     "send the token from ~/.halton-meter/api-token as X-Halton-Token",
                 )
                 return
-        if not allowed_cors:
-            # Without CORS headers the browser keeps a cross-origin answer from the page.
-            await self.app(scope, receive, send)
-            return
-        assert origin is not None
+        extra = list(SECURITY_HEADERS)
+        if allowed_cors:
+            assert origin is not None
+            extra += [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"vary", b"Origin"),
+            ]
+        # Without CORS headers the browser keeps a cross-origin answer from the page.
 
-        async def with_cors(message: Message) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = [
-                    (b"access-control-allow-origin", origin.encode("latin-1")),
-                    (b"vary", b"Origin"),
-                ]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, with_cors)
+        await self.app(scope, receive, with_headers)
 
     async def _preflight(self, send: Send, allowed: bool) -> None:
         """Only GET is ever allowed cross-origin, so a preflight for anything else fails."""

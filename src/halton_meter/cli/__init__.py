@@ -54,6 +54,7 @@ def cli(click_context: click.Context) -> None:
 def main() -> None:
     from halton_meter.cli import (
         daemon_cmd,
+        dashboard_cmd,
         edge_cmd,
         lifecycle_cmd,
         pricing_cmd,
@@ -61,7 +62,15 @@ def main() -> None:
         run_cmd,
     )
 
-    for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd):
+    for module in (
+        daemon_cmd,
+        edge_cmd,
+        run_cmd,
+        report_cmd,
+        pricing_cmd,
+        lifecycle_cmd,
+        dashboard_cmd,
+    ):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="halton-meter")

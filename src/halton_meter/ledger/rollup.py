@@ -121,6 +121,5 @@ def p95_latencies(
         "WHERE rank = (95 * n + 99) / 100"
     )
     return {
-        tuple(str(value) for value in row[:-1]): float(row[-1])
-        for row in con.execute(sql, values)
+        tuple(str(value) for value in row[:-1]): float(row[-1]) for row in con.execute(sql, values)
     }
