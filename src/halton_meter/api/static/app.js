@@ -168,7 +168,7 @@ function unpricedWarning(stats) {
   if (!models.length) return null;
   const names = models.map((m) => `${m.provider}/${m.model}`).join(", ");
   return el("div", { class: "warning", id: "unpriced-warning" },
-    `${count(stats.summary.unpriced_requests)} request(s) have no price and are not in the totals: ${names}. `,
+    `${count(stats.summary.unpriced_requests)} unpriced request(s), not in the totals (no known price): ${names}. `,
     "Add a [[pricing.overrides]] entry, then re-price.");
 }
 
