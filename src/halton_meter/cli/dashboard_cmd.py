@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.request
-import webbrowser
 
 import click
 
@@ -14,6 +12,8 @@ from halton_meter.lifecycle.ports import effective_config
 
 
 def _api_answers(port: int) -> bool:
+    import urllib.request  # not at module level: every command would pay for it
+
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with direct.open(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
@@ -67,6 +67,8 @@ def dashboard(ctx: Context, print_url: bool, as_json: bool) -> None:
         sys.exit(EXIT_NOT_RUNNING)
     if as_json or print_url:
         return
+    import webbrowser
+
     if not webbrowser.open(url):
         click.echo(f"Open {url} in your browser.")
         return

@@ -67,7 +67,10 @@ def aggregate(con: sqlite3.Connection, span: Span, keys: list[str]) -> list[dict
         clauses, values = _filters(span, "day", days[0], days[1])
         parts.append(f"SELECT {columns} FROM daily_rollup{clauses}")
         params += values
-    raw_columns = ", ".join(rollup_values("r"))
+    raw_columns = ", ".join(
+        f"{value} AS {name}"
+        for value, name in zip(rollup_values("r"), (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
+    )
     for since, until in raw:
         clauses, values = _filters(span, "requested_at", since, until)
         parts.append(f"SELECT {raw_columns} FROM requests AS r{clauses}")
