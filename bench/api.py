@@ -301,6 +301,8 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        # Other work on the machine slows every figure, process start-up most of all.
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

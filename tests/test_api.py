@@ -291,3 +291,18 @@ def test_reprice_with_the_token_rewrites_costs_and_stats(
     assert item["id"] == row.id and item["cost_usd_minor_units"] == 450
     bad = api.post("/v1/reprice", {"since": "soon"}, **token)
     assert bad.status_code == 400
+
+
+def test_project_slugs_with_slashes_and_colons(api: Api, api_meter: Meter) -> None:
+    """Slugs may hold `/` and `:` (config.SLUG_RE); every project route still finds them."""
+    slug = "team/app:staging"
+    (row,) = seed_rows(
+        api_meter.ledger, [{"at": datetime.now(UTC), "project": slug, "cost_nanousd": 10_000}]
+    )
+    for spelled in (slug, "team%2Fapp%3Astaging"):
+        assert api.json(f"/v1/projects/{spelled}")["slug"] == slug
+        stats = api.json(f"/v1/projects/{spelled}/stats")
+        assert stats["summary"]["total_cost_usd_minor_units"] == 1
+        page = api.json(f"/v1/projects/{spelled}/requests")
+        assert [item["id"] for item in page["items"]] == [row.id]
+        assert row.id in api.get(f"/v1/projects/{spelled}/requests.csv").text

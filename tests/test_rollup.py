@@ -4,6 +4,7 @@ that cut days in half."""
 
 from __future__ import annotations
 
+import math
 import random
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from halton_meter.ledger.db import connect
-from halton_meter.ledger.rollup import Span, aggregate
+from halton_meter.ledger.rollup import Span, aggregate, p95_latencies
 from halton_meter.ledger.row import INSERT_SQL
 from halton_meter.ledger.schema import MIGRATIONS, ROLLUP_SUMS
 from halton_meter.timewindow import ledger_timestamp
@@ -127,3 +128,23 @@ def test_migration_fills_the_rollup_from_existing_rows(tmp_path: Path) -> None:
     check(con)
     sums = aggregate(con, Span(), [])[0]
     assert sums["requests"] == 400 and set(sums) == set(ROLLUP_SUMS)
+
+
+def test_p95_is_the_nearest_rank_overall_and_per_group(tmp_path: Path) -> None:
+    con = connect(tmp_path / "db.sqlite")
+    rows = random_rows(500, seed=3)
+    con.executemany(INSERT_SQL, [row.values() for row in rows])
+    since = "2026-10-04T05:06:07.000Z"
+    inside = [row for row in rows if row.requested_at >= since and row.latency_ms is not None]
+
+    def nearest_rank(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+    assert p95_latencies(con, Span(since), []) == {(): nearest_rank([r.latency_ms for r in inside])}
+    per_project = p95_latencies(con, Span(since), ["project"])
+    assert per_project == {
+        (name,): nearest_rank([r.latency_ms for r in inside if r.project == name])
+        for name in {r.project for r in inside}
+    }
+    assert p95_latencies(con, Span("2030-01-01"), []) == {}

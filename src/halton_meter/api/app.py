@@ -125,14 +125,7 @@ def create_app(settings: ApiSettings) -> Guard:
     def projects() -> list[dict[str, Any]]:
         return views.projects(readers.get())
 
-    @app.get("/v1/projects/{slug}", tags=["projects"])
-    def project(slug: str) -> dict[str, Any]:
-        found = views.projects(readers.get(), only=slug)
-        if not found:
-            raise HTTPException(404, f"no requests recorded for project {slug!r}")
-        return found[0]
-
-    @app.get("/v1/projects/{slug}/stats", tags=["projects"])
+    @app.get("/v1/projects/{slug:path}/stats", tags=["projects"])
     def project_stats(
         slug: str, since: SinceQuery = None, until: UntilQuery = None
     ) -> dict[str, Any]:
@@ -140,7 +133,7 @@ def create_app(settings: ApiSettings) -> Guard:
             readers.get(), _moment(since, "since"), _moment(until, "until"), project=slug
         )
 
-    @app.get("/v1/projects/{slug}/requests", tags=["projects"])
+    @app.get("/v1/projects/{slug:path}/requests", tags=["projects"])
     def project_requests(
         slug: str,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -149,7 +142,7 @@ def create_app(settings: ApiSettings) -> Guard:
     ) -> dict[str, Any]:
         return views.request_page(readers.get(), slug, limit, cursor, provider)
 
-    @app.get("/v1/projects/{slug}/requests.csv", tags=["projects"])
+    @app.get("/v1/projects/{slug:path}/requests.csv", tags=["projects"])
     def project_requests_csv(slug: str, provider: str | None = None) -> StreamingResponse:
         con = sqlite3.connect(settings.ledger, timeout=10, isolation_level=None)
 
@@ -165,6 +158,13 @@ def create_app(settings: ApiSettings) -> Guard:
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}-requests.csv"'},
         )
+
+    @app.get("/v1/projects/{slug:path}", tags=["projects"])
+    def project(slug: str) -> dict[str, Any]:
+        found = views.projects(readers.get(), only=slug)
+        if not found:
+            raise HTTPException(404, f"no requests recorded for project {slug!r}")
+        return found[0]
 
     @app.get("/metrics", tags=["daemon"], response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:

@@ -187,9 +187,9 @@ def projects(con: sqlite3.Connection, only: str | None = None) -> list[dict[str,
         grouped.setdefault(row["project"], []).append(row)
     result = []
     for slug, rows in grouped.items():
-        first, last = con.execute(
-            "SELECT MIN(requested_at), MAX(requested_at) FROM requests WHERE project = ?", (slug,)
-        ).fetchone()
+        # Two queries: SQLite answers a lone MIN or MAX from the index, both at once by a scan.
+        first = _one(con, "SELECT MIN(requested_at) FROM requests WHERE project = ?", slug)
+        last = _one(con, "SELECT MAX(requested_at) FROM requests WHERE project = ?", slug)
         busiest = max(rows, key=lambda r: (r["requests"], r["model"]))
         dearest = max(rows, key=lambda r: (r["cost_nanousd"], r["requests"], r["model"]))
         month = current.get(slug)
@@ -228,6 +228,10 @@ def projects(con: sqlite3.Connection, only: str | None = None) -> list[dict[str,
         )
     result.sort(key=lambda p: (-p["stats"]["all_time_requests"], p["slug"]))
     return result
+
+
+def _one(con: sqlite3.Connection, sql: str, *params: Any) -> Any:
+    return con.execute(sql, params).fetchone()[0]
 
 
 # --- requests -------------------------------------------------------------------------------
