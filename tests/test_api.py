@@ -306,3 +306,6 @@ def test_project_slugs_with_slashes_and_colons(api: Api, api_meter: Meter) -> No
         page = api.json(f"/v1/projects/{spelled}/requests")
         assert [item["id"] for item in page["items"]] == [row.id]
         assert row.id in api.get(f"/v1/projects/{spelled}/requests.csv").text
+    # A header is Latin-1: a slug beyond it must not break the CSV's file name.
+    odd = api.get("/v1/projects/d\u00e9j\u00e0-\u4e2d\u6587/requests.csv")
+    assert odd.status_code == 200 and "attachment" in odd.headers["content-disposition"]

@@ -62,6 +62,30 @@ class _Readers:
         return con
 
 
+class CsvResponse(StreamingResponse):
+    media_type = "text/csv"
+
+
+class ErrorBody(BaseModel):
+    """What a refused request gets back."""
+
+    error: str | None = None
+    detail: str
+
+
+BAD_PARAMETER: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A parameter the API cannot read"}
+}
+# A slug no project can have (a newline, …) matches no route.
+NO_SUCH_PATH: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such project path"}
+}
+REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No or wrong X-Halton-Token"},
+    403: {"model": ErrorBody, "description": "Cross-origin request or foreign Host"},
+}
+
+
 class RepriceRequest(BaseModel):
     since: str = Field(description="Rows since 30m, 1h, 7d, a date or an ISO timestamp.")
     project: str | None = Field(default=None, description="Only this project.")
@@ -115,7 +139,7 @@ def create_app(settings: ApiSettings) -> Guard:
         )
         return answer
 
-    @app.get("/v1/stats", tags=["stats"])
+    @app.get("/v1/stats", tags=["stats"], responses=BAD_PARAMETER)
     def stats(since: SinceQuery = None, until: UntilQuery = None) -> dict[str, Any]:
         return views.stats(
             readers.get(), _moment(since, "since"), _moment(until, "until"), project=None
@@ -125,7 +149,11 @@ def create_app(settings: ApiSettings) -> Guard:
     def projects() -> list[dict[str, Any]]:
         return views.projects(readers.get())
 
-    @app.get("/v1/projects/{slug:path}/stats", tags=["projects"])
+    @app.get(
+        "/v1/projects/{slug:path}/stats",
+        tags=["projects"],
+        responses={**BAD_PARAMETER, **NO_SUCH_PATH},
+    )
     def project_stats(
         slug: str, since: SinceQuery = None, until: UntilQuery = None
     ) -> dict[str, Any]:
@@ -133,7 +161,11 @@ def create_app(settings: ApiSettings) -> Guard:
             readers.get(), _moment(since, "since"), _moment(until, "until"), project=slug
         )
 
-    @app.get("/v1/projects/{slug:path}/requests", tags=["projects"])
+    @app.get(
+        "/v1/projects/{slug:path}/requests",
+        tags=["projects"],
+        responses={**BAD_PARAMETER, **NO_SUCH_PATH},
+    )
     def project_requests(
         slug: str,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -142,8 +174,13 @@ def create_app(settings: ApiSettings) -> Guard:
     ) -> dict[str, Any]:
         return views.request_page(readers.get(), slug, limit, cursor, provider)
 
-    @app.get("/v1/projects/{slug:path}/requests.csv", tags=["projects"])
-    def project_requests_csv(slug: str, provider: str | None = None) -> StreamingResponse:
+    @app.get(
+        "/v1/projects/{slug:path}/requests.csv",
+        tags=["projects"],
+        response_class=CsvResponse,
+        responses=NO_SUCH_PATH,
+    )
+    def project_requests_csv(slug: str, provider: str | None = None) -> CsvResponse:
         con = sqlite3.connect(settings.ledger, timeout=10, isolation_level=None)
 
         def lines() -> Iterator[str]:
@@ -152,14 +189,19 @@ def create_app(settings: ApiSettings) -> Guard:
             finally:
                 con.close()
 
-        filename = "".join(c if c.isalnum() or c in "-_" else "_" for c in slug)
-        return StreamingResponse(
+        # Header values are Latin-1: anything but ASCII letters and digits becomes "_".
+        filename = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in slug)
+        return CsvResponse(
             lines(),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{filename}-requests.csv"'},
         )
 
-    @app.get("/v1/projects/{slug:path}", tags=["projects"])
+    @app.get(
+        "/v1/projects/{slug:path}",
+        tags=["projects"],
+        responses={404: {"model": ErrorBody, "description": "No calls for that project"}},
+    )
     def project(slug: str) -> dict[str, Any]:
         found = views.projects(readers.get(), only=slug)
         if not found:
@@ -171,7 +213,7 @@ def create_app(settings: ApiSettings) -> Guard:
         text = metrics.render(readers.get(), settings.writer, settings.lag, settings.edge_status)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.post("/v1/reprice", tags=["pricing"])
+    @app.post("/v1/reprice", tags=["pricing"], responses={**BAD_PARAMETER, **REFUSED})
     def reprice(request: Annotated[RepriceRequest, Body()]) -> dict[str, Any]:
         """Recompute past costs with today's catalogue and overrides (needs the token)."""
         from halton_meter.reprice import apply_reprice, plan_reprice  # loads the catalogue
