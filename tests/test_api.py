@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import stat
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.apihelpers import Api, openai_call, seed_rows
-from tests.conftest import FakeUpstream, Meter, start_meter
+from tests.conftest import METER, FakeUpstream, Meter, free_port, start_meter, wait_for
 from tests.fakeupstream import catalog
 from tests.test_clients import GPT_4_1, SONNET_4_5, nano
 
@@ -309,3 +313,53 @@ def test_project_slugs_with_slashes_and_colons(api: Api, api_meter: Meter) -> No
     # A header is Latin-1: a slug beyond it must not break the CSV's file name.
     odd = api.get("/v1/projects/d\u00e9j\u00e0-\u4e2d\u6587/requests.csv")
     assert odd.status_code == 200 and "attachment" in odd.headers["content-disposition"]
+
+
+def test_dashboard_command_opens_the_url_with_the_token(
+    api: Api, api_meter: Meter, tmp_path: Path
+) -> None:
+    env = api_meter.run_env()
+    done = subprocess.run(
+        [METER, "dashboard", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info == {
+        "url": f"http://127.0.0.1:{api.port}/#token={api.token}",
+        "api_url": f"http://127.0.0.1:{api.port}/",
+        "running": True,
+        "token_file": str(api_meter.home / "api-token"),
+    }
+    printed = subprocess.run(
+        [METER, "dashboard", "--print-url"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert printed.stdout.strip() == info["url"]
+    # A real browser launch, with $BROWSER (which Python's webbrowser honours) as the browser.
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser"
+    browser.write_text(f'#!/bin/sh\nprintf %s "$1" > {opened}\n')
+    browser.chmod(0o755)
+    launched = subprocess.run(
+        [METER, "dashboard"],
+        env={**env, "BROWSER": str(browser), "DISPLAY": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert launched.returncode == 0, launched.stderr
+    assert (
+        wait_for(lambda: opened.exists() and opened.read_text(), 10, "the browser") == info["url"]
+    )
+
+
+def test_dashboard_command_when_the_meter_is_down(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(f"[daemon]\napi_port = {free_port()}\n")
+    env = {**os.environ, "HALTON_METER_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [METER, "dashboard", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 4
+    assert json.loads(done.stdout)["running"] is False
+    plain = subprocess.run([METER, "dashboard"], env=env, capture_output=True, text=True)
+    assert plain.returncode == 4 and "halton-meter start" in plain.stderr
+    assert stat.S_IMODE((tmp_path / "api-token").stat().st_mode) == 0o600
