@@ -155,6 +155,7 @@ def test_project_page_goes_live_and_exports_csv(site: Api, browser: Any, tmp_pat
     assert chart_totals(page, "chart-requests") == {"requests": 41}
     models = page.inner_text("#models-table")
     assert "gpt-4.1" in models and "mystery-model-7" in models and "unpriced" in models
+    assert "null" not in page.inner_text("main") and "undefined" not in page.inner_text("main")
     page.click('button[data-range="all"]')
     page.wait_for_selector('button[data-range="all"][aria-pressed="true"]')
     page.screenshot(path=str(ARTIFACTS / "project.png"), full_page=True)
@@ -196,4 +197,52 @@ def test_project_page_goes_live_and_exports_csv(site: Api, browser: Any, tmp_pat
     assert [line["id"] for line in lines] == project_ids(site.meter, PROJECT)
     assert len(lines) == 42
     assert {line["cost_usd"] for line in lines} >= {"2.000000000", "0.500000000", ""}
+    context.close()
+
+
+def test_repricing_from_the_dashboard_uses_the_token(site: Api, browser: Any) -> None:
+    project = "reprice-demo"
+    (row,) = seed_rows(
+        site.meter.ledger,
+        [
+            {
+                "at": datetime.now(UTC) - timedelta(hours=1),
+                "project": project,
+                "model": "claude-sonnet-4-5",
+                "input_tokens": 1000,
+                "output_tokens": 100,
+                "cache_read_tokens": 0,
+                "cache_write_tokens": 0,
+                "cache_write_1h_tokens": None,
+                "web_search_requests": None,
+                "cost_nanousd": 1,  # stale
+            }
+        ],
+    )
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{site.base}/#/projects/{project}")  # no token: the button says how to get one
+    page.wait_for_selector("#reprice-preview")
+    assert page.locator("#reprice-preview").is_disabled()
+    assert "halton-meter dashboard" in page.inner_text("#reprice-panel")
+    page.goto(f"{site.base}/#token={site.token}")
+    page.wait_for_selector("#chart-spend-30d")
+    page.goto(f"{site.base}/#/projects/{project}")
+    page.wait_for_selector("#reprice-preview:not([disabled])")
+    page.click("#reprice-preview")
+    page.wait_for_selector("#reprice-apply")
+    assert "1 row(s) would change" in page.inner_text("#reprice-result")
+    assert "null" not in page.inner_text("main")  # no absent part shown as text
+    page.click("#reprice-apply")
+    # Claude Sonnet 4.5 at $3/M input and $15/M output: 1,000 and 100 tokens = $0.0045.
+    page.wait_for_function(
+        "document.querySelector('#card-project-spend .value').textContent === '$0.0045'"
+    )
+    con = sqlite3.connect(site.meter.ledger)
+    try:
+        cost = con.execute("SELECT cost_nanousd FROM requests WHERE id = ?", (row.id,)).fetchone()
+    finally:
+        con.close()
+    assert cost == (4_500_000,)
+    page.screenshot(path=str(ARTIFACTS / "reprice.png"), full_page=True)
     context.close()

@@ -41,6 +41,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function fill(node, ...children) {
+  // replaceChildren would show a null (an absent optional part) as the text "null".
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, { cache: "no-store", ...options });
   if (!response.ok) {
@@ -179,7 +184,7 @@ async function overview(view) {
     api(`/v1/stats?since=${isoDay(29)}`),
   ]);
   const s = recent.summary;
-  view.replaceChildren(
+  fill(view, 
     el("h1", { text: "Overview" }),
     unpricedWarning(recent),
     el("div", { class: "cards" },
@@ -228,7 +233,7 @@ async function projectsView(view) {
     el("td", { class: "num", text: count(p.stats.all_time_requests) }),
     el("td", { text: p.stats.top_model || p.stats.primary_model || "—" }),
     el("td", { text: (p.stats.last_active_at || "").replace("T", " ").slice(0, 19) })));
-  view.replaceChildren(
+  fill(view, 
     el("h1", { text: "Projects" }),
     projects.length ? el("div", { class: "panel scroll" }, el("table", { id: "projects-table" },
       el("thead", {}, el("tr", {},
@@ -260,7 +265,7 @@ async function projectView(view, slug, full) {
   }));
   const existing = document.getElementById("requests-panel");
   const requestsPanel = page ? requestsSection(slug, page) : existing;
-  view.replaceChildren(
+  fill(view, 
     el("div", { class: "toolbar" },
       el("h1", { text: slug }), el("span", { class: "spacer" }), ...rangeButtons),
     unpricedWarning(stats),
@@ -282,6 +287,7 @@ async function projectView(view, slug, full) {
         el("div", { class: "chart" }, el("canvas", { id: "chart-cache" })))),
     el("div", { class: "panel" }, el("h2", { text: "Top models" }), modelsTable(stats.by_model)),
     requestsPanel,
+    repricePanel(slug),
   );
   const labels = stats.by_day.map((d) => d.date.slice(5));
   drawChart("chart-spend", spendByProvider(stats));
@@ -302,6 +308,39 @@ async function projectView(view, slug, full) {
       data: stats.by_day.map((d) => d.requests ? d.cache_hit_rate * 100 : null) }] },
     options: { plugins: { legend: { display: false } }, scales: { y: { min: 0, max: 100 } } },
   });
+}
+
+function repricePanel(slug) {
+  // The one thing the dashboard changes: costs recomputed with today's prices and overrides.
+  const since = rangeSince(state.range) || "2000-01-01";
+  const result = el("div", { id: "reprice-result" });
+  const body = (dryRun) => JSON.stringify({ since, project: slug, dry_run: dryRun });
+  async function run(dryRun) {
+    result.replaceChildren(el("span", { class: "muted", text: "working…" }));
+    try {
+      const answer = await api("/v1/reprice", {
+        method: "POST", body: body(dryRun),
+        headers: { "Content-Type": "application/json", "X-Halton-Token": token() },
+      });
+      const rows = answer.models.filter((m) => m.changed > 0).map((m) => el("tr", {},
+        el("td", { text: `${m.provider}/${m.model}` }), el("td", { class: "num", text: count(m.changed) }),
+        el("td", { class: "num", text: usd(m.old_cost_usd) }), el("td", { class: "num", text: usd(m.new_cost_usd) })));
+      fill(result,
+        el("p", { text: dryRun ? `${count(answer.rows_changed)} row(s) would change.` : `${count(answer.rows_written)} row(s) re-priced.` }),
+        rows.length ? el("table", {}, el("tbody", {}, rows)) : null,
+        dryRun && answer.rows_changed ? el("button", { type: "button", id: "reprice-apply", text: "Apply", onclick: () => run(false).then(() => refresh(true)) }) : null);
+    } catch (error) {
+      result.replaceChildren(el("div", { class: "warning", text: error.message }));
+    }
+  }
+  const allowed = Boolean(token());
+  return el("div", { class: "panel", id: "reprice-panel" },
+    el("h2", { text: "Re-price this window" }),
+    el("p", { class: "muted", text: allowed
+      ? "Recompute these costs with this release's prices and your [[pricing.overrides]]."
+      : "Open the dashboard with `halton-meter dashboard` to re-price: it carries the token." }),
+    el("button", { type: "button", id: "reprice-preview", disabled: !allowed, text: "Preview", onclick: () => run(true) }),
+    result);
 }
 
 function requestsSection(slug, page) {
@@ -357,7 +396,7 @@ async function refresh(full) {
     else if (current.name === "projects") await projectsView(view);
     else await overview(view);
   } catch (error) {
-    view.replaceChildren(el("div", { class: "warning", text: `Could not load: ${error.message}` }));
+    fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }));
   } finally {
     state.refreshing = false;
     state.refreshes += 1;
@@ -390,7 +429,7 @@ function start() {
   applyTheme(initialTheme());
   document.getElementById("theme-toggle").addEventListener("click", toggleTheme);
   window.addEventListener("hashchange", () => {
-    if (location.hash.startsWith("#token=")) { takeTokenFromUrl(); return; }
+    takeTokenFromUrl();  // a #token=… link opened in a tab that is already here
     state.cursor = null; state.cursors = [];
     refresh(true);
   });
