@@ -25,6 +25,10 @@ class ApiServer:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def listening(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> str | None:
         """Bind and serve; returns a problem (the port is taken…) instead of raising, because
         metering matters more than the dashboard."""

@@ -37,6 +37,7 @@ from halton_meter.api.security import load_or_create_token
 from halton_meter.api.server import ApiServer
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
+from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -74,6 +75,8 @@ class DaemonState:
     listen_port: int
     behind_edge: bool
     started_at: float
+    # The loopback API's port, or None when it could not listen (the daemon meters anyway).
+    api_port: int | None = None
 
     def write(self, paths: Paths) -> None:
         temporary = paths.daemon_state.with_suffix(".tmp")
@@ -85,6 +88,7 @@ class DaemonState:
                     "listen_port": self.listen_port,
                     "behind_edge": self.behind_edge,
                     "started_at": self.started_at,
+                    "api_port": self.api_port,
                 }
             )
         )
@@ -144,6 +148,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
+        SelfTestAddon(writer.submit),
         # Before UpstreamAuth: we strip the client's Proxy-Authorization (it names a project),
         # then UpstreamAuth may add the corporate proxy's own.
         addon,
@@ -178,7 +183,14 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
             "config.toml."
         )
     api = _start_api(config, paths, writer, lag, behind_edge)
-    state = DaemonState(os.getpid(), __version__, listen_port, behind_edge, time.time())
+    state = DaemonState(
+        os.getpid(),
+        __version__,
+        listen_port,
+        behind_edge,
+        time.time(),
+        config.daemon.api_port if api.listening else None,
+    )
     state.write(paths)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.

@@ -7,7 +7,6 @@ Exit codes (docs/cli.md): 0 success, 1 failure at run time, 2 bad usage, 3 inval
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import click
@@ -91,14 +90,3 @@ def main() -> None:
         "lifecycle_cmd",
     )
     cli(prog_name="halton-meter")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if level != "debug":
-        # mitmproxy logs every connection at INFO: noise for users, and work on the hot path.
-        logging.getLogger("mitmproxy").setLevel(logging.WARNING)

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from halton_meter.lifecycle.environment import PROXY_VARIABLES
+from halton_meter.logs import output_path, rotate_output
 from halton_meter.paths import Paths
 
 SUPERVISOR_ENV = "HALTON_METER_SUPERVISOR"  # "systemd" or "background": skip the detection
@@ -47,8 +48,10 @@ class Component:
     def pid_file(self, paths: Paths) -> Path:
         return paths.home / f"{self.name}.pid"
 
-    def log_file(self, paths: Paths) -> Path:
-        return paths.logs / f"{self.name}.log"
+    def output_file(self, paths: Paths) -> Path:
+        """The process's stdout and stderr: only what it prints before its own JSON-lines log
+        (`logs/<name>.jsonl`) is open, such as a crash at start-up."""
+        return output_path(paths.logs, self.name)
 
 
 EDGE = Component("edge", ("edge",), "halton-meter-edge.service", "edge.json", "Halton Meter edge")
@@ -90,12 +93,16 @@ def _read_json(path: Path) -> dict[str, object] | None:
 
 
 def running_pid(component: Component, paths: Paths) -> int | None:
-    """The live pid that published the component's state file, if any."""
+    """The live pid that published the component's state file, if any. A state file left by
+    a crash or a reboot may name a pid the system has since given to another program: that
+    one is not ours, so it is never reported, let alone stopped."""
     data = _read_json(paths.home / component.state_file)
     if data is None:
         return None
-    pid = data.get("pid")
-    return pid if isinstance(pid, int) and process_alive(pid) else None
+    pid, started = data.get("pid"), data.get("started_at")
+    if not isinstance(pid, int) or not process_alive(pid):
+        return None
+    return pid if _is_ours(pid, component, started_by=started) else None
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -130,7 +137,7 @@ def _wait_started(
 
 
 class BackgroundSupervisor:
-    """Detached processes (own session, output to logs/<name>.log) with pid files."""
+    """Detached processes (own session, output to logs/<name>.out.log) with pid files."""
 
     kind = "background"
 
@@ -139,7 +146,8 @@ class BackgroundSupervisor:
         if pid is not None:
             return pid
         paths.logs.mkdir(parents=True, exist_ok=True)
-        log = component.log_file(paths)
+        log = component.output_file(paths)
+        rotate_output(log)
         command = [*launcher(), *component.args]
         with log.open("ab") as out:
             process = subprocess.Popen(
@@ -175,11 +183,12 @@ class BackgroundSupervisor:
             pid = running_pid(component, paths)
             if pid is not None:
                 found[pid] = component
-            recorded = (_read_json(component.pid_file(paths)) or {}).get("pid")
+            record = _read_json(component.pid_file(paths)) or {}
+            recorded = record.get("pid")
             if (
                 isinstance(recorded, int)
                 and process_alive(recorded)
-                and _is_ours(recorded, component)
+                and _is_ours(recorded, component, started_by=record.get("started_at"))
             ):
                 found[recorded] = component
         _terminate(list(found))
@@ -197,16 +206,34 @@ class BackgroundSupervisor:
 
 def _write_pid(path: Path, pid: int, command: list[str]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"pid": pid, "command": command}) + "\n")
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record = {"pid": pid, "command": command, "started_at": created}
+    temporary.write_text(json.dumps(record) + "\n")
     os.replace(temporary, path)
 
 
-def _is_ours(pid: int, component: Component) -> bool:
+# A process publishes its state file after it was created: allow for clock granularity.
+CREATE_TIME_SLACK = 2.0
+
+
+def _is_ours(pid: int, component: Component, *, started_by: object = None) -> bool:
+    """The pid runs this component (its command line says so) and, when we know when ours
+    started, it already existed then: a reused pid belongs to a process created later."""
     try:
-        cmdline = psutil.Process(pid).cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        process = psutil.Process(pid)
+        cmdline, created = process.cmdline(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    return component.args[0] in cmdline
+    except psutil.AccessDenied:  # another user's process cannot be one we started
+        return False
+    if component.args[0] not in cmdline:
+        return False
+    if isinstance(started_by, int | float):
+        return bool(created <= started_by + CREATE_TIME_SLACK)
+    return True
 
 
 def _terminate(pids: list[int]) -> None:
@@ -248,7 +275,7 @@ class SystemdSupervisor:
                 f"`systemctl --user start {component.unit}` failed: {done.stderr.strip()}. "
                 "Run `halton-meter init` to (re)write the units."
             )
-        return _wait_started(component, paths, None, component.log_file(paths), previous=None)
+        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         was = running_pid(component, paths) is not None
