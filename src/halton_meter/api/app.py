@@ -178,7 +178,13 @@ def create_app(settings: ApiSettings) -> Guard:
         "/v1/projects/{slug:path}/requests.csv",
         tags=["projects"],
         response_class=CsvResponse,
-        responses=NO_SUCH_PATH,
+        # The error is JSON even here (`model=` would document it as text/csv).
+        responses={
+            404: {
+                "description": "No such project path",
+                "content": {"application/json": {"schema": ErrorBody.model_json_schema()}},
+            }
+        },
     )
     def project_requests_csv(slug: str, provider: str | None = None) -> CsvResponse:
         con = sqlite3.connect(settings.ledger, timeout=10, isolation_level=None)
