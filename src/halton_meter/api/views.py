@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from halton_meter.ledger.rollup import Span, aggregate
+from halton_meter.ledger.rollup import Span, aggregate, aggregate_many
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import ledger_timestamp
 
@@ -56,14 +56,15 @@ def stats(
     con: sqlite3.Connection, since: str | None, until: str | None, project: str | None
 ) -> dict[str, Any]:
     """Summary, by day, by day and provider, by provider, by model, for [since, until)."""
-    span = Span(since, until, project)
-    total = aggregate(con, span, [])
+    total, days, projects, models, day_providers, providers = aggregate_many(
+        con,
+        Span(since, until, project),
+        [[], ["day"], ["project"], ["provider", "model"], ["day", "provider"], ["provider"]],
+    )
     sums = total[0] if total else None
-    by_day = {row["day"]: row for row in aggregate(con, span, ["day"])}
+    by_day = {row["day"]: row for row in days}
     where, params = _window_where(since, until, project)
     last = con.execute(f"SELECT MAX(requested_at) FROM requests{where}", params).fetchone()[0]
-    projects = aggregate(con, span, ["project"])
-    models = aggregate(con, span, ["provider", "model"])
     summary: dict[str, Any] = {
         "total_requests": sums["requests"] if sums else 0,
         "total_errors": sums["errors"] if sums else 0,
@@ -99,13 +100,13 @@ def stats(
         "by_day_by_provider": [
             {"date": row["day"], "provider": row["provider"], "requests": row["requests"]}
             | money(int(row["cost_nanousd"]))
-            for row in aggregate(con, span, ["day", "provider"])
+            for row in day_providers
         ],
         "by_provider": [
             {"provider": row["provider"], "requests": row["requests"]}
             | money(_cost(row))
             | {"unpriced_requests": row["unpriced_requests"]}
-            for row in aggregate(con, span, ["provider"])
+            for row in providers
         ],
         "by_model": sorted(
             (

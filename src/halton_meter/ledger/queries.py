@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from halton_meter.ledger.rollup import Span, aggregate, p95_latencies
+from halton_meter.ledger.rollup import Span, aggregate_many, p95_latencies
 from halton_meter.ledger.row import ROW_COLUMNS
 
 GROUP_COLUMNS = {
@@ -123,14 +123,15 @@ def build_report(con: sqlite3.Connection, window: Window, group_by: list[str]) -
     Sums come from the daily rollup (whole days) plus the raw rows of the window's partial
     days; only the 95th-percentile latency reads every row of the window (nearest rank)."""
     span = Span(window.since, window.until, window.project)
-    everything = aggregate(con, span, [])
+    keys = [ROLLUP_NAMES[name] for name in group_by]
+    everything, grouped, models = aggregate_many(con, span, [[], keys, ["provider", "model"]])
     p95 = p95_latencies(con, span, [])
     totals = Totals.from_sums(everything[0], p95.get(())) if everything else Totals()
     groups: list[tuple[tuple[str, ...], Totals]] = []
     if group_by:
         group_p95 = p95_latencies(con, span, [GROUP_COLUMNS[name] for name in group_by])
-        for sums in aggregate(con, span, [ROLLUP_NAMES[name] for name in group_by]):
-            key = tuple(str(sums[ROLLUP_NAMES[name]]) for name in group_by)
+        for sums in grouped:
+            key = tuple(str(sums[name]) for name in keys)
             groups.append((key, Totals.from_sums(sums, group_p95.get(key))))
     unpriced = [
         {
@@ -140,7 +141,7 @@ def build_report(con: sqlite3.Connection, window: Window, group_by: list[str]) -
             "prompt_tokens": sums["unpriced_prompt_tokens"],
             "output_tokens": sums["unpriced_output_tokens"],
         }
-        for sums in aggregate(con, span, ["provider", "model"])
+        for sums in models
         if sums["unpriced_requests"] > 0
     ]
     unpriced.sort(key=lambda item: -item["requests"])

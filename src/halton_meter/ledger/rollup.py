@@ -57,37 +57,74 @@ def _split(span: Span) -> tuple[tuple[str | None, str | None] | None, list[tuple
 def aggregate(con: sqlite3.Connection, span: Span, keys: list[str]) -> list[dict[str, Any]]:
     """One dict per group of `keys` (any of day, project, provider, api, model) with every sum
     in `ROLLUP_SUMS`; groups without requests are left out. Ordered by the keys."""
-    unknown = set(keys) - ROLLUP_KEYS
-    if unknown:
-        raise ValueError(f"cannot group by {sorted(unknown)}")
+    return aggregate_many(con, span, [keys])[0]
+
+
+def aggregate_many(
+    con: sqlite3.Connection, span: Span, views: list[list[str]]
+) -> list[list[dict[str, Any]]]:
+    """`aggregate` for several groupings of one window: the partial days' rows are read once
+    (grouped by every key), the rollup's whole days once per grouping, in SQL."""
+    for keys in views:
+        unknown = set(keys) - ROLLUP_KEYS
+        if unknown:
+            raise ValueError(f"cannot group by {sorted(unknown)}")
     days, raw = _split(span)
-    parts: list[str] = []
-    params: list[Any] = []
-    columns = ", ".join((*ROLLUP_KEY, *ROLLUP_SUMS))
-    if days is not None:
-        clauses, values = _filters(span, "day", days[0], days[1])
-        parts.append(f"SELECT {columns} FROM daily_rollup{clauses}")
-        params += values
-    raw_columns = ", ".join(
-        f"{value} AS {name}"
-        for value, name in zip(rollup_values("r"), (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
-    )
-    for since, until in raw:
-        clauses, values = _filters(span, "requested_at", since, until)
-        parts.append(f"SELECT {raw_columns} FROM requests AS r{clauses}")
-        params += values
+    edges: list[dict[str, Any]] = []
+    if raw:
+        parts, params = [], []
+        raw_columns = ", ".join(
+            f"{value} AS {name}"
+            for value, name in zip(rollup_values("r"), (*ROLLUP_KEY, *ROLLUP_SUMS), strict=True)
+        )
+        for since, until in raw:
+            clauses, values = _filters(span, "requested_at", since, until)
+            parts.append(f"SELECT {raw_columns} FROM requests AS r{clauses}")
+            params += values
+        edges = _grouped(con, " UNION ALL ".join(parts), params, list(ROLLUP_KEY))
+    results = []
+    for keys in views:
+        groups = fold(edges, keys) if edges else []
+        if days is not None:
+            clauses, values = _filters(span, "day", days[0], days[1])
+            columns = ", ".join((*ROLLUP_KEY, *ROLLUP_SUMS))
+            whole = _grouped(con, f"SELECT {columns} FROM daily_rollup{clauses}", values, keys)
+            groups = fold(whole + groups, keys) if groups else whole
+        results.append([group for group in groups if group["requests"] > 0])
+    return results
+
+
+def _grouped(
+    con: sqlite3.Connection, source: str, params: list[Any], keys: list[str]
+) -> list[dict[str, Any]]:
     group = ", ".join(keys)
-    sums = ", ".join(f"SUM({name}) AS {name}" for name in ROLLUP_SUMS)
-    sql = f"SELECT {group + ', ' if keys else ''}{sums} FROM ({' UNION ALL '.join(parts)})"
+    sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
+    sql = f"SELECT {group + ', ' if keys else ''}{sums} FROM ({source})"
     if keys:
-        sql += f" GROUP BY {group} HAVING SUM(requests) > 0 ORDER BY {group}"
-    result = []
-    for row in con.execute(sql, params):
-        item = dict(zip([*keys, *ROLLUP_SUMS], row, strict=True))
-        if item["requests"] is None or item["requests"] <= 0:
-            continue
-        result.append(item)
-    return result
+        sql += f" GROUP BY {group} ORDER BY {group}"
+    names = [*keys, *ROLLUP_SUMS]
+    return [
+        dict(zip(names, row, strict=True))
+        for row in con.execute(sql, params)
+        if row[len(keys)] is not None  # SUM over no rows
+    ]
+
+
+def fold(groups: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """Re-group `aggregate` results by fewer keys, in Python: one SQL pass serves many views."""
+    folded: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for group in groups:
+        key = tuple(group[name] for name in keys)
+        into = folded.get(key)
+        if into is None:
+            folded[key] = {
+                **dict(zip(keys, key, strict=True)),
+                **{n: group[n] for n in ROLLUP_SUMS},
+            }
+        else:
+            for name in ROLLUP_SUMS:
+                into[name] += group[name]
+    return [folded[key] for key in sorted(folded)]
 
 
 def _filters(span: Span, column: str, low: str | None, high: str | None) -> tuple[str, list[Any]]:
