@@ -84,6 +84,7 @@ def main() -> None:
         "report_cmd",
         "run_cmd",
         "dashboard_cmd",
+        "projects_cmd",
         "daemon_cmd",
         "edge_cmd",
         "pricing_cmd",

@@ -19,6 +19,7 @@ GROUP_COLUMNS = {
     "provider": "provider",
     "day": "substr(requested_at, 1, 10)",
     "api": "api",
+    "client": "COALESCE(client_process, '(unknown)')",
 }
 # The rollup's column for each --by key.
 ROLLUP_NAMES = {name: name for name in GROUP_COLUMNS}
