@@ -117,14 +117,16 @@ def test_migration_fills_the_rollup_from_existing_rows(tmp_path: Path) -> None:
         "CREATE TABLE _migrations(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
         "applied_at REAL NOT NULL)"
     )
-    (number, name, statements) = MIGRATIONS[0]
-    for statement in statements:
-        old.execute(statement)
-    old.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (number, name))
+    for number, name, statements in MIGRATIONS:
+        if number >= 3:
+            continue
+        for statement in statements:
+            old.execute(statement)
+        old.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (number, name))
     old.executemany(INSERT_SQL, [row.values() for row in random_rows(400, seed=2)])
     old.close()
     con = connect(path)
-    assert {row[0] for row in con.execute("SELECT id FROM _migrations")} >= {1, 3}
+    assert 3 in {row[0] for row in con.execute("SELECT id FROM _migrations")}
     check(con)
     sums = aggregate(con, Span(), [])[0]
     assert sums["requests"] == 400 and set(sums) == set(ROLLUP_SUMS)

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from halton_meter.ledger.rollup import Span, aggregate_many, p95_latencies
+from halton_meter.ledger.rollup import Span, aggregate_many, aggregate_rows, p95_latencies
 from halton_meter.ledger.row import ROW_COLUMNS
 
 GROUP_COLUMNS = {
@@ -21,8 +21,8 @@ GROUP_COLUMNS = {
     "api": "api",
     "client": "COALESCE(client_process, '(unknown)')",
 }
-# The rollup's column for each --by key.
-ROLLUP_NAMES = {name: name for name in GROUP_COLUMNS}
+# The rollup's column for each --by key it keeps (not client: that one reads the rows).
+ROLLUP_NAMES = {name: name for name in ("project", "model", "provider", "day", "api")}
 TOKEN_COLUMNS = (
     "input_tokens",
     "cache_read_tokens",
@@ -124,8 +124,12 @@ def build_report(con: sqlite3.Connection, window: Window, group_by: list[str]) -
     Sums come from the daily rollup (whole days) plus the raw rows of the window's partial
     days; only the 95th-percentile latency reads every row of the window (nearest rank)."""
     span = Span(window.since, window.until, window.project)
-    keys = [ROLLUP_NAMES[name] for name in group_by]
+    rolled_up = all(name in ROLLUP_NAMES for name in group_by)
+    keys = [ROLLUP_NAMES[name] for name in group_by] if rolled_up else []
     everything, grouped, models = aggregate_many(con, span, [[], keys, ["provider", "model"]])
+    if not rolled_up:  # a key the rollup does not keep (client): sum the window's rows
+        keys = list(group_by)
+        grouped = aggregate_rows(con, span, {name: GROUP_COLUMNS[name] for name in group_by})
     p95 = p95_latencies(con, span, [])
     totals = Totals.from_sums(everything[0], p95.get(())) if everything else Totals()
     groups: list[tuple[tuple[str, ...], Totals]] = []

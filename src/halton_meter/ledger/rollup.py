@@ -94,6 +94,26 @@ def aggregate_many(
     return results
 
 
+def aggregate_rows(
+    con: sqlite3.Connection, span: Span, keys: dict[str, str]
+) -> list[dict[str, Any]]:
+    """`aggregate` straight from the rows, grouped by SQL expressions over `requests` (name ->
+    expression): for keys the rollup does not keep (the client process, …)."""
+    clauses, values = _filters(span, "requested_at", span.since, span.until)
+    measures = rollup_values("r")[len(ROLLUP_KEY) :]
+    source = ", ".join(
+        [
+            *(f"{expression} AS {name}" for name, expression in keys.items()),
+            *(f"{value} AS {name}" for value, name in zip(measures, ROLLUP_SUMS, strict=True)),
+        ]
+    )
+    return [
+        group
+        for group in _grouped(con, f"SELECT {source} FROM requests AS r{clauses}", values, [*keys])
+        if group["requests"] > 0
+    ]
+
+
 def _grouped(
     con: sqlite3.Connection, source: str, params: list[Any], keys: list[str]
 ) -> list[dict[str, Any]]:
