@@ -64,6 +64,8 @@ class Config:
     display: DisplayCurrency = field(default_factory=DisplayCurrency)
     # [[tagging.rules]]: path / process / User-Agent globs → project, tried in order.
     tagging_rules: tuple[TaggingRule, ...] = ()
+    # [cors] allow_origins: web origins allowed to read the loopback API (none by default).
+    cors_allow_origins: tuple[str, ...] = ()
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -164,6 +166,21 @@ def _rate(value: Any) -> Decimal:
     return rate
 
 
+_ORIGIN_RE = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Problem('expected a list of origins like ["http://localhost:3000"]')
+    origins = []
+    for item in value:
+        text = _string(item)
+        if not _ORIGIN_RE.match(text):
+            raise _Problem(f"{text!r} is not an origin: scheme://host[:port], no path, no wildcard")
+        origins.append(text.lower())
+    return tuple(origins)
+
+
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -184,6 +201,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
     "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},
     "tagging": {"default_project": _slug},
     "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
+    "cors": {"allow_origins": _origins},
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -286,6 +304,7 @@ def parse_config(text: str, source: Path) -> Config:
             code=display.get("currency", "USD"), per_usd=display.get("usd_rate", Decimal(1))
         ),
         tagging_rules=tagging_rules,
+        cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
     )
 
 
