@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from halton_meter import __version__
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
+from halton_meter.edge import handover
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
 from halton_meter.edge.relay import Stream, close, relay
@@ -103,6 +104,7 @@ class EdgeSettings:
     ca_bundle: Path | None = None
     log_level: str = "info"
     grace: float = GRACE_SECONDS
+    take_over: bool = False  # ask a running edge for its listening socket (handover.py)
 
     @classmethod
     def from_config(cls, config: Config, paths: Paths) -> EdgeSettings:
@@ -121,6 +123,7 @@ class EdgeSettings:
             proxy=UpstreamProxy.parse(upstream.proxy) if upstream.proxy else None,
             ca_bundle=upstream.ca_bundle,
             log_level=daemon.log_level,
+            take_over=os.environ.get(handover.TAKE_OVER_ENV) == "1",
         )
 
     @property
@@ -167,17 +170,33 @@ class Edge:
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle: set[asyncio.Task[object]] = set()  # waiting for a request head
         self._ssl: ssl.SSLContext | None = None
+        self._offer: handover.Offer | None = None
+        self.took_over = False  # the listening socket came from the edge before us
+        self.offers_handover = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port; `EdgeStartError` names it and says what to do when it is taken."""
+        """Take the listening socket over from a running edge on our port (an upgrade's
+        restart), else bind the port; `EdgeStartError` names it and says what to do when it
+        is taken."""
+        inherited = None
+        if self.settings.take_over:
+            inherited = handover.take_over(self.settings.home, LISTEN_HOST, self.settings.port)
         try:
-            self._server = await asyncio.start_server(
-                self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
-            )
+            if inherited is not None:
+                self.took_over = True
+                self._server = await asyncio.start_server(
+                    self._handle, sock=inherited, limit=HEAD_LIMIT, backlog=1024
+                )
+            else:
+                self._server = await asyncio.start_server(
+                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
+                )
         except OSError as error:
             raise EdgeStartError(self._bind_problem(error)) from None
+        self._offer = handover.Offer(self.settings.home, self._server.sockets[0].fileno())
+        self.offers_handover = await self._offer.start()
 
     def _bind_problem(self, error: OSError) -> str:
         port = self.settings.port
@@ -199,7 +218,10 @@ class Edge:
         )
 
     async def shutdown(self) -> None:
-        """Stop accepting, let open connections finish for the grace period, then cut them."""
+        """Stop accepting, let open connections finish for the grace period, then cut them.
+        (A successor that took the listening socket over keeps accepting on it.)"""
+        if self._offer is not None:
+            await self._offer.close()
         if self._server is not None:
             self._server.close()
         for task in list(self._idle):  # waiting for a request that may never come
@@ -571,6 +593,7 @@ def _write_state(edge: Edge) -> None:
                 "internal_port": settings.internal_port,
                 "version": __version__,
                 "started_at": edge.started_at,
+                "handover": edge.offers_handover,
             }
         )
     )
@@ -601,6 +624,7 @@ async def serve(settings: EdgeSettings, log: JsonLog) -> int:
         pid=os.getpid(),
         mode=edge.mode,
         reason=edge.health.reason,
+        took_over=edge.took_over,
     )
     try:
         await stop.wait()

@@ -265,8 +265,12 @@ def run_init(
             if pid is not None and not stale:
                 continue
             if stale:
-                supervisor.stop(component, paths)
                 result.restarted.append(component.name)
+                if isinstance(supervisor, BackgroundSupervisor):
+                    supervisor.replace(component, paths)  # the edge hands its socket over
+                    started.append(component)
+                    continue
+                supervisor.stop(component, paths)
             else:
                 result.started.append(component.name)
             supervisor.start(component, paths)
