@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,10 @@ def _wheelhouse() -> Path:
     partial = folder.with_name(f".{key}.{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
-        + ["--dest", str(partial), *wanted],
+        [
+            *(sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"),
+            *("--dest", str(partial), *wanted),
+        ],
         check=True,
         timeout=600,
     )
@@ -138,8 +140,10 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
         tree = _patched_tree(base / f"tree-{version}", version, schema)
         out = base / f"dist-{version}"
         subprocess.run(
-            [str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config", "--no-index"]
-            + ["--find-links", str(wheelhouse), "--out-dir", str(out), str(tree)],
+            [
+                *(str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config"),
+                *("--no-index", "--find-links", str(wheelhouse), "--out-dir", str(out), str(tree)),
+            ],
             env={
                 **_clean_environment(),
                 "UV_CACHE_DIR": str(base / "uv-cache"),
@@ -182,7 +186,9 @@ class Machine:
     def release(self, wheel: Path) -> None:
         shutil.copy2(wheel, self.index)
 
-    def run(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 180, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
         done = subprocess.run(
             list(args),

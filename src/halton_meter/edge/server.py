@@ -54,6 +54,7 @@ DAEMON_CONNECT_TIMEOUT = 0.5  # loopback: refused or accepted in microseconds
 DAEMON_ANSWER_TIMEOUT = 2.0  # mitmproxy answers a CONNECT without going upstream
 UPSTREAM_CONNECT_TIMEOUT = 15.0
 GRACE_SECONDS = 3.0
+ACCEPT_SETTLE = 0.05  # at a stop, time for just-accepted connections to get their handler
 CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -222,16 +223,25 @@ class Edge:
         (A successor that took the listening socket over keeps accepting on it.)"""
         if self._offer is not None:
             await self._offer.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.grace
         if self._server is not None:
+            # Stop accepting first, then close: asyncio gives an accepted connection its
+            # transport a few loop turns later and drops it (a reset) if the server closed
+            # meanwhile. Any connection not accepted yet waits for the successor, if any.
+            for listener in self._server.sockets:
+                with contextlib.suppress(NotImplementedError, ValueError, OSError):
+                    loop.remove_reader(listener.fileno())
+            await asyncio.sleep(ACCEPT_SETTLE)
             self._server.close()
         for task in list(self._idle):  # waiting for a request that may never come
             task.cancel()
-        tasks = set(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        while (tasks := set(self._tasks)) and loop.time() < deadline:
+            await asyncio.wait(tasks, timeout=deadline - loop.time())
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     @property
     def mode(self) -> str:
@@ -269,7 +279,7 @@ class Edge:
         counters.connections += 1
         counters.active += 1
         try:
-            head = await self._next_head(reader)
+            head = await self._next_head(reader, first=True)
             if head is not None:
                 await self._route(head, (reader, writer))
         except WireError as error:
@@ -283,10 +293,16 @@ class Edge:
             counters.active -= 1
             self._tasks.discard(task)
 
-    async def _next_head(self, reader: asyncio.StreamReader) -> RequestHead | None:
+    async def _next_head(
+        self, reader: asyncio.StreamReader, *, first: bool = False
+    ) -> RequestHead | None:
+        """The next request head. A keep-alive connection waiting for a follow-up counts as
+        idle (a stop closes it at once); a new one's first request is awaited for the grace
+        period, since its client has just been accepted and is sending it."""
         task = asyncio.current_task()
         assert task is not None
-        self._idle.add(task)
+        if not first:
+            self._idle.add(task)
         try:
             raw = await asyncio.wait_for(read_head(reader), HEAD_TIMEOUT)
         finally:
