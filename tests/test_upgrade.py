@@ -514,6 +514,7 @@ def test_upgrade_then_rollback_keeps_everything_the_page_promises(
         with contextlib.suppress(Exception):
             machine.run(*channel.command, "uninstall", check=False, timeout=60)
         _stop_everything(machine)
+        (tmp_path / "commands.log").write_text("\n".join(machine.log))
 
 
 def _upgrade_and_roll_back(
