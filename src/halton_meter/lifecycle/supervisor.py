@@ -27,6 +27,7 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 from halton_meter import __version__
 from halton_meter.edge.handover import TAKE_OVER_ENV
 from halton_meter.lifecycle.environment import PROXY_VARIABLES
+from halton_meter.logs import output_path, rotate_output
 from halton_meter.paths import Paths, resolve_paths
 
 SUPERVISOR_ENV = "HALTON_METER_SUPERVISOR"  # "systemd" or "background": skip the detection
@@ -50,8 +51,10 @@ class Component:
     def pid_file(self, paths: Paths) -> Path:
         return paths.home / f"{self.name}.pid"
 
-    def log_file(self, paths: Paths) -> Path:
-        return paths.logs / f"{self.name}.log"
+    def output_file(self, paths: Paths) -> Path:
+        """The process's stdout and stderr: only what it prints before its own JSON-lines log
+        (`logs/<name>.jsonl`) is open, such as a crash at start-up."""
+        return output_path(paths.logs, self.name)
 
 
 EDGE = Component("edge", ("edge",), "halton-meter-edge.service", "edge.json", "Halton Meter edge")
@@ -175,12 +178,16 @@ def _read_json(path: Path) -> dict[str, object] | None:
 
 
 def running_pid(component: Component, paths: Paths) -> int | None:
-    """The live pid that published the component's state file, if any."""
+    """The live pid that published the component's state file, if any. A state file left by
+    a crash or a reboot may name a pid the system has since given to another program: that
+    one is not ours, so it is never reported, let alone stopped."""
     data = _read_json(paths.home / component.state_file)
     if data is None:
         return None
-    pid = data.get("pid")
-    return pid if isinstance(pid, int) and process_alive(pid) else None
+    pid, started = data.get("pid"), data.get("started_at")
+    if not isinstance(pid, int) or not process_alive(pid):
+        return None
+    return pid if _is_ours(pid, component, started_by=started) else None
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -215,7 +222,7 @@ def _wait_started(
 
 
 class BackgroundSupervisor:
-    """Detached processes (own session, output to logs/<name>.log) with pid files."""
+    """Detached processes (own session, output to logs/<name>.out.log) with pid files."""
 
     kind = "background"
 
@@ -234,10 +241,15 @@ class BackgroundSupervisor:
         if old is None or component is not EDGE or state.get("handover") is not True:
             self.stop(component, paths)
             return self.start(component, paths)
-        recorded = (_read_json(component.pid_file(paths)) or {}).get("pid")
+        record = _read_json(component.pid_file(paths)) or {}
+        recorded, recorded_start = record.get("pid"), record.get("started_at")
         pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
         olds = {old}
-        if isinstance(recorded, int) and recorded != pid and _is_ours(recorded, component):
+        if (
+            isinstance(recorded, int)
+            and recorded != pid
+            and _is_ours(recorded, component, started_by=recorded_start)
+        ):
             olds.add(recorded)
         _terminate(sorted(olds))
         return pid
@@ -250,7 +262,8 @@ class BackgroundSupervisor:
         extra_env: Mapping[str, str] | None = None,
     ) -> int:
         paths.logs.mkdir(parents=True, exist_ok=True)
-        log = component.log_file(paths)
+        log = component.output_file(paths)
+        rotate_output(log)
         command = [*launcher(), *component.args]
         with log.open("ab") as out:
             process = subprocess.Popen(
@@ -291,11 +304,12 @@ class BackgroundSupervisor:
             pid = running_pid(component, paths)
             if pid is not None:
                 found[pid] = component
-            recorded = (_read_json(component.pid_file(paths)) or {}).get("pid")
+            record = _read_json(component.pid_file(paths)) or {}
+            recorded = record.get("pid")
             if (
                 isinstance(recorded, int)
                 and process_alive(recorded)
-                and _is_ours(recorded, component)
+                and _is_ours(recorded, component, started_by=record.get("started_at"))
             ):
                 found[recorded] = component
         _terminate(list(found))
@@ -304,38 +318,43 @@ class BackgroundSupervisor:
         return [c for c in components if c in found.values()]
 
     def command_of(self, component: Component, paths: Paths) -> list[str] | None:
-        """The command the running component was started with (its pid file's), when the
-        process that published the state file is the one started, or its child (`uv tool run`
-        starts the real process as a child)."""
         recorded = _read_json(component.pid_file(paths))
-        running = running_pid(component, paths)
-        if recorded is None or running is None:
-            return None
-        if running != recorded.get("pid") and _parent_pid(running) != recorded.get("pid"):
+        if recorded is None or running_pid(component, paths) != recorded.get("pid"):
             return None
         command = recorded.get("command")
         return [str(part) for part in command] if isinstance(command, list) else None
 
 
-def _parent_pid(pid: int) -> int | None:
-    try:
-        return int(psutil.Process(pid).ppid())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
 def _write_pid(path: Path, pid: int, command: list[str]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"pid": pid, "command": command}) + "\n")
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record = {"pid": pid, "command": command, "started_at": created}
+    temporary.write_text(json.dumps(record) + "\n")
     os.replace(temporary, path)
 
 
-def _is_ours(pid: int, component: Component) -> bool:
+# A process publishes its state file after it was created: allow for clock granularity.
+CREATE_TIME_SLACK = 2.0
+
+
+def _is_ours(pid: int, component: Component, *, started_by: object = None) -> bool:
+    """The pid runs this component (its command line says so) and, when we know when ours
+    started, it already existed then: a reused pid belongs to a process created later."""
     try:
-        cmdline = psutil.Process(pid).cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        process = psutil.Process(pid)
+        cmdline, created = process.cmdline(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    return component.args[0] in cmdline
+    except psutil.AccessDenied:  # another user's process cannot be one we started
+        return False
+    if component.args[0] not in cmdline:
+        return False
+    if isinstance(started_by, int | float):
+        return bool(created <= started_by + CREATE_TIME_SLACK)
+    return True
 
 
 def _terminate(pids: list[int]) -> None:
@@ -377,7 +396,7 @@ class SystemdSupervisor:
                 f"`systemctl --user start {component.unit}` failed: {done.stderr.strip()}. "
                 "Run `halton-meter init` to (re)write the units."
             )
-        return _wait_started(component, paths, None, component.log_file(paths), previous=None)
+        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         was = running_pid(component, paths) is not None
