@@ -81,8 +81,8 @@ def launcher() -> list[str]:
     Usually the running executable as it was invoked (a symlink in ~/.local/bin stays a
     symlink: that path survives upgrades). Under `uvx` the executable lives in uv's cache,
     which a cache clean may delete, so the services run a launcher script in the home folder
-    instead (see `uvx_launcher`)."""
-    if in_disposable_environment():
+    instead (see `uvx_launcher`; a POSIX shell script: Windows still runs the cached path)."""
+    if os.name != "nt" and in_disposable_environment():
         return [str(uvx_launcher(resolve_paths()))]
     argv0 = sys.argv[0] if sys.argv else ""
     candidate = argv0 if os.sep in argv0 else (shutil.which(argv0) or "") if argv0 else ""
