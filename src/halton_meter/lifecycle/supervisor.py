@@ -243,7 +243,11 @@ class BackgroundSupervisor:
             return self.start(component, paths)
         record = _read_json(component.pid_file(paths)) or {}
         recorded, recorded_start = record.get("pid"), record.get("started_at")
-        pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
+        try:
+            pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
+        except SupervisorError:  # it could not take over (and found the port taken)
+            self.stop(component, paths)
+            return self.start(component, paths)
         olds = {old}
         if (
             isinstance(recorded, int)
