@@ -19,7 +19,7 @@ from halton_meter.edge.handover import TAKE_OVER_ENV
 from halton_meter.lifecycle import supervisor
 from halton_meter.paths import Paths
 from tests.conftest import FakeUpstream, free_port, wait_for
-from tests.test_edge import EdgeProcess, clean_env, start_edge
+from tests.test_edge import EdgeProcess, clean_env, start_edge, write_edge_config
 
 
 def _successor(home: Path, port: int, *, take_over: bool) -> EdgeProcess:
@@ -154,3 +154,31 @@ def test_without_any_uv_the_user_is_told_to_install_for_good(tmp_path: Path) -> 
     paths = Paths(home=tmp_path / "home", home_overridden=True)
     with pytest.raises(supervisor.EphemeralInstallError, match="uv tool install halton-meter"):
         supervisor.uvx_launcher(paths, {"PATH": str(tmp_path)})
+
+
+def test_the_supervisor_replaces_the_edge_and_falls_back_when_it_cannot_hand_over(
+    fake_upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    write_edge_config(home, port, free_port(), fake_upstream, 9, "")
+    for key in [k for k in os.environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HALTON_METER_HOME", str(home))
+    paths = Paths(home=home, home_overridden=True)
+    background = supervisor.BackgroundSupervisor()
+    first = background.start(supervisor.EDGE, paths)
+    try:
+        second = background.replace(supervisor.EDGE, paths)
+        assert second != first and not supervisor.process_alive(first)
+        assert _status(port)["pid"] == second
+        (home / "edge.sock").unlink()  # the offer is gone: the successor cannot take over
+        third = background.replace(supervisor.EDGE, paths)
+        assert third != second and not supervisor.process_alive(second)
+        assert _status(port)["pid"] == third
+        lines = (home / "logs" / "edge.jsonl").read_text().splitlines()
+        starts = [json.loads(line) for line in lines if '"started"' in line]
+        assert [start["took_over"] for start in starts] == [False, True, False]
+        assert json.loads((home / "edge.pid").read_text())["pid"] == third
+    finally:
+        background.stop(supervisor.EDGE, paths)
