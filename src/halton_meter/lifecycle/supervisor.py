@@ -457,4 +457,9 @@ def linger_advice() -> str | None:
 
 
 def choose_supervisor() -> BackgroundSupervisor | SystemdSupervisor:
+    from halton_meter.lifecycle import native  # Task Scheduler, launchd
+
+    found = native.supervisor()
+    if found is not None:
+        return found
     return SystemdSupervisor() if systemd_user_manager() else BackgroundSupervisor()
