@@ -8,10 +8,12 @@ the rollback runs OLD on a ledger that NEW migrated. Dependencies come from a wh
 the Python version stay the same); every install then runs with uv's `no-index` and pip's
 `PIP_NO_INDEX`, so only our two wheels can be picked, never a `halton-meter` from PyPI.
 
-Each channel gets its own user: HOME, the uv and pipx folders, the meter's home (the default
-~/.halton-meter and ~/.mitmproxy inside that HOME, as the page names them) all in a temporary
-folder, and HALTON_METER_SUPERVISOR=background (no systemd user manager here). The user runs
-the page's commands as written: `halton-meter` is whatever the channel put on PATH.
+Each channel gets its own user: HOME, the uv and pipx folders, the meter's home all in a
+temporary folder. HALTON_METER_HOME is left unset on purpose, so the files are where the page
+names them (~/.halton-meter and ~/.mitmproxy inside that HOME). HALTON_METER_SUPERVISOR=
+background (no systemd user manager here). The user runs the page's commands as written:
+`halton-meter` is whatever the channel put on PATH. The three channels run at the same time,
+each on its own ports; each test reports its own channel.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ PROMISED = (  # the page's "What survives an upgrade", as files under HOME
     ".halton-meter/effective-ports.json",
     ".halton-meter/system_state.json",
     ".halton-meter/cloud-credentials.json",
-    ".halton-meter/ca-bundle.pem",
     ".mitmproxy/mitmproxy-ca-cert.pem",
     ".mitmproxy/mitmproxy-ca.pem",
 )
@@ -425,6 +426,9 @@ def _promised_files(machine: Machine) -> dict[str, bytes]:
         path = machine.home / name
         assert path.is_file(), f"{name} is missing"
         found[name] = path.read_bytes()
+    # The clients' bundle may change with certifi; it must always hold the same CA.
+    ca = found[".mitmproxy/mitmproxy-ca-cert.pem"].strip()
+    assert ca in (machine.meter_home / "ca-bundle.pem").read_bytes()
     return found
 
 
