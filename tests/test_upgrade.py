@@ -610,3 +610,10 @@ def _upgrade_and_roll_back(
     checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["migrations"]["status"] == "ok", checks["migrations"]
     assert checks["ledger"]["status"] == "ok", checks["ledger"]
+
+    # Uninstall takes every definition away (the uvx launchers too) and keeps the data.
+    machine.run(*_command(channel, OLD), "uninstall")
+    assert not list((machine.home / ".config" / "systemd" / "user").glob("halton-meter*"))
+    assert not list(machine.meter_home.glob("bin/*"))
+    assert not (machine.meter_home / "edge.sock").exists()
+    assert len(_rows(machine)) >= 7 and (machine.home / PROMISED[0]).exists()

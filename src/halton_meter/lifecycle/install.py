@@ -582,6 +582,9 @@ def run_uninstall(
             removed.append(str(path))
     if removed and isinstance(supervisor, SystemdSupervisor):
         systemctl("daemon-reload", check=False)
+    for script in sorted(paths.home.glob("bin/halton-meter-*")):  # uvx launchers (supervisor)
+        script.unlink()
+        removed.append(str(script))
     before = snapshot.get("shell_files", {})
     for path in shell.shell_files(user_home):
         if not path.exists():
