@@ -377,6 +377,9 @@ def test_the_self_test_meters_a_request_and_tunnels_a_connection(installed: Inst
     finally:
         con.close()
     assert row == ("halton-meter", "self-test", "halton-meter", 0, "ok", "halton-meter-init")
+    why = json.loads(installed.meter("why", match[1], "--json").stdout)
+    assert (why["layer"], why["project"]) == ("self-test", "halton-meter"), why
+    assert "self-test" in why["layer_means"]
     after = install.edge_status(installed.ports()["proxy_port"])
     assert after is not None
     counted = {k: after["counters"][k] - before["counters"][k] for k in ("handed_off", "tunnelled")}

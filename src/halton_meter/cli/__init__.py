@@ -56,11 +56,13 @@ def main() -> None:
         edge_cmd,
         lifecycle_cmd,
         pricing_cmd,
+        projects_cmd,
         report_cmd,
         run_cmd,
     )
 
-    for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd):
+    modules = (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd)
+    for module in (*modules, projects_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="halton-meter")
