@@ -1,9 +1,10 @@
 """The upgrade page, for real on Linux: install an older release, meter through it, upgrade
 with each install channel, roll back, and check that what the page promises survives.
 
-Two wheels are built from this tree: OLD (one migration fewer, when there is one to drop) and
-NEW (this tree plus an extra additive migration, standing in for the next schema change), so
-the rollback runs OLD on a ledger that NEW migrated. Dependencies come from a wheelhouse that
+Two wheels are built from this tree: OLD (this tree) and NEW (this tree plus an extra additive
+migration, a nullable column and an index, standing in for the next schema change), so the
+rollback runs OLD on a ledger that NEW migrated, with a migration and a column it never heard
+of. Dependencies come from a wheelhouse that
 `pip download` fills once (kept in tests/artifacts/, reused while pyproject's dependencies and
 the Python version stay the same); every install then runs with uv's `no-index` and pip's
 `PIP_NO_INDEX`, so only our two wheels can be picked, never a `halton-meter` from PyPI.
@@ -115,11 +116,10 @@ def _patched_tree(target: Path, version: str, schema: Callable[[str], str]) -> P
 LATEST_LINE = "LATEST_VERSION = MIGRATIONS[-1][0]"
 
 
-def _older_schema(text: str) -> str:
-    """OLD knows one migration fewer than this tree (when there is more than one)."""
-    assert LATEST_LINE in text
-    drop = "if len(MIGRATIONS) > 1:\n    MIGRATIONS = MIGRATIONS[:-1]\n"
-    return text.replace(LATEST_LINE, drop + LATEST_LINE)
+def _same_schema(text: str) -> str:
+    """OLD is this tree's schema. (Dropping a migration would not make an older release: this
+    tree's code uses every one of its migrations.)"""
+    return text
 
 
 def _newer_schema(text: str) -> str:
@@ -138,7 +138,7 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     wheelhouse = _wheelhouse()
     base = tmp_path_factory.mktemp("releases")
     built = {}
-    for version, schema in ((OLD, _older_schema), (NEW, _newer_schema)):
+    for version, schema in ((OLD, _same_schema), (NEW, _newer_schema)):
         tree = _patched_tree(base / f"tree-{version}", version, schema)
         out = base / f"dist-{version}"
         subprocess.run(
