@@ -297,8 +297,12 @@ def run_init(
             if pid is not None and not stale:
                 continue
             if stale:
-                supervisor.stop(component, paths)
                 result.restarted.append(component.name)
+                if isinstance(supervisor, BackgroundSupervisor):
+                    supervisor.replace(component, paths)  # the edge hands its socket over
+                    started.append(component)
+                    continue
+                supervisor.stop(component, paths)
             elif component.name not in result.restarted:  # else --clean stopped it
                 result.started.append(component.name)
             supervisor.start(component, paths)
@@ -578,6 +582,9 @@ def run_uninstall(
             removed.append(str(path))
     if removed and isinstance(supervisor, SystemdSupervisor):
         systemctl("daemon-reload", check=False)
+    for script in sorted(paths.home.glob("bin/halton-meter-*")):  # uvx launchers (supervisor)
+        script.unlink()
+        removed.append(str(script))
     before = snapshot.get("shell_files", {})
     for path in shell.shell_files(user_home):
         if not path.exists():
