@@ -53,15 +53,20 @@ def cli(click_context: click.Context) -> None:
 
 def main() -> None:
     from halton_meter.cli import (
+        cloud_cmd,
         daemon_cmd,
         edge_cmd,
         lifecycle_cmd,
         pricing_cmd,
         report_cmd,
         run_cmd,
+        server_cmd,
     )
 
     for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    for module in (cloud_cmd, server_cmd):  # the team server (issue 8)
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="halton-meter")
