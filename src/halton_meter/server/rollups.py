@@ -65,7 +65,9 @@ def minor_units(nanousd: int) -> int:
 
 def measures(values: dict[str, Any]) -> dict[str, Any]:
     """The figures of one group, in the documented shape."""
-    sums = {name: values.get(name) or 0 for name in _SUMS}
+    # sum(bigint) is numeric in PostgreSQL (a Decimal here): exact, made int again.
+    sums: dict[str, Any] = {name: int(values.get(name) or 0) for name in _SUMS}
+    sums["latency_ms_sum"] = float(values.get("latency_ms_sum") or 0)
     prompt = sums["input_tokens"] + sums["cache_read_tokens"] + sums["cache_write_tokens"]
     cost, machine_cost = int(sums["cost_nanousd"]), int(sums["machine_cost_nanousd"])
     return {
