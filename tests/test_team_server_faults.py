@@ -1,0 +1,259 @@
+"""Faults between a real daemon and a real team server: after recovery every row is on the
+server exactly once. The server killed in the middle of a batch, its port closed a while, the
+token revoked (401) or out of scope (403), a batch replayed, a pause."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tests.conftest import FakeUpstream, Meter, wait_for
+from tests.team_fixtures import (
+    TeamServer,
+    meter_cli,
+    pair,
+    send_calls,
+    server_ids,
+    start_paired_meter,
+    wait_synced,
+)
+
+WORKSPACE = "faults"
+
+
+def cloud_status(meter: Meter) -> dict[str, Any]:
+    done = meter_cli(meter, "cloud", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def local_ids(meter: Meter) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(meter.ledger)
+    try:
+        return [row[0] for row in con.execute("SELECT id FROM requests ORDER BY rowid")]
+    finally:
+        con.close()
+
+
+def assert_exactly_once(meter: Meter, server: TeamServer) -> None:
+    expected = local_ids(meter)
+    on_server = wait_synced(server, WORKSPACE, len(expected))
+    assert sorted(on_server) == sorted(expected)  # every row, none twice
+    # The rollups agree with the rows.
+    totals = server.sql("SELECT COALESCE(sum(requests), 0) FROM daily_rollups")
+    assert int(totals[0][0]) == len(expected)
+
+
+def test_server_killed_in_the_middle_of_a_batch(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(
+        fake_upstream, tmp_path, server, WORKSPACE, "m1", extra="batch_size = 7\n"
+    )
+    try:
+        # Hold the rollup table so the server's ingest statement waits inside its
+        # transaction, then kill the server while the batch is in flight.
+        with psycopg.connect(server.dsn) as blocker:
+            blocker.execute("LOCK TABLE daily_rollups IN EXCLUSIVE MODE")
+            send_calls(meter, "kill", anthropic=20)
+            meter.wait_rows("kill", 20)
+            wait_for(
+                lambda: server.sql(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%%INSERT INTO ledger%%'"
+                ),
+                20,
+                "an ingest transaction waiting half-way",
+            )
+            server.kill()
+            blocker.rollback()
+        assert server_ids(server, WORKSPACE) == []  # the cut transaction left nothing
+        wait_for(lambda: cloud_status(meter)["state"] == "DEGRADED", 20, "DEGRADED")
+        server.start()
+        assert_exactly_once(meter, server)
+        wait_for(lambda: cloud_status(meter)["state"] == "ACTIVE", 20, "ACTIVE again")
+    finally:
+        meter.stop()
+
+
+def test_port_closed_for_a_while(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    try:
+        send_calls(meter, "net", openai=2)
+        wait_synced(server, WORKSPACE, 2)
+        server.stop()  # the port is closed now
+        send_calls(meter, "net", anthropic=5)
+        meter.wait_rows("net", 7)
+        status = wait_for(
+            lambda: (s := cloud_status(meter))["state"] == "DEGRADED" and s, 20, "DEGRADED"
+        )
+        assert "unreachable" in status["last_error"]
+        assert status["unsynced_rows"] == 5 and status["pause_reason"] is None
+        done = meter_cli(meter, "cloud", "sync", "--json")
+        assert done.returncode == 1 and json.loads(done.stdout)["state"] == "DEGRADED"
+        server.start()
+        assert_exactly_once(meter, server)
+        status = wait_for(
+            lambda: (s := cloud_status(meter))["state"] == "ACTIVE" and s, 20, "ACTIVE"
+        )
+        assert status["unsynced_rows"] == 0 and status["last_error"] is None
+    finally:
+        meter.stop()
+
+
+def test_revoked_token_pauses_until_paired_again(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    try:
+        send_calls(meter, "rev", anthropic=3)
+        wait_synced(server, WORKSPACE, 3)
+        server.cli("revoke", "m1")
+        send_calls(meter, "rev", anthropic=4)
+        meter.wait_rows("rev", 7)
+        status = wait_for(
+            lambda: (s := cloud_status(meter))["state"] == "PAUSED" and s, 20, "PAUSED"
+        )
+        assert (
+            status["pause_reason"].startswith("unauthorised")
+            and "revoked" in status["pause_reason"]
+        )
+        assert len(server_ids(server, WORKSPACE)) == 3
+        whoami = meter_cli(meter, "cloud", "whoami")
+        assert whoami.returncode == 1 and "revoked" in whoami.stderr
+        # Paired again: the same machine on the server, the sync resumes where it stopped.
+        pair(meter, server, WORKSPACE, "m1")
+        assert_exactly_once(meter, server)
+        machines = json.loads(server.cli("machines", "--json").stdout)
+        assert [(m["name"], m["status"], m["requests"]) for m in machines] == [("m1", "active", 7)]
+    finally:
+        meter.stop()
+
+
+def test_token_for_another_workspace_pauses_as_forbidden(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    try:
+        meter_cli(meter, "cloud", "pause")
+        path = meter.home / "cloud-credentials.json"
+        saved = json.loads(path.read_text())
+        (other,) = server.sql("INSERT INTO workspaces (name) VALUES ('other') RETURNING id")
+        path.write_text(json.dumps({**saved, "workspace_id": str(other[0])}))
+        send_calls(meter, "forbid", openai=2)
+        meter.wait_rows("forbid", 2)
+        assert meter_cli(meter, "cloud", "resume").returncode == 0
+        status = wait_for(
+            lambda: (s := cloud_status(meter))["state"] == "PAUSED" and s, 20, "PAUSED"
+        )
+        assert status["pause_reason"].startswith("forbidden")
+        assert server_ids(server, WORKSPACE) == []
+        path.write_text(json.dumps(saved))
+        meter_cli(meter, "cloud", "resume")
+        assert_exactly_once(meter, server)
+    finally:
+        meter.stop()
+
+
+def test_batch_replayed_stores_each_row_once(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    try:
+        send_calls(meter, "replay", anthropic=3, openai=3)
+        meter.wait_rows("replay", 6)
+        assert_exactly_once(meter, server)
+        before = server.admin(f"/v1/stats?workspace={WORKSPACE}")["summary"]
+        # As if the machine crashed after the server stored a batch but before it recorded
+        # the answer: the whole queue goes again, concurrently from the CLI and the daemon.
+        import sqlite3
+
+        con = sqlite3.connect(meter.ledger)
+        con.execute("UPDATE cloud_sync SET synced_rowid = 0, synced_id = NULL")
+        con.commit()
+        con.close()
+        results: list[dict[str, Any]] = []
+
+        def sync_now() -> None:
+            results.append(json.loads(meter_cli(meter, "cloud", "sync", "--json").stdout))
+
+        threads = [threading.Thread(target=sync_now) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(r["state"] == "ACTIVE" and r["rows_stored"] == 0 for r in results), results
+        assert_exactly_once(meter, server)
+        after = server.admin(f"/v1/stats?workspace={WORKSPACE}")["summary"]
+        assert after == before  # the rollups did not count the replay
+
+        # And a batch posted twice by hand.
+        saved = json.loads((meter.home / "cloud-credentials.json").read_text())
+        row = server.sql(
+            "SELECT id, to_char(requested_at AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') FROM ledger LIMIT 1'
+        )[0]
+        batch = {
+            "workspace_id": saved["workspace_id"],
+            "machine_id": saved["machine_id"],
+            "rows": [
+                {
+                    "id": row[0],
+                    "requested_at": row[1],
+                    "provider": "anthropic",
+                    "api": "messages",
+                    "stream": False,
+                    "status": "ok",
+                    "tokens_complete": True,
+                    "project": "replay",
+                }
+            ],
+        }
+        for _ in range(2):
+            status, answer = server.api("POST", "/v1/requests/batch", batch, token=saved["token"])
+            assert status == 200 and answer == {"received": 1, "stored": 0, "duplicates": 1}
+        assert_exactly_once(meter, server)
+    finally:
+        meter.stop()
+
+
+def test_pause_resume_and_disconnect(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    try:
+        assert meter_cli(meter, "cloud", "pause").returncode == 0
+        send_calls(meter, "pause", anthropic=2)
+        meter.wait_rows("pause", 2)
+        status = cloud_status(meter)
+        assert status["state"] == "PAUSED" and status["pause_reason"] == "paused by the user"
+        wait_for(lambda: cloud_status(meter)["unsynced_rows"] == 2, 5, "2 queued rows")
+        assert server_ids(server, WORKSPACE) == []
+        assert meter_cli(meter, "cloud", "resume").returncode == 0
+        assert_exactly_once(meter, server)
+
+        done = meter_cli(meter, "cloud", "disconnect")
+        assert done.returncode == 0 and "Revoked at the server" in done.stdout
+        assert not (meter.home / "cloud-credentials.json").exists()
+        assert cloud_status(meter)["state"] == "NOT-CONFIGURED"
+        machines = json.loads(server.cli("machines", "--json").stdout)
+        assert [m["status"] for m in machines] == ["revoked"]
+        report = json.loads(meter_cli(meter, "report", "--json").stdout)
+        assert report["totals"]["requests"] == 2  # local reports keep working
+    finally:
+        meter.stop()
