@@ -113,7 +113,7 @@ def test_a_good_batch_is_stored_and_repriced(
         good["id"],
     )
     assert machine_cost == 1
-    # GPT-4.1 at $2 input and $8 output per million tokens: 1000 × 2000 + 100 × 8000 nano-USD.
+    # GPT-4.1 at $2 input and $8 output per million tokens: 1000 * 2000 + 100 * 8000 nano-USD.
     assert cost == 1000 * 2000 + 100 * 8000
     assert source.startswith("genai-prices")
 
