@@ -201,3 +201,50 @@ def test_pairing_code_expires_and_is_single_use(team_server: TeamServer, tmp_pat
     assert team_server.cli("approve", pending["code"], check=False).returncode == 1
     machines = json.loads(team_server.cli("machines", "--json").stdout)
     assert any(m["name"] == "m2" and m["status"] == "active" for m in machines)
+
+
+def test_approve_and_revoke_on_the_admin_page(team_server: TeamServer) -> None:
+    import http.client
+
+    status, pending = team_server.api(
+        "POST",
+        "/v1/pairing",
+        {"machine_uid": "web-uid", "machine_name": "web-box", "user": "fay", "workspace": "web"},
+    )
+    assert status == 200
+
+    def form(path: str, body: str, origin: str | None = None) -> http.client.HTTPResponse:
+        connection = http.client.HTTPConnection("127.0.0.1", team_server.port, timeout=10)
+        headers = {
+            "content-type": "application/x-www-form-urlencoded",
+            "cookie": f"halton_admin={team_server.admin_token}",
+            "host": f"127.0.0.1:{team_server.port}",
+        }
+        if origin:
+            headers["origin"] = origin
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse()
+
+    # Another site's page cannot make the admin's browser approve a code.
+    refused = form("/admin/approve", f"code={pending['code']}", origin="https://evil.example")
+    assert refused.status == 403
+    answer = team_server.api(
+        "POST", f"/v1/pairing/{pending['code']}/poll", {"poll_secret": pending["poll_secret"]}
+    )[1]
+    assert answer["status"] == "pending"
+
+    done = form(
+        "/admin/approve", f"code={pending['code']}", origin=f"http://127.0.0.1:{team_server.port}"
+    )
+    assert done.status == 303 and "Approved%20web-box" in done.getheader("location", "")
+    answer = team_server.api(
+        "POST", f"/v1/pairing/{pending['code']}/poll", {"poll_secret": pending["poll_secret"]}
+    )[1]
+    assert answer["status"] == "approved"
+    status, who = team_server.api("GET", "/v1/whoami", token=answer["token"])
+    assert status == 200 and who["machine_name"] == "web-box"
+
+    done = form("/admin/revoke", f"machine={answer['machine_id']}")
+    assert done.status == 303 and "Revoked" in done.getheader("location", "")
+    status, who = team_server.api("GET", "/v1/whoami", token=answer["token"])
+    assert status == 401 and "revoked" in who["error"]

@@ -257,3 +257,52 @@ def test_pause_resume_and_disconnect(
         assert report["totals"]["requests"] == 2  # local reports keep working
     finally:
         meter.stop()
+
+
+def test_daemon_killed_after_the_server_stored_its_batch(
+    fake_upstream: FakeUpstream, new_team_server: Callable[[], TeamServer], tmp_path: Path
+) -> None:
+    """The machine crashes between the server's commit and its own note of it: on restart it
+    sends the batch again, and the server stores each row once."""
+    server = new_team_server()
+    meter = start_paired_meter(fake_upstream, tmp_path, server, WORKSPACE, "m1")
+    with psycopg.connect(server.dsn) as blocker:
+        blocker.execute("LOCK TABLE daily_rollups IN EXCLUSIVE MODE")
+        send_calls(meter, "crash", anthropic=6)
+        meter.wait_rows("crash", 6)
+        wait_for(
+            lambda: server.sql(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%%INSERT INTO ledger%%'"
+            ),
+            20,
+            "the batch in flight",
+        )
+        meter.process.kill()  # SIGKILL: the daemon never learns the answer
+        meter.process.wait(10)
+        blocker.rollback()  # now the server commits the batch
+    wait_synced(server, WORKSPACE, 6)
+    assert cloud_status(meter)["unsynced_rows"] == 6  # the machine does not know it was sent
+    restarted = start_meter_again(meter, fake_upstream)
+    try:
+        assert_exactly_once(restarted, server)
+        wait_for(lambda: cloud_status(restarted)["unsynced_rows"] == 0, 20, "caught up")
+    finally:
+        restarted.stop()
+
+
+def start_meter_again(meter: Meter, upstream: FakeUpstream) -> Meter:
+    """Restart a daemon on its own home, config and credentials."""
+    import subprocess
+
+    from tests.conftest import METER
+
+    process = subprocess.Popen(
+        [METER, "daemon"],
+        env=meter.run_env(),
+        stdout=meter.log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    state = meter.home / "daemon.json"
+    wait_for(lambda: state.exists() and json.loads(state.read_text())["pid"] == process.pid, 30)
+    return Meter(meter.home, meter.port, process, meter.log)

@@ -68,21 +68,29 @@ def server() -> None:
 @_config_option
 @click.option("--host", help="Bind address (default 127.0.0.1; put a TLS proxy in front).")
 @click.option("--port", type=int, help="Port (default 8780).")
-def run(config_file: Path | None, host: str | None, port: int | None) -> None:
+@click.option("--workers", type=int, help="Server processes (default 2).")
+def run(config_file: Path | None, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the API and pages until Ctrl-C/SIGTERM."""
-    settings = _settings(config_file, host=host, port=port)
+    settings = _settings(config_file, host=host, port=port, workers=workers)
     try:
         import uvicorn
 
-        from halton_meter.server.app import create_app
+        from halton_meter.server.settings import settings_to_environment
     except ImportError:
         _missing_extra()
         return
-    click.echo(f"Halton Meter team server on http://{settings.host}:{settings.port}", err=True)
+    click.echo(
+        f"Halton Meter team server on http://{settings.host}:{settings.port} "
+        f"({settings.workers} worker{'s' if settings.workers > 1 else ''})",
+        err=True,
+    )
+    settings_to_environment(settings)
     uvicorn.run(
-        create_app(settings),
+        "halton_meter.server.app:app_from_environment",
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
         log_level="warning",
         access_log=False,
     )

@@ -419,6 +419,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory in each worker process (`server run` set the settings)."""
+    from halton_meter.server.settings import settings_from_environment
+
+    return create_app(settings_from_environment())
+
+
 async def _json_body(request: Request, max_bytes: int) -> Any:
     """The request's JSON, refusing oversized bodies before reading them whole."""
     declared = request.headers.get("content-length")

@@ -11,9 +11,10 @@ pool_size = 10
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class ServerSettings:
     public_url: str = ""
     max_batch_rows: int = 1000
     pool_size: int = 10
+    workers: int = 2
 
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
@@ -41,6 +43,17 @@ class ServerSettings:
 _TYPES: dict[str, type] = {
     f.name: type(getattr(ServerSettings(), f.name)) for f in fields(ServerSettings)
 }
+
+
+SETTINGS_ENV = "HALTON_METER_SERVER_SETTINGS"  # how `server run` hands settings to its workers
+
+
+def settings_to_environment(settings: ServerSettings) -> None:
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+
+
+def settings_from_environment() -> ServerSettings:
+    return ServerSettings(**json.loads(os.environ[SETTINGS_ENV]))
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> ServerSettings:
@@ -76,6 +89,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> ServerSe
             f"no database: set {DSN_ENV} or `dsn` in the [server] table of a config file "
             f"(--config or {CONFIG_ENV})"
         )
+    if not 1 <= settings.workers <= 64:
+        raise ServerConfigError("server.workers must be between 1 and 64")
     if not 1 <= settings.max_batch_rows <= 10_000:
         raise ServerConfigError("server.max_batch_rows must be between 1 and 10000")
     return settings
