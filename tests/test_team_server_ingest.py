@@ -229,3 +229,33 @@ def test_rows_of_any_month_land_in_monthly_partitions(
         )
     )
     assert found == {rows[0]["id"]: "ledger_2025_02", rows[1]["id"]: "ledger_2025_03"}
+
+
+def test_project_requests_page_stably_while_rows_arrive(
+    team_server: TeamServer, machine: dict[str, Any]
+) -> None:
+    project = "paging"
+    rows = [row(project=project, requested_at=f"2026-11-21T10:00:0{i}.000Z") for i in range(5)]
+    assert post(team_server, machine, batch(machine, rows))[0] == 200
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        status, page = team_server.api(
+            "GET",
+            f"/v1/projects/{project}/requests?limit=2&workspace={WORKSPACE}&cursor={cursor}",
+            token=team_server.admin_token,
+        )
+        assert status == 200, page
+        seen += [item["id"] for item in page["requests"]]
+        if not seen[2:]:  # after the first page, a newer row arrives: it must not shift pages
+            newer = row(project=project, requested_at="2026-11-22T00:00:00.000Z")
+            assert post(team_server, machine, batch(machine, [newer]))[0] == 200
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"].replace("|", "%7C")
+    assert seen == [r["id"] for r in reversed(rows)]  # newest first, each once
+    first = team_server.admin(f"/v1/projects/{project}/requests?limit=1&workspace={WORKSPACE}")
+    item = first["requests"][0]
+    assert item["requested_at"] == "2026-11-22T00:00:00.000Z" and item["machine"] == "ingest"
+    assert item["cost_nanousd"] == 2_800_000 and item["cost_usd"] == "0.002800000"
+    assert item["cost_minor_units"] == 280

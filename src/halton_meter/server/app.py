@@ -279,6 +279,26 @@ def create_app(settings: ServerSettings) -> FastAPI:
             **found,
         }
 
+    @app.get("/v1/projects/{slug}/requests")
+    def team_project_requests(
+        request: Request,
+        slug: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        provider: str | None = None,
+        workspace: str = "default",
+    ) -> dict[str, Any]:
+        require_admin(request)
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "limit must be between 1 and 1000")
+        after = _parse_cursor(cursor)
+        with connection() as con:
+            rows = rollups.recent_requests(
+                con, workspace_id(workspace), slug, limit, after, provider
+            )
+        next_cursor = f"{rows[-1]['requested_at']}|{rows[-1]['id']}" if len(rows) == limit else None
+        return {"project": slug, "requests": rows, "next_cursor": next_cursor}
+
     @app.get("/v1/export.csv")
     def export_csv(
         request: Request,
@@ -450,6 +470,18 @@ async def _form(request: Request) -> dict[str, str]:
     if len(body) > 16384:
         raise ApiError(413, "form too large")
     return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+def _parse_cursor(cursor: str | None) -> tuple[Any, str] | None:
+    if not cursor:
+        return None
+    moment, _, row_id = cursor.partition("|")
+    try:
+        from halton_meter.server.ingest import parse_timestamp
+
+        return parse_timestamp(moment), row_id
+    except ValueError:
+        raise ApiError(400, "bad cursor; pass back next_cursor as given") from None
 
 
 def _jsonable(item: dict[str, Any]) -> dict[str, Any]:

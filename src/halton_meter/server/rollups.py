@@ -223,6 +223,78 @@ def grouped(
     return result
 
 
+REQUEST_COLUMNS = (
+    "id",
+    "requested_at",
+    "provider",
+    "api",
+    "model",
+    "model_requested",
+    "stream",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "web_search_requests",
+    "http_status",
+    "status",
+    "error_class",
+    "latency_ms",
+    "ttft_ms",
+    "tokens_complete",
+    "service_tier",
+    "project",
+    "cost_nanousd",
+    "price_source",
+    "machine_cost_nanousd",
+    "machine_price_source",
+)
+
+
+def recent_requests(
+    con: Connection,
+    workspace_id: str,
+    project: str,
+    limit: int,
+    cursor: tuple[datetime, str] | None = None,
+    provider: str | None = None,
+) -> list[dict[str, Any]]:
+    """A project's rows, newest first. The cursor is the last row's (requested_at, id), so
+    pages stay stable while rows arrive (new rows are newer than any cursor)."""
+    clauses = ["l.workspace_id = %s", "l.project = %s"]
+    params: list[Any] = [workspace_id, project]
+    if cursor is not None:
+        clauses.append("(l.requested_at, l.id) < (%s, %s)")
+        params.extend(cursor)
+    if provider is not None:
+        clauses.append("l.provider = %s")
+        params.append(provider)
+    columns = ", ".join(f"l.{name}" for name in REQUEST_COLUMNS)
+    sql = (
+        f"SELECT {columns}, m.name FROM ledger l JOIN machines m ON m.id = l.machine_id "
+        f"WHERE {' AND '.join(clauses)} ORDER BY l.requested_at DESC, l.id DESC LIMIT %s"
+    )
+    result = []
+    for row in con.execute(sql, [*params, limit]).fetchall():
+        item = dict(zip(REQUEST_COLUMNS, row[:-1], strict=True))
+        item["requested_at"] = _ledger_time(item["requested_at"])
+        item["machine"] = row[-1]
+        for name in ("cost", "machine_cost"):
+            value = item[f"{name}_nanousd"]
+            item[f"{name}_usd"] = usd_string(value)
+            item[f"{name}_minor_units"] = None if value is None else minor_units(value)
+        result.append(item)
+    return result
+
+
+def _ledger_time(moment: datetime) -> str:
+    from halton_meter.timewindow import ledger_timestamp
+
+    return ledger_timestamp(moment)
+
+
 def to_csv(rows: list[dict[str, Any]], group_by: list[str]) -> str:
     out = io.StringIO()
     names = [*group_by, *measures({})]
