@@ -167,7 +167,12 @@ class Meter:
 
 
 def write_meter_config(
-    home: Path, port: int, upstream: FakeUpstream, extra: str = "", upstream_extra: str = ""
+    home: Path,
+    port: int,
+    upstream: FakeUpstream,
+    extra: str = "",
+    upstream_extra: str = "",
+    daemon_extra: str = "",
 ) -> None:
     resolve = "\n".join(f'"{host}:443" = "127.0.0.1:{upstream.port}"' for host in UPSTREAM_HOSTS)
     home.mkdir(parents=True, exist_ok=True)
@@ -176,6 +181,7 @@ def write_meter_config(
 proxy_port = {port}
 internal_port = {free_port()}
 api_port = {free_port()}
+{daemon_extra}
 
 [upstream]
 ca_bundle = "{upstream.pki.ca_cert}"
@@ -189,10 +195,14 @@ ca_bundle = "{upstream.pki.ca_cert}"
 
 
 def start_meter(
-    home: Path, upstream: FakeUpstream, extra_config: str = "", upstream_extra: str = ""
+    home: Path,
+    upstream: FakeUpstream,
+    extra_config: str = "",
+    upstream_extra: str = "",
+    daemon_extra: str = "",
 ) -> Meter:
     port = free_port()
-    write_meter_config(home, port, upstream, extra_config, upstream_extra)
+    write_meter_config(home, port, upstream, extra_config, upstream_extra, daemon_extra)
     log = home / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HALTON_METER_HOME"] = str(home)

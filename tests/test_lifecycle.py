@@ -10,6 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
@@ -24,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from halton_meter.lifecycle import shell
+from halton_meter.ledger.schema import migrate
+from halton_meter.lifecycle import install, shell
 from halton_meter.lifecycle.supervisor import process_alive
 from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
 
@@ -94,6 +98,18 @@ class Install:
             ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30
         )
 
+    def profile_variable(self, name: str, **extra: str) -> str:
+        """What a new login shell (dash, sourcing ~/.profile) sees in a variable."""
+        done = subprocess.run(
+            ["sh", "-c", f'. "$HOME/.profile" && printf %s "${name}"'],
+            env={**self.env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
     def pids(self) -> set[int]:
         found = set()
         for name in ("edge.json", "daemon.json", "edge.pid", "daemon.pid"):
@@ -121,6 +137,8 @@ def make_install(
         (user_home / "dotfiles").mkdir()
         (user_home / "dotfiles" / "zshrc").write_text("setopt autocd\n")
         (user_home / ".zshrc").symlink_to(user_home / "dotfiles" / "zshrc")  # a dotfile manager
+        (user_home / ".config" / "fish").mkdir(parents=True)
+        (user_home / ".config" / "fish" / "config.fish").write_text("set -gx EDITOR vim\n")
     resolve = "\n".join(f'"{host}:443" = "127.0.0.1:{upstream.port}"' for host in UPSTREAM_HOSTS)
     proxy = f"proxy_port = {free_port()}\n" if pin_proxy else ""
     (home / "config.toml").write_text(
@@ -186,6 +204,69 @@ def test_env_block_is_replaced_in_place_and_removed_cleanly(tmp_path: Path) -> N
 # --- one installation, through its life ----------------------------------------------------
 
 
+TAGGED = "http://acme%2Fweb%3A1:meter@127.0.0.1:8081"  # project "acme/web:1", URL-safe
+
+
+@pytest.mark.parametrize(
+    ("shell_name", "script"),
+    [
+        # A login shell reads the file; HALTON_PROJECT already set is used at once.
+        ("sh", '. "$F"; printf "%s|%s" "$HTTPS_PROXY" "$NO_PROXY"'),
+        # bash and zsh re-read HALTON_PROJECT before each prompt (hook run by hand here).
+        (
+            "bash",
+            '. "$F"; unset HALTON_PROJECT; eval "$PROMPT_COMMAND"; a=$HTTPS_PROXY; '
+            'HALTON_PROJECT="acme/web:1"; eval "$PROMPT_COMMAND"; '
+            'printf "%s|%s" "$a" "$HTTPS_PROXY"',
+        ),
+        (
+            "zsh",
+            'source "$F"; unset HALTON_PROJECT; for f in $precmd_functions; do $f; done; '
+            'a=$HTTPS_PROXY; HALTON_PROJECT="acme/web:1"; for f in $precmd_functions; do $f; done; '
+            'printf "%s|%s" "$a" "$HTTPS_PROXY"',
+        ),
+        # fish follows the variable as soon as it changes.
+        (
+            "fish",
+            "source $F; set -e HALTON_PROJECT; set a $HTTPS_PROXY; "
+            'set -g HALTON_PROJECT "acme/web:1"; printf "%s|%s" $a $HTTPS_PROXY',
+        ),
+    ],
+)
+def test_env_blocks_follow_halton_project_in_every_shell(
+    tmp_path: Path, shell_name: str, script: str
+) -> None:
+    if shutil.which(shell_name) is None:
+        pytest.skip(f"{shell_name} is not installed (scripts/test installs it)")
+    target = tmp_path / ("config.fish" if shell_name == "fish" else ".profile")
+    bundle = Path("/x/ca bundle.pem")
+    text = shell.block_for(target, 8081, bundle)
+    target.write_text(text + text.replace(shell.BEGIN, "# again\n" + shell.BEGIN))  # twice
+    env = {"PATH": os.environ["PATH"], "F": str(target), "NO_PROXY": "corp.example"}
+    if shell_name == "sh":
+        env["HALTON_PROJECT"] = "acme/web:1"
+    done = subprocess.run(
+        [shell_name, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    if shell_name == "sh":
+        assert done.stdout == f"{TAGGED}|corp.example,localhost,127.0.0.1,::1"
+    else:
+        assert done.stdout == f"http://127.0.0.1:8081|{TAGGED}"
+    ca = subprocess.run(
+        [
+            shell_name,
+            "-c",
+            f'{"source" if shell_name != "sh" else "."} "$F"; echo "$SSL_CERT_FILE"',
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert ca.stdout.strip() == str(bundle)
+
+
 def test_init_then_status_is_healthy(installed: Install) -> None:
     code, report = installed.status()
     assert code == 0, report
@@ -198,12 +279,13 @@ def test_init_then_status_is_healthy(installed: Install) -> None:
     assert daemon["healthy"] and daemon["pid"] and daemon["version"]
     text = installed.meter("status")
     assert text.returncode == 0 and "no systemd user manager" in text.stdout
-    profile = (installed.user_home / ".profile").read_text()
-    assert f"HTTPS_PROXY=http://127.0.0.1:{ports['proxy_port']}" in profile
+    assert installed.profile_variable("HTTPS_PROXY") == f"http://127.0.0.1:{ports['proxy_port']}"
     bashrc = (installed.user_home / ".bashrc").read_text()
     assert bashrc.startswith("# the user's own\nexport FOO=1\n") and shell.BEGIN in bashrc
     zshrc = installed.user_home / ".zshrc"
     assert zshrc.is_symlink() and shell.BEGIN in zshrc.resolve().read_text()
+    fish = (installed.user_home / ".config" / "fish" / "config.fish").read_text()
+    assert fish.startswith("set -gx EDITOR vim\n") and "set -gx $name $url" in fish
     for unit in UNITS:
         text_unit = (installed.unit_dir / unit).read_text()
         assert f"ExecStart={METER} " in text_unit
@@ -275,10 +357,38 @@ def test_second_init_changes_nothing(installed: Install) -> None:
     assert _managed(installed) == before
 
 
+def test_the_self_test_meters_a_request_and_tunnels_a_connection(installed: Install) -> None:
+    """Each init ends with a request through the edge to the daemon's test endpoint, recorded
+    as a free row, and a tunnelled non-LLM connection that the edge counts."""
+    before = install.edge_status(installed.ports()["proxy_port"])
+    assert before is not None
+    result = installed.init()
+    step = result["steps"][-1]
+    assert (step["step"], step["outcome"]) == ("self-test", "ok"), step
+    match = re.search(r"row ([0-9a-f]{24})", step["detail"])
+    assert match, step
+    con = sqlite3.connect(installed.home / "db.sqlite")
+    try:
+        row = con.execute(
+            "SELECT provider, api, project, cost_nanousd, status, user_agent FROM requests "
+            "WHERE id = ?",
+            (match[1],),
+        ).fetchone()
+    finally:
+        con.close()
+    assert row == ("halton-meter", "self-test", "halton-meter", 0, "ok", "halton-meter-init")
+    after = install.edge_status(installed.ports()["proxy_port"])
+    assert after is not None
+    counted = {k: after["counters"][k] - before["counters"][k] for k in ("handed_off", "tunnelled")}
+    assert counted == {"handed_off": 1, "tunnelled": 1}, counted
+
+
 def test_doctor_finds_and_explains_each_injected_fault(installed: Install) -> None:
     done = installed.meter("doctor", "--json")
     report = json.loads(done.stdout)
     assert (done.returncode, report["verdict"]) == (0, "HEALTHY"), report
+    assert (report["executable"], report["home"]) == (METER, str(installed.home))
+    assert report["version"] == installed.meter("--version").stdout.split()[-1]
     key = installed.home / "mitmproxy" / "mitmproxy-ca.pem"
     profile = installed.user_home / ".profile"
     unit = installed.unit_dir / "halton-meter.service"
@@ -312,6 +422,43 @@ def test_doctor_finds_and_explains_each_injected_fault(installed: Install) -> No
         result = installed.init()
     assert {Path(p).name for p in result["written"]} == {".profile", unit.name}, result
     assert result["restarted"] == []
+
+
+def test_doctor_fix_repairs_the_safe_faults_and_leaves_the_rest(installed: Install) -> None:
+    key = installed.home / "mitmproxy" / "mitmproxy-ca.pem"
+    profile = installed.user_home / ".profile"
+    unit = installed.unit_dir / "halton-meter-edge.service"
+    bundle = installed.home / "ca-bundle.pem"
+    port = installed.ports()["proxy_port"]
+    good = {path: path.read_bytes() for path in (profile, unit, bundle)}
+    assert installed.meter("stop").returncode == 0
+    key.chmod(0o640)
+    profile.write_text(profile.read_text().replace(f":{port}", ":1"))
+    unit.write_text(unit.read_text().replace(f"ExecStart={METER}", "ExecStart=/gone/halton-meter"))
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nnot ours\n-----END CERTIFICATE-----\n")
+    env = {**installed.env, "SSL_CERT_FILE": str(installed.home / "missing.pem")}
+    done = subprocess.run(
+        [METER, "doctor", "--fix", "--json"], env=env, capture_output=True, text=True, timeout=90
+    )
+    report = json.loads(done.stdout)
+    fixes = {f["check"]: f["outcome"] for f in report["fixes"]}
+    assert fixes == {
+        "ca_permissions": "fixed",
+        "ca_bundle": "fixed",
+        "daemon": "fixed",
+        "env_block:.profile": "fixed",
+        "unit:halton-meter-edge.service": "fixed",
+    }, report["fixes"]
+    # The stale variable is in the caller's own shell: only the person can unset it.
+    failed = [c for c in report["checks"] if c["status"] != "ok"]
+    assert [(c["check"], c["auto_fix"]) for c in failed] == [("env:SSL_CERT_FILE", False)]
+    assert (done.returncode, report["verdict"]) == (2, "BROKEN")
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert {path: path.read_bytes() for path in good} == good
+    code, status = installed.status()
+    assert code == 0 and status["components"]["daemon"]["healthy"], status
+    again = installed.meter("doctor", "--fix", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["fixes"] == []
 
 
 def test_generated_units_pass_systemd_analyze(installed: Install, tmp_path: Path) -> None:
@@ -356,6 +503,8 @@ def test_uninstall_removes_blocks_units_and_stops_everything(installed: Install)
     assert not (installed.user_home / ".profile").exists()  # init created it
     zshrc = installed.user_home / ".zshrc"
     assert zshrc.is_symlink() and zshrc.read_text() == "setopt autocd\n"
+    fish = installed.user_home / ".config" / "fish" / "config.fish"
+    assert fish.read_text() == "set -gx EDITOR vim\n"
     assert not any((installed.unit_dir / unit).exists() for unit in UNITS)
     assert not (installed.home / "system_state.json").exists()
     assert (installed.home / "db.sqlite").exists()  # the ledger stays
@@ -393,6 +542,8 @@ def _hold(port: int) -> socket.socket:
     """Listen on `port`; when another program holds it for good (a meter of another session),
     that is just as good, but a holder that comes and goes (another test) is waited for."""
     holder = socket.socket()
+    # Like the edge: connections of an earlier test in TIME_WAIT must not look like a holder.
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     deadline = time.monotonic() + 5
     while True:
         try:
@@ -421,6 +572,18 @@ def test_a_default_port_held_by_another_program_gets_a_recorded_fallback_that_ru
         done = setup.meter("run", "--", "sh", "-c", 'echo "$HTTPS_PROXY"')
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"http://127.0.0.1:{chosen}"
+        holder.close()
+        # The default is free again: init keeps the recorded port (shells use it) ...
+        again = setup.init("--non-interactive", apps=False)
+        assert setup.ports()["proxy_port"] == chosen and not again["changed"], again
+        # ... until --clean starts over: default ports, the processes restarted on them.
+        clean = setup.init("--clean", "--non-interactive")
+        assert clean["ok"] and clean["restarted"] == ["edge", "daemon"], clean
+        assert clean["started"] == [] and clean["fallbacks"] == {}
+        assert setup.ports()["proxy_port"] == 8081
+        assert json.loads((setup.home / "edge.json").read_text())["port"] == 8081
+        assert setup.profile_variable("HTTPS_PROXY") == "http://127.0.0.1:8081"
+        assert [s["step"] for s in clean["steps"]][:4] == ["home", "snapshot", "clean", "ca"]
     finally:
         holder.close()
         setup.kill_all()
@@ -472,9 +635,41 @@ def test_a_failed_init_puts_back_what_it_changed_and_stops_what_it_started(
             assert not (setup.home / name).exists(), name
         assert not (setup.user_home / ".profile").exists()
         assert not (setup.home / "edge.json").exists()
-        port = int(result["steps"][3]["detail"].split()[1].rstrip(","))  # "edge N, daemon …"
+        ports_step = next(s for s in result["steps"] if s["step"] == "ports")
+        port = int(ports_step["detail"].split()[1].rstrip(","))  # "edge N, daemon …"
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 1):
             pass  # the edge this run started is gone
+    finally:
+        setup.kill_all()
+
+
+def test_a_failed_self_test_puts_everything_back(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The daemon starts, but its ledger refuses every row (a trigger stands in for a ledger
+    another program broke): the self-test's request is answered and never recorded, so init
+    fails at the self-test and leaves config, shell files and units as they were."""
+    setup = make_install(tmp_path, fake_upstream)
+    ledger = sqlite3.connect(setup.home / "db.sqlite")
+    migrate(ledger)
+    ledger.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON requests BEGIN SELECT RAISE(ABORT, 'no'); END"
+    )
+    ledger.close()
+    kept = [setup.user_home / ".bashrc", setup.user_home / "dotfiles" / "zshrc"]
+    before = {p: p.read_bytes() for p in [*kept, setup.home / "config.toml"]}
+    try:
+        done = setup.meter("init", "--json", "--apps")
+        assert done.returncode == 1
+        result = json.loads(done.stdout)
+        assert result["error"].startswith("self-test: self-test failed: the test request"), result
+        assert "never reached" in result["error"]
+        assert {p: p.read_bytes() for p in before} == before
+        assert not setup.unit_dir.exists() or not any(setup.unit_dir.iterdir())
+        for name in ("effective-ports.json", "system_state.json", "ca-bundle.pem"):
+            assert not (setup.home / name).exists(), name
+        assert not (setup.user_home / ".profile").exists()
+        assert not setup.pids(), "what init started is stopped"
     finally:
         setup.kill_all()
 
@@ -510,6 +705,50 @@ elif args[1] == "stop" or args[1:3] == ["disable", "--now"]:
 """
 
 
+FAKE_LOGINCTL = """#!{python}
+# A stand-in for loginctl: linger is off; each call is logged.
+import os, sys
+with open(os.environ["FAKE_LOGINCTL_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "show-user":
+    print("Linger=no")
+"""
+
+
+def _run_in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal, answering yes to each [Y/n] question."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.execvpe(command[0], command, env)
+    output, answered, status = b"", 0, None
+    deadline = time.monotonic() + 90
+    try:
+        # Until the child exits: processes it started may keep the terminal open after it.
+        while status is None and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):  # the terminal closed
+                    output += os.read(fd, 4096)
+                if output.count(b"[Y/n]") > answered:
+                    os.write(fd, b"y\n")
+                    answered += 1
+            finished, code = os.waitpid(pid, os.WNOHANG)
+            status = code if finished else None
+        while select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(fd)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
 def test_with_a_systemd_user_manager_the_units_are_used(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -519,6 +758,11 @@ def test_with_a_systemd_user_manager_the_units_are_used(
     fake.write_text(FAKE_SYSTEMCTL.format(python=os.path.realpath(sys.executable)))
     fake.chmod(0o755)
     calls = tmp_path / "systemctl.log"
+    loginctl = fake.parent / "loginctl"
+    lingers = tmp_path / "loginctl.log"
+    loginctl.write_text(FAKE_LOGINCTL.format(python=os.path.realpath(sys.executable)))
+    loginctl.chmod(0o755)
+    setup.env["FAKE_LOGINCTL_LOG"] = str(lingers)
     del setup.env["HALTON_METER_SUPERVISOR"]
     setup.env["PATH"] = f"{fake.parent}{os.pathsep}{setup.env['PATH']}"
     setup.env["FAKE_SYSTEMCTL_LOG"] = str(calls)
@@ -538,6 +782,14 @@ def test_with_a_systemd_user_manager_the_units_are_used(
         assert done.returncode == 0, done.stderr
         assert calls.read_text().splitlines()[-1] == "--user stop halton-meter.service"
         wait_for(lambda: setup.status()[0] == 1, 15, "the daemon to stop")
+        # Linger is off: a non-interactive init advises; on a terminal, init asks and enables.
+        assert "loginctl enable-linger" in result["steps"][-2]["detail"]
+        assert not any("enable-linger" in line for line in lingers.read_text().splitlines())
+        code, output = _run_in_terminal([METER, "init", "--no-shell-rc"], setup.env)
+        assert code == 0, output
+        assert "Keep the meter running after you log out" in output
+        assert "linger enabled" in output, output
+        assert lingers.read_text().splitlines()[-1].startswith("enable-linger ")
     finally:
         setup.kill_all()
     assert "--user disable --now halton-meter.service halton-meter-edge.service" in (

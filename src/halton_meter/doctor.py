@@ -2,6 +2,10 @@
 
 Verdict: HEALTHY (all pass), INCONSISTENT (traffic flows, but something drifted or metering is
 off: re-running `init` or `start` fixes it), BROKEN (clients fail or nothing can be recorded).
+
+`--fix` applies the safe repairs: ones that only restore what `init` would write or start (key
+permissions, the CA bundle, an env block already in a file, a unit, a stopped edge or daemon).
+It never stops another program, makes a new CA, or changes a file `init` did not write.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import os
 import shlex
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,17 @@ from halton_meter.config import Config
 from halton_meter.lifecycle import ca, linux, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES
 from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
-from halton_meter.lifecycle.ports import listening, port_free, read_effective
-from halton_meter.lifecycle.supervisor import DAEMON, EDGE, launcher, running_pid
+from halton_meter.lifecycle.ports import listening, port_free, read_effective, write_atomic
+from halton_meter.lifecycle.supervisor import (
+    DAEMON,
+    EDGE,
+    Component,
+    SystemdSupervisor,
+    choose_supervisor,
+    launcher,
+    running_pid,
+    systemctl,
+)
 from halton_meter.paths import Paths
 
 OK, INCONSISTENT, BROKEN = "ok", "inconsistent", "broken"
@@ -35,9 +49,85 @@ class Check:
     severity: str  # ok, inconsistent, broken
     detail: str
     fix: str | None = None
+    # What `--fix` may do about it on its own (None: only the person can, with `fix`).
+    repair: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     def as_json(self) -> dict[str, Any]:
-        return {"check": self.name, "status": self.severity, "detail": self.detail, "fix": self.fix}
+        return {
+            "check": self.name,
+            "status": self.severity,
+            "detail": self.detail,
+            "fix": self.fix,
+            "auto_fix": self.repair is not None,
+        }
+
+
+def _chmod_ca(folder: Path, key: Path) -> Callable[[], None]:
+    def repair() -> None:
+        os.chmod(folder, 0o700)
+        os.chmod(key, 0o600)
+
+    return repair
+
+
+def _rebuild_bundle(config: Config, paths: Paths) -> Callable[[], None]:
+    def repair() -> None:
+        ca.write_client_bundle(config, paths)
+
+    return repair
+
+
+def _start(component: Component, paths: Paths, *, restart: bool = False) -> Callable[[], None]:
+    def repair() -> None:
+        supervisor = choose_supervisor()
+        if restart:
+            supervisor.stop(component, paths)
+        supervisor.start(component, paths)
+
+    return repair
+
+
+def _rewrite_block(path: Path, block: str) -> Callable[[], None]:
+    def repair() -> None:
+        write_atomic(path, shell.with_block(path.read_text(errors="replace"), block).encode())
+
+    return repair
+
+
+def _rewrite_unit(path: Path, text: str) -> Callable[[], None]:
+    def repair() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text.encode())
+        if isinstance(choose_supervisor(), SystemdSupervisor):
+            systemctl("daemon-reload", check=False)
+
+    return repair
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    check: str
+    outcome: str  # "fixed" or "failed"
+    detail: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"check": self.check, "outcome": self.outcome, "detail": self.detail}
+
+
+def apply_fixes(checks: list[Check]) -> list[Repair]:
+    """Run every safe repair of a failed check: files first, then processes, edge first."""
+    order = {"edge": 1, "daemon": 2, "migrations": 3}
+    failed = [c for c in checks if c.severity != OK and c.repair is not None]
+    done = []
+    for check in sorted(failed, key=lambda c: order.get(c.name, 0)):
+        assert check.repair is not None
+        try:
+            check.repair()
+        except Exception as error:  # one failed repair must not stop the others
+            done.append(Repair(check.name, "failed", str(error)))
+        else:
+            done.append(Repair(check.name, "fixed", check.fix or ""))
+    return done
 
 
 def _init_fix(paths: Paths) -> str:
@@ -67,14 +157,15 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
             if loose:
                 fix = f"chmod 700 {shlex.quote(str(folder))} && chmod 600 {shlex.quote(str(key))}"
                 detail = "; ".join(loose) + " (readable by others)"
-                add(Check("ca_permissions", BROKEN, detail, fix))
+                add(Check("ca_permissions", BROKEN, detail, fix, _chmod_ca(folder, key)))
             else:
                 add(Check("ca_permissions", OK, "key 0600, folder 0700"))
     bundle = paths.ca_bundle
+    rebuild = _rebuild_bundle(config, paths) if key.exists() else None
     if not bundle.exists():
-        add(Check("ca_bundle", BROKEN, f"{bundle} is missing", init))
+        add(Check("ca_bundle", BROKEN, f"{bundle} is missing", init, rebuild))
     elif cert.exists() and cert.read_bytes().strip() not in bundle.read_bytes():
-        add(Check("ca_bundle", BROKEN, f"{bundle} does not hold the meter's CA", init))
+        add(Check("ca_bundle", BROKEN, f"{bundle} does not hold the meter's CA", init, rebuild))
     else:
         add(Check("ca_bundle", OK, f"{bundle} holds the meter's CA"))
 
@@ -96,7 +187,8 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
             )
         )
     else:
-        add(Check("edge", BROKEN, f"nothing answers on 127.0.0.1:{ports.proxy_port}", init))
+        detail = f"nothing answers on 127.0.0.1:{ports.proxy_port}"
+        add(Check("edge", BROKEN, detail, init, _start(EDGE, paths)))
     daemon_pid = running_pid(DAEMON, paths)
     if daemon_pid is not None and listening(ports.internal_port):
         add(Check("daemon", OK, f"pid {daemon_pid} listens on 127.0.0.1:{ports.internal_port}"))
@@ -111,12 +203,13 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
         )
     else:
         start = init.removesuffix(" init") + " start"
-        add(Check("daemon", INCONSISTENT, "the daemon is down: traffic is not metered", start))
+        detail = "the daemon is down: traffic is not metered"
+        add(Check("daemon", INCONSISTENT, detail, start, _start(DAEMON, paths)))
 
     # What init wrote: shell blocks and units, against what it would write now.
-    want_block = shell.env_block(ports.proxy_port, bundle)
     for path in shell.shell_files(user_home):
         text = path.read_text(errors="replace") if path.exists() else ""
+        want_block = shell.block_for(path, ports.proxy_port, bundle)
         if shell.has_block(text) and shell.with_block(text, want_block) != text:
             add(
                 Check(
@@ -124,21 +217,25 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
                     INCONSISTENT,
                     f"the block in {path} does not match the ports or CA bundle in use",
                     init,
+                    _rewrite_block(path, want_block),
                 )
             )
     if state_path(paths).exists():
         command = launcher()
         for component, path in linux.unit_files().items():
             name = f"unit:{component.unit}"
+            want = linux.unit_text(component, command, paths)
             if not path.exists():
-                add(Check(name, INCONSISTENT, f"{path} is missing", init))
-            elif path.read_text() != linux.unit_text(component, command, paths):
+                repair = _rewrite_unit(path, want)
+                add(Check(name, INCONSISTENT, f"{path} is missing", init, repair))
+            elif path.read_text() != want:
                 add(
                     Check(
                         name,
                         INCONSISTENT,
                         f"{path} does not run this halton-meter ({command[0]})",
                         init,
+                        _rewrite_unit(path, want),
                     )
                 )
             else:
@@ -193,6 +290,7 @@ def _ledger_checks(paths: Paths) -> list[Check]:
                         INCONSISTENT,
                         f"ledger at migration {version}, this release has {LATEST_VERSION}",
                         "halton-meter restart  # the daemon migrates on start",
+                        _start(DAEMON, paths, restart=True),
                     )
                 )
             else:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from halton_meter.ledger.queries import Window
 from halton_meter.pricing import PriceOverride, price_call
+from halton_meter.providers import SELF_TEST_API
 from halton_meter.providers.base import Usage
 
 _COLUMNS = (
@@ -125,6 +126,8 @@ def _price(
     """The same decision the capture layer makes at write time, from the stored row."""
     if row["host"] == CODE_ASSIST_HOST:
         return None, None  # billed by subscription, not per token
+    if row["api"] == SELF_TEST_API:
+        return 0, SELF_TEST_API  # init's self-test: answered by the meter itself, free
     usage = Usage(**{name: _int(row[name]) for name in Usage.__slots__})
     tier = row["service_tier"] if isinstance(row["service_tier"], str) else None
     moment = datetime.fromisoformat(str(row["requested_at"]).replace("Z", "+00:00"))

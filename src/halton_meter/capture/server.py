@@ -33,6 +33,7 @@ from mitmproxy.master import Master
 from halton_meter import __version__, providers
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
+from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
@@ -141,6 +142,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         dns_resolver.DnsResolver(),
         next_layer.NextLayer(),
         tlsconfig.TlsConfig(),
+        SelfTestAddon(writer.submit),
         # Before UpstreamAuth: we strip the client's Proxy-Authorization (it names a project),
         # then UpstreamAuth may add the corporate proxy's own.
         addon,

@@ -6,7 +6,6 @@ Exit codes (docs/cli.md): 0 success, 1 failure at run time, 2 bad usage, 3 inval
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -70,14 +69,3 @@ def main() -> None:
         for command in module.COMMANDS:
             cli.add_command(command)
     cli(prog_name="halton-meter")
-
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if level != "debug":
-        # mitmproxy logs every connection at INFO: noise for users, and work on the hot path.
-        logging.getLogger("mitmproxy").setLevel(logging.WARNING)

@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from halton_meter.cli import EXIT_FAILURE, Context, pass_context, setup_logging
+from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle.ports import effective_config
+from halton_meter.logs import log_path, setup_process_logging
 
 
 @click.command()
@@ -21,7 +22,7 @@ from halton_meter.lifecycle.ports import effective_config
 def daemon(ctx: Context, behind_edge: bool) -> None:
     """Run the metering proxy in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     config = effective_config(ctx.config, ctx.paths)  # effective-ports.json wins
-    setup_logging(config.daemon.log_level)
+    setup_process_logging("daemon", log_path(ctx.paths.logs, "daemon"), config.daemon.log_level)
     port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     click.echo(
         f"Halton Meter proxy on http://127.0.0.1:{port}, ledger {ctx.paths.ledger}. "

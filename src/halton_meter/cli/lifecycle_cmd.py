@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle import install
 from halton_meter.lifecycle.ports import effective_config
@@ -23,9 +24,10 @@ from halton_meter.lifecycle.supervisor import (
     NO_MANAGER,
     SupervisorError,
     choose_supervisor,
+    launcher,
 )
 
-STEPS = ("home", "snapshot", "ca", "ports", "shell", "units", "start", "self-test")
+STEPS = ("home", "snapshot", "clean", "ca", "ports", "shell", "units", "start", "self-test")
 MARKS = {
     "ok": "[green]✓[/]",
     "changed": "[cyan]✓[/]",
@@ -43,11 +45,25 @@ def _err() -> Console:
 @click.option(
     "--apps",
     is_flag=True,
-    help="Also export the proxy and CA variables to new shells (~/.bashrc, ~/.zshrc, ~/.profile).",
+    help="Also export the proxy and CA variables to new shells (~/.bashrc, ~/.zshrc, "
+    "~/.profile, fish's config.fish).",
 )
 @click.option("--no-shell-rc", is_flag=True, help="With --apps: leave the shell files alone.")
+@click.option(
+    "--non-interactive",
+    is_flag=True,
+    help="Ask nothing (the default when not on a terminal): proceed, and only advise.",
+)
+@click.option(
+    "--clean",
+    is_flag=True,
+    help="Start from a clean slate: stop both processes, remove the generated files and shell "
+    "blocks, choose the ports anew. Keeps the ledger, config, CA and snapshot.",
+)
 @pass_context
-def init(ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool) -> None:
+def init(
+    ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool, non_interactive: bool, clean: bool
+) -> None:
     """Set up and start the meter: CA, ports, shell variables, services, self-test.
 
     Safe to run again at any time (after an upgrade, it points the services at the new
@@ -56,20 +72,40 @@ def init(ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool) -> None:
     console = _err()
     # Plain `init` changes no shell file; `--apps` adds the marked block (issue 4).
     shell_rc = apps and not no_shell_rc
+    steps = [s for s in STEPS if clean or s != "clean"]
+    interactive = not (non_interactive or as_json) and sys.stdin.isatty() and sys.stderr.isatty()
+    status = console.status("Setting up Halton Meter…")
+
+    def confirm(question: str) -> bool:
+        status.stop()  # the spinner would overwrite the question
+        try:
+            return click.confirm(question, default=True, err=True)
+        finally:
+            status.start()
 
     def progress(step: str, outcome: str, detail: str) -> None:
         if not as_json:
-            number = STEPS.index(step) + 1 if step in STEPS else 0
+            number = steps.index(step) + 1 if step in steps else 0
             mark = MARKS.get(outcome, "?")
             console.print(
-                f"{mark} [bold]{number}/{len(STEPS)} {step}[/]: {escape(detail)}", soft_wrap=True
+                f"{mark} [bold]{number}/{len(steps)} {step}[/]: {escape(detail)}", soft_wrap=True
             )
 
+    def run(report: install.Progress) -> install.InitResult:
+        return install.run_init(
+            ctx.config,
+            ctx.paths,
+            shell_rc=shell_rc,
+            clean=clean,
+            confirm=confirm if interactive else None,
+            progress=report,
+        )
+
     if as_json:
-        result = install.run_init(ctx.config, ctx.paths, shell_rc=shell_rc)
+        result = run(install.no_progress)
     else:
-        with console.status("Setting up Halton Meter…"):
-            result = install.run_init(ctx.config, ctx.paths, shell_rc=shell_rc, progress=progress)
+        with status:
+            result = run(progress)
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     elif result.error is None:
@@ -208,23 +244,42 @@ def uninstall(ctx: Context, purge: bool, include_logs: bool, graceful: bool, yes
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--fix", "fix", is_flag=True, help="Apply the safe fixes, then check again.")
 @pass_context
-def doctor(ctx: Context, as_json: bool) -> None:
+def doctor(ctx: Context, as_json: bool, fix: bool) -> None:
     """Check the installation; each failure comes with one command that fixes it.
 
     Exit 0 HEALTHY, 1 INCONSISTENT (traffic flows, something drifted or is not metered),
-    2 BROKEN (clients fail or nothing can be recorded).
+    2 BROKEN (clients fail or nothing can be recorded). With --fix, the verdict is the one
+    after the fixes.
     """
     from halton_meter import doctor as checks
 
     found = checks.run_checks(ctx.config, ctx.paths)
+    repairs: list[checks.Repair] = []
+    if fix:
+        repairs = checks.apply_fixes(found)
+        if repairs:
+            found = checks.run_checks(ctx.config, ctx.paths)
     verdict = checks.verdict(found)
     code = checks.EXIT_CODES[verdict]
     if as_json:
-        report = {"verdict": verdict, "exit_code": code, "checks": [c.as_json() for c in found]}
+        report: dict[str, object] = {
+            "verdict": verdict,
+            "exit_code": code,
+            "version": __version__,
+            "executable": launcher()[0],
+            "home": str(ctx.paths.home),
+            "checks": [c.as_json() for c in found],
+        }
+        if fix:
+            report["fixes"] = [r.as_json() for r in repairs]
         click.echo(json.dumps(report, indent=2))
         sys.exit(code)
     console = Console(highlight=False)
+    for repair in repairs:
+        mark = "[green]fixed[/]" if repair.outcome == "fixed" else "[red]fix failed[/]"
+        console.print(f"{mark} {escape(repair.check)}: {escape(repair.detail)}", soft_wrap=True)
     colours = {"ok": "green", "inconsistent": "yellow", "broken": "red"}
     for check in found:
         colour = colours[check.severity]
@@ -233,7 +288,8 @@ def doctor(ctx: Context, as_json: bool) -> None:
             soft_wrap=True,
         )
         if check.fix:
-            console.print(f"{'fix:':>12} {escape(check.fix)}", soft_wrap=True)
+            auto = " (doctor --fix does this)" if check.repair and not fix else ""
+            console.print(f"{'fix:':>12} {escape(check.fix)}{auto}", soft_wrap=True)
     colour = {"HEALTHY": "green", "INCONSISTENT": "yellow", "BROKEN": "red"}[verdict]
     console.print(f"[bold {colour}]{verdict}[/]")
     sys.exit(code)

@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from halton_meter import __version__
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, linux, shell
+from halton_meter.lifecycle import ca, linux, selftest, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES
 from halton_meter.lifecycle.ports import (
     Ports,
@@ -56,13 +57,14 @@ from halton_meter.paths import Paths, ensure_home
 STATE_FILE = "system_state.json"
 SELF_TEST_TIMEOUT = 10.0
 Progress = Callable[[str, str, str], None]  # (step, outcome, detail)
+Confirm = Callable[[str], bool]  # a yes/no question to the person running init
 
 
 class InitError(RuntimeError):
     """A step failed; what this run changed has been put back."""
 
 
-def _noop(step: str, outcome: str, detail: str) -> None:
+def no_progress(step: str, outcome: str, detail: str) -> None:
     pass
 
 
@@ -176,10 +178,17 @@ def run_init(
     paths: Paths,
     *,
     shell_rc: bool = True,
-    progress: Progress = _noop,
+    clean: bool = False,
+    confirm: Confirm | None = None,
+    progress: Progress = no_progress,
     user_home: Path | None = None,
 ) -> InitResult:
-    """Set everything up; raises nothing: a failure is in `result.error` (files restored)."""
+    """Set everything up; raises nothing: a failure is in `result.error` (files restored).
+
+    `confirm` asks the person a yes/no question; None means non-interactive (no questions, the
+    default answer: proceed with --clean, only advise on linger). `clean` starts from a clean
+    slate: both processes stopped, generated files (ports, bundle, units, state files, shell
+    blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept."""
     user_home = user_home or Path.home()
     supervisor = choose_supervisor()
     result = InitResult(supervisor=supervisor.kind)
@@ -209,6 +218,16 @@ def run_init(
             write(state, _snapshot(paths, user_home))
             done("changed", f"saved the state before init in {state}")
 
+        if clean:
+            step = "clean"
+            if confirm is not None and not confirm(
+                "--clean stops the edge for a moment (tools using the proxy fail meanwhile) "
+                "and chooses the ports anew. Continue?"
+            ):
+                raise InitError("cancelled; nothing was changed")
+            removed = _clean_slate(paths, supervisor, undo, user_home, result)
+            done("changed", f"removed {', '.join(removed)}" if removed else "nothing to remove")
+
         step = "ca"
         bundle = paths.ca_bundle
         changed = write(bundle, ca.client_bundle_bytes(config, paths))
@@ -229,9 +248,9 @@ def run_init(
 
         step = "shell"
         if shell_rc:
-            block = shell.env_block(ports.proxy_port, bundle)
             touched = []
             for path in shell.shell_files(user_home):
+                block = shell.block_for(path, ports.proxy_port, bundle)
                 text = path.read_text(errors="replace") if path.exists() else ""
                 if write(path, shell.with_block(text, block).encode()):
                     touched.append(path.name)
@@ -267,21 +286,18 @@ def run_init(
             if stale:
                 supervisor.stop(component, paths)
                 result.restarted.append(component.name)
-            else:
+            elif component.name not in result.restarted:  # else --clean stopped it
                 result.started.append(component.name)
             supervisor.start(component, paths)
             started.append(component)
         how = NO_MANAGER
         if isinstance(supervisor, SystemdSupervisor):
-            how = "systemd --user units"
-            advice = linger_advice()
-            if advice:
-                how += f" ({advice})"
+            how = "systemd --user units" + _linger(confirm)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
 
         step = "self-test"
-        done("ok", self_test(paths, ports))
+        done("ok", self_test(config, paths, ports))
     except (Exception, KeyboardInterrupt) as error:  # whatever failed, undo this run
         result.error = f"{step}: {error}"
         done("failed", str(error))
@@ -299,6 +315,57 @@ def run_init(
         if isinstance(error, KeyboardInterrupt):
             raise
     return result
+
+
+def _clean_slate(
+    paths: Paths,
+    supervisor: BackgroundSupervisor | SystemdSupervisor,
+    undo: _Undo,
+    user_home: Path,
+    result: InitResult,
+) -> list[str]:
+    """Stop both processes and remove what init generates; everything is remembered, so a
+    failure later in this run puts it all back (and starts the edge again)."""
+    for component in COMPONENTS:
+        if running_pid(component, paths) is not None:
+            supervisor.stop(component, paths)
+            result.restarted.append(component.name)
+    generated = [
+        effective_path(paths),
+        paths.ca_bundle,
+        *linux.unit_files().values(),
+        *(paths.home / c.state_file for c in COMPONENTS),
+        *(c.pid_file(paths) for c in COMPONENTS),
+    ]
+    removed = []
+    for path in generated:
+        if path.exists():
+            undo.remember(path)
+            path.unlink()
+            removed.append(path.name)
+    for path in shell.shell_files(user_home):
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if shell.has_block(text) and undo.write(path, shell.without_block(text).encode()):
+            removed.append(f"the block in {path.name}")
+    return removed
+
+
+def _linger(confirm: Confirm | None) -> str:
+    """systemd stops a user's services at logout unless linger is on: ask, or advise."""
+    advice = linger_advice()
+    if advice is None:
+        return ""
+    user = advice.rsplit(" ", 1)[-1].rstrip("`")
+    if confirm is not None and confirm(
+        f"Keep the meter running after you log out (loginctl enable-linger {user})?"
+    ):
+        done = subprocess.run(
+            ["loginctl", "enable-linger", user], capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0:
+            return "; linger enabled: the meter keeps running after you log out"
+        return f" ({advice}; enabling it failed: {done.stderr.strip()})"
+    return f" ({advice})"
 
 
 def _needs_restart(
@@ -332,11 +399,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def self_test(paths: Paths, ports: Ports) -> str:
-    """The edge answers /status and sees a healthy daemon, which listens and is published."""
+def self_test(config: Config, paths: Paths, ports: Ports) -> str:
+    """The edge answers and sees a healthy daemon; a request through the edge to the daemon's
+    test endpoint is recorded in the ledger; a non-LLM connection is tunnelled."""
     deadline = time.monotonic() + SELF_TEST_TIMEOUT
     problem = "no answer yet"
-    while time.monotonic() < deadline:
+    while True:
         edge = edge_status(ports.proxy_port)
         daemon_pid = running_pid(DAEMON, paths)
         if edge is None:
@@ -346,12 +414,25 @@ def self_test(paths: Paths, ports: Ports) -> str:
         elif edge.get("daemon_healthy") is not True:
             problem = f"the edge cannot reach the daemon: {edge.get('daemon_reason')}"
         else:
-            return (
-                f"edge (pid {edge.get('pid')}) answers on {ports.proxy_port} in "
-                f"{edge.get('mode')} mode; daemon (pid {daemon_pid}) on {ports.internal_port}"
-            )
+            break
+        if time.monotonic() > deadline:
+            raise InitError(f"self-test failed: {problem}")
         time.sleep(0.1)
-    raise InitError(f"self-test failed: {problem}")
+    left = max(1.0, deadline - time.monotonic())
+    try:
+        request_id = selftest.metered_request(ports.proxy_port, paths.ca_bundle, left)
+        selftest.wait_for_row(paths.ledger, request_id, max(1.0, deadline - time.monotonic()))
+        if config.upstream.proxy:
+            tunnelled = "tunnel check skipped ([upstream] proxy cannot reach a loopback host)"
+        else:
+            selftest.tunnel_check(ports.proxy_port, max(1.0, deadline - time.monotonic()))
+            tunnelled = "a non-LLM connection was tunnelled"
+    except selftest.SelfTestError as error:
+        raise InitError(f"self-test failed: {error}") from None
+    return (
+        f"edge (pid {edge.get('pid')}) on {ports.proxy_port}, daemon (pid {daemon_pid}) on "
+        f"{ports.internal_port}; a test request was metered (row {request_id}); {tunnelled}"
+    )
 
 
 def edge_status(port: int, timeout: float = 2.0) -> dict[str, Any] | None:

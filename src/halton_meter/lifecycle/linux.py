@@ -33,7 +33,7 @@ def _quote(word: str) -> str:
 
 def unit_text(component: Component, command: list[str], paths: Paths) -> str:
     exec_start = " ".join(_quote(word) for word in [*command, *component.args])
-    log = str(component.log_file(paths)).replace("%", "%%")
+    log = str(component.output_file(paths)).replace("%", "%%")
     lines = [
         "# Written by `halton-meter init`; `halton-meter uninstall` removes it.",
         "[Unit]",

@@ -6,30 +6,76 @@ in place (or appends it), `uninstall` removes it, and nothing else in the file i
 
 from __future__ import annotations
 
+import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
-from halton_meter.lifecycle.environment import CA_VARIABLES, LOOPBACK, PROXY_VARIABLES, proxy_url
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    LOOPBACK,
+    PROJECT_PASSWORD,
+    PROXY_VARIABLES,
+    proxy_url,
+)
 
 BEGIN = "# >>> halton-meter >>>"
 END = "# <<< halton-meter <<<"
 
 
-def shell_files(home: Path) -> list[Path]:
-    """~/.bashrc and ~/.zshrc when they exist, and ~/.profile always."""
+def shell_files(home: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """~/.bashrc and ~/.zshrc when they exist, ~/.profile always, and fish's config.fish when
+    the user has a fish configuration folder."""
+    environ = os.environ if environ is None else environ
     found = [home / name for name in (".bashrc", ".zshrc") if (home / name).exists()]
-    return [*found, home / ".profile"]
+    config_home = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    fish = [config_home / "fish" / "config.fish"] if (config_home / "fish").is_dir() else []
+    return [*found, home / ".profile", *fish]
+
+
+def block_for(path: Path, port: int, bundle: Path) -> str:
+    """The block in the language of the file it goes into."""
+    return fish_block(port, bundle) if path.suffix == ".fish" else env_block(port, bundle)
+
+
+def _posix_url_part() -> str:
+    """sh code setting `_hm_user` to `HALTON_PROJECT` made safe for a URL's user part."""
+    return (
+        "_hm_user=$(printf '%s' \"$HALTON_PROJECT\" | "
+        "sed -e 's/%/%25/g' -e 's/:/%3A/g' -e 's|/|%2F|g' -e 's/@/%40/g')"
+    )
 
 
 def env_block(port: int, bundle: Path) -> str:
     """POSIX sh (bash, zsh, dash): the proxy and CA variables, and NO_PROXY keeping the user's
-    own entries with loopback added once."""
-    url = shlex.quote(proxy_url(port))
+    own entries with loopback added once.
+
+    `HALTON_PROJECT`, when set, rides in the proxy URL's user part (an exact project tag, see
+    `run --project`). bash and zsh re-read it before each prompt, so `export HALTON_PROJECT=x`
+    takes effect at the next command; other shells when the file is sourced again."""
     ca = shlex.quote(str(bundle))
+    plain = shlex.quote(proxy_url(port))
+    tagged = f'"http://${{_hm_user}}:{PROJECT_PASSWORD}@127.0.0.1:{port}"'
     lines = [
         BEGIN,
         "# Written by `halton-meter init`; `halton-meter uninstall` removes it.",
-        *(f"export {name}={url}" for name in PROXY_VARIABLES),
+        "_halton_meter_proxy() {",
+        '  if [ -n "${HALTON_PROJECT:-}" ]; then',
+        f"    {_posix_url_part()}",
+        f"    _hm_url={tagged}",
+        "  else",
+        f"    _hm_url={plain}",
+        "  fi",
+        *(f'  export {name}="$_hm_url"' for name in PROXY_VARIABLES),
+        "  unset _hm_url _hm_user",
+        "}",
+        "_halton_meter_proxy",
+        'if [ -n "${BASH_VERSION:-}" ]; then',
+        '  case ";${PROMPT_COMMAND:-};" in *";_halton_meter_proxy;"*) ;; *)',
+        '    PROMPT_COMMAND="_halton_meter_proxy${PROMPT_COMMAND:+;$PROMPT_COMMAND}" ;; esac',
+        'elif [ -n "${ZSH_VERSION:-}" ]; then',
+        "  autoload -Uz add-zsh-hook && add-zsh-hook precmd _halton_meter_proxy",
+        "fi",
         *(f"export {name}={ca}" for name in CA_VARIABLES),
         "export NODE_USE_ENV_PROXY=1",
         '_hm_np="${NO_PROXY:-${no_proxy:-}}"',
@@ -41,6 +87,44 @@ def env_block(port: int, bundle: Path) -> str:
         END,
     ]
     return "\n".join(lines) + "\n"
+
+
+def fish_block(port: int, bundle: Path) -> str:
+    """fish: the same variables; the proxy follows `HALTON_PROJECT` as soon as it changes."""
+    ca = _fish_quote(str(bundle))
+    lines = [
+        BEGIN,
+        "# Written by `halton-meter init`; `halton-meter uninstall` removes it.",
+        "function _halton_meter_proxy --on-variable HALTON_PROJECT",
+        f"    set -l url {_fish_quote(proxy_url(port))}",
+        '    if test -n "$HALTON_PROJECT"',
+        # fish's url style keeps "/", which would end the URL's authority.
+        "        set -l user (string escape --style=url -- $HALTON_PROJECT"
+        " | string replace -a / %2F)",
+        f'        set url "http://$user:{PROJECT_PASSWORD}@127.0.0.1:{port}"',
+        "    end",
+        f"    for name in {' '.join(PROXY_VARIABLES)}",
+        "        set -gx $name $url",
+        "    end",
+        "end",
+        "_halton_meter_proxy",
+        *(f"set -gx {name} {ca}" for name in CA_VARIABLES),
+        "set -gx NODE_USE_ENV_PROXY 1",
+        "set -l _hm_np $NO_PROXY",
+        'test -z "$_hm_np"; and set _hm_np $no_proxy',
+        'set -l _hm_list (string split -n , -- "$_hm_np")',
+        f"for _hm_h in {' '.join(LOOPBACK)}",
+        "    contains -- $_hm_h $_hm_list; or set -a _hm_list $_hm_h",
+        "end",
+        "set -gx NO_PROXY (string join , -- $_hm_list)",
+        "set -gx no_proxy $NO_PROXY",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fish_quote(word: str) -> str:
+    return "'" + word.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _split(text: str) -> tuple[str, str, str] | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from halton_meter.lifecycle.environment import PROXY_VARIABLES
+from halton_meter.logs import output_path, rotate_output
 from halton_meter.paths import Paths
 
 SUPERVISOR_ENV = "HALTON_METER_SUPERVISOR"  # "systemd" or "background": skip the detection
@@ -47,8 +48,10 @@ class Component:
     def pid_file(self, paths: Paths) -> Path:
         return paths.home / f"{self.name}.pid"
 
-    def log_file(self, paths: Paths) -> Path:
-        return paths.logs / f"{self.name}.log"
+    def output_file(self, paths: Paths) -> Path:
+        """The process's stdout and stderr: only what it prints before its own JSON-lines log
+        (`logs/<name>.jsonl`) is open, such as a crash at start-up."""
+        return output_path(paths.logs, self.name)
 
 
 EDGE = Component("edge", ("edge",), "halton-meter-edge.service", "edge.json", "Halton Meter edge")
@@ -130,7 +133,7 @@ def _wait_started(
 
 
 class BackgroundSupervisor:
-    """Detached processes (own session, output to logs/<name>.log) with pid files."""
+    """Detached processes (own session, output to logs/<name>.out.log) with pid files."""
 
     kind = "background"
 
@@ -139,7 +142,8 @@ class BackgroundSupervisor:
         if pid is not None:
             return pid
         paths.logs.mkdir(parents=True, exist_ok=True)
-        log = component.log_file(paths)
+        log = component.output_file(paths)
+        rotate_output(log)
         command = [*launcher(), *component.args]
         with log.open("ab") as out:
             process = subprocess.Popen(
@@ -248,7 +252,7 @@ class SystemdSupervisor:
                 f"`systemctl --user start {component.unit}` failed: {done.stderr.strip()}. "
                 "Run `halton-meter init` to (re)write the units."
             )
-        return _wait_started(component, paths, None, component.log_file(paths), previous=None)
+        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         was = running_pid(component, paths) is not None

@@ -22,11 +22,13 @@ from .base import (
     Usage,
 )
 from .errors import classify_error
-from .hosts import claimed_hosts, route_for
+from .hosts import SELF_TEST_API, SELF_TEST_HOST, claimed_hosts, route_for
 from .sse import looks_like_sse
 from .stream_usage import InjectedUsageFilter, inject_stream_usage, may_inject_stream_usage
 
 __all__ = [
+    "SELF_TEST_API",
+    "SELF_TEST_HOST",
     "WIRE_FORMATS",
     "CallResult",
     "Endpoint",

@@ -133,9 +133,17 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
     return None
 
 
+# The daemon answers this name itself (`halton-meter init`'s self-test): the edge hands it over
+# like an LLM host, and `.invalid` never resolves, so it cannot be reached any other way.
+SELF_TEST_HOST = "self-test.halton-meter.invalid"
+SELF_TEST_API = "self-test"  # the `api` of its ledger rows (provider "halton-meter")
+
+
 def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> list[tuple[str, int]]:
-    """Every (host, port) whose TLS the proxy decrypts: built-in hosts on 443, then endpoints."""
+    """Every (host, port) whose TLS the proxy decrypts: built-in hosts on 443, the self-test
+    host, then endpoints."""
     claimed = [(host, _BUILTIN_PORT) for host in _HOSTS]
+    claimed.append((SELF_TEST_HOST, _BUILTIN_PORT))
     for endpoint in endpoints:
         pair = (endpoint.host.lower().rstrip("."), endpoint.port)
         if pair not in claimed:
