@@ -72,11 +72,12 @@ class TeamServer:
         env["HALTON_METER_HOME"] = str(self.home)
         log = (self.home / "server.log").open("ab")
         self.process = subprocess.Popen(
-            [METER, "server", "run", "--port", str(self.port)],
+            [METER, "server", "run", "--port", str(self.port), "--workers", "1"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            start_new_session=True,  # its own process group: kill() reaches the workers too
         )
 
         def healthy() -> bool:
@@ -89,14 +90,19 @@ class TeamServer:
                 return False
 
         wait_for(healthy, 30, "the team server")
-        if not self.admin_token:
-            self.admin_token = self.cli("admin-token").stdout.strip()
+        if not self.admin_token:  # `server admin-token` itself is tested once, in test_team_server
+            import psycopg
+
+            from halton_meter.server.pairing import create_admin_token
+
+            with psycopg.connect(self.dsn, autocommit=True) as con:
+                self.admin_token = create_admin_token(con, "tests")
         return self
 
     def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, whatever was in flight is cut."""
+        """SIGKILL to the server and its worker processes: whatever was in flight is cut."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
@@ -262,7 +268,7 @@ def server_ids(server: TeamServer, workspace: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-def wait_synced(server: TeamServer, workspace: str, count: int, timeout: float = 30) -> list[str]:
+def wait_synced(server: TeamServer, workspace: str, count: int, timeout: float = 60) -> list[str]:
     wait_for(
         lambda: len(server_ids(server, workspace)) >= count,
         timeout,

@@ -27,6 +27,20 @@ WORKSPACE = "faults"
 
 
 def cloud_status(meter: Meter) -> dict[str, Any]:
+    """What `cloud status --json` prints, read in-process (polled often; the CLI is checked
+    once per test with `cli_status`)."""
+    from contextlib import closing
+
+    from halton_meter.cloud import sync
+    from halton_meter.config import CloudSettings
+    from halton_meter.ledger.db import connect
+    from halton_meter.paths import Paths
+
+    with closing(connect(meter.ledger)) as con:
+        return sync.status(Paths(meter.home, True), con, CloudSettings())
+
+
+def cli_status(meter: Meter) -> dict[str, Any]:
     done = meter_cli(meter, "cloud", "status", "--json")
     assert done.returncode == 0, done.stderr
     return dict(json.loads(done.stdout))
@@ -76,10 +90,11 @@ def test_server_killed_in_the_middle_of_a_batch(
             server.kill()
             blocker.rollback()
         assert server_ids(server, WORKSPACE) == []  # the cut transaction left nothing
-        wait_for(lambda: cloud_status(meter)["state"] == "DEGRADED", 20, "DEGRADED")
+        wait_for(lambda: cloud_status(meter)["state"] == "DEGRADED", 60, "DEGRADED")
+        assert cli_status(meter)["state"] == "DEGRADED"
         server.start()
         assert_exactly_once(meter, server)
-        wait_for(lambda: cloud_status(meter)["state"] == "ACTIVE", 20, "ACTIVE again")
+        wait_for(lambda: cloud_status(meter)["state"] == "ACTIVE", 60, "ACTIVE again")
     finally:
         meter.stop()
 
@@ -95,17 +110,16 @@ def test_port_closed_for_a_while(
         server.stop()  # the port is closed now
         send_calls(meter, "net", anthropic=5)
         meter.wait_rows("net", 7)
-        status = wait_for(
-            lambda: (s := cloud_status(meter))["state"] == "DEGRADED" and s, 20, "DEGRADED"
-        )
-        assert "unreachable" in status["last_error"]
+        wait_for(lambda: cloud_status(meter)["state"] == "DEGRADED", 60, "DEGRADED")
+        status = cli_status(meter)
+        assert status["state"] == "DEGRADED" and "unreachable" in status["last_error"]
         assert status["unsynced_rows"] == 5 and status["pause_reason"] is None
         done = meter_cli(meter, "cloud", "sync", "--json")
         assert done.returncode == 1 and json.loads(done.stdout)["state"] == "DEGRADED"
         server.start()
         assert_exactly_once(meter, server)
         status = wait_for(
-            lambda: (s := cloud_status(meter))["state"] == "ACTIVE" and s, 20, "ACTIVE"
+            lambda: (s := cloud_status(meter))["state"] == "ACTIVE" and s, 60, "ACTIVE"
         )
         assert status["unsynced_rows"] == 0 and status["last_error"] is None
     finally:
@@ -123,9 +137,8 @@ def test_revoked_token_pauses_until_paired_again(
         server.cli("revoke", "m1")
         send_calls(meter, "rev", anthropic=4)
         meter.wait_rows("rev", 7)
-        status = wait_for(
-            lambda: (s := cloud_status(meter))["state"] == "PAUSED" and s, 20, "PAUSED"
-        )
+        wait_for(lambda: cloud_status(meter)["state"] == "PAUSED", 60, "PAUSED")
+        status = cli_status(meter)
         assert (
             status["pause_reason"].startswith("unauthorised")
             and "revoked" in status["pause_reason"]
@@ -157,7 +170,7 @@ def test_token_for_another_workspace_pauses_as_forbidden(
         meter.wait_rows("forbid", 2)
         assert meter_cli(meter, "cloud", "resume").returncode == 0
         status = wait_for(
-            lambda: (s := cloud_status(meter))["state"] == "PAUSED" and s, 20, "PAUSED"
+            lambda: (s := cloud_status(meter))["state"] == "PAUSED" and s, 60, "PAUSED"
         )
         assert status["pause_reason"].startswith("forbidden")
         assert server_ids(server, WORKSPACE) == []
@@ -240,7 +253,7 @@ def test_pause_resume_and_disconnect(
         assert meter_cli(meter, "cloud", "pause").returncode == 0
         send_calls(meter, "pause", anthropic=2)
         meter.wait_rows("pause", 2)
-        status = cloud_status(meter)
+        status = cli_status(meter)
         assert status["state"] == "PAUSED" and status["pause_reason"] == "paused by the user"
         wait_for(lambda: cloud_status(meter)["unsynced_rows"] == 2, 5, "2 queued rows")
         assert server_ids(server, WORKSPACE) == []
@@ -250,7 +263,7 @@ def test_pause_resume_and_disconnect(
         done = meter_cli(meter, "cloud", "disconnect")
         assert done.returncode == 0 and "Revoked at the server" in done.stdout
         assert not (meter.home / "cloud-credentials.json").exists()
-        assert cloud_status(meter)["state"] == "NOT-CONFIGURED"
+        assert cli_status(meter)["state"] == "NOT-CONFIGURED"
         machines = json.loads(server.cli("machines", "--json").stdout)
         assert [m["status"] for m in machines] == ["revoked"]
         report = json.loads(meter_cli(meter, "report", "--json").stdout)
@@ -275,7 +288,7 @@ def test_daemon_killed_after_the_server_stored_its_batch(
                 "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND query LIKE '%%INSERT INTO ledger%%'"
             ),
-            20,
+            60,
             "the batch in flight",
         )
         meter.process.kill()  # SIGKILL: the daemon never learns the answer
@@ -286,7 +299,7 @@ def test_daemon_killed_after_the_server_stored_its_batch(
     restarted = start_meter_again(meter, fake_upstream)
     try:
         assert_exactly_once(restarted, server)
-        wait_for(lambda: cloud_status(restarted)["unsynced_rows"] == 0, 20, "caught up")
+        wait_for(lambda: cloud_status(restarted)["unsynced_rows"] == 0, 60, "caught up")
     finally:
         restarted.stop()
 

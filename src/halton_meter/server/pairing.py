@@ -49,18 +49,17 @@ class PairingRequest:
 def request_pairing(
     con: Connection, *, machine_uid: str, machine_name: str, user_name: str, workspace: str
 ) -> PairingRequest:
-    workspace_id = _workspace_id(con, workspace)
     secret = secrets.token_urlsafe(32)
     for _ in range(5):
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         row = con.execute(
-            "INSERT INTO pairings (code, poll_secret_hash, workspace_id, machine_uid, "
+            "INSERT INTO pairings (code, poll_secret_hash, workspace, machine_uid, "
             "machine_name, user_name, expires_at) VALUES (%s, %s, %s, %s, %s, %s, now() + %s) "
             "ON CONFLICT DO NOTHING RETURNING expires_at",
             (
                 code,
                 hash_token(secret),
-                workspace_id,
+                workspace,
                 machine_uid,
                 machine_name,
                 user_name,
@@ -73,6 +72,8 @@ def request_pairing(
 
 
 def _workspace_id(con: Connection, name: str) -> Any:
+    """The workspace's id, created on the first approval into it (an admin's act: asking for a
+    code creates nothing)."""
     row = con.execute("SELECT id FROM workspaces WHERE name = %s", (name,)).fetchone()
     if row is None:
         row = con.execute(
@@ -86,8 +87,8 @@ def _workspace_id(con: Connection, name: str) -> Any:
 
 def pending_pairings(con: Connection) -> list[dict[str, Any]]:
     rows = con.execute(
-        "SELECT p.code, w.name, p.machine_name, p.user_name, p.created_at, p.expires_at "
-        "FROM pairings p JOIN workspaces w ON w.id = p.workspace_id "
+        "SELECT p.code, p.workspace, p.machine_name, p.user_name, p.created_at, p.expires_at "
+        "FROM pairings p "
         "WHERE p.approved_at IS NULL AND p.expires_at > now() ORDER BY p.created_at"
     ).fetchall()
     keys = ("code", "workspace", "machine_name", "user_name", "created_at", "expires_at")
@@ -100,17 +101,18 @@ def approve(con: Connection, code: str) -> dict[str, Any]:
     code = normalise_code(code)
     with con.transaction():
         row = con.execute(
-            "SELECT workspace_id, machine_uid, machine_name, user_name, "
+            "SELECT workspace, machine_uid, machine_name, user_name, "
             "expires_at <= now(), approved_at FROM pairings WHERE code = %s FOR UPDATE",
             (code,),
         ).fetchone()
         if row is None:
             raise PairingError(f"no pairing code {code}")
-        workspace_id, machine_uid, name, user_name, expired, approved_at = row
+        workspace, machine_uid, name, user_name, expired, approved_at = row
         if approved_at is not None:
             raise PairingError(f"code {code} was already approved")
         if expired:
             raise PairingError(f"code {code} expired; run `halton-meter cloud connect` again")
+        workspace_id = _workspace_id(con, workspace)
         machine = con.execute(
             "INSERT INTO machines (workspace_id, machine_uid, name, user_name, status) "
             "VALUES (%s, %s, %s, %s, 'pending') ON CONFLICT (workspace_id, machine_uid) "
@@ -131,8 +133,9 @@ def poll(con: Connection, code: str, poll_secret: str) -> dict[str, Any]:
     with con.transaction():
         row = con.execute(
             "SELECT p.poll_secret_hash, p.expires_at <= now(), p.approved_at, p.claimed_at, "
-            "p.machine_id, p.workspace_id, w.name, p.machine_name, p.user_name "
-            "FROM pairings p JOIN workspaces w ON w.id = p.workspace_id "
+            "p.machine_id, m.workspace_id, w.name, p.machine_name, p.user_name "
+            "FROM pairings p LEFT JOIN machines m ON m.id = p.machine_id "
+            "LEFT JOIN workspaces w ON w.id = m.workspace_id "
             "WHERE p.code = %s FOR UPDATE OF p",
             (normalise_code(code),),
         ).fetchone()

@@ -40,7 +40,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """CREATE TABLE IF NOT EXISTS pairings (
                 code text PRIMARY KEY,
                 poll_secret_hash text NOT NULL,
-                workspace_id uuid NOT NULL REFERENCES workspaces(id),
+                workspace text NOT NULL,
                 machine_uid text NOT NULL,
                 machine_name text NOT NULL,
                 user_name text NOT NULL,
