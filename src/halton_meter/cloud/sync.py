@@ -271,7 +271,9 @@ class SyncLoop:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 2.0) -> None:
+        """Never holds up the daemon's exit for long: a batch cut here is sent again next time
+        (the server keeps each row once)."""
         self._stop.set()
         self._thread.join(timeout)
 
