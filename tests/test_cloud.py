@@ -115,6 +115,7 @@ def test_privacy_settings_as_the_server_sees_them(
 
 def test_wire_rows_never_carry_raw_usage() -> None:
     assert "raw_usage" not in sync.WIRE_COLUMNS
+    assert "attribution_detail" not in sync.WIRE_COLUMNS  # process ids and folders stay home
     row = {name: getattr(sample_row(), name) for name in sync.WIRE_COLUMNS}
     sent = sync.wire_row(row, parse_config("", Path("c")).cloud, "ws")
     assert set(sent) == set(sync.WIRE_COLUMNS)

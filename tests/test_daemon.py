@@ -12,6 +12,7 @@ import ssl
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx2
@@ -51,7 +52,7 @@ def test_ca_is_private_named_and_reused(fake_upstream: FakeUpstream, tmp_path: P
 
 
 def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: Path) -> None:
-    started_before = len(FakeUpstreamControl(fake_upstream.port, fake_upstream.pki).requests())
+    marker = f"sigterm-{time.monotonic_ns()}"  # the fake is shared: count only our requests
     meter = start_meter(tmp_path, fake_upstream)
     context = ssl.create_default_context(cafile=str(meter.bundle))
     completed: list[int] = []
@@ -66,7 +67,11 @@ def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: 
                 try:
                     response = http.post(
                         "https://api.anthropic.com/v1/messages",
-                        headers={"x-fake-delay-ms": "5", "x-fake-events": "4"},
+                        headers={
+                            "x-fake-delay-ms": "5",
+                            "x-fake-events": "4",
+                            "x-test-marker": marker,
+                        },
                         json={
                             "model": "claude-sonnet-4-5",
                             "max_tokens": 8,
@@ -95,8 +100,10 @@ def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: 
     # Every call whose full response reached the client has its complete row, and every call
     # the upstream saw has a row (those cut by the shutdown are incomplete, not missing).
     assert complete >= len(completed)
-    upstream_saw = len(FakeUpstreamControl(fake_upstream.port, fake_upstream.pki).requests())
-    assert rows >= upstream_saw - started_before
+    seen = FakeUpstreamControl(fake_upstream.port, fake_upstream.pki).requests()
+    upstream_saw = sum(1 for r in seen if r["headers"].get("x-test-marker") == marker)
+    assert upstream_saw >= len(completed)
+    assert rows >= upstream_saw
 
 
 def test_call_in_flight_at_shutdown_gets_its_row(

@@ -377,6 +377,9 @@ def test_the_self_test_meters_a_request_and_tunnels_a_connection(installed: Inst
     finally:
         con.close()
     assert row == ("halton-meter", "self-test", "halton-meter", 0, "ok", "halton-meter-init")
+    why = json.loads(installed.meter("why", match[1], "--json").stdout)
+    assert (why["layer"], why["project"]) == ("self-test", "halton-meter"), why
+    assert "self-test" in why["layer_means"]
     after = install.edge_status(installed.ports()["proxy_port"])
     assert after is not None
     counted = {k: after["counters"][k] - before["counters"][k] for k in ("handed_off", "tunnelled")}
@@ -717,22 +720,22 @@ if sys.argv[1] == "show-user":
 
 def _run_in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]:
     """Run a command on a pseudo-terminal, answering yes to each [Y/n] question."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child
-        os.execvpe(command[0], command, env)
-    output, answered, status = b"", 0, None
+    fd, terminal = pty.openpty()
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, start_new_session=True
+    )
+    os.close(terminal)
+    output, answered = b"", 0
     deadline = time.monotonic() + 90
     try:
         # Until the child exits: processes it started may keep the terminal open after it.
-        while status is None and time.monotonic() < deadline:
+        while process.poll() is None and time.monotonic() < deadline:
             if select.select([fd], [], [], 0.2)[0]:
                 with contextlib.suppress(OSError):  # the terminal closed
                     output += os.read(fd, 4096)
                 if output.count(b"[Y/n]") > answered:
                     os.write(fd, b"y\n")
                     answered += 1
-            finished, code = os.waitpid(pid, os.WNOHANG)
-            status = code if finished else None
         while select.select([fd], [], [], 0.1)[0]:
             try:
                 chunk = os.read(fd, 4096)
@@ -743,10 +746,9 @@ def _run_in_terminal(command: list[str], env: dict[str, str]) -> tuple[int, str]
             output += chunk
     finally:
         os.close(fd)
-    if status is None:
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+        if process.poll() is None:
+            process.kill()
+    return process.wait(), output.decode(errors="replace")
 
 
 def test_with_a_systemd_user_manager_the_units_are_used(
@@ -795,3 +797,32 @@ def test_with_a_systemd_user_manager_the_units_are_used(
     assert "--user disable --now halton-meter.service halton-meter-edge.service" in (
         calls.read_text()
     )
+
+
+def test_a_stale_state_file_naming_a_reused_pid_is_not_ours(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """After a crash or reboot, edge.json may name a pid the system gave to another program,
+    even one whose command line looks like ours: status must not report it and nothing may
+    stop it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "edge", "daemon"]
+    )
+    try:
+        an_hour_ago = time.time() - 3600
+        for name in ("edge.json", "daemon.json"):
+            state = {"pid": lookalike.pid, "started_at": an_hour_ago, "port": 1}
+            (setup.home / name).write_text(json.dumps(state))
+        (setup.home / "edge.pid").write_text(
+            json.dumps({"pid": lookalike.pid, "command": [METER], "started_at": an_hour_ago})
+        )
+        code, report = setup.status()
+        assert code == 2, report
+        assert {part["pid"] for part in report["components"].values()} == {None}
+        assert setup.meter("stop").returncode == 0
+        assert setup.meter("uninstall", "--yes").returncode == 0
+        assert lookalike.poll() is None, "a process that is not ours was stopped"
+    finally:
+        lookalike.kill()
+        lookalike.wait()

@@ -20,6 +20,7 @@ from halton_meter.paths import Paths
 from halton_meter.providers.base import WIRE_FORMATS, Endpoint
 
 if TYPE_CHECKING:
+    from halton_meter.attribution.rules import TaggingRule
     from halton_meter.pricing import PriceOverride
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_:/-]*$")
@@ -72,6 +73,8 @@ class Config:
     # [[pricing.overrides]]: negotiated prices and discounts, validated by the pricing part.
     price_overrides: tuple[PriceOverride, ...] = ()
     display: DisplayCurrency = field(default_factory=DisplayCurrency)
+    # [[tagging.rules]]: path / process / User-Agent globs → project, tried in order.
+    tagging_rules: tuple[TaggingRule, ...] = ()
     cloud: CloudSettings = field(default_factory=CloudSettings)
 
 
@@ -249,6 +252,7 @@ def parse_config(text: str, source: Path) -> Config:
         name = f"{table}.{key}" if key else table
         return ConfigError(source, name, _locate(text, table, key, index), problem)
 
+    tagging_rules = _tagging_rules(data, text, source)
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
         if section in ("endpoints", "pricing"):
@@ -320,8 +324,65 @@ def parse_config(text: str, source: Path) -> Config:
         display=DisplayCurrency(
             code=display.get("currency", "USD"), per_usd=display.get("usd_rate", Decimal(1))
         ),
+        tagging_rules=tagging_rules,
         cloud=CloudSettings(**values.get("cloud", {})),
     )
+
+
+def _glob(value: Any) -> str:
+    text = _string(value)
+    if not text.strip():
+        raise _Problem("must not be empty")
+    return text
+
+
+_RULE_KEYS: dict[str, Check] = {
+    "project": _slug,
+    "path": _glob,
+    "process": _glob,
+    "user_agent": _glob,
+}
+
+
+def _tagging_rules(data: dict[str, Any], text: str, source: Path) -> tuple[TaggingRule, ...]:
+    """`[[tagging.rules]]`, taken out of `data["tagging"]` so the plain keys are checked as
+    usual."""
+    from halton_meter.attribution.rules import RULE_CONDITIONS, TaggingRule
+
+    tagging = data.get("tagging")
+    if not isinstance(tagging, dict) or "rules" not in tagging:
+        return ()
+    raw = tagging.pop("rules")
+
+    def fail(key: str | None, problem: str, index: int = 0) -> ConfigError:
+        name = f"tagging.rules[{index}]" + (f".{key}" if key else "")
+        return ConfigError(source, name, _locate(text, "tagging.rules", key, index), problem)
+
+    if not isinstance(raw, list):
+        raise ConfigError(
+            source,
+            "tagging.rules",
+            _locate(text, "tagging", "rules"),
+            "expected an array of tables: [[tagging.rules]]",
+        )
+    rules = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise fail(None, "expected a table", index)
+        checked: dict[str, str] = {}
+        for key, value in entry.items():
+            if key not in _RULE_KEYS:
+                raise fail(key, f"unknown key (known: {', '.join(_RULE_KEYS)})", index)
+            try:
+                checked[key] = _RULE_KEYS[key](value)
+            except _Problem as problem:
+                raise fail(key, str(problem), index) from None
+        if "project" not in checked:
+            raise fail(None, 'needs project = "…"', index)
+        if not any(key in checked for key in RULE_CONDITIONS):
+            raise fail(None, f"needs at least one of {', '.join(RULE_CONDITIONS)}", index)
+        rules.append(TaggingRule(**checked))
+    return tuple(rules)
 
 
 def _price_overrides(pricing: Any, text: str, source: Path) -> tuple[PriceOverride, ...]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, linux, shell
+from halton_meter.lifecycle import ca, linux, native, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES
 from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
 from halton_meter.lifecycle.ports import listening, port_free, read_effective, write_atomic
@@ -220,7 +220,11 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
                     _rewrite_block(path, want_block),
                 )
             )
-    if state_path(paths).exists():
+    # Windows and macOS: tasks or agents, trust store, published variables (native.py).
+    native_checks = native.checks(config, paths, ports, init)
+    if native_checks is not None:
+        checks.extend(native_checks)
+    elif state_path(paths).exists():
         command = launcher()
         for component, path in linux.unit_files().items():
             name = f"unit:{component.unit}"

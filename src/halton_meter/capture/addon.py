@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -19,6 +20,8 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
 from halton_meter import providers
+from halton_meter.attribution.resolver import Attributor, Lookup
+from halton_meter.attribution.sockets import Address
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
@@ -30,6 +33,7 @@ from halton_meter.providers.base import Endpoint
 log = logging.getLogger(__name__)
 
 CLIENT_HEADER = "x-halton-client"
+OWNER_WAIT_SECONDS = 0.5  # the longest a new connection waits for its owner lookup
 INLINE_DECODE_BYTES = 64 * 1024
 
 
@@ -58,6 +62,8 @@ class MeterAddon:
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
         price_overrides: tuple[PriceOverride, ...] = (),
         behind_edge: bool = False,
+        attributor: Attributor | None = None,
+        proxy_port: int | None = None,
     ) -> None:
         self._submit = submit
         self._own_ports = frozenset(own_ports)
@@ -66,10 +72,14 @@ class MeterAddon:
         self._resolve = dict(resolve or {})
         self._price_overrides = price_overrides
         self._behind_edge = behind_edge
+        self._attributor = attributor
+        self._proxy_port = proxy_port  # where clients connect (the edge's port behind it)
         # Project named in the proxy URL, per client connection (CONNECT carries it once).
         self._connection_projects: dict[str, str] = {}
         # Client address (ip:port) per connection handed over by the edge.
         self.edge_clients: dict[str, str] = {}
+        # The attribution lookup per client connection: started once, when first seen.
+        self._lookups: dict[str, Lookup] = {}
         # Metered calls between their request and their response, by flow id: the hooks find
         # their call here, and a shutdown records whatever is still open.
         self._open_calls: dict[str, CapturedCall] = {}
@@ -82,7 +92,7 @@ class MeterAddon:
         host, port = resolve_target(self._resolve, host, port)
         return port in self._own_ports and is_loopback_name(host)
 
-    def http_connect(self, flow: http.HTTPFlow) -> None:
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
         if self._is_own_listener(flow.request.host, flow.request.port):
             flow.response = _refusal()
             return
@@ -90,6 +100,7 @@ class MeterAddon:
         if project:
             self._connection_projects[flow.client_conn.id] = project
         self._take_client_header(flow)
+        await self._owner_known(self._start_lookup(flow.client_conn))
 
     def _take_client_header(self, flow: http.HTTPFlow) -> None:
         """The edge names the real client (ip:port) when it hands a connection over; kept for
@@ -98,9 +109,53 @@ class MeterAddon:
         if client and self._behind_edge:
             self.edge_clients.setdefault(flow.client_conn.id, client)
 
+    def _start_lookup(self, client: connection.Client) -> asyncio.Future[None] | None:
+        """Who is behind this connection, looked up once per connection on a worker thread.
+        Returns, for the connection's first sighting only, a future done once the socket's
+        owner is known."""
+        if self._attributor is None or client.id in self._lookups:
+            return None
+        loop = asyncio.get_running_loop()
+        known: asyncio.Future[None] = loop.create_future()
+
+        def done() -> None:
+            if not known.done():
+                known.set_result(None)
+
+        def notify() -> None:  # on the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(done)
+
+        self._lookups[client.id] = self._attributor.lookup(*self._addresses(client), notify)
+        return known
+
+    async def _owner_known(self, known: asyncio.Future[None] | None) -> None:
+        """Hold the connection's handshake (its CONNECT answer, or its first plain request)
+        until the socket's owner is found: a client that got its answer could close the socket
+        before a busy worker looks, and a closed socket names nobody. Typically ~0.5 ms, once
+        per connection; never longer than OWNER_WAIT_SECONDS."""
+        if known is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(known), OWNER_WAIT_SECONDS)
+
+    def _addresses(self, client: connection.Client) -> tuple[Address | None, Address | None]:
+        """(client end, server end) of the client's own TCP connection: the edge's behind it,
+        otherwise the one mitmproxy accepted."""
+        if not self._behind_edge:
+            peer, local = client.peername, client.sockname
+            if peer is None or local is None:
+                return None, None
+            return (str(peer[0]), int(peer[1])), (str(local[0]), int(local[1]))
+        said = self.edge_clients.get(client.id)
+        host, _, port = (said or "").rpartition(":")
+        if not host or not port.isdigit() or self._proxy_port is None:
+            return None, None
+        return (host.strip("[]"), int(port)), ("127.0.0.1", self._proxy_port)
+
     def client_disconnected(self, client: connection.Client) -> None:
         self._connection_projects.pop(client.id, None)
         self.edge_clients.pop(client.id, None)
+        self._lookups.pop(client.id, None)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         address = data.server.address
@@ -125,25 +180,29 @@ class MeterAddon:
         route = providers.route_for(host, request.port, request.path, self._endpoints)
         if route is None:
             return
-        project = (
-            project_from_proxy_authorization(auth)
-            or self._connection_projects.get(flow.client_conn.id)
-            or self._default_project
+        project = project_from_proxy_authorization(auth) or self._connection_projects.get(
+            flow.client_conn.id
         )
+        owner_known = self._start_lookup(flow.client_conn)
         call = CapturedCall(
             route=route,
             host=host,
             started_at=request.timestamp_start,
-            project=project,
+            project=project or (None if self._attributor else self._default_project),
             user_agent=request.headers.get("user-agent"),
             price_overrides=self._price_overrides,
+            attributor=self._attributor,
+            lookup=self._lookups.get(flow.client_conn.id),
         )
+        call.owner_known = owner_known
         self._open_calls[flow.id] = call
 
     async def request(self, flow: http.HTTPFlow) -> None:
         call = self._open_calls.get(flow.id)
         if call is None:
             return
+        if call.owner_known is not None:  # the first request of a plain-HTTP connection
+            await self._owner_known(call.owner_known)
         call.request_body = flow.request.raw_content or b""
         call.request_encoding = flow.request.headers.get("content-encoding")
         if call.request_encoding or not providers.may_inject_stream_usage(

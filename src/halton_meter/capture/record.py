@@ -7,10 +7,12 @@ decoded and parsed, so no JSON decoding of a large body ever happens in a mitmpr
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from halton_meter import providers
+from halton_meter.attribution.resolver import Attribution, Attributor, Lookup
 from halton_meter.capture.decoding import decode_body
 from halton_meter.ledger.row import LedgerRow, new_request_id, utc_iso_ms
 from halton_meter.pricing import PriceOverride, PriceQuote, price_call
@@ -22,7 +24,7 @@ class CapturedCall:
     route: Route
     host: str
     started_at: float  # epoch seconds when the proxy got the request
-    project: str
+    project: str | None  # the exact tag (proxy URL user part); None: the resolver decides
     user_agent: str | None
     request_body: bytes = b""
     request_encoding: str | None = None
@@ -37,6 +39,11 @@ class CapturedCall:
     # The meter asked upstream for stream usage the client did not ask for (OpenAI style).
     usage_injected: bool = False
     price_overrides: tuple[PriceOverride, ...] = ()
+    # The client connection's pending lookup; settled in `to_row`, on the writer thread.
+    attributor: Attributor | None = None
+    lookup: Lookup | None = None
+    # Set on the first request of a plain-HTTP connection: done once its client is known.
+    owner_known: asyncio.Future[None] | None = None
     id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -61,6 +68,7 @@ class CapturedCall:
             ttft = round((self.first_byte_at - self.started_at) * 1000, 3)
         model = result.model or request.model or self.route.model_from_path
         quote = self._price(model, result, error_class)
+        who = self._attribution()
         return LedgerRow(
             id=self.id,
             requested_at=utc_iso_ms(self.started_at),
@@ -87,12 +95,21 @@ class CapturedCall:
             response_id=result.response_id,
             service_tier=result.service_tier,
             user_agent=self.user_agent,
-            project=self.project,
+            project=who.project,
             cost_nanousd=quote.cost_nanousd,
             price_source=quote.price_source,
             provider_cost_usd=result.provider_cost_usd,
             raw_usage=result.raw_usage,
+            attribution=who.layer,
+            attribution_detail=who.detail,
+            client_process=who.client_process,
         )
+
+    def _attribution(self) -> Attribution:
+        if self.attributor is None:  # no resolver (tools that build rows themselves)
+            layer = "tag" if self.project else "default"
+            return Attribution(self.project or "misc", layer, None, "{}")
+        return self.attributor.attribute(self.lookup, self.project, self.user_agent)
 
     def _price(self, model: str | None, result: CallResult, error_class: str | None) -> PriceQuote:
         """Cost at write time, with provenance. Code Assist (Gemini CLI signed in with Google)

@@ -63,6 +63,10 @@ class SelfTestCall:
             price_source=SELF_TEST_API,
             provider_cost_usd=None,
             raw_usage=None,
+            # Not a client's call: the project is fixed, and `why` says so.
+            attribution=SELF_TEST_API,
+            attribution_detail=None,
+            client_process="halton-meter",
         )
 
 

@@ -31,6 +31,7 @@ from mitmproxy.addons import (
 from mitmproxy.master import Master
 
 from halton_meter import __version__, providers
+from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
@@ -126,6 +127,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     )
     master = Master(opts)
     ready = _ReadyCheck()
+    attributor = Attributor(config.default_project, config.tagging_rules, paths.ledger)
     addon = MeterAddon(
         writer.submit,
         own_ports=own_ports(config),
@@ -134,6 +136,8 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         resolve=config.upstream.resolve,
         price_overrides=config.price_overrides,
         behind_edge=behind_edge,
+        attributor=attributor,
+        proxy_port=config.daemon.proxy_port,
     )
     master.addons.add(
         core.Core(),
@@ -188,6 +192,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     finally:
         addon.record_open_calls()
         intact = writer.close()
+        attributor.close()
         cloud_sync.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)

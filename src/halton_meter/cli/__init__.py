@@ -57,12 +57,14 @@ def main() -> None:
         edge_cmd,
         lifecycle_cmd,
         pricing_cmd,
+        projects_cmd,
         report_cmd,
         run_cmd,
         server_cmd,
     )
 
-    for module in (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd):
+    modules = (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd)
+    for module in (*modules, projects_cmd):
         for command in module.COMMANDS:
             cli.add_command(command)
     for module in (cloud_cmd, server_cmd):  # the team server (issue 8)

@@ -26,15 +26,48 @@ from halton_meter.cloud.credentials import Credentials, CredentialsError, load_c
 from halton_meter.cloud.http import TransportError, request_json
 from halton_meter.config import CloudSettings
 from halton_meter.ledger.db import connect
-from halton_meter.ledger.row import ROW_COLUMNS
 from halton_meter.paths import Paths
 
 log = logging.getLogger(__name__)
 
-# Never sent: raw_usage is the provider's usage object verbatim (the normalised columns carry
-# what counts). The ledger holds no bodies, keys or headers to begin with.
-WIRE_COLUMNS = tuple(column for column in ROW_COLUMNS if column != "raw_usage")
-MINIMAL_DROPS = ("user_agent", "response_id")
+# The wire contract with the server, named explicitly so a new ledger column is never sent
+# before the server knows it. Never sent: raw_usage (the provider's usage object verbatim; the
+# normalised columns carry what counts) and attribution_detail (process ids and folders). The
+# ledger holds no bodies, keys or headers to begin with.
+WIRE_COLUMNS = (
+    "id",
+    "requested_at",
+    "provider",
+    "api",
+    "host",
+    "model",
+    "model_requested",
+    "stream",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "web_search_requests",
+    "http_status",
+    "status",
+    "error_class",
+    "provider_error_code",
+    "latency_ms",
+    "ttft_ms",
+    "tokens_complete",
+    "response_id",
+    "service_tier",
+    "user_agent",
+    "project",
+    "cost_nanousd",
+    "price_source",
+    "provider_cost_usd",
+    "attribution",
+    "client_process",
+)
+MINIMAL_DROPS = ("user_agent", "response_id", "client_process")
 
 ACTIVE, DEGRADED, PAUSED, NOT_CONFIGURED = "ACTIVE", "DEGRADED", "PAUSED", "NOT-CONFIGURED"
 

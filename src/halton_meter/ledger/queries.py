@@ -19,6 +19,7 @@ GROUP_COLUMNS = {
     "provider": "provider",
     "day": "substr(requested_at, 1, 10)",
     "api": "api",
+    "client": "COALESCE(client_process, '(unknown)')",
 }
 TOKEN_COLUMNS = (
     "input_tokens",

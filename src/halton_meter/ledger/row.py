@@ -53,6 +53,10 @@ class LedgerRow:
     price_source: str | None
     provider_cost_usd: str | None
     raw_usage: str | None
+    # Migration 2: who made the call (attribution/).
+    attribution: str | None = None
+    attribution_detail: str | None = None
+    client_process: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a

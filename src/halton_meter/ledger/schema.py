@@ -51,6 +51,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (
+        2,
+        "attribution",
+        [
+            # The layer that decided the project (docs/architecture.md, "Attribution").
+            "ALTER TABLE requests ADD COLUMN attribution TEXT",
+            # JSON: what that layer saw (pid, process, cwd, …), for `halton-meter why`.
+            "ALTER TABLE requests ADD COLUMN attribution_detail TEXT",
+            # The client's process name: claude, codex, node, python, …
+            "ALTER TABLE requests ADD COLUMN client_process TEXT",
+            # `projects rename/merge`: new rows of `name` are recorded under `target`.
+            """CREATE TABLE IF NOT EXISTS project_aliases (
+                name TEXT PRIMARY KEY,
+                target TEXT NOT NULL,
+                created_at TEXT NOT NULL
+            )""",
+        ],
+    ),
+    (
         4,
         "cloud_sync_state",
         [

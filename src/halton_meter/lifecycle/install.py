@@ -189,6 +189,19 @@ def run_init(
     default answer: proceed with --clean, only advise on linger). `clean` starts from a clean
     slate: both processes stopped, generated files (ports, bundle, units, state files, shell
     blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept."""
+    # Windows and macOS: the same steps with their own supervisor and settings (native.py).
+    from halton_meter.lifecycle import native
+
+    if native.integration() is not None:
+        return native.run_init(
+            config,
+            paths,
+            shell_rc=shell_rc,
+            clean=clean,
+            confirm=confirm,
+            progress=progress,
+            user_home=user_home,
+        )
     user_home = user_home or Path.home()
     supervisor = choose_supervisor()
     result = InitResult(supervisor=supervisor.kind)
@@ -545,6 +558,8 @@ def run_uninstall(
     logs go only with `include_logs` too. `graceful` leaves a running edge tunnelling (until it
     is stopped or the machine restarts), so shells that still have the proxy variables keep
     working."""
+    from halton_meter.lifecycle import native
+
     user_home = user_home or Path.home()
     supervisor = choose_supervisor()
     snapshot = _read_json(state_path(paths))
@@ -554,8 +569,9 @@ def run_uninstall(
         systemctl("disable", "--now", *(c.unit for c in to_stop), check=False)
         if graceful:
             systemctl("disable", EDGE.unit, check=False)  # not started again at the next login
+    # Windows and macOS: end and remove tasks or agents, restore registry/launchctl and trust.
+    removed = native.uninstall(paths, snapshot, graceful=graceful)
     BackgroundSupervisor().stop_all(to_stop, paths)  # both at once: nothing to keep up
-    removed = []
     for path in linux.unit_files().values():
         if path.exists():
             path.unlink()

@@ -93,12 +93,16 @@ def _read_json(path: Path) -> dict[str, object] | None:
 
 
 def running_pid(component: Component, paths: Paths) -> int | None:
-    """The live pid that published the component's state file, if any."""
+    """The live pid that published the component's state file, if any. A state file left by
+    a crash or a reboot may name a pid the system has since given to another program: that
+    one is not ours, so it is never reported, let alone stopped."""
     data = _read_json(paths.home / component.state_file)
     if data is None:
         return None
-    pid = data.get("pid")
-    return pid if isinstance(pid, int) and process_alive(pid) else None
+    pid, started = data.get("pid"), data.get("started_at")
+    if not isinstance(pid, int) or not process_alive(pid):
+        return None
+    return pid if _is_ours(pid, component, started_by=started) else None
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -179,11 +183,12 @@ class BackgroundSupervisor:
             pid = running_pid(component, paths)
             if pid is not None:
                 found[pid] = component
-            recorded = (_read_json(component.pid_file(paths)) or {}).get("pid")
+            record = _read_json(component.pid_file(paths)) or {}
+            recorded = record.get("pid")
             if (
                 isinstance(recorded, int)
                 and process_alive(recorded)
-                and _is_ours(recorded, component)
+                and _is_ours(recorded, component, started_by=record.get("started_at"))
             ):
                 found[recorded] = component
         _terminate(list(found))
@@ -201,16 +206,34 @@ class BackgroundSupervisor:
 
 def _write_pid(path: Path, pid: int, command: list[str]) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"pid": pid, "command": command}) + "\n")
+    try:
+        created: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        created = None
+    record = {"pid": pid, "command": command, "started_at": created}
+    temporary.write_text(json.dumps(record) + "\n")
     os.replace(temporary, path)
 
 
-def _is_ours(pid: int, component: Component) -> bool:
+# A process publishes its state file after it was created: allow for clock granularity.
+CREATE_TIME_SLACK = 2.0
+
+
+def _is_ours(pid: int, component: Component, *, started_by: object = None) -> bool:
+    """The pid runs this component (its command line says so) and, when we know when ours
+    started, it already existed then: a reused pid belongs to a process created later."""
     try:
-        cmdline = psutil.Process(pid).cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        process = psutil.Process(pid)
+        cmdline, created = process.cmdline(), process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    return component.args[0] in cmdline
+    except psutil.AccessDenied:  # another user's process cannot be one we started
+        return False
+    if component.args[0] not in cmdline:
+        return False
+    if isinstance(started_by, int | float):
+        return bool(created <= started_by + CREATE_TIME_SLACK)
+    return True
 
 
 def _terminate(pids: list[int]) -> None:
@@ -309,4 +332,9 @@ def linger_advice() -> str | None:
 
 
 def choose_supervisor() -> BackgroundSupervisor | SystemdSupervisor:
+    from halton_meter.lifecycle import native  # Task Scheduler, launchd
+
+    found = native.supervisor()
+    if found is not None:
+        return found
     return SystemdSupervisor() if systemd_user_manager() else BackgroundSupervisor()

@@ -58,6 +58,8 @@ class WireRow(BaseModel):
     project: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     cost_nanousd: Annotated[int, Field(ge=0, le=2**62)] | None = None
     price_source: Text | None = None
+    attribution: Annotated[str, StringConstraints(max_length=100)] | None = None
+    client_process: Annotated[str, StringConstraints(max_length=200)] | None = None
     provider_cost_usd: (
         Annotated[str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,18})?$")] | None
     ) = None
@@ -101,6 +103,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("user_agent", _TEXT),
     ("project", _TEXT),
     ("provider_cost_usd", _TEXT),
+    ("attribution", _TEXT),
+    ("client_process", _TEXT),
     ("machine_cost_nanousd", "bigint[]"),
     ("machine_price_source", _TEXT),
     ("cost_nanousd", "bigint[]"),

@@ -91,6 +91,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 user_agent text,
                 project text NOT NULL,
                 provider_cost_usd text,
+                attribution text,
+                client_process text,
                 machine_cost_nanousd bigint,
                 machine_price_source text,
                 cost_nanousd bigint,
