@@ -77,12 +77,18 @@ def test_two_machines_one_team_report(
         sonnet, gpt = sonnet_call_nanousd(), gpt41_call_nanousd()
         expected_total = 4 * sonnet + 6 * gpt
         summary = stats["summary"]
-        assert summary["requests"] == 10
-        assert summary["cost_nanousd"] == expected_total
-        assert summary["machine_cost_nanousd"] == expected_total  # same catalogue both sides
-        assert summary["cost_usd"] == f"{expected_total / 10**9:.9f}"
-        assert summary["cost_minor_units"] == round(expected_total / 10_000)
-        assert summary["output_tokens"] == 4 * 567 + 6 * 876
+        assert summary["total_requests"] == 10
+        assert summary["total_cost_nanousd"] == expected_total
+        # The same catalogue on both sides, so the machines' figure is the server's.
+        assert summary["total_machine_cost_nanousd"] == expected_total
+        assert summary["total_cost_usd"] == f"{expected_total / 10**9:.9f}"
+        assert summary["total_cost_usd_minor_units"] == round(expected_total / 10_000)
+        assert summary["total_output_tokens"] == 4 * 567 + 6 * 876
+        assert (summary["machines"], summary["active_projects"], summary["models_in_use"]) == (
+            2,
+            2,
+            2,
+        )
 
         by_machine = {item["machine"]: item for item in stats["by_machine"]}
         assert by_machine["alice-laptop"]["cost_nanousd"] == 3 * sonnet + 2 * gpt
@@ -98,7 +104,8 @@ def test_two_machines_one_team_report(
             "anthropic": 4,
             "openai": 6,
         }
-        assert [i["requests"] for i in stats["by_day"]] == [10]
+        assert [i["requests"] for i in stats["by_day"] if i["requests"]] == [10]
+        assert len(stats["by_day"]) >= 30  # every day of the window, for charts
         assert sum(i["requests"] for i in stats["by_user"]) == 10
 
         # The team report is the sum of the local reports.
@@ -106,14 +113,20 @@ def test_two_machines_one_team_report(
         for meter in (alice, bob):
             report = json.loads(meter_cli(meter, "report", "--json").stdout)
             local_total += report["totals"]["cost_nanousd"]
-        assert local_total == summary["cost_nanousd"]
+        assert local_total == summary["total_cost_nanousd"]
 
-        projects = team_server.admin(f"/v1/projects?workspace={workspace}")["projects"]
-        assert [p["slug"] for p in projects] == ["web", "api"]  # by cost, highest first
+        projects = team_server.admin(f"/v1/projects?workspace={workspace}")
+        assert [p["slug"] for p in projects] == ["web", "api"]  # busiest first
         assert projects[0]["machines"] == 2
+        web_stats = projects[0]["stats"]
+        assert web_stats["all_time_requests"] == 6
+        assert web_stats["all_time_cost_nanousd"] == 4 * sonnet + 2 * gpt
+        assert web_stats["primary_model"] == "claude-sonnet-4-5"
+        one = team_server.admin(f"/v1/projects/api?workspace={workspace}")
+        assert one["stats"]["all_time_requests"] == 4 and one["machines"] == 1
         web = team_server.admin(f"/v1/projects/web/stats?workspace={workspace}")
-        assert web["summary"]["requests"] == 6
-        assert web["summary"]["cost_nanousd"] == 4 * sonnet + 2 * gpt
+        assert web["summary"]["total_requests"] == 6
+        assert web["summary"]["total_cost_nanousd"] == 4 * sonnet + 2 * gpt
 
         status, body = team_server.api(
             "GET",

@@ -258,4 +258,26 @@ def test_project_requests_page_stably_while_rows_arrive(
     item = first["requests"][0]
     assert item["requested_at"] == "2026-11-22T00:00:00.000Z" and item["machine"] == "ingest"
     assert item["cost_nanousd"] == 2_800_000 and item["cost_usd"] == "0.002800000"
-    assert item["cost_minor_units"] == 280
+    assert item["cost_usd_minor_units"] == 280
+
+
+def test_unpriced_rows_are_never_shown_as_zero(
+    team_server: TeamServer, machine: dict[str, Any]
+) -> None:
+    project = "unpriced"
+    rows = [
+        row(project=project, model="no-such-model-xyz", model_requested=None, cost_nanousd=None),
+        row(project=project),  # GPT-4.1: priced
+    ]
+    assert post(team_server, machine, batch(machine, rows))[0] == 200
+    stats = team_server.admin(f"/v1/projects/{project}/stats?since=all&workspace={WORKSPACE}")
+    models = {item["model"]: item for item in stats["by_model"]}
+    unknown = models["no-such-model-xyz"]
+    assert unknown["cost_nanousd"] is None and unknown["cost_usd"] is None
+    assert unknown["cost_usd_minor_units"] is None and unknown["unpriced"] is True
+    assert unknown["machine_cost_nanousd"] is None
+    summary = stats["summary"]
+    assert summary["unpriced_requests"] == 1 and summary["total_requests"] == 2
+    assert summary["total_cost_nanousd"] == 1000 * 2000 + 100 * 8000  # only the priced row
+    (provider,) = stats["by_provider"]
+    assert provider["unpriced"] is True and provider["cost_nanousd"] == 2_800_000

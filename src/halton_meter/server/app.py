@@ -242,24 +242,21 @@ def create_app(settings: ServerSettings) -> FastAPI:
         start = since_day(since)
         with connection() as con:
             found = rollups.stats(con, workspace_id(workspace), start)
-        return {"workspace": workspace, "since": start and start.isoformat(), **found}
+        return {"workspace": workspace, **found}
 
     @app.get("/v1/projects")
     def team_projects(
         request: Request, since: str | None = "all", workspace: str = "default"
-    ) -> dict[str, Any]:
+    ) -> list[dict[str, Any]]:
         require_admin(request)
         with connection() as con:
-            found = rollups.projects(con, workspace_id(workspace), since_day(since))
-        return {"workspace": workspace, "projects": found}
+            return rollups.projects(con, workspace_id(workspace), since_day(since))
 
     @app.get("/v1/projects/{slug}")
     def team_project(request: Request, slug: str, workspace: str = "default") -> dict[str, Any]:
         require_admin(request)
         with connection() as con:
-            found = [
-                p for p in rollups.projects(con, workspace_id(workspace), None) if p["slug"] == slug
-            ]
+            found = rollups.projects(con, workspace_id(workspace), None, only=slug)
         if not found:
             raise ApiError(404, f"no project {slug!r}")
         return found[0]
@@ -272,12 +269,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         start = since_day(since)
         with connection() as con:
             found = rollups.stats(con, workspace_id(workspace), start, project=slug)
-        return {
-            "workspace": workspace,
-            "project": slug,
-            "since": start and start.isoformat(),
-            **found,
-        }
+        return {"workspace": workspace, "project": slug, **found}
 
     @app.get("/v1/projects/{slug}/requests")
     def team_project_requests(

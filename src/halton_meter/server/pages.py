@@ -29,7 +29,7 @@ def _page(title: str, body: str) -> str:
 
 def _cost(item: dict[str, Any]) -> str:
     text = format_usd(item["cost_nanousd"])
-    if item["unpriced_requests"]:
+    if item["unpriced_requests"] and item["cost_nanousd"] is not None:
         text += f" (+{item['unpriced_requests']} unpriced)"
     return escape(text)
 
@@ -58,14 +58,16 @@ def team(workspace: str, since: str, stats: dict[str, Any]) -> str:
     body = (
         f"<p>Workspace <b>{escape(workspace)}</b>, since {escape(since)} ({windows}) · "
         f'<a href="/v1/export.csv?since={escape(since)}&workspace={escape(workspace)}">CSV</a></p>'
-        f"<p><b>{escape(format_usd(summary['cost_nanousd']))}</b> over "
-        f"{summary['requests']:,} requests ({summary['unpriced_requests']} unpriced)</p>"
+        f"<p><b>{escape(format_usd(summary['total_cost_nanousd']))}</b> over "
+        f"{summary['total_requests']:,} requests ({summary['unpriced_requests']} unpriced) from "
+        f"{summary['machines']} machines; the machines' own figure "
+        f"{escape(format_usd(summary['total_machine_cost_nanousd']))}</p>"
         + _table("By project", stats["by_project"], ["project"])
         + _table("By machine", stats["by_machine"], ["machine"])
         + _table("By user", stats["by_user"], ["user"])
         + _table("By model", stats["by_model"], ["provider", "model"])
         + _table("By provider", stats["by_provider"], ["provider"])
-        + _table("By day", stats["by_day"], ["day"])
+        + _table("By day", [d for d in stats["by_day"] if d["requests"]], ["date"])
     )
     return _page("Halton Meter team", body)
 
