@@ -175,7 +175,7 @@ def make_ledger(path: Path, machine: int, rows: int) -> None:
             }
         )
     con.execute("BEGIN IMMEDIATE")
-    con.executemany(INSERT_SQL, [tuple(v[c] for c in ROW_COLUMNS) for v in values])
+    con.executemany(INSERT_SQL, [tuple(v.get(c) for c in ROW_COLUMNS) for v in values])
     con.execute("COMMIT")
     con.close()
 
@@ -364,7 +364,7 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
         "daily_rollup_rows": rollup_rows,
         "stats_30d_ms_p50": round(statistics.median(timings), 1),
         "stats_30d_ms_max": round(max(timings), 1),
-        "stats_30d_requests": answer["summary"]["requests"],
+        "stats_30d_requests": answer["summary"]["total_requests"],
         "raw_rows_in_30d": raw[0] if raw else None,  # type: ignore[index]
         "raw_scan_30d_seconds": round(raw_seconds, 2),
         "target_ms": 1000,
