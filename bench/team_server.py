@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -375,6 +376,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/team_server.json")
+    parser.add_argument("--keep", action="store_true", help="Keep the work folder (ledgers, log).")
     args = parser.parse_args()
     rows_per_machine = 2_000 if args.quick else 10_000
     total = 1_000_000 if args.quick else 10_000_000
@@ -431,6 +433,10 @@ def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
         cluster.stop()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
