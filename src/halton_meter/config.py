@@ -53,6 +53,17 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """[cloud]: what the team-server sync sends and how often (docs/team-server.md)."""
+
+    privacy: str = "metadata"  # "metadata": every ledger column; "minimal": no user agent, ids
+    hash_projects: bool = False
+    sync_interval_seconds: float = 5.0
+    max_backoff_seconds: float = 60.0
+    batch_size: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ca_dir: Path | None = None
@@ -66,6 +77,7 @@ class Config:
     tagging_rules: tuple[TaggingRule, ...] = ()
     # [cors] allow_origins: web origins allowed to read the loopback API (none by default).
     cors_allow_origins: tuple[str, ...] = ()
+    cloud: CloudSettings = field(default_factory=CloudSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -188,6 +200,26 @@ def _host_port(value: str) -> tuple[str, int]:
     return host.strip("[]").lower(), _port(int(port))
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem(f"expected true or false, got {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"expected a number of seconds, got {value!r}")
+    if not 0.05 <= value <= 86400:
+        raise _Problem(f"{value} is out of range 0.05-86400 seconds")
+    return float(value)
+
+
+def _batch_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
+    return value
+
+
 Check = Callable[[Any], Any]
 
 _SECTIONS: dict[str, dict[str, Check]] = {
@@ -202,6 +234,13 @@ _SECTIONS: dict[str, dict[str, Check]] = {
     "tagging": {"default_project": _slug},
     "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
     "cors": {"allow_origins": _origins},
+    "cloud": {
+        "privacy": _choice("metadata", "minimal"),
+        "hash_projects": _bool,
+        "sync_interval_seconds": _seconds,
+        "max_backoff_seconds": _seconds,
+        "batch_size": _batch_size,
+    },
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -305,6 +344,7 @@ def parse_config(text: str, source: Path) -> Config:
         ),
         tagging_rules=tagging_rules,
         cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
+        cloud=CloudSettings(**values.get("cloud", {})),
     )
 
 

@@ -39,6 +39,7 @@ from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
+from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -126,6 +127,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     lag = LedgerLag()
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit)
     writer.start()
+    cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
     opts = options.Options(
         listen_host="127.0.0.1",
         listen_port=listen_port,
@@ -199,6 +201,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
+    cloud_sync.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
@@ -208,6 +211,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
+        cloud_sync.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
     return 0 if intact else 1

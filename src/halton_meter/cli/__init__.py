@@ -89,5 +89,7 @@ def main() -> None:
         "edge_cmd",
         "pricing_cmd",
         "lifecycle_cmd",
+        "cloud_cmd",  # the team server (issue 8)
+        "server_cmd",
     )
     cli(prog_name="halton-meter")

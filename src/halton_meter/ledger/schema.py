@@ -171,6 +171,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (3, "daily_rollup", DAILY_ROLLUP_MIGRATION),
+    (
+        4,
+        "cloud_sync_state",
+        [
+            # The team-server sync's position in `requests` (its implicit rowid grows in commit
+            # order, so rows after `synced_rowid` are the queue), its pause and last outcome,
+            # and this ledger's stable machine identity for pairing.
+            """CREATE TABLE IF NOT EXISTS cloud_sync (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                machine_uid TEXT NOT NULL,
+                sync_target TEXT,
+                synced_rowid INTEGER NOT NULL DEFAULT 0,
+                synced_id TEXT,
+                rows_sent INTEGER NOT NULL DEFAULT 0,
+                last_sync_at TEXT,
+                last_attempt_at TEXT,
+                last_error TEXT,
+                paused_reason TEXT
+            )""",
+            "INSERT OR IGNORE INTO cloud_sync (id, machine_uid) "
+            "VALUES (1, lower(hex(randomblob(16))))",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
