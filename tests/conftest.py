@@ -234,3 +234,7 @@ def project(request: pytest.FixtureRequest) -> str:
     name = request.node.name.lower()
     slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60].strip("-")
     return f"t-{slug}-{os.getpid()}-{time.monotonic_ns() % 100000}"
+
+
+# The team server's fixtures (PostgreSQL, server processes, paired daemons).
+pytest_plugins = ["tests.team_fixtures"]

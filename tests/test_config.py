@@ -102,3 +102,16 @@ def test_mistakes_name_key_and_line(text: str, key: str, line: int, problem: str
     assert problem in str(error)
     assert f"line {line}" in str(error)
     assert str(SOURCE) in str(error)
+
+
+def test_cors_allow_origins() -> None:
+    assert parse_config("", SOURCE).cors_allow_origins == ()  # nobody by default
+    text = '[cors]\nallow_origins = ["http://localhost:3000", "https://Dash.Example:8443"]\n'
+    assert parse_config(text, SOURCE).cors_allow_origins == (
+        "http://localhost:3000",
+        "https://dash.example:8443",
+    )
+    for bad in ('"http://localhost:3000"', '["*"]', '["http://localhost:3000/path"]', "[3000]"):
+        with pytest.raises(ConfigError) as error:
+            parse_config(f"[cors]\nallow_origins = {bad}\n", SOURCE)
+        assert "cors.allow_origins" in str(error.value) and "line 2" in str(error.value)

@@ -248,35 +248,23 @@ LOOPBACK_SPELLINGS = [
 
 
 def test_proxy_refuses_its_own_listeners(meter: Meter) -> None:
-    """Whatever the spelling of loopback, nothing reaches the meter's own ports through it."""
+    """Whatever the spelling of loopback, nothing reaches the meter's own ports through it.
+    (The daemon serves its API on api_port: a forwarded request would get the API's answer,
+    not a 403.)"""
     config = (meter.home / "config.toml").read_text()
     api_port = int(config.split("api_port = ")[1].split()[0])
-    reached: list[bytes] = []
-    guard = socket.create_server(("127.0.0.1", api_port))
-    guard.settimeout(0.2)
-    try:
-        for host in LOOPBACK_SPELLINGS:
-            for port in (api_port, meter.port):
-                with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                    target = f"{host}:{port}".encode()
-                    sock.sendall(
-                        b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n"
-                    )
-                    assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
-                with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
-                    sock.sendall(
-                        b"GET http://" + f"{host}:{port}".encode() + b"/v1/stats "
-                        b"HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n\r\n"
-                    )
-                    assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
-            try:
-                connection, _ = guard.accept()
-                reached.append(connection.recv(100))
-            except TimeoutError:
-                pass
-    finally:
-        guard.close()
-    assert reached == []
+    for host in LOOPBACK_SPELLINGS:
+        for port in (api_port, meter.port):
+            with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
+                target = f"{host}:{port}".encode()
+                sock.sendall(b"CONNECT " + target + b" HTTP/1.1\r\nHost: " + target + b"\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
+            with socket.create_connection(("127.0.0.1", meter.port), timeout=5) as sock:
+                sock.sendall(
+                    b"GET http://" + f"{host}:{port}".encode() + b"/v1/stats "
+                    b"HTTP/1.1\r\nHost: " + f"{host}:{port}".encode() + b"\r\n\r\n"
+                )
+                assert sock.recv(4096).startswith(b"HTTP/1.1 403"), host
 
 
 def test_resolver_refuses_names_that_lead_to_own_ports() -> None:

@@ -53,6 +53,17 @@ class UpstreamSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """[cloud]: what the team-server sync sends and how often (docs/team-server.md)."""
+
+    privacy: str = "metadata"  # "metadata": every ledger column; "minimal": no user agent, ids
+    hash_projects: bool = False
+    sync_interval_seconds: float = 5.0
+    max_backoff_seconds: float = 60.0
+    batch_size: int = 500
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ca_dir: Path | None = None
@@ -64,6 +75,9 @@ class Config:
     display: DisplayCurrency = field(default_factory=DisplayCurrency)
     # [[tagging.rules]]: path / process / User-Agent globs → project, tried in order.
     tagging_rules: tuple[TaggingRule, ...] = ()
+    # [cors] allow_origins: web origins allowed to read the loopback API (none by default).
+    cors_allow_origins: tuple[str, ...] = ()
+    cloud: CloudSettings = field(default_factory=CloudSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -164,11 +178,46 @@ def _rate(value: Any) -> Decimal:
     return rate
 
 
+_ORIGIN_RE = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Problem('expected a list of origins like ["http://localhost:3000"]')
+    origins = []
+    for item in value:
+        text = _string(item)
+        if not _ORIGIN_RE.match(text):
+            raise _Problem(f"{text!r} is not an origin: scheme://host[:port], no path, no wildcard")
+        origins.append(text.lower())
+    return tuple(origins)
+
+
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise _Problem(f"{value!r} is not host:port")
     return host.strip("[]").lower(), _port(int(port))
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Problem(f"expected true or false, got {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"expected a number of seconds, got {value!r}")
+    if not 0.05 <= value <= 86400:
+        raise _Problem(f"{value} is out of range 0.05-86400 seconds")
+    return float(value)
+
+
+def _batch_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
+    return value
 
 
 Check = Callable[[Any], Any]
@@ -184,6 +233,14 @@ _SECTIONS: dict[str, dict[str, Check]] = {
     "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},
     "tagging": {"default_project": _slug},
     "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
+    "cors": {"allow_origins": _origins},
+    "cloud": {
+        "privacy": _choice("metadata", "minimal"),
+        "hash_projects": _bool,
+        "sync_interval_seconds": _seconds,
+        "max_backoff_seconds": _seconds,
+        "batch_size": _batch_size,
+    },
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -286,6 +343,8 @@ def parse_config(text: str, source: Path) -> Config:
             code=display.get("currency", "USD"), per_usd=display.get("usd_rate", Decimal(1))
         ),
         tagging_rules=tagging_rules,
+        cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
+        cloud=CloudSettings(**values.get("cloud", {})),
     )
 
 

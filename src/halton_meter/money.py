@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 NANO_PER_USD = 10**9
+# The dashboard contract's unit: millicents, 1 USD = 100,000 (1 minor unit = 10,000 nano-USD).
+MINOR_UNITS_PER_USD = 100_000
 
 
 def usd(nanousd: int) -> Decimal:
@@ -18,6 +20,14 @@ def usd_string(nanousd: int | None) -> str | None:
     if nanousd is None:
         return None
     return f"{usd(nanousd):f}"
+
+
+def minor_units(nanousd: int | None) -> int | None:
+    """Millicents, rounded half to even from the exact sum (round once, after summing)."""
+    if nanousd is None:
+        return None
+    step = NANO_PER_USD // MINOR_UNITS_PER_USD
+    return int((Decimal(nanousd) / step).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
 
 
 @dataclass(frozen=True, slots=True)

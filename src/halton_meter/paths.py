@@ -36,6 +36,11 @@ class Paths:
         return self.home / "daemon.json"
 
     @property
+    def api_token(self) -> Path:
+        """The per-install secret that state-changing API calls must present (0600)."""
+        return self.home / "api-token"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 

@@ -149,3 +149,11 @@ def _price(
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) else None
+
+
+def price_stored_row(
+    row: dict[str, object], overrides: Sequence[PriceOverride] = ()
+) -> tuple[int | None, str | None]:
+    """Price a row already recorded, as the capture layer would have: the team server re-prices
+    every row it receives with this, keeping the machine's own figure beside it."""
+    return _price(row, overrides)

@@ -31,10 +31,15 @@ from mitmproxy.addons import (
 from mitmproxy.master import Master
 
 from halton_meter import __version__, providers
+from halton_meter.api.app import ApiSettings
+from halton_meter.api.metrics import LedgerLag, fetch_edge_status
+from halton_meter.api.security import load_or_create_token
+from halton_meter.api.server import ApiServer
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
+from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -72,6 +77,8 @@ class DaemonState:
     listen_port: int
     behind_edge: bool
     started_at: float
+    # The loopback API's port, or None when it could not listen (the daemon meters anyway).
+    api_port: int | None = None
 
     def write(self, paths: Paths) -> None:
         temporary = paths.daemon_state.with_suffix(".tmp")
@@ -83,6 +90,7 @@ class DaemonState:
                     "listen_port": self.listen_port,
                     "behind_edge": self.behind_edge,
                     "started_at": self.started_at,
+                    "api_port": self.api_port,
                 }
             )
         )
@@ -116,8 +124,10 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     write_client_bundle(config, paths)
     upstream_bundle = write_upstream_bundle(config, paths)
 
-    writer = LedgerWriter(paths.ledger)
+    lag = LedgerLag()
+    writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit)
     writer.start()
+    cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
     opts = options.Options(
         listen_host="127.0.0.1",
         listen_port=listen_port,
@@ -178,21 +188,70 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
             f"port or set [daemon] {'internal_port' if behind_edge else 'proxy_port'} in "
             "config.toml."
         )
-    state = DaemonState(os.getpid(), __version__, listen_port, behind_edge, time.time())
+    api = _start_api(config, paths, writer, lag, behind_edge)
+    state = DaemonState(
+        os.getpid(),
+        __version__,
+        listen_port,
+        behind_edge,
+        time.time(),
+        config.daemon.api_port if api.listening else None,
+    )
     state.write(paths)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
+    cloud_sync.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
     finally:
+        api.stop()
+        await _finish_connections()
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
+        cloud_sync.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
     return 0 if intact else 1
+
+
+async def _finish_connections(timeout: float = 5.0) -> None:
+    """mitmproxy's run() can return while connection tasks are still alive; when asyncio later
+    cancels them, their error hooks submit rows. Cancel and await them here, before the writer
+    closes, so those rows are written too."""
+    current = asyncio.current_task()
+    others = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=timeout)
+
+
+def _start_api(
+    config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
+) -> ApiServer:
+    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal."""
+    edge_port = config.daemon.proxy_port
+    settings = ApiSettings(
+        ledger=paths.ledger,
+        port=config.daemon.api_port,
+        token=load_or_create_token(paths),
+        cors_origins=config.cors_allow_origins,
+        price_overrides=config.price_overrides,
+        writer=writer,
+        lag=lag,
+        edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
+        behind_edge=behind_edge,
+    )
+    api = ApiServer(settings)
+    problem = api.start()
+    if problem is None:
+        log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)
+    else:
+        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+    return api
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:

@@ -6,6 +6,7 @@ Exit codes (docs/cli.md): 0 success, 1 failure at run time, 2 bad usage, 3 inval
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -41,7 +42,34 @@ class Context:
 pass_context = click.make_pass_decorator(Context, ensure=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Imports a command's module when that command is asked for (or when help lists them
+    all), so `report` does not pay for importing asyncio, the lifecycle parts or the catalogue
+    (about 250 ms: bench/api.py)."""
+
+    modules: tuple[str, ...] = ()
+
+    def _load(self, module: str) -> None:
+        loaded = importlib.import_module(f"halton_meter.cli.{module}")
+        for command in loaded.COMMANDS:
+            if command.name not in self.commands:
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in self.modules:
+            self._load(module)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        for module in self.modules:
+            found = super().get_command(ctx, cmd_name)
+            if found is not None:
+                return found
+            self._load(module)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="halton-meter")
 @click.pass_context
 def cli(click_context: click.Context) -> None:
@@ -51,18 +79,17 @@ def cli(click_context: click.Context) -> None:
 
 
 def main() -> None:
-    from halton_meter.cli import (
-        daemon_cmd,
-        edge_cmd,
-        lifecycle_cmd,
-        pricing_cmd,
-        projects_cmd,
-        report_cmd,
-        run_cmd,
+    # Modules of commands (each exposes COMMANDS); the cheap, frequent ones first.
+    cli.modules = (
+        "report_cmd",
+        "run_cmd",
+        "dashboard_cmd",
+        "projects_cmd",
+        "daemon_cmd",
+        "edge_cmd",
+        "pricing_cmd",
+        "lifecycle_cmd",
+        "cloud_cmd",  # the team server (issue 8)
+        "server_cmd",
     )
-
-    modules = (daemon_cmd, edge_cmd, run_cmd, report_cmd, pricing_cmd, lifecycle_cmd)
-    for module in (*modules, projects_cmd):
-        for command in module.COMMANDS:
-            cli.add_command(command)
     cli(prog_name="halton-meter")

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from halton_meter import __version__
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
+from halton_meter.edge import handover
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
 from halton_meter.edge.relay import Stream, close, relay
@@ -53,6 +54,7 @@ DAEMON_CONNECT_TIMEOUT = 0.5  # loopback: refused or accepted in microseconds
 DAEMON_ANSWER_TIMEOUT = 2.0  # mitmproxy answers a CONNECT without going upstream
 UPSTREAM_CONNECT_TIMEOUT = 15.0
 GRACE_SECONDS = 3.0
+ACCEPT_SETTLE = 0.05  # at a stop, time for just-accepted connections to get their handler
 CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -103,6 +105,7 @@ class EdgeSettings:
     ca_bundle: Path | None = None
     log_level: str = "info"
     grace: float = GRACE_SECONDS
+    take_over: bool = False  # ask a running edge for its listening socket (handover.py)
 
     @classmethod
     def from_config(cls, config: Config, paths: Paths) -> EdgeSettings:
@@ -121,6 +124,7 @@ class EdgeSettings:
             proxy=UpstreamProxy.parse(upstream.proxy) if upstream.proxy else None,
             ca_bundle=upstream.ca_bundle,
             log_level=daemon.log_level,
+            take_over=os.environ.get(handover.TAKE_OVER_ENV) == "1",
         )
 
     @property
@@ -167,17 +171,33 @@ class Edge:
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle: set[asyncio.Task[object]] = set()  # waiting for a request head
         self._ssl: ssl.SSLContext | None = None
+        self._offer: handover.Offer | None = None
+        self.took_over = False  # the listening socket came from the edge before us
+        self.offers_handover = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port; `EdgeStartError` names it and says what to do when it is taken."""
+        """Take the listening socket over from a running edge on our port (an upgrade's
+        restart), else bind the port; `EdgeStartError` names it and says what to do when it
+        is taken."""
+        inherited = None
+        if self.settings.take_over:
+            inherited = handover.take_over(self.settings.home, LISTEN_HOST, self.settings.port)
         try:
-            self._server = await asyncio.start_server(
-                self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
-            )
+            if inherited is not None:
+                self.took_over = True
+                self._server = await asyncio.start_server(
+                    self._handle, sock=inherited, limit=HEAD_LIMIT, backlog=1024
+                )
+            else:
+                self._server = await asyncio.start_server(
+                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
+                )
         except OSError as error:
             raise EdgeStartError(self._bind_problem(error)) from None
+        self._offer = handover.Offer(self.settings.home, self._server.sockets[0].fileno())
+        self.offers_handover = await self._offer.start()
 
     def _bind_problem(self, error: OSError) -> str:
         port = self.settings.port
@@ -199,17 +219,29 @@ class Edge:
         )
 
     async def shutdown(self) -> None:
-        """Stop accepting, let open connections finish for the grace period, then cut them."""
+        """Stop accepting, let open connections finish for the grace period, then cut them.
+        (A successor that took the listening socket over keeps accepting on it.)"""
+        if self._offer is not None:
+            await self._offer.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.grace
         if self._server is not None:
+            # Stop accepting first, then close: asyncio gives an accepted connection its
+            # transport a few loop turns later and drops it (a reset) if the server closed
+            # meanwhile. Any connection not accepted yet waits for the successor, if any.
+            for listener in self._server.sockets:
+                with contextlib.suppress(NotImplementedError, ValueError, OSError):
+                    loop.remove_reader(listener.fileno())
+            await asyncio.sleep(ACCEPT_SETTLE)
             self._server.close()
         for task in list(self._idle):  # waiting for a request that may never come
             task.cancel()
-        tasks = set(self._tasks)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.settings.grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        while (tasks := set(self._tasks)) and loop.time() < deadline:
+            await asyncio.wait(tasks, timeout=deadline - loop.time())
+        pending = set(self._tasks)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     @property
     def mode(self) -> str:
@@ -247,7 +279,7 @@ class Edge:
         counters.connections += 1
         counters.active += 1
         try:
-            head = await self._next_head(reader)
+            head = await self._next_head(reader, first=True)
             if head is not None:
                 await self._route(head, (reader, writer))
         except WireError as error:
@@ -261,10 +293,16 @@ class Edge:
             counters.active -= 1
             self._tasks.discard(task)
 
-    async def _next_head(self, reader: asyncio.StreamReader) -> RequestHead | None:
+    async def _next_head(
+        self, reader: asyncio.StreamReader, *, first: bool = False
+    ) -> RequestHead | None:
+        """The next request head. A keep-alive connection waiting for a follow-up counts as
+        idle (a stop closes it at once); a new one's first request is awaited for the grace
+        period, since its client has just been accepted and is sending it."""
         task = asyncio.current_task()
         assert task is not None
-        self._idle.add(task)
+        if not first:
+            self._idle.add(task)
         try:
             raw = await asyncio.wait_for(read_head(reader), HEAD_TIMEOUT)
         finally:
@@ -571,6 +609,7 @@ def _write_state(edge: Edge) -> None:
                 "internal_port": settings.internal_port,
                 "version": __version__,
                 "started_at": edge.started_at,
+                "handover": edge.offers_handover,
             }
         )
     )
@@ -601,6 +640,7 @@ async def serve(settings: EdgeSettings, log: JsonLog) -> int:
         pid=os.getpid(),
         mode=edge.mode,
         reason=edge.health.reason,
+        took_over=edge.took_over,
     )
     try:
         await stop.wait()

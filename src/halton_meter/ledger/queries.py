@@ -6,11 +6,11 @@ reads. Money is summed as integers (nano-USD) in SQL, so totals are exact.
 
 from __future__ import annotations
 
-import math
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from halton_meter.ledger.rollup import Span, aggregate_many, aggregate_rows, p95_latencies
 from halton_meter.ledger.row import ROW_COLUMNS
 
 GROUP_COLUMNS = {
@@ -21,6 +21,8 @@ GROUP_COLUMNS = {
     "api": "api",
     "client": "COALESCE(client_process, '(unknown)')",
 }
+# The rollup's column for each --by key it keeps (not client: that one reads the rows).
+ROLLUP_NAMES = {name: name for name in ("project", "model", "provider", "day", "api")}
 TOKEN_COLUMNS = (
     "input_tokens",
     "cache_read_tokens",
@@ -80,34 +82,33 @@ class Totals:
     reasoning_tokens: int = 0
     cost_nanousd: int = 0
     unpriced_requests: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latency_ms_sum: float = 0.0
+    latency_count: int = 0
+    p95_latency_ms: float | None = None
 
-    def add(self, row: sqlite3.Row | tuple[Any, ...]) -> None:
-        status, latency, cost, *tokens = row
-        self.requests += 1
-        self.errors += status != "ok"
-        for name, value in zip(TOKEN_COLUMNS, tokens, strict=True):
-            setattr(self, name, getattr(self, name) + (value or 0))
-        if cost is None:
-            self.unpriced_requests += 1
-        else:
-            self.cost_nanousd += cost
-        if latency is not None:
-            self.latencies.append(latency)
+    @classmethod
+    def from_sums(cls, sums: dict[str, Any], p95: float | None) -> Totals:
+        """From one `rollup.aggregate` group."""
+        return cls(
+            requests=sums["requests"],
+            errors=sums["errors"],
+            input_tokens=sums["input_tokens"],
+            cache_read_tokens=sums["cache_read_tokens"],
+            cache_write_tokens=sums["cache_write_tokens"],
+            output_tokens=sums["output_tokens"],
+            reasoning_tokens=sums["reasoning_tokens"],
+            cost_nanousd=sums["cost_nanousd"],
+            unpriced_requests=sums["unpriced_requests"],
+            latency_ms_sum=float(sums["latency_ms_sum"]),
+            latency_count=sums["latency_count"],
+            p95_latency_ms=None if p95 is None else round(p95, 1),
+        )
 
     @property
     def avg_latency_ms(self) -> float | None:
-        if not self.latencies:
+        if not self.latency_count:
             return None
-        return round(sum(self.latencies) / len(self.latencies), 1)
-
-    @property
-    def p95_latency_ms(self) -> float | None:
-        """Nearest-rank 95th percentile."""
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return round(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)], 1)
+        return round(self.latency_ms_sum / self.latency_count, 1)
 
 
 @dataclass(slots=True)
@@ -118,34 +119,35 @@ class Report:
 
 
 def build_report(con: sqlite3.Connection, window: Window, group_by: list[str]) -> Report:
-    """Totals, per-group totals (in key order) and the unpriced models, in one pass."""
-    where, params = window.where()
-    keys = [GROUP_COLUMNS[name] for name in group_by]
-    columns = ["status", "latency_ms", "cost_nanousd", *TOKEN_COLUMNS, *keys]
-    sql = f"SELECT {', '.join(columns)} FROM requests{where}"
-    totals = Totals()
-    groups: dict[tuple[str, ...], Totals] = {}
-    width = 3 + len(TOKEN_COLUMNS)
-    for row in con.execute(sql, params):
-        measures, key = row[:width], tuple(str(value) for value in row[width:])
-        totals.add(measures)
-        if group_by:
-            groups.setdefault(key, Totals()).add(measures)
-    unpriced_sql = (
-        "SELECT provider, COALESCE(model, model_requested, '(unknown)') AS m, COUNT(*), "
-        "SUM(COALESCE(input_tokens, 0) + COALESCE(cache_read_tokens, 0) "
-        "+ COALESCE(cache_write_tokens, 0)), SUM(COALESCE(output_tokens, 0)) "
-        f"FROM requests{where}{' AND' if where else ' WHERE'} cost_nanousd IS NULL "
-        "GROUP BY provider, m ORDER BY COUNT(*) DESC"
-    )
+    """Totals, per-group totals (in key order) and the unpriced models.
+
+    Sums come from the daily rollup (whole days) plus the raw rows of the window's partial
+    days; only the 95th-percentile latency reads every row of the window (nearest rank)."""
+    span = Span(window.since, window.until, window.project)
+    rolled_up = all(name in ROLLUP_NAMES for name in group_by)
+    keys = [ROLLUP_NAMES[name] for name in group_by] if rolled_up else []
+    everything, grouped, models = aggregate_many(con, span, [[], keys, ["provider", "model"]])
+    if not rolled_up:  # a key the rollup does not keep (client): sum the window's rows
+        keys = list(group_by)
+        grouped = aggregate_rows(con, span, {name: GROUP_COLUMNS[name] for name in group_by})
+    p95 = p95_latencies(con, span, [])
+    totals = Totals.from_sums(everything[0], p95.get(())) if everything else Totals()
+    groups: list[tuple[tuple[str, ...], Totals]] = []
+    if group_by:
+        group_p95 = p95_latencies(con, span, [GROUP_COLUMNS[name] for name in group_by])
+        for sums in grouped:
+            key = tuple(str(sums[name]) for name in keys)
+            groups.append((key, Totals.from_sums(sums, group_p95.get(key))))
     unpriced = [
         {
-            "provider": provider,
-            "model": model,
-            "requests": count,
-            "prompt_tokens": prompt or 0,
-            "output_tokens": output or 0,
+            "provider": sums["provider"],
+            "model": sums["model"],
+            "requests": sums["unpriced_requests"],
+            "prompt_tokens": sums["unpriced_prompt_tokens"],
+            "output_tokens": sums["unpriced_output_tokens"],
         }
-        for provider, model, count, prompt, output in con.execute(unpriced_sql, params)
+        for sums in models
+        if sums["unpriced_requests"] > 0
     ]
-    return Report(totals, sorted(groups.items()), unpriced)
+    unpriced.sort(key=lambda item: -item["requests"])
+    return Report(totals, sorted(groups), unpriced)

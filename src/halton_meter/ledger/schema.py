@@ -9,6 +9,108 @@ from __future__ import annotations
 import sqlite3
 import time
 
+# Migration 3: one row per (UTC day, project, provider, api, model) with the sums every report
+# needs, kept by triggers so any writer (this release, an older one, a reprice, a rename) keeps it
+# exact. The dashboard and `report` read it instead of scanning a million requests.
+ROLLUP_KEY = ("day", "project", "provider", "api", "model")
+ROLLUP_SUMS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "unpriced_requests",
+    "unpriced_prompt_tokens",
+    "unpriced_output_tokens",
+    "latency_ms_sum",
+    "latency_count",
+)
+
+
+def rollup_values(row: str) -> list[str]:
+    """SQL expressions for one requests row (`NEW` or `OLD`), in key-then-sums order."""
+    unpriced = f"{row}.cost_nanousd IS NULL"
+    prompt = (
+        f"COALESCE({row}.input_tokens, 0) + COALESCE({row}.cache_read_tokens, 0) "
+        f"+ COALESCE({row}.cache_write_tokens, 0)"
+    )
+    return [
+        f"substr({row}.requested_at, 1, 10)",
+        f"{row}.project",
+        f"{row}.provider",
+        f"{row}.api",
+        f"COALESCE({row}.model, {row}.model_requested, '(unknown)')",
+        "1",
+        f"{row}.status != 'ok'",
+        f"COALESCE({row}.input_tokens, 0)",
+        f"COALESCE({row}.cache_read_tokens, 0)",
+        f"COALESCE({row}.cache_write_tokens, 0)",
+        f"COALESCE({row}.output_tokens, 0)",
+        f"COALESCE({row}.reasoning_tokens, 0)",
+        f"COALESCE({row}.cost_nanousd, 0)",
+        f"{unpriced}",
+        f"CASE WHEN {unpriced} THEN {prompt} ELSE 0 END",
+        f"CASE WHEN {unpriced} THEN COALESCE({row}.output_tokens, 0) ELSE 0 END",
+        f"COALESCE({row}.latency_ms, 0)",
+        f"{row}.latency_ms IS NOT NULL",
+    ]
+
+
+def _rollup_upsert(row: str, sign: str) -> str:
+    columns = ", ".join((*ROLLUP_KEY, *ROLLUP_SUMS))
+    values = rollup_values(row)
+    keys, sums = values[: len(ROLLUP_KEY)], values[len(ROLLUP_KEY) :]
+    selected = ", ".join([*keys, *(f"{sign}({value})" for value in sums)])
+    update = ", ".join(f"{name} = {name} + excluded.{name}" for name in ROLLUP_SUMS)
+    return (
+        f"INSERT INTO daily_rollup ({columns}) SELECT {selected} WHERE true "
+        f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET {update};"
+    )
+
+
+def _backfill() -> str:
+    values = rollup_values("r")
+    keys, sums = values[: len(ROLLUP_KEY)], values[len(ROLLUP_KEY) :]
+    columns = ", ".join((*ROLLUP_KEY, *ROLLUP_SUMS))
+    selected = ", ".join([*keys, *(f"SUM({value})" for value in sums)])
+    return (
+        f"INSERT INTO daily_rollup ({columns}) SELECT {selected} FROM requests AS r "
+        "GROUP BY 1, 2, 3, 4, 5"
+    )
+
+
+DAILY_ROLLUP_MIGRATION = [
+    "CREATE TABLE IF NOT EXISTS daily_rollup ("
+    + ", ".join(f"{name} TEXT NOT NULL" for name in ROLLUP_KEY)
+    + ", "
+    + ", ".join(
+        f"{name} {'REAL' if name == 'latency_ms_sum' else 'INTEGER'} NOT NULL DEFAULT 0"
+        for name in ROLLUP_SUMS
+    )
+    + f", PRIMARY KEY ({', '.join(ROLLUP_KEY)})) WITHOUT ROWID",
+    _backfill(),
+    "CREATE TRIGGER IF NOT EXISTS daily_rollup_insert AFTER INSERT ON requests BEGIN "
+    + _rollup_upsert("NEW", "+")
+    + " END",
+    "CREATE TRIGGER IF NOT EXISTS daily_rollup_delete AFTER DELETE ON requests BEGIN "
+    + _rollup_upsert("OLD", "-")
+    + " END",
+    # A reprice or a project rename moves a row's sums from its old key to its new one.
+    "CREATE TRIGGER IF NOT EXISTS daily_rollup_update AFTER UPDATE ON requests BEGIN "
+    + _rollup_upsert("OLD", "-")
+    + " "
+    + _rollup_upsert("NEW", "+")
+    + " END",
+    # The report's p95 latency reads only this index, not the table.
+    "CREATE INDEX IF NOT EXISTS requests_time_latency ON requests (requested_at, latency_ms)",
+    # The API's request list pages by (requested_at, id) within a project and provider.
+    "CREATE INDEX IF NOT EXISTS requests_project_provider_time "
+    "ON requests (project, provider, requested_at)",
+]
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -66,6 +168,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 target TEXT NOT NULL,
                 created_at TEXT NOT NULL
             )""",
+        ],
+    ),
+    (3, "daily_rollup", DAILY_ROLLUP_MIGRATION),
+    (
+        4,
+        "cloud_sync_state",
+        [
+            # The team-server sync's position in `requests` (its implicit rowid grows in commit
+            # order, so rows after `synced_rowid` are the queue), its pause and last outcome,
+            # and this ledger's stable machine identity for pairing.
+            """CREATE TABLE IF NOT EXISTS cloud_sync (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                machine_uid TEXT NOT NULL,
+                sync_target TEXT,
+                synced_rowid INTEGER NOT NULL DEFAULT 0,
+                synced_id TEXT,
+                rows_sent INTEGER NOT NULL DEFAULT 0,
+                last_sync_at TEXT,
+                last_attempt_at TEXT,
+                last_error TEXT,
+                paused_reason TEXT
+            )""",
+            "INSERT OR IGNORE INTO cloud_sync (id, machine_uid) "
+            "VALUES (1, lower(hex(randomblob(16))))",
         ],
     ),
 ]

@@ -51,6 +51,7 @@ class LedgerWriter:
         self.rows_written = 0
         self.rows_dropped = 0
         self.finished_cleanly = False
+        self._closing = False
         # Opened here so a ledger that cannot be opened fails the daemon's start, loudly.
         self._con: sqlite3.Connection | None = connect(path)
 
@@ -59,10 +60,15 @@ class LedgerWriter:
 
     def submit(self, item: PendingRow) -> None:
         """Hand a finished call to the writer. Safe from any thread; never blocks."""
+        if self._closing:  # nothing reads the queue any more: say so instead of losing quietly
+            self.rows_dropped += 1
+            log.error("a call finished after the ledger writer closed; its row is lost")
+            return
         self._queue.put(item)
 
     def close(self, timeout: float = 120.0) -> bool:
         """Write every pending row, then stop the thread. False when rows were lost."""
+        self._closing = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():

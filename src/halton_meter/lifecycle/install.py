@@ -274,19 +274,25 @@ def run_init(
         for component in COMPONENTS:
             before_pid = running_before[component]
             pid = running_pid(component, paths)
-            if pid is not None and pid == before_pid:
-                if not _needs_restart(
+            stale = (
+                pid is not None
+                and pid == before_pid
+                and _needs_restart(
                     component, paths, ports, platform, command, component in changed_units
-                ):
-                    continue
-                supervisor.stop(component, paths)
-                pid = None
+                )
+            )
+            if pid is not None and pid == before_pid and not stale:
+                continue
             if component.name not in result.restarted:  # else --clean stopped it
                 ran_before = before_pid is not None
                 (result.restarted if ran_before else result.started).append(component.name)
-            if pid is None:  # else registering started it
+            if stale:
+                platform.restart(component, paths)
+            elif pid is None:
                 supervisor.start(component, paths)
-                started.append(component)
+            else:
+                continue  # registering it started it
+            started.append(component)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         how = platform.supervision(confirm)
         done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
@@ -524,6 +530,9 @@ def run_uninstall(
     # values and the CA's trust, as system_state.json recorded them.
     removed = platform.uninstall(paths, snapshot, graceful)
     BackgroundSupervisor().stop_all(to_stop, paths)  # both at once: nothing to keep up
+    for script in sorted(paths.home.glob("bin/halton-meter-*")):  # uvx launchers (supervisor)
+        script.unlink()
+        removed.append(str(script))
     before = snapshot.get("shell_files", {})
     for path in shell.shell_files(user_home):
         if not path.exists():

@@ -163,6 +163,13 @@ class LinuxPlatform:
         running = self.supervisor.command_of(component, paths)
         return running is not None and running != [*command, *component.args]
 
+    def restart(self, component: Component, paths: Paths) -> None:
+        if isinstance(self.supervisor, SystemdSupervisor):
+            self.supervisor.stop(component, paths)
+            self.supervisor.start(component, paths)
+        else:
+            self.supervisor.replace(component, paths)  # the edge hands its socket over
+
     def supervision(self, confirm: Confirm | None) -> str:
         return "systemd --user units" + _linger(confirm) if self.systemd else NO_MANAGER
 

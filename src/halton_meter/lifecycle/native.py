@@ -111,6 +111,10 @@ class NativePlatform:
     ) -> bool:
         return changed  # the definition holds the command: a new one is a changed definition
 
+    def restart(self, component: Component, paths: Paths) -> None:
+        self.supervisor.stop(component, paths)
+        self.supervisor.start(component, paths)
+
     def supervision(self, confirm: Confirm | None) -> str:
         return self.kind
 

@@ -88,6 +88,11 @@ class Platform(Protocol):
         definition `changed`, or it runs another command."""
         ...
 
+    def restart(self, component: Component, paths: Paths) -> None:
+        """Restart a running component: stop, then start, or without a gap where the
+        supervisor can (a background edge hands its listening socket to its successor)."""
+        ...
+
     def supervision(self, confirm: Confirm | None) -> str:
         """How the processes are kept running, for the start step's detail."""
         ...

@@ -115,11 +115,12 @@ def own_ports(paths: Paths) -> set[int]:
     from halton_meter.lifecycle.supervisor import process_alive
 
     held: set[int] = set()
-    for state, key in (("edge.json", "port"), ("daemon.json", "listen_port")):
+    # The daemon's API port too: it serves it itself (daemon.json "api_port", null when not).
+    for state, keys in (("edge.json", ("port",)), ("daemon.json", ("listen_port", "api_port"))):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             data = json.loads((paths.home / state).read_text(encoding="utf-8"))
             if process_alive(int(data["pid"])):
-                held.add(int(data[key]))
+                held.update(int(data[key]) for key in keys if data.get(key) is not None)
     return held
 
 

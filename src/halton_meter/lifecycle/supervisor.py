@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
+from halton_meter import __version__
+from halton_meter.edge.handover import TAKE_OVER_ENV
 from halton_meter.lifecycle.environment import PROXY_VARIABLES
 from halton_meter.logs import output_path, rotate_output
-from halton_meter.paths import Paths
+from halton_meter.paths import Paths, resolve_paths
 
 SUPERVISOR_ENV = "HALTON_METER_SUPERVISOR"  # "systemd" or "background": skip the detection
 START_TIMEOUT = 30.0
@@ -65,9 +68,22 @@ DAEMON = Component(
 COMPONENTS = (EDGE, DAEMON)
 
 
+PACKAGE = "halton-meter"
+
+
+class EphemeralInstallError(SupervisorError):
+    """Running from a disposable environment, and no uv to start this version again."""
+
+
 def launcher() -> list[str]:
-    """The absolute command of the running `halton-meter`, as it was invoked (a symlink in
-    ~/.local/bin stays a symlink: that path survives upgrades)."""
+    """The absolute command that starts this `halton-meter` again after a reboot or an upgrade.
+
+    Usually the running executable as it was invoked (a symlink in ~/.local/bin stays a
+    symlink: that path survives upgrades). Under `uvx` the executable lives in uv's cache,
+    which a cache clean may delete, so the services run a launcher script in the home folder
+    instead (see `uvx_launcher`; a POSIX shell script: Windows still runs the cached path)."""
+    if os.name != "nt" and in_disposable_environment():
+        return [str(uvx_launcher(resolve_paths()))]
     argv0 = sys.argv[0] if sys.argv else ""
     candidate = argv0 if os.sep in argv0 else (shutil.which(argv0) or "") if argv0 else ""
     if candidate and Path(candidate).name.startswith("halton-meter"):
@@ -75,6 +91,75 @@ def launcher() -> list[str]:
         if path.is_file() and os.access(path, os.X_OK):
             return [str(path)]
     return [os.path.abspath(sys.executable), "-m", "halton_meter"]
+
+
+def in_disposable_environment(prefix: str | None = None) -> bool:
+    """Whether this Python environment lies inside a cache folder (a parent holds a
+    `CACHEDIR.TAG`, as uv's cache does): its owner may delete it at any time. The environment's
+    own tag does not count: uv tags every virtualenv it makes, `uv tool install`'s too."""
+    folder = Path(prefix or sys.prefix).absolute()
+    return any((parent / "CACHEDIR.TAG").is_file() for parent in folder.parents)
+
+
+def uvx_launcher(paths: Paths, environ: Mapping[str, str] | None = None) -> Path:
+    """`<home>/bin/halton-meter-<version>`: asks uv for this version's environment (uv reuses
+    its cached one, or fetches it again after a cache clean), then execs the real program.
+
+    Not `uvx halton-meter@VERSION` itself: uv stays running as the parent of what it runs, and
+    `uv cache clean` waits for every running uv, so the upgrade page's `uv cache clean
+    halton-meter` would hang for as long as the meter runs. One file per version, written only
+    when its content changes, so a newer `uvx halton-meter doctor` never changes what the
+    running services start."""
+    environ = os.environ if environ is None else environ
+    uv = environ.get("UV", "")  # uv exports its own path to what it runs
+    if not (uv and Path(uv).is_absolute() and os.access(uv, os.X_OK)):
+        uv = shutil.which("uv", path=environ.get("PATH")) or ""
+    if not uv:
+        raise EphemeralInstallError(
+            f"halton-meter runs from a cache folder ({sys.prefix}) that may be deleted at any "
+            "time, and no uv was found to start it again. Install it for good with "
+            f"`uv tool install {PACKAGE}` (or `pipx install {PACKAGE}`), then run "
+            "`halton-meter init`."
+        )
+    script = paths.home / "bin" / f"{PACKAGE}-{__version__}"
+    write_if_changed(script, uvx_launcher_text(os.path.abspath(uv), environ).encode(), 0o755)
+    return script
+
+
+def uvx_launcher_text(uv: str, environ: Mapping[str, str]) -> str:
+    requirement = f"{PACKAGE}=={__version__}"
+    lines = [
+        "#!/bin/sh",
+        f"# Written by `halton-meter init` for a uvx install: runs {requirement} from uv's",
+        "# cache (uv fetches it again if the cache was cleaned), then execs it, so no uv process",
+        "# stays running: `uv cache clean` would wait for it.",
+    ]
+    cache = environ.get("UV_CACHE_DIR")  # a location, never a secret: the same cache as uvx
+    if cache:
+        lines.append(f"UV_CACHE_DIR={shlex.quote(os.path.abspath(cache))}; export UV_CACHE_DIR")
+    find_prefix = shlex.join(
+        [uv, "--quiet", "tool", "run", "--from", requirement, "python", "-c", _PRINT_PREFIX]
+    )
+    lines += [
+        f"prefix=$({find_prefix}) || exit 1",
+        f'exec "$prefix/bin/{PACKAGE}" "$@"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_PRINT_PREFIX = "import sys; print(sys.prefix)"
+
+
+def write_if_changed(path: Path, content: bytes, mode: int) -> bool:
+    if path.exists() and path.read_bytes() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(content)
+    temporary.chmod(mode)
+    os.replace(temporary, path)
+    return True
 
 
 def process_alive(pid: int) -> bool:
@@ -145,6 +230,41 @@ class BackgroundSupervisor:
         pid = running_pid(component, paths)
         if pid is not None:
             return pid
+        return self._spawn(component, paths, previous=None)
+
+    def replace(self, component: Component, paths: Paths) -> int:
+        """Restart without a gap where the component supports it: a running edge that offers
+        its listening socket (edge.json "handover") is stopped only once its successor, which
+        took that socket over, has published its state. Otherwise stop, then start."""
+        old = running_pid(component, paths)
+        state = _read_json(paths.home / component.state_file) or {}
+        if old is None or component is not EDGE or state.get("handover") is not True:
+            self.stop(component, paths)
+            return self.start(component, paths)
+        record = _read_json(component.pid_file(paths)) or {}
+        recorded, recorded_start = record.get("pid"), record.get("started_at")
+        try:
+            pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
+        except SupervisorError:  # it could not take over (and found the port taken)
+            self.stop(component, paths)
+            return self.start(component, paths)
+        olds = {old}
+        if (
+            isinstance(recorded, int)
+            and recorded != pid
+            and _is_ours(recorded, component, started_by=recorded_start)
+        ):
+            olds.add(recorded)
+        _terminate(sorted(olds))
+        return pid
+
+    def _spawn(
+        self,
+        component: Component,
+        paths: Paths,
+        previous: int | None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> int:
         paths.logs.mkdir(parents=True, exist_ok=True)
         log = component.output_file(paths)
         rotate_output(log)
@@ -158,18 +278,23 @@ class BackgroundSupervisor:
                 start_new_session=True,
                 close_fds=True,
                 cwd=str(paths.home),
-                env=child_environment(os.environ),
+                env={**child_environment(os.environ), **(extra_env or {})},
             )
-        _write_pid(component.pid_file(paths), process.pid, command)
+        pid_file = component.pid_file(paths)
+        previous_pid_file = pid_file.read_bytes() if previous and pid_file.exists() else None
+        _write_pid(pid_file, process.pid, command)
         try:
             return _wait_started(
-                component, paths, lambda: process.poll() is not None, log, previous=None
+                component, paths, lambda: process.poll() is not None, log, previous=previous
             )
         except SupervisorError:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            component.pid_file(paths).unlink(missing_ok=True)
+            if previous_pid_file is not None:  # the one it was to replace still runs
+                write_if_changed(pid_file, previous_pid_file, 0o644)
+            else:
+                pid_file.unlink(missing_ok=True)
             raise
 
     def stop(self, component: Component, paths: Paths) -> bool:

@@ -1,0 +1,184 @@
+"""`GET /metrics` in the Prometheus text format (version 0.0.4).
+
+Counters come from the ledger's daily rollup (so they survive restarts and count every writer),
+the writer's lag and backlog from the daemon itself, and the passthrough counts from the edge's
+`GET /status`, since the edge, not the daemon, sees the traffic it tunnels unmetered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from halton_meter.ledger.rollup import Span, aggregate
+
+
+class WriterLike(Protocol):
+    rows_written: int
+    rows_dropped: int
+
+    def pending(self) -> int: ...
+
+
+class CommittedRow(Protocol):
+    requested_at: str
+    latency_ms: float | None
+
+
+@dataclass
+class LedgerLag:
+    """Fed by the writer thread after each commit: how long rows waited to be written."""
+
+    last_lag_seconds: float = 0.0
+    max_lag_seconds: float = 0.0
+    commits: int = 0
+    last_commit_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def on_commit(self, batch: Sequence[CommittedRow]) -> None:
+        """The lag of a batch: its oldest call's end (start + latency) to the commit."""
+        now = time.time()
+        ends = []
+        for row in batch:
+            try:
+                started = datetime.fromisoformat(row.requested_at.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            ends.append(started.timestamp() + (row.latency_ms or 0.0) / 1000)
+        lag = max(0.0, now - min(ends)) if ends else 0.0
+        with self._lock:
+            self.commits += 1
+            self.last_commit_at = now
+            self.last_lag_seconds = lag
+            self.max_lag_seconds = max(self.max_lag_seconds, lag)
+
+
+def _labels(**values: str) -> str:
+    escaped = (
+        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for key, value in values.items()
+    )
+    return "{" + ",".join(escaped).replace("\n", "\\n") + "}"
+
+
+class _Family:
+    def __init__(self, name: str, kind: str, help_text: str) -> None:
+        self.lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        self.name = name
+
+    def add(self, value: float | int | str, **labels: str) -> None:
+        rendered = _labels(**labels) if labels else ""
+        self.lines.append(f"{self.name}{rendered} {value}")
+
+
+TOKEN_KINDS = ("input", "cache_read", "cache_write", "output", "reasoning")
+
+
+def render(
+    con: sqlite3.Connection,
+    writer: WriterLike | None,
+    lag: LedgerLag | None,
+    edge_status: Callable[[], dict[str, Any] | None],
+) -> str:
+    groups = aggregate(con, Span(), ["project", "provider", "model"])
+    requests = _Family("halton_meter_requests_total", "counter", "LLM calls recorded.")
+    errors = _Family("halton_meter_errors_total", "counter", "Recorded calls that failed.")
+    unpriced = _Family(
+        "halton_meter_unpriced_requests_total", "counter", "Calls whose model has no price."
+    )
+    tokens = _Family("halton_meter_tokens_total", "counter", "Tokens by kind.")
+    cost = _Family("halton_meter_cost_usd_total", "counter", "Cost of priced calls in USD.")
+    for row in groups:
+        key = {"project": row["project"], "provider": row["provider"], "model": row["model"]}
+        requests.add(row["requests"], **key)
+        errors.add(row["errors"], **key)
+        unpriced.add(row["unpriced_requests"], **key)
+        for kind in TOKEN_KINDS:
+            tokens.add(row[f"{kind}_tokens"], **key, kind=kind)
+        # Exact decimal text: a float would lose nano-dollars on large totals.
+        cost.add(_decimal_usd(int(row["cost_nanousd"])), **key)
+    families: list[_Family] = [requests, errors, unpriced, tokens, cost]
+    if writer is not None:
+        families += _writer_families(writer, lag)
+    families += _edge_families(edge_status())
+    return "".join(line + "\n" for family in families for line in family.lines)
+
+
+def _decimal_usd(nanousd: int) -> str:
+    sign = "-" if nanousd < 0 else ""
+    whole, fraction = divmod(abs(nanousd), 10**9)
+    return f"{sign}{whole}.{fraction:09d}"
+
+
+def _writer_families(writer: WriterLike, lag: LedgerLag | None) -> Iterable[_Family]:
+    written = _Family("halton_meter_ledger_rows_written_total", "counter", "Rows committed.")
+    written.add(writer.rows_written)
+    dropped = _Family(
+        "halton_meter_ledger_rows_dropped_total", "counter", "Rows lost (ledger unwritable)."
+    )
+    dropped.add(writer.rows_dropped)
+    pending = _Family("halton_meter_ledger_pending_rows", "gauge", "Rows waiting to be written.")
+    pending.add(writer.pending())
+    yield from (written, dropped, pending)
+    if lag is not None:
+        last = _Family(
+            "halton_meter_ledger_write_lag_seconds",
+            "gauge",
+            "From the end of the oldest call in the last batch to its commit.",
+        )
+        last.add(round(lag.last_lag_seconds, 6))
+        worst = _Family(
+            "halton_meter_ledger_write_lag_max_seconds", "gauge", "Largest lag since start."
+        )
+        worst.add(round(lag.max_lag_seconds, 6))
+        yield from (last, worst)
+
+
+EDGE_COUNTERS = {
+    "handed_off": "LLM connections handed to the daemon to meter.",
+    "tunnelled": "Connections the edge relayed itself (not LLM hosts).",
+    "fallbacks": "LLM connections passed through unmetered because the daemon was down.",
+    "handoff_failures": "Hand-offs the daemon refused or did not answer.",
+    "refused": "Requests refused because they targeted one of the meter's own ports.",
+    "failed": "Targets the edge could not reach.",
+    "switches": "Changes between metering and passthrough.",
+}
+
+
+def _edge_families(status: dict[str, Any] | None) -> Iterable[_Family]:
+    up = _Family("halton_meter_edge_up", "gauge", "1 when the edge answered GET /status.")
+    up.add(1 if status else 0)
+    yield up
+    if not status:
+        return
+    passthrough = _Family(
+        "halton_meter_edge_passthrough", "gauge", "1 while the edge passes LLM traffic unmetered."
+    )
+    passthrough.add(1 if status.get("mode") == "passthrough" else 0)
+    yield passthrough
+    counters = status.get("counters", {})
+    for name, help_text in EDGE_COUNTERS.items():
+        if isinstance(counters.get(name), int):
+            family = _Family(f"halton_meter_edge_{name}_total", "counter", help_text)
+            family.add(counters[name])
+            yield family
+
+
+def fetch_edge_status(port: int, timeout: float = 0.5) -> dict[str, Any] | None:
+    """The edge's own `GET /status` (it answers requests addressed to itself)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with direct.open(f"http://127.0.0.1:{port}/status", timeout=timeout) as answer:
+            data = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("component") == "edge" else None

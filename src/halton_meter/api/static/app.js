@@ -1,0 +1,439 @@
+// Halton Meter's built-in dashboard: plain JavaScript, no build step, no network beyond the
+// daemon that serves it. Every value from the ledger is put in the page as text (textContent),
+// never as HTML: project and model names come from clients and may contain anything.
+"use strict";
+
+const POLL_MS = 1000;
+const PROVIDER_COLORS = {
+  anthropic: "#d97757", openai: "#10a37f", google: "#4285f4", gemini: "#4285f4",
+  groq: "#f55036", mistral: "#ff7000", deepseek: "#4d6bfe", xai: "#7f7f7f",
+  openrouter: "#6566f1", together: "#0f6fff", fireworks: "#a259ff", perplexity: "#20b8cd",
+  cerebras: "#f15a29",
+};
+const FALLBACK_COLORS = ["#8e6bd8", "#d8a23b", "#3bb3a0", "#c1477a", "#6a8caf", "#9aae4b"];
+
+const state = {
+  range: "30d",
+  cursors: [],          // cursors of the pages before the one shown (for "Newer")
+  cursor: null,         // cursor of the page shown (null: the newest)
+  lastSeen: undefined,
+  lastCount: undefined,
+  refreshing: false,
+  refreshes: 0,
+  charts: new Map(),
+};
+
+// --- small helpers ----------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function fill(node, ...children) {
+  // replaceChildren would show a null (an absent optional part) as the text "null".
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { cache: "no-store", ...options });
+  if (!response.ok) {
+    let detail = "";
+    try { detail = (await response.json()).detail || ""; } catch (_) { /* not JSON */ }
+    throw new Error(`${path}: ${response.status} ${detail}`);
+  }
+  return response.json();
+}
+
+function usd(text) {
+  // Exact decimal string from the API → display; null means unpriced, never $0.
+  if (text === null || text === undefined) return "unpriced";
+  const value = Number(text);
+  if (value !== 0 && Math.abs(value) < 1) return "$" + value.toFixed(4);
+  return "$" + value.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+const minorToUsd = (minor) => (minor ?? 0) / 100000;
+const count = (n) => (n ?? 0).toLocaleString();
+function tokens(n) {
+  n = n ?? 0;
+  if (n < 100000) return n.toLocaleString();
+  if (n < 1e6) return (n / 1000).toFixed(1) + "k";
+  return (n / 1e6).toFixed(2) + "M";
+}
+function isoDay(offsetDays) {
+  const d = new Date();
+  d.setUTCDate(d.getUTCDate() - offsetDays);
+  return d.toISOString().slice(0, 10);
+}
+function monthStart(monthsBack) {
+  const d = new Date();
+  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - monthsBack, 1)).toISOString().slice(0, 10);
+}
+function colorFor(provider, index) {
+  return PROVIDER_COLORS[provider] || FALLBACK_COLORS[index % FALLBACK_COLORS.length];
+}
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+// --- token (for the few requests that change something) --------------------------------------
+
+function takeTokenFromUrl() {
+  const match = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
+  if (match) {
+    sessionStorage.setItem("halton-meter-token", match[1]);
+    history.replaceState(null, "", location.pathname + "#/");
+  }
+}
+const token = () => sessionStorage.getItem("halton-meter-token");
+
+// --- theme -----------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  if (window.Chart) {
+    Chart.defaults.color = cssVar("--muted");
+    Chart.defaults.borderColor = cssVar("--line");
+  }
+}
+function initialTheme() {
+  const saved = localStorage.getItem("halton-meter-theme");
+  if (saved === "light" || saved === "dark") return saved;
+  return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
+}
+function toggleTheme() {
+  const next = document.documentElement.dataset.theme === "dark" ? "light" : "dark";
+  localStorage.setItem("halton-meter-theme", next);
+  applyTheme(next);
+  refresh(true);
+}
+
+// --- charts ----------------------------------------------------------------------------------
+
+function drawChart(id, config) {
+  const canvas = document.getElementById(id);
+  if (!canvas || !window.Chart) return;
+  const old = state.charts.get(id);
+  if (old) old.destroy();
+  config.options = {
+    responsive: true, maintainAspectRatio: false, animation: false,
+    interaction: { mode: "index", intersect: false },
+    plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+    ...(config.options || {}),
+  };
+  state.charts.set(id, new Chart(canvas, config));
+}
+
+function spendByProvider(stats) {
+  const days = stats.by_day.map((d) => d.date);
+  const providers = [...new Set(stats.by_day_by_provider.map((r) => r.provider))].sort();
+  const datasets = providers.map((provider, i) => {
+    const perDay = new Map();
+    for (const row of stats.by_day_by_provider) {
+      if (row.provider === provider) perDay.set(row.date, minorToUsd(row.cost_usd_minor_units));
+    }
+    return {
+      label: provider, data: days.map((day) => perDay.get(day) ?? 0),
+      backgroundColor: colorFor(provider, i), stack: "spend",
+    };
+  });
+  return {
+    type: "bar",
+    data: { labels: days.map((d) => d.slice(5)), datasets },
+    options: {
+      scales: { x: { stacked: true }, y: { stacked: true, ticks: { callback: (v) => "$" + v } } },
+      plugins: {
+        legend: { position: "bottom", labels: { boxWidth: 12 } },
+        tooltip: { callbacks: { label: (c) => `${c.dataset.label}: $${c.parsed.y.toFixed(4)}` } },
+      },
+    },
+  };
+}
+
+// --- views -----------------------------------------------------------------------------------
+
+function card(id, label, value, sub) {
+  return el("div", { class: "card", id },
+    el("div", { class: "label", text: label }),
+    el("div", { class: "value", text: value }),
+    el("div", { class: "sub", text: sub || "" }));
+}
+
+function unpricedWarning(stats) {
+  const models = stats.by_model.filter((m) => m.unpriced);
+  if (!models.length) return null;
+  const names = models.map((m) => `${m.provider}/${m.model}`).join(", ");
+  return el("div", { class: "warning", id: "unpriced-warning" },
+    `${count(stats.summary.unpriced_requests)} unpriced request(s), not in the totals (no known price): ${names}. `,
+    "Add a [[pricing.overrides]] entry, then re-price.");
+}
+
+async function overview(view) {
+  const [month, previous, recent] = await Promise.all([
+    api(`/v1/stats?since=${monthStart(0)}`),
+    api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
+    api(`/v1/stats?since=${isoDay(29)}`),
+  ]);
+  const s = recent.summary;
+  fill(view, 
+    el("h1", { text: "Overview" }),
+    unpricedWarning(recent),
+    el("div", { class: "cards" },
+      card("card-month-spend", "Spend this month", usd(month.summary.total_cost_usd),
+        `last month ${usd(previous.summary.total_cost_usd)}`),
+      card("card-requests", "Requests, 30 days", count(s.total_requests),
+        `${count(s.total_errors)} errors · ${tokens(s.total_input_tokens + s.total_cache_read_tokens + s.total_cache_write_tokens)} prompt tokens`),
+      card("card-projects", "Active projects, 30 days", count(s.active_projects),
+        `${count(s.models_in_use)} models`),
+      card("card-cache", "Cache hit rate, 30 days", (s.cache_hit_rate * 100).toFixed(1) + "%",
+        s.last_request_at ? `last request ${s.last_request_at.replace("T", " ").slice(0, 19)} UTC` : "no requests yet")),
+    el("div", { class: "panel" },
+      el("h2", { text: "Spend per day, last 30 days, by provider" }),
+      el("div", { class: "chart" }, el("canvas", { id: "chart-spend-30d" }))),
+    el("div", { class: "panel" },
+      el("h2", { text: "Top models, last 30 days" }),
+      modelsTable(recent.by_model.slice(0, 10))),
+  );
+  drawChart("chart-spend-30d", spendByProvider(recent));
+}
+
+function modelsTable(models) {
+  if (!models.length) return el("div", { class: "empty", text: "No requests in this window." });
+  return el("div", { class: "scroll" }, el("table", { id: "models-table" },
+    el("thead", {}, el("tr", {},
+      el("th", { text: "model" }), el("th", { text: "provider" }),
+      el("th", { class: "num", text: "requests" }), el("th", { class: "num", text: "input" }),
+      el("th", { class: "num", text: "output" }), el("th", { class: "num", text: "cost" }))),
+    el("tbody", {}, models.map((m) => el("tr", {},
+      el("td", {}, m.model, m.unpriced ? el("span", { class: "badge", text: "unpriced" }) : null),
+      el("td", { text: m.provider }),
+      el("td", { class: "num", text: count(m.requests) }),
+      el("td", { class: "num", text: tokens(m.input_tokens) }),
+      el("td", { class: "num", text: tokens(m.output_tokens) }),
+      el("td", { class: "num", text: usd(m.cost_usd) }))))));
+}
+
+async function projectsView(view) {
+  const projects = await api("/v1/projects");
+  const body = projects.map((p) => el("tr", { "data-slug": p.slug },
+    el("td", {}, el("a", { href: `#/projects/${encodeURIComponent(p.slug)}`, text: p.name }),
+      p.stats.unpriced_requests ? el("span", { class: "badge", text: "unpriced" }) : null),
+    el("td", { class: "num", text: usd(p.stats.cost_usd_this_month) }),
+    el("td", { class: "num", text: usd(p.stats.previous_month_cost_usd) }),
+    el("td", { class: "num", text: usd(p.stats.all_time_cost_usd) }),
+    el("td", { class: "num", text: count(p.stats.all_time_requests) }),
+    el("td", { text: p.stats.top_model || p.stats.primary_model || "—" }),
+    el("td", { text: (p.stats.last_active_at || "").replace("T", " ").slice(0, 19) })));
+  fill(view, 
+    el("h1", { text: "Projects" }),
+    projects.length ? el("div", { class: "panel scroll" }, el("table", { id: "projects-table" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "project" }), el("th", { class: "num", text: "this month" }),
+        el("th", { class: "num", text: "last month" }), el("th", { class: "num", text: "all time" }),
+        el("th", { class: "num", text: "requests" }), el("th", { text: "top model" }),
+        el("th", { text: "last active (UTC)" }))),
+      el("tbody", {}, body)))
+      : el("div", { class: "empty", text: "No metered calls yet. Run a tool with `halton-meter run -- CMD`." }));
+}
+
+function rangeSince(range) {
+  if (range === "all") return "";
+  return isoDay(Number(range.replace("d", "")) - 1);
+}
+
+async function projectView(view, slug, full) {
+  const path = `/v1/projects/${encodeURIComponent(slug)}`;
+  const since = rangeSince(state.range);
+  const [stats, page] = await Promise.all([
+    api(`${path}/stats${since ? `?since=${since}` : ""}`),
+    full || !state.cursor ? api(`${path}/requests?limit=25${state.cursor ? `&cursor=${encodeURIComponent(state.cursor)}` : ""}`) : null,
+  ]);
+  const s = stats.summary;
+  const rangeButtons = ["30d", "90d", "all"].map((range) => el("button", {
+    type: "button", "aria-pressed": String(state.range === range), "data-range": range,
+    text: range === "all" ? "All" : range,
+    onclick: () => { state.range = range; refresh(true); },
+  }));
+  const existing = document.getElementById("requests-panel");
+  const requestsPanel = page ? requestsSection(slug, page) : existing;
+  fill(view, 
+    el("div", { class: "toolbar" },
+      el("h1", { text: slug }), el("span", { class: "spacer" }), ...rangeButtons),
+    unpricedWarning(stats),
+    el("div", { class: "cards" },
+      card("card-project-spend", "Spend", usd(s.total_cost_usd), `${count(s.unpriced_requests)} unpriced`),
+      card("card-project-requests", "Requests", count(s.total_requests), `${count(s.total_errors)} errors`),
+      card("card-project-cpr", "Cost per request",
+        s.total_requests ? usd(String(Number(s.total_cost_usd) / Math.max(1, s.total_requests - s.unpriced_requests))) : "—",
+        "priced requests only"),
+      card("card-project-cache", "Cache hit rate", (s.cache_hit_rate * 100).toFixed(1) + "%", "of prompt tokens")),
+    el("div", { class: "grid2" },
+      el("div", { class: "panel" }, el("h2", { text: "Spend over time" }),
+        el("div", { class: "chart" }, el("canvas", { id: "chart-spend" }))),
+      el("div", { class: "panel" }, el("h2", { text: "Requests per day" }),
+        el("div", { class: "chart" }, el("canvas", { id: "chart-requests" }))),
+      el("div", { class: "panel" }, el("h2", { text: "Cost per request" }),
+        el("div", { class: "chart" }, el("canvas", { id: "chart-cpr" }))),
+      el("div", { class: "panel" }, el("h2", { text: "Cache hit rate" }),
+        el("div", { class: "chart" }, el("canvas", { id: "chart-cache" })))),
+    el("div", { class: "panel" }, el("h2", { text: "Top models" }), modelsTable(stats.by_model)),
+    requestsPanel,
+    repricePanel(slug),
+  );
+  const labels = stats.by_day.map((d) => d.date.slice(5));
+  drawChart("chart-spend", spendByProvider(stats));
+  drawChart("chart-requests", {
+    type: "bar",
+    data: { labels, datasets: [{ label: "requests", data: stats.by_day.map((d) => d.requests), backgroundColor: cssVar("--accent") }] },
+    options: { plugins: { legend: { display: false } } },
+  });
+  drawChart("chart-cpr", {
+    type: "line",
+    data: { labels, datasets: [{ label: "USD per request", borderColor: cssVar("--accent"), spanGaps: true,
+      data: stats.by_day.map((d) => (d.requests - d.unpriced_requests) > 0 ? minorToUsd(d.cost_usd_minor_units) / (d.requests - d.unpriced_requests) : null) }] },
+    options: { plugins: { legend: { display: false } } },
+  });
+  drawChart("chart-cache", {
+    type: "line",
+    data: { labels, datasets: [{ label: "cache hit rate %", borderColor: colorFor("openai", 0), spanGaps: true,
+      data: stats.by_day.map((d) => d.requests ? d.cache_hit_rate * 100 : null) }] },
+    options: { plugins: { legend: { display: false } }, scales: { y: { min: 0, max: 100 } } },
+  });
+}
+
+function repricePanel(slug) {
+  // The one thing the dashboard changes: costs recomputed with today's prices and overrides.
+  const since = rangeSince(state.range) || "2000-01-01";
+  const result = el("div", { id: "reprice-result" });
+  const body = (dryRun) => JSON.stringify({ since, project: slug, dry_run: dryRun });
+  async function run(dryRun) {
+    result.replaceChildren(el("span", { class: "muted", text: "working…" }));
+    try {
+      const answer = await api("/v1/reprice", {
+        method: "POST", body: body(dryRun),
+        headers: { "Content-Type": "application/json", "X-Halton-Token": token() },
+      });
+      const rows = answer.models.filter((m) => m.changed > 0).map((m) => el("tr", {},
+        el("td", { text: `${m.provider}/${m.model}` }), el("td", { class: "num", text: count(m.changed) }),
+        el("td", { class: "num", text: usd(m.old_cost_usd) }), el("td", { class: "num", text: usd(m.new_cost_usd) })));
+      fill(result,
+        el("p", { text: dryRun ? `${count(answer.rows_changed)} row(s) would change.` : `${count(answer.rows_written)} row(s) re-priced.` }),
+        rows.length ? el("table", {}, el("tbody", {}, rows)) : null,
+        dryRun && answer.rows_changed ? el("button", { type: "button", id: "reprice-apply", text: "Apply", onclick: () => run(false).then(() => refresh(true)) }) : null);
+    } catch (error) {
+      result.replaceChildren(el("div", { class: "warning", text: error.message }));
+    }
+  }
+  const allowed = Boolean(token());
+  return el("div", { class: "panel", id: "reprice-panel" },
+    el("h2", { text: "Re-price this window" }),
+    el("p", { class: "muted", text: allowed
+      ? "Recompute these costs with this release's prices and your [[pricing.overrides]]."
+      : "Open the dashboard with `halton-meter dashboard` to re-price: it carries the token." }),
+    el("button", { type: "button", id: "reprice-preview", disabled: !allowed, text: "Preview", onclick: () => run(true) }),
+    result);
+}
+
+function requestsSection(slug, page) {
+  const path = `/v1/projects/${encodeURIComponent(slug)}`;
+  const rows = page.items.map((r) => el("tr", { "data-id": r.id },
+    el("td", { text: r.requested_at.replace("T", " ").slice(0, 19) }),
+    el("td", { text: r.provider }),
+    el("td", {}, r.model, r.mode === "thinking" ? el("span", { class: "muted", text: " · thinking" }) : null),
+    el("td", { class: "num", text: tokens(r.input_tokens) }),
+    el("td", { class: "num", text: tokens(r.output_tokens) }),
+    el("td", { class: "num", text: tokens(r.cache_read_tokens) }),
+    el("td", { class: "num" }, r.unpriced ? el("span", { class: "badge", text: "unpriced" }) : usd(r.cost_usd)),
+    el("td", { class: "num", text: r.latency_ms === null ? "—" : Math.round(r.latency_ms) + " ms" }),
+    el("td", { text: r.status === "success" ? "ok" : (r.error_class || "error") })));
+  return el("div", { class: "panel", id: "requests-panel" },
+    el("div", { class: "toolbar" },
+      el("h2", { text: `Requests (${count(page.total)})` }), el("span", { class: "spacer" }),
+      el("button", { type: "button", id: "page-newer", disabled: state.cursor === null,
+        onclick: () => { state.cursor = state.cursors.pop() ?? null; refresh(true); }, text: "‹ Newer" }),
+      el("button", { type: "button", id: "page-older", disabled: !page.next_cursor,
+        onclick: () => { state.cursors.push(state.cursor); state.cursor = page.next_cursor; refresh(true); }, text: "Older ›" }),
+      el("a", { id: "csv-export", href: `${path}/requests.csv`, download: `${slug}-requests.csv`, text: "Export CSV" })),
+    rows.length ? el("div", { class: "scroll" }, el("table", { id: "requests-table" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "time (UTC)" }), el("th", { text: "provider" }), el("th", { text: "model" }),
+        el("th", { class: "num", text: "in" }), el("th", { class: "num", text: "out" }),
+        el("th", { class: "num", text: "cache read" }), el("th", { class: "num", text: "cost" }),
+        el("th", { class: "num", text: "latency" }), el("th", { text: "status" }))),
+      el("tbody", {}, rows)))
+      : el("div", { class: "empty", text: "No requests for this project yet." }));
+}
+
+// --- routing, refresh and live updates --------------------------------------------------------
+
+function route() {
+  const hash = location.hash.replace(/^#/, "") || "/";
+  const match = hash.match(/^\/projects\/(.+)$/);
+  if (match) return { name: "project", slug: decodeURIComponent(match[1]) };
+  if (hash.startsWith("/projects")) return { name: "projects" };
+  return { name: "overview" };
+}
+
+async function refresh(full) {
+  if (state.refreshing) return;
+  state.refreshing = true;
+  const view = document.getElementById("view");
+  const current = route();
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.dataset.nav === (current.name === "overview" ? "overview" : "projects"));
+  }
+  try {
+    if (current.name === "project") await projectView(view, current.slug, full);
+    else if (current.name === "projects") await projectsView(view);
+    else await overview(view);
+  } catch (error) {
+    fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }));
+  } finally {
+    state.refreshing = false;
+    state.refreshes += 1;
+    document.body.dataset.refreshes = String(state.refreshes);
+  }
+}
+
+async function poll() {
+  const pill = document.getElementById("daemon-state");
+  try {
+    const status = await api("/v1/daemon/status");
+    const age = status.last_seen_at ? Date.now() - Date.parse(status.last_seen_at) : Infinity;
+    pill.textContent = age < 120000 ? "live" : "idle";
+    pill.className = "pill " + (age < 120000 ? "live" : "idle");
+    pill.title = `${status.request_count_last_hour} requests in the last hour`;
+    const changed = status.last_seen_at !== state.lastSeen || status.request_count_last_hour !== state.lastCount;
+    const first = state.lastSeen === undefined;
+    state.lastSeen = status.last_seen_at;
+    state.lastCount = status.request_count_last_hour;
+    if (changed && !first) await refresh(false);
+  } catch (_) {
+    pill.textContent = "offline";
+    pill.className = "pill offline";
+  }
+  setTimeout(poll, POLL_MS);
+}
+
+function start() {
+  takeTokenFromUrl();
+  applyTheme(initialTheme());
+  document.getElementById("theme-toggle").addEventListener("click", toggleTheme);
+  window.addEventListener("hashchange", () => {
+    takeTokenFromUrl();  // a #token=… link opened in a tab that is already here
+    state.cursor = null; state.cursors = [];
+    refresh(true);
+  });
+  refresh(true).then(poll);
+}
+
+document.addEventListener("DOMContentLoaded", start);

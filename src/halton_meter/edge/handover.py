@@ -1,0 +1,119 @@
+"""Handing the listening socket from a running edge to its successor, so a restart after an
+upgrade never refuses a client.
+
+The running edge offers its listening socket on a Unix socket in the home folder (`edge.sock`,
+in the 0700 home, and only to a peer of the same user). A new edge on the same port, started by
+the supervisor to replace it, asks there first and, when it gets the socket, accepts on the
+very same one: connections queued in the kernel during the swap are accepted by whichever edge
+is still running, none is reset. The supervisor stops the old edge once the new one has
+published its state (edge.json).
+Not available on Windows (no descriptor passing); the edge then binds as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from pathlib import Path
+
+SOCKET_NAME = "edge.sock"
+# Set by the supervisor when it starts a successor: a second edge started by hand must not
+# quietly share the port with the running one.
+TAKE_OVER_ENV = "HALTON_METER_EDGE_TAKE_OVER"
+ASK_TIMEOUT = 2.0
+MAX_PATH = 100  # sun_path holds 104-108 bytes depending on the system
+
+
+def supported(home: Path) -> bool:
+    return (
+        hasattr(socket, "AF_UNIX")
+        and hasattr(socket, "send_fds")
+        and len(os.fsencode(home / SOCKET_NAME)) < MAX_PATH
+    )
+
+
+def take_over(home: Path, host: str, port: int) -> socket.socket | None:
+    """The listening socket of a running edge on host:port, when one hands it over."""
+    if not supported(home):
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(ASK_TIMEOUT)
+            conn.connect(str(home / SOCKET_NAME))
+            _, fds, _, _ = socket.recv_fds(conn, 16, 1)
+    except OSError:
+        return None
+    if not fds:
+        return None
+    listener = socket.socket(fileno=fds[0])
+    try:
+        address = listener.getsockname()
+    except OSError:
+        address = None
+    if not isinstance(address, tuple) or tuple(address[:2]) != (host, port):
+        listener.close()  # another port (the configuration changed): bind our own
+        return None
+    return listener
+
+
+class Offer:
+    """Serves the listening socket's descriptor on `edge.sock` while this edge runs."""
+
+    def __init__(self, home: Path, listener_fd: int) -> None:
+        self.path = home / SOCKET_NAME
+        self.listener_fd = listener_fd
+        self._server: asyncio.AbstractServer | None = None
+        self._inode: int | None = None
+
+    async def start(self) -> bool:
+        """True when offered; a failure only means the next restart binds instead."""
+        if not supported(self.path.parent):
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a predecessor's: it is handing over to us, or gone
+        old_umask = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(self._give, str(self.path))
+            self._inode = self.path.stat().st_ino
+        except OSError:
+            return False
+        finally:
+            os.umask(old_umask)
+        return True
+
+    async def _give(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            transport_socket = writer.get_extra_info("socket")
+            if transport_socket is not None and _same_user(transport_socket):
+                with socket.socket(fileno=os.dup(transport_socket.fileno())) as conn:
+                    conn.setblocking(True)
+                    conn.settimeout(ASK_TIMEOUT)
+                    socket.send_fds(conn, [b"edge"], [self.listener_fd])
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        with contextlib.suppress(OSError):  # only our own: the successor has its own there
+            if self._inode is not None and self.path.stat().st_ino == self._inode:
+                self.path.unlink()
+
+
+def _same_user(transport_socket: object) -> bool:
+    """The peer runs as our user (Linux SO_PEERCRED); elsewhere the 0700 home decides."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None:
+        return True
+    raw = transport_socket.getsockopt(  # type: ignore[attr-defined]
+        socket.SOL_SOCKET, peercred, struct.calcsize("3i")
+    )
+    _, uid, _ = struct.unpack("3i", raw)
+    return bool(uid == os.getuid())

@@ -1,0 +1,128 @@
+"""Server-rendered pages: the team rollups, the machines admin page, approval and login.
+Plain HTML, no script and no network at run time; every value is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from halton_meter.money import format_usd
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#222;background:#fff}
+@media (prefers-color-scheme:dark){body{color:#ddd;background:#111}a{color:#8af}}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}
+td,th{padding:.25rem .75rem;border-bottom:1px solid #8884;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.note{color:#888}.msg{padding:.5rem;border:1px solid #8888}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
+        '<p><a href="/">Team</a> · <a href="/admin">Machines</a></p>'
+        f"{body}</body></html>"
+    )
+
+
+def _cost(item: dict[str, Any]) -> str:
+    text = format_usd(item["cost_nanousd"])
+    if item["unpriced_requests"] and item["cost_nanousd"] is not None:
+        text += f" (+{item['unpriced_requests']} unpriced)"
+    return escape(text)
+
+
+def _table(title: str, items: list[dict[str, Any]], keys: list[str]) -> str:
+    head = "".join(f"<th>{escape(k)}</th>" for k in keys)
+    head += "<th>requests</th><th>input</th><th>output</th><th>cost</th><th>machines' figure</th>"
+    rows = []
+    for item in items:
+        cells = "".join(f"<td>{escape(str(item.get(k)))}</td>" for k in keys)
+        cells += (
+            f"<td>{item['requests']:,}</td><td>{item['input_tokens']:,}</td>"
+            f"<td>{item['output_tokens']:,}</td><td>{_cost(item)}</td>"
+            f"<td>{escape(format_usd(item['machine_cost_nanousd']))}</td>"
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<h2>{escape(title)}</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def team(workspace: str, since: str, stats: dict[str, Any]) -> str:
+    summary = stats["summary"]
+    windows = " · ".join(
+        f'<a href="/?since={w}&workspace={escape(workspace)}">{w}</a>'
+        for w in ("7d", "30d", "90d", "all")
+    )
+    body = (
+        f"<p>Workspace <b>{escape(workspace)}</b>, since {escape(since)} ({windows}) · "
+        f'<a href="/v1/export.csv?since={escape(since)}&workspace={escape(workspace)}">CSV</a></p>'
+        f"<p><b>{escape(format_usd(summary['total_cost_nanousd']))}</b> over "
+        f"{summary['total_requests']:,} requests ({summary['unpriced_requests']} unpriced) from "
+        f"{summary['machines']} machines; the machines' own figure "
+        f"{escape(format_usd(summary['total_machine_cost_nanousd']))}</p>"
+        + _table("By project", stats["by_project"], ["project"])
+        + _table("By machine", stats["by_machine"], ["machine"])
+        + _table("By user", stats["by_user"], ["user"])
+        + _table("By model", stats["by_model"], ["provider", "model"])
+        + _table("By provider", stats["by_provider"], ["provider"])
+        + _table("By day", [d for d in stats["by_day"] if d["requests"]], ["date"])
+    )
+    return _page("Halton Meter team", body)
+
+
+def admin(machines: list[dict[str, Any]], pending: list[dict[str, Any]], message: str) -> str:
+    parts = [f'<p class="msg">{escape(message)}</p>' if message else ""]
+    parts.append("<h2>Waiting for approval</h2>")
+    if not pending:
+        parts.append('<p class="note">No pairing code is waiting.</p>')
+    for item in pending:
+        parts.append(
+            f'<form method="post" action="/admin/approve"><b>{escape(item["code"])}</b> '
+            f"{escape(item['machine_name'])} ({escape(item['user_name'])}, workspace "
+            f"{escape(item['workspace'])}) <input type=hidden name=code "
+            f'value="{escape(item["code"])}"><button>Approve</button></form>'
+        )
+    rows = "".join(
+        f"<tr><td>{escape(m['name'])}</td><td>{escape(m['user'])}</td>"
+        f"<td>{escape(m['workspace'])}</td><td>{escape(m['status'])}</td>"
+        f"<td>{m['requests']:,}</td><td>{escape(str(m['last_seen_at']))}</td><td>"
+        + (
+            '<form method="post" action="/admin/revoke"><input type=hidden name=machine '
+            f'value="{escape(m["machine_id"])}"><button>Revoke</button></form>'
+            if m["status"] == "active"
+            else ""
+        )
+        + "</td></tr>"
+        for m in machines
+    )
+    parts.append(
+        "<h2>Machines</h2><table><tr><th>machine</th><th>user</th><th>workspace</th>"
+        f"<th>status</th><th>requests</th><th>last seen</th><th></th></tr>{rows}</table>"
+    )
+    return _page("Machines", "".join(parts))
+
+
+def approve(code: str, pending: dict[str, Any] | None) -> str:
+    if pending is None:
+        body = f"<p>No pending pairing code {escape(code)} (expired, used, or mistyped).</p>"
+    else:
+        body = (
+            f"<p>{escape(pending['machine_name'])} ({escape(pending['user_name'])}) asks to "
+            f"join workspace <b>{escape(pending['workspace'])}</b> with code "
+            f"<b>{escape(pending['code'])}</b>.</p>"
+            '<form method="post" action="/admin/approve"><input type=hidden name=code '
+            f'value="{escape(pending["code"])}"><button>Approve</button></form>'
+        )
+    return _page("Approve a machine", body)
+
+
+def login(next_path: str, problem: str = "") -> str:
+    body = (
+        (f'<p class="msg">{escape(problem)}</p>' if problem else "")
+        + "<p>Paste an admin token (<code>halton-meter server admin-token</code> makes one).</p>"
+        '<form method="post" action="/login"><input name=token type=password size=50>'
+        f'<input type=hidden name=next value="{escape(next_path)}"><button>Log in</button></form>'
+    )
+    return _page("Log in", body)

@@ -1,0 +1,201 @@
+"""The team server's PostgreSQL schema: numbered, additive-only migrations in `_migrations`.
+
+The ledger is partitioned by month of `requested_at` (old months can be detached or dropped
+whole, and a 30-day query touches at most two partitions); partitions are created on demand by
+ingest, and a DEFAULT partition catches anything else so an insert never fails for want of
+one. Rollups by day are kept up to date in the same transaction as each insert
+(`daily_rollups`), so a team report never scans the raw rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import psycopg
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "workspaces_machines_pairing",
+        [
+            """CREATE TABLE IF NOT EXISTS workspaces (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                name text NOT NULL UNIQUE,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )""",
+            "INSERT INTO workspaces (name) VALUES ('default') ON CONFLICT DO NOTHING",
+            """CREATE TABLE IF NOT EXISTS machines (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                workspace_id uuid NOT NULL REFERENCES workspaces(id),
+                machine_uid text NOT NULL,
+                name text NOT NULL,
+                user_name text NOT NULL,
+                token_hash text UNIQUE,
+                status text NOT NULL DEFAULT 'active',
+                paired_at timestamptz NOT NULL DEFAULT now(),
+                revoked_at timestamptz,
+                last_seen_at timestamptz,
+                UNIQUE (workspace_id, machine_uid)
+            )""",
+            """CREATE TABLE IF NOT EXISTS pairings (
+                code text PRIMARY KEY,
+                poll_secret_hash text NOT NULL,
+                workspace text NOT NULL,
+                machine_uid text NOT NULL,
+                machine_name text NOT NULL,
+                user_name text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                expires_at timestamptz NOT NULL,
+                approved_at timestamptz,
+                claimed_at timestamptz,
+                machine_id uuid REFERENCES machines(id)
+            )""",
+            """CREATE TABLE IF NOT EXISTS admin_tokens (
+                token_hash text PRIMARY KEY,
+                label text NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now()
+            )""",
+        ],
+    ),
+    (
+        2,
+        "ledger_partitioned_and_daily_rollups",
+        [
+            """CREATE TABLE IF NOT EXISTS ledger (
+                workspace_id uuid NOT NULL,
+                machine_id uuid NOT NULL,
+                id text NOT NULL,
+                requested_at timestamptz NOT NULL,
+                provider text NOT NULL,
+                api text NOT NULL,
+                host text,
+                model text,
+                model_requested text,
+                stream boolean NOT NULL,
+                input_tokens bigint,
+                cache_read_tokens bigint,
+                cache_write_tokens bigint,
+                cache_write_1h_tokens bigint,
+                output_tokens bigint,
+                reasoning_tokens bigint,
+                web_search_requests bigint,
+                http_status integer,
+                status text NOT NULL,
+                error_class text,
+                provider_error_code text,
+                latency_ms double precision,
+                ttft_ms double precision,
+                tokens_complete boolean NOT NULL,
+                response_id text,
+                service_tier text,
+                user_agent text,
+                project text NOT NULL,
+                provider_cost_usd text,
+                attribution text,
+                client_process text,
+                machine_cost_nanousd bigint,
+                machine_price_source text,
+                cost_nanousd bigint,
+                price_source text,
+                received_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (workspace_id, machine_id, id, requested_at)
+            ) PARTITION BY RANGE (requested_at)""",
+            "CREATE TABLE IF NOT EXISTS ledger_default PARTITION OF ledger DEFAULT",
+            """CREATE INDEX IF NOT EXISTS ledger_workspace_time
+                ON ledger (workspace_id, requested_at)""",
+            """CREATE INDEX IF NOT EXISTS ledger_workspace_project_time
+                ON ledger (workspace_id, project, requested_at)""",
+            """CREATE TABLE IF NOT EXISTS daily_rollups (
+                workspace_id uuid NOT NULL,
+                day date NOT NULL,
+                machine_id uuid NOT NULL,
+                project text NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                cache_read_tokens bigint NOT NULL,
+                cache_write_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                cost_nanousd bigint NOT NULL,
+                unpriced_requests bigint NOT NULL,
+                machine_cost_nanousd bigint NOT NULL,
+                machine_unpriced_requests bigint NOT NULL,
+                latency_ms_sum double precision NOT NULL,
+                latency_count bigint NOT NULL,
+                last_request_at timestamptz NOT NULL,
+                PRIMARY KEY (workspace_id, day, machine_id, project, provider, model)
+            )""",
+            """CREATE INDEX IF NOT EXISTS daily_rollups_project
+                ON daily_rollups (workspace_id, project, day)""",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+# Serialises migrations when several server processes start at once.
+_MIGRATION_LOCK = 74_836_001
+
+
+def migrate(con: psycopg.Connection[object]) -> list[int]:
+    """Apply pending migrations in one transaction each; returns the ids applied here."""
+    applied_now: list[int] = []
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations ("
+            "id integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)"
+        )
+        applied = {row[0] for row in con.execute("SELECT id FROM _migrations").fetchall()}  # type: ignore[index]
+        for number, name, statements in MIGRATIONS:
+            if number in applied:
+                continue
+            for statement in statements:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO _migrations (id, name, applied_at) VALUES (%s, %s, now())",
+                (number, name),
+            )
+            applied_now.append(number)
+    return applied_now
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def next_month(day: date) -> date:
+    return date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+
+
+def partition_name(month: date) -> str:
+    return f"ledger_{month.year:04d}_{month.month:02d}"
+
+
+def ensure_partitions(con: psycopg.Connection[object], months: set[date]) -> None:
+    """Create the monthly partitions these months need, each in its own short transaction.
+
+    A month whose rows already sit in the DEFAULT partition keeps them there (PostgreSQL would
+    refuse the new partition); queries read through the parent, so results are the same."""
+    existing = {
+        row[0]  # type: ignore[index]
+        for row in con.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'ledger'"
+        ).fetchall()
+    }
+    for month in sorted(months):
+        name = partition_name(month)
+        if name in existing:
+            continue
+        try:
+            with con.transaction():
+                con.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF ledger "
+                    f"FOR VALUES FROM ('{month.isoformat()}T00:00:00Z') "
+                    f"TO ('{next_month(month).isoformat()}T00:00:00Z')"
+                )
+        except (psycopg.errors.CheckViolation, psycopg.errors.DuplicateTable):
+            pass  # rows for that month already in DEFAULT, or another process made it
