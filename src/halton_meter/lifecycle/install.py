@@ -290,8 +290,9 @@ def run_init(
                 platform.restart(component, paths)
             elif pid is None:
                 supervisor.start(component, paths)
-            else:
-                continue  # registering it started it
+            else:  # registering it started it (launchd's RunAtLoad)
+                platform.started_by_registration(component)
+                continue
             started.append(component)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         how = platform.supervision(confirm)

@@ -170,6 +170,9 @@ class LinuxPlatform:
         else:
             self.supervisor.replace(component, paths)  # the edge hands its socket over
 
+    def started_by_registration(self, component: Component) -> None:
+        pass  # daemon-reload and enable start nothing
+
     def supervision(self, confirm: Confirm | None) -> str:
         return "systemd --user units" + _linger(confirm) if self.systemd else NO_MANAGER
 

@@ -115,6 +115,9 @@ class NativePlatform:
         self.supervisor.stop(component, paths)
         self.supervisor.start(component, paths)
 
+    def started_by_registration(self, component: Component) -> None:
+        self.start(component)
+
     def supervision(self, confirm: Confirm | None) -> str:
         return self.kind
 

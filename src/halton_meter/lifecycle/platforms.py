@@ -93,6 +93,11 @@ class Platform(Protocol):
         supervisor can (a background edge hands its listening socket to its successor)."""
         ...
 
+    def started_by_registration(self, component: Component) -> None:
+        """Registering started it: ask the service manager to start it all the same (a no-op
+        for a running job), so what init runs does not depend on how fast it came up."""
+        ...
+
     def supervision(self, confirm: Confirm | None) -> str:
         """How the processes are kept running, for the start step's detail."""
         ...
