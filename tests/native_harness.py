@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from click.testing import CliRunner
 
 from halton_meter.cli import cli
@@ -51,6 +52,15 @@ def install_version(folder: Path) -> Path:
 
 
 RUNTIME_FILES = ("edge.json", "daemon.json", "edge.pid", "daemon.pid")
+# The CA variables init publishes, spelled out here rather than taken from the code under test.
+CA_NAMES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "AWS_CA_BUNDLE",
+)
 
 
 @dataclass
@@ -104,6 +114,20 @@ class NativeInstall:
         result = self.json("init", *args)
         assert result["ok"], result
         return result
+
+    def process_command(self, component: str) -> list[str]:
+        """The command line of the running edge or daemon (the pid its state file names)."""
+        state = json.loads((self.home / f"{component}.json").read_text())
+        return list(psutil.Process(state["pid"]).cmdline())
+
+    @contextmanager
+    def uninstalled_after(self) -> Iterator[NativeInstall]:
+        """A module fixture's body: this install, uninstalled and its processes ended after."""
+        try:
+            yield self
+        finally:
+            self.meter("uninstall", "--yes")
+            self.fake.stop_all()
 
     def managed_files(self) -> dict[str, tuple[bytes, int]]:
         """Every file init wrote, with its content and mtime: a second init changes none.

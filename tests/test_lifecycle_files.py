@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from halton_meter.lifecycle.install import _without_credentials
+from halton_meter.lifecycle.environment import without_credentials
 from halton_meter.lifecycle.linux import unit_text
 from halton_meter.lifecycle.supervisor import DAEMON, EDGE
 from halton_meter.paths import Paths
@@ -26,8 +26,8 @@ def test_the_edge_is_always_restarted_the_daemon_gives_up(tmp_path: Path) -> Non
 
 
 def test_the_snapshot_never_keeps_proxy_credentials() -> None:
-    assert _without_credentials("http://alice:s3cret@proxy.corp:3128") == (
+    assert without_credentials("http://alice:s3cret@proxy.corp:3128") == (
         "http://***@proxy.corp:3128"
     )
-    assert _without_credentials("http://proxy.corp:3128") == "http://proxy.corp:3128"
-    assert _without_credentials(None) is None
+    assert without_credentials("http://proxy.corp:3128") == "http://proxy.corp:3128"
+    assert without_credentials(None) is None

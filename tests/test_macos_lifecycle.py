@@ -22,7 +22,7 @@ from halton_meter.config import load_config
 from halton_meter.lifecycle import ca, shell
 from halton_meter.paths import Paths
 from tests.conftest import FakeUpstream, wait_for
-from tests.native_harness import NativeInstall, install_version, make_native_install
+from tests.native_harness import CA_NAMES, NativeInstall, install_version, make_native_install
 from tests.os_fakes import FakeMac, sha1_of
 
 UID = 501
@@ -39,12 +39,7 @@ PUBLISHED = (
     "http_proxy",
     "NO_PROXY",
     "no_proxy",
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "AWS_CA_BUNDLE",
+    *CA_NAMES,
     "NODE_USE_ENV_PROXY",
 )
 
@@ -73,11 +68,8 @@ def mac(
     paths = Paths(install.home, home_overridden=True)
     cert = ca.ensure_ca(load_config(paths), paths)
     fake.trusted.add(sha1_of(cert))
-    try:
+    with install.uninstalled_after():
         yield install
-    finally:
-        install.meter("uninstall", "--yes")
-        fake.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -116,11 +108,6 @@ def expected_plists(install: NativeInstall) -> dict[str, dict[str, Any]]:
     }
 
 
-def process_command(install: NativeInstall, component: str) -> list[str]:
-    state = json.loads((install.home / f"{component}.json").read_text())
-    return list(psutil.Process(state["pid"]).cmdline())
-
-
 def test_init_loads_the_agents_publishes_and_skips_trust_already_given(
     mac: NativeInstall, first_init: dict[str, Any]
 ) -> None:
@@ -149,7 +136,7 @@ def test_init_loads_the_agents_publishes_and_skips_trust_already_given(
     ] in fake.commands
     assert fake.environment == wanted
     for component in ("edge", "daemon"):
-        assert process_command(mac, component)[1:2] == [str(mac.executable)]
+        assert mac.process_command(component)[1:2] == [str(mac.executable)]
     code, out, _ = mac.meter("status", "--json")
     assert code == 0 and json.loads(out)["supervisor"] == "launchd"
     before = json.loads((mac.home / "system_state.json").read_text())["macos"]
@@ -224,7 +211,7 @@ def test_init_after_an_upgrade_reloads_the_agents_with_the_new_path(
     for label, wanted in expected_plists(mac).items():
         assert plistlib.loads((agents(mac) / f"{label}.plist").read_bytes()) == wanted
     for component in ("edge", "daemon"):
-        assert process_command(mac, component)[1:2] == [str(mac.executable)]
+        assert mac.process_command(component)[1:2] == [str(mac.executable)]
     assert (mac.home / "system_state.json").read_bytes() == state
     assert mac.json("status")["state"] == "healthy"
 

@@ -32,7 +32,7 @@ from halton_meter.lifecycle.boundary import (
 )
 from halton_meter.lifecycle.windows import SAVED_KEY, task_command
 from tests.conftest import VENV_BIN, FakeUpstream, wait_for
-from tests.native_harness import NativeInstall, install_version, make_native_install
+from tests.native_harness import CA_NAMES, NativeInstall, install_version, make_native_install
 from tests.os_fakes import FakeWindows, sha1_of
 
 SCHEMA = Path(__file__).parent / "windows" / "task_subset.xsd"
@@ -44,14 +44,6 @@ USER_ENVIRONMENT = {
     "HTTPS_PROXY": RegistryValue(REG_SZ, SECRET_PROXY),
     "Path": RegistryValue(REG_EXPAND_SZ, r"%USERPROFILE%\bin"),
 }
-CA_NAMES = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "GIT_SSL_CAINFO",
-    "AWS_CA_BUNDLE",
-)
 
 
 def changes(commands: list[list[str]]) -> list[list[str]]:
@@ -75,11 +67,8 @@ def win(
     install = make_native_install(
         tmp_path_factory.mktemp("windows"), fake_upstream, fake, "windows"
     )
-    try:
+    with install.uninstalled_after():
         yield install
-    finally:
-        install.meter("uninstall", "--yes")
-        fake.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +148,9 @@ def schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(SCHEMA)))
 
 
-def process_command(install: NativeInstall, component: str) -> list[str]:
-    state = json.loads((install.home / f"{component}.json").read_text())
-    return list(psutil.Process(state["pid"]).cmdline())
+def task_created(tasks: Path, name: str) -> list[str]:
+    """The schtasks command that registers task `name` from its XML in `tasks`."""
+    return ["schtasks", "/Create", "/XML", str(tasks / f"{name}.xml"), "/TN", name, "/F"]
 
 
 # --- init -------------------------------------------------------------------------------------
@@ -177,31 +166,15 @@ def test_init_registers_trusts_publishes_and_starts(
     tasks = win.home / "tasks"
     assert changes(fake.commands) == [
         ["certutil", "-user", "-addstore", "Root", str(cert)],
-        [
-            "schtasks",
-            "/Create",
-            "/XML",
-            str(tasks / "halton-meter-edge.xml"),
-            "/TN",
-            "halton-meter-edge",
-            "/F",
-        ],
-        [
-            "schtasks",
-            "/Create",
-            "/XML",
-            str(tasks / "halton-meter.xml"),
-            "/TN",
-            "halton-meter",
-            "/F",
-        ],
+        task_created(tasks, "halton-meter-edge"),
+        task_created(tasks, "halton-meter"),
         ["schtasks", "/Run", "/TN", "halton-meter-edge"],
         ["schtasks", "/Run", "/TN", "halton-meter"],
     ]
     assert fake.root_store == {sha1_of(cert)}
     # The processes Task Scheduler started are the GUI entry point of this install, with the home.
     for component in ("edge", "daemon"):
-        argv = process_command(win, component)
+        argv = win.process_command(component)
         assert str(win.executable.with_name("halton-meterw")) in argv
         assert argv[argv.index("--home") + 1] == str(win.home)
     # They log to their own files, started through the halton-meterw entry point.
@@ -351,24 +324,8 @@ def test_init_after_an_upgrade_points_the_tasks_at_the_new_executable(
     assert result["restarted"] == ["edge", "daemon"], result
     tasks = win.home / "tasks"
     assert changes(fake.since(mark)) == [
-        [
-            "schtasks",
-            "/Create",
-            "/XML",
-            str(tasks / "halton-meter-edge.xml"),
-            "/TN",
-            "halton-meter-edge",
-            "/F",
-        ],
-        [
-            "schtasks",
-            "/Create",
-            "/XML",
-            str(tasks / "halton-meter.xml"),
-            "/TN",
-            "halton-meter",
-            "/F",
-        ],
+        task_created(tasks, "halton-meter-edge"),
+        task_created(tasks, "halton-meter"),
         ["schtasks", "/End", "/TN", "halton-meter-edge"],
         ["schtasks", "/Run", "/TN", "halton-meter-edge"],
         ["schtasks", "/End", "/TN", "halton-meter"],
@@ -379,7 +336,7 @@ def test_init_after_an_upgrade_points_the_tasks_at_the_new_executable(
         win, "halton-meter"
     )
     for component in ("edge", "daemon"):
-        assert str(win.executable.with_name("halton-meterw")) in process_command(win, component)
+        assert str(win.executable.with_name("halton-meterw")) in win.process_command(component)
     # What survives an upgrade: the first snapshot, the published variables, the trust.
     assert (win.home / "system_state.json").read_bytes() == state
     assert fake.values(ENVIRONMENT_KEY) == environment

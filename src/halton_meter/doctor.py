@@ -20,19 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, linux, native, shell
+from halton_meter.lifecycle import ca, platforms, shell
 from halton_meter.lifecycle.environment import CA_VARIABLES
 from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
-from halton_meter.lifecycle.ports import listening, port_free, read_effective, write_atomic
+from halton_meter.lifecycle.ports import (
+    Ports,
+    listening,
+    port_free,
+    read_effective,
+    write_atomic,
+)
 from halton_meter.lifecycle.supervisor import (
     DAEMON,
     EDGE,
     Component,
-    SystemdSupervisor,
     choose_supervisor,
     launcher,
     running_pid,
-    systemctl,
 )
 from halton_meter.paths import Paths
 
@@ -90,16 +94,6 @@ def _start(component: Component, paths: Paths, *, restart: bool = False) -> Call
 def _rewrite_block(path: Path, block: str) -> Callable[[], None]:
     def repair() -> None:
         write_atomic(path, shell.with_block(path.read_text(errors="replace"), block).encode())
-
-    return repair
-
-
-def _rewrite_unit(path: Path, text: str) -> Callable[[], None]:
-    def repair() -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text.encode())
-        if isinstance(choose_supervisor(), SystemdSupervisor):
-            systemctl("daemon-reload", check=False)
 
     return repair
 
@@ -220,30 +214,10 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
                     _rewrite_block(path, want_block),
                 )
             )
-    # Windows and macOS: tasks or agents, trust store, published variables (native.py).
-    native_checks = native.checks(config, paths, ports, init)
-    if native_checks is not None:
-        checks.extend(native_checks)
-    elif state_path(paths).exists():
-        command = launcher()
-        for component, path in linux.unit_files().items():
-            name = f"unit:{component.unit}"
-            want = linux.unit_text(component, command, paths)
-            if not path.exists():
-                repair = _rewrite_unit(path, want)
-                add(Check(name, INCONSISTENT, f"{path} is missing", init, repair))
-            elif path.read_text() != want:
-                add(
-                    Check(
-                        name,
-                        INCONSISTENT,
-                        f"{path} does not run this halton-meter ({command[0]})",
-                        init,
-                        _rewrite_unit(path, want),
-                    )
-                )
-            else:
-                add(Check(name, OK, f"runs {command[0]}"))
+    # What init registered and published: units, tasks or agents; the OS trust store and the
+    # published variables where the platform manages them (Windows, macOS).
+    if state_path(paths).exists():
+        checks.extend(_platform_checks(config, paths, ports, init, user_home))
 
     # The ledger.
     checks.extend(_ledger_checks(paths))
@@ -262,6 +236,46 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
                 )
             )
     return checks
+
+
+def _platform_checks(
+    config: Config, paths: Paths, ports: Ports, init: str, user_home: Path
+) -> list[Check]:
+    platform = platforms.current(user_home)
+    found: list[Check] = []
+    command = launcher()
+    for component, (path, want) in platform.definitions(command, paths).items():
+        name = f"{platform.wording.check_prefix}:{platform.definition_name(component)}"
+        on_disk = path.read_bytes() if path.exists() else None
+        target = platform.command_of(on_disk) if on_disk is not None else None
+        if on_disk is None:
+            detail = f"{path} is missing"
+            found.append(Check(name, INCONSISTENT, detail, init, platform.rewrite(path, want)))
+        elif target is not None and not Path(target).exists():
+            detail = f"{path} runs {target}, which no longer exists (upgraded or moved?)"
+            found.append(Check(name, INCONSISTENT, detail, init))
+        elif on_disk != want:
+            detail = f"{path} does not run this halton-meter ({command[0]})"
+            found.append(Check(name, INCONSISTENT, detail, init, platform.rewrite(path, want)))
+        elif (problem := platform.definition_problem(component)) is not None:
+            found.append(Check(name, INCONSISTENT, problem, init))
+        else:
+            found.append(Check(name, OK, f"runs {target or command[0]}"))
+    cert = ca.ca_cert_path(config, paths)
+    trusted = platform.trusted(cert) if cert.exists() else None
+    if trusted is True:
+        found.append(Check("ca_trust", OK, "the OS trust store trusts the meter's CA"))
+    elif trusted is False:
+        detail = "the OS trust store does not trust the meter's CA (apps using it fail TLS)"
+        found.append(Check("ca_trust", INCONSISTENT, detail, init))
+    if platform.is_published(paths):
+        drift = platform.published_drift(ports, paths.ca_bundle)
+        if drift:
+            detail = f"published variables differ from the ports or bundle in use: {drift}"
+            found.append(Check("published", INCONSISTENT, detail, f"{init} --apps"))
+        else:
+            found.append(Check("published", OK, "proxy and CA variables current"))
+    return found
 
 
 def _ledger_checks(paths: Paths) -> list[Check]:

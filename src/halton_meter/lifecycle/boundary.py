@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -218,20 +218,20 @@ def macos() -> MacSystem:
 
 
 @contextmanager
-def use_windows(system: WindowsSystem) -> Iterator[None]:
+def _use(which: str, system: WindowsSystem | MacSystem) -> Iterator[None]:
+    previous = getattr(_installed, which)
+    setattr(_installed, which, system)
+    try:
+        yield
+    finally:
+        setattr(_installed, which, previous)
+
+
+def use_windows(system: WindowsSystem) -> AbstractContextManager[None]:
     """Tests: route the Windows calls to `system` (an in-memory registry, a command recorder)."""
-    previous, _installed.windows = _installed.windows, system
-    try:
-        yield
-    finally:
-        _installed.windows = previous
+    return _use("windows", system)
 
 
-@contextmanager
-def use_macos(system: MacSystem) -> Iterator[None]:
+def use_macos(system: MacSystem) -> AbstractContextManager[None]:
     """Tests: route the macOS calls to `system` (a command recorder)."""
-    previous, _installed.macos = _installed.macos, system
-    try:
-        yield
-    finally:
-        _installed.macos = previous
+    return _use("macos", system)

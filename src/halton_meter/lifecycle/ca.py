@@ -7,7 +7,9 @@ because every CA variable except NODE_EXTRA_CA_CERTS *replaces* a client's defau
 
 from __future__ import annotations
 
+import hashlib
 import os
+import ssl
 from pathlib import Path
 
 import certifi
@@ -44,6 +46,13 @@ def ensure_ca(config: Config, paths: Paths) -> Path:
             if (folder / secret).exists():
                 (folder / secret).chmod(0o600)
     return folder / f"{CA_BASENAME}-ca-cert.pem"
+
+
+def thumbprint(cert: Path) -> str:
+    """The SHA-1 of the certificate's DER bytes in upper-case hex: how certutil and `security`
+    name a certificate."""
+    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    return hashlib.sha1(der).hexdigest().upper()
 
 
 def client_bundle_bytes(config: Config, paths: Paths) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 # Every CA variable a common client reads (see docs/configuration.md for which client reads what).
 CA_VARIABLES = (
@@ -48,3 +48,15 @@ def meter_environment(
     entries += [host for host in LOOPBACK if host not in entries]
     env["NO_PROXY"] = env["no_proxy"] = ",".join(entries)
     return env
+
+
+def without_credentials(value: str | None) -> str | None:
+    """A proxy URL may carry a corporate user and password: never write them to disk."""
+    if value is None or "@" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None and parts.username is None:
+        return value
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -4,6 +4,10 @@
 saves what it found before its first change in `system_state.json` (never overwritten), and
 when a step or the final self-test fails it puts back every file this run changed and stops
 what this run started.
+
+The steps are the same on every OS; what differs (the snapshot's OS part, CA trust, how the
+variables are published, the service definitions and their registration, the supervisor) comes
+from the running OS's `Platform` (platforms.py: linux.py, windows.py, macos.py).
 """
 
 from __future__ import annotations
@@ -15,18 +19,21 @@ import os
 import shutil
 import socket
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from halton_meter import __version__
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, linux, selftest, shell
-from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES
+from halton_meter.lifecycle import ca, platforms, selftest, shell
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    PROXY_VARIABLES,
+    without_credentials,
+)
+from halton_meter.lifecycle.platforms import Confirm, Platform
 from halton_meter.lifecycle.ports import (
     Ports,
     choose_ports,
@@ -45,19 +52,14 @@ from halton_meter.lifecycle.supervisor import (
     BackgroundSupervisor,
     Component,
     SupervisorError,
-    SystemdSupervisor,
-    choose_supervisor,
     launcher,
-    linger_advice,
     running_pid,
-    systemctl,
 )
 from halton_meter.paths import Paths, ensure_home
 
 STATE_FILE = "system_state.json"
 SELF_TEST_TIMEOUT = 10.0
 Progress = Callable[[str, str, str], None]  # (step, outcome, detail)
-Confirm = Callable[[str], bool]  # a yes/no question to the person running init
 
 
 class InitError(RuntimeError):
@@ -138,9 +140,9 @@ def state_path(paths: Paths) -> Path:
     return paths.home / STATE_FILE
 
 
-def _snapshot(paths: Paths, user_home: Path) -> bytes:
-    files = shell.shell_files(user_home)
-    state = {
+def _snapshot(paths: Paths, user_home: Path) -> dict[str, Any]:
+    """What every OS records before the first init; the platform adds its own part."""
+    return {
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "version": __version__,
         "executable": launcher(),
@@ -149,28 +151,14 @@ def _snapshot(paths: Paths, user_home: Path) -> bytes:
                 "existed": path.exists(),
                 "had_block": path.exists() and shell.has_block(path.read_text(errors="replace")),
             }
-            for path in files
+            for path in shell.shell_files(user_home)
         },
-        "units": {str(path): path.exists() for path in linux.unit_files().values()},
         "effective_ports_existed": effective_path(paths).exists(),
         "environment": {
-            name: _without_credentials(os.environ.get(name))
+            name: without_credentials(os.environ.get(name))
             for name in (*PROXY_VARIABLES, *CA_VARIABLES, "NO_PROXY", "no_proxy")
         },
     }
-    return (json.dumps(state, indent=2) + "\n").encode()
-
-
-def _without_credentials(value: str | None) -> str | None:
-    """A proxy URL may carry a corporate user and password: never write them to disk."""
-    if value is None or "@" not in value:
-        return value
-    parts = urlsplit(value)
-    if parts.password is None and parts.username is None:
-        return value
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_init(
@@ -183,28 +171,20 @@ def run_init(
     progress: Progress = no_progress,
     user_home: Path | None = None,
 ) -> InitResult:
-    """Set everything up; raises nothing: a failure is in `result.error` (files restored).
+    """Set everything up; raises nothing: a failure is in `result.error` (what this run changed
+    is put back: files, and through the platform registrations, trust and registry values).
 
     `confirm` asks the person a yes/no question; None means non-interactive (no questions, the
     default answer: proceed with --clean, only advise on linger). `clean` starts from a clean
     slate: both processes stopped, generated files (ports, bundle, units, state files, shell
-    blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept."""
-    # Windows and macOS: the same steps with their own supervisor and settings (native.py).
-    from halton_meter.lifecycle import native
-
-    if native.integration() is not None:
-        return native.run_init(
-            config,
-            paths,
-            shell_rc=shell_rc,
-            clean=clean,
-            confirm=confirm,
-            progress=progress,
-            user_home=user_home,
-        )
+    blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept.
+    `shell_rc` (`--apps`) publishes the variables; where a previous `--apps` published them
+    (Windows, macOS), a plain init keeps them current."""
     user_home = user_home or Path.home()
-    supervisor = choose_supervisor()
-    result = InitResult(supervisor=supervisor.kind)
+    platform = platforms.current(user_home)
+    supervisor = platform.supervisor
+    words = platform.wording
+    result = InitResult(supervisor=platform.kind)
     undo = _Undo()
     started: list[Component] = []
     step = "home"
@@ -228,7 +208,8 @@ def run_init(
         if state.exists():
             done("ok", f"kept {state}")
         else:
-            write(state, _snapshot(paths, user_home))
+            before = platform.snapshot(_snapshot(paths, user_home), config, paths)
+            write(state, (json.dumps(before, indent=2) + "\n").encode())
             done("changed", f"saved the state before init in {state}")
 
         if clean:
@@ -238,13 +219,16 @@ def run_init(
                 "and chooses the ports anew. Continue?"
             ):
                 raise InitError("cancelled; nothing was changed")
-            removed = _clean_slate(paths, supervisor, undo, user_home, result)
+            removed = _clean_slate(paths, platform, undo, user_home, result)
             done("changed", f"removed {', '.join(removed)}" if removed else "nothing to remove")
 
         step = "ca"
         bundle = paths.ca_bundle
         changed = write(bundle, ca.client_bundle_bytes(config, paths))
-        done("changed" if changed else "ok", f"CA {ca.ca_cert_path(config, paths)}, {bundle}")
+        cert = ca.ca_cert_path(config, paths)
+        trusted = platform.trust_ca(cert)
+        trust = "" if trusted is None else " (trust added)" if trusted else " (already trusted)"
+        done("changed" if changed or trusted else "ok", f"CA {cert}{trust}, {bundle}")
 
         step = "ports"
         choice = choose_ports(config, paths)
@@ -260,57 +244,58 @@ def run_init(
         )
 
         step = "shell"
-        if shell_rc:
-            touched = []
-            for path in shell.shell_files(user_home):
-                block = shell.block_for(path, ports.proxy_port, bundle)
-                text = path.read_text(errors="replace") if path.exists() else ""
-                if write(path, shell.with_block(text, block).encode()):
-                    touched.append(path.name)
+        if shell_rc or platform.is_published(paths):
+            touched = platform.publish(ports, bundle, paths, write)
+            if words.records_published:
+                result.written += [item for item in touched if item not in result.written]
+            changes = ", ".join(touched)
             done(
                 "changed" if touched else "ok",
-                f"env block written to {', '.join(touched)}" if touched else "env block current",
+                words.published.format(changes) if touched else words.current,
             )
         else:
-            done("skipped", "--no-shell-rc")
+            done("skipped", words.skipped)
 
         step = "units"
         command = launcher()
-        changed_units = [
-            component
-            for component, path in linux.unit_files().items()
-            if write(path, linux.unit_text(component, command, paths).encode())
-        ]
-        if isinstance(supervisor, SystemdSupervisor):
-            if changed_units:
-                systemctl("daemon-reload")
-            systemctl("enable", *(c.unit for c in COMPONENTS))
-        names = ", ".join(c.unit for c in changed_units)
-        done("changed" if changed_units else "ok", f"wrote {names}" if names else "current")
+        # Registering may start or stop a process (launchd's RunAtLoad, bootout): what ran
+        # before it decides what counts as started or restarted below.
+        running_before = {c: running_pid(c, paths) for c in COMPONENTS}
+        definitions = platform.definitions(command, paths)
+        rewritten = {c: write(path, content) for c, (path, content) in definitions.items()}
+        changed_units = platform.register(definitions, rewritten)
+        names = ", ".join(platform.definition_name(c) for c in changed_units)
+        done(
+            "changed" if changed_units else "ok",
+            words.registered.format(names) if names else "current",
+        )
 
         step = "start"
         for component in COMPONENTS:
+            before_pid = running_before[component]
             pid = running_pid(component, paths)
-            stale = pid is not None and _needs_restart(
-                component, paths, ports, supervisor, command, component in changed_units
+            stale = (
+                pid is not None
+                and pid == before_pid
+                and _needs_restart(
+                    component, paths, ports, platform, command, component in changed_units
+                )
             )
-            if pid is not None and not stale:
+            if pid is not None and pid == before_pid and not stale:
                 continue
+            if component.name not in result.restarted:  # else --clean stopped it
+                ran_before = before_pid is not None
+                (result.restarted if ran_before else result.started).append(component.name)
             if stale:
-                result.restarted.append(component.name)
-                if isinstance(supervisor, BackgroundSupervisor):
-                    supervisor.replace(component, paths)  # the edge hands its socket over
-                    started.append(component)
-                    continue
-                supervisor.stop(component, paths)
-            elif component.name not in result.restarted:  # else --clean stopped it
-                result.started.append(component.name)
-            supervisor.start(component, paths)
+                platform.restart(component, paths)
+            elif pid is None:
+                supervisor.start(component, paths)
+            else:  # registering it started it (launchd's RunAtLoad)
+                platform.started_by_registration(component)
+                continue
             started.append(component)
-        how = NO_MANAGER
-        if isinstance(supervisor, SystemdSupervisor):
-            how = "systemd --user units" + _linger(confirm)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
+        how = platform.supervision(confirm)
         done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
 
         step = "self-test"
@@ -322,8 +307,7 @@ def run_init(
             with contextlib.suppress(SupervisorError, OSError):
                 supervisor.stop(component, paths)
         result.restored = undo.restore()
-        if isinstance(supervisor, SystemdSupervisor) and result.restored:
-            systemctl("daemon-reload", check=False)
+        platform.rollback(result.restored)
         # What ran before this init runs again (above all the edge: clients depend on it).
         for component in COMPONENTS:
             if component.name in result.restarted:
@@ -335,22 +319,18 @@ def run_init(
 
 
 def _clean_slate(
-    paths: Paths,
-    supervisor: BackgroundSupervisor | SystemdSupervisor,
-    undo: _Undo,
-    user_home: Path,
-    result: InitResult,
+    paths: Paths, platform: Platform, undo: _Undo, user_home: Path, result: InitResult
 ) -> list[str]:
     """Stop both processes and remove what init generates; everything is remembered, so a
     failure later in this run puts it all back (and starts the edge again)."""
     for component in COMPONENTS:
         if running_pid(component, paths) is not None:
-            supervisor.stop(component, paths)
+            platform.supervisor.stop(component, paths)
             result.restarted.append(component.name)
     generated = [
         effective_path(paths),
         paths.ca_bundle,
-        *linux.unit_files().values(),
+        *(path for path, _ in platform.definitions(launcher(), paths).values()),
         *(paths.home / c.state_file for c in COMPONENTS),
         *(c.pid_file(paths) for c in COMPONENTS),
     ]
@@ -367,33 +347,16 @@ def _clean_slate(
     return removed
 
 
-def _linger(confirm: Confirm | None) -> str:
-    """systemd stops a user's services at logout unless linger is on: ask, or advise."""
-    advice = linger_advice()
-    if advice is None:
-        return ""
-    user = advice.rsplit(" ", 1)[-1].rstrip("`")
-    if confirm is not None and confirm(
-        f"Keep the meter running after you log out (loginctl enable-linger {user})?"
-    ):
-        done = subprocess.run(
-            ["loginctl", "enable-linger", user], capture_output=True, text=True, check=False
-        )
-        if done.returncode == 0:
-            return "; linger enabled: the meter keeps running after you log out"
-        return f" ({advice}; enabling it failed: {done.stderr.strip()})"
-    return f" ({advice})"
-
-
 def _needs_restart(
     component: Component,
     paths: Paths,
     ports: Ports,
-    supervisor: BackgroundSupervisor | SystemdSupervisor,
+    platform: Platform,
     command: list[str],
-    unit_changed: bool,
+    definition_changed: bool,
 ) -> bool:
-    """Running, but from another executable or on other ports than this init chose."""
+    """Running, but an older version, on other ports than this init chose, or (the
+    platform's say) from another definition or executable."""
     state = _read_json(paths.home / component.state_file)
     port_key, wanted = (
         ("port", ports.proxy_port) if component is EDGE else ("listen_port", ports.internal_port)
@@ -402,10 +365,7 @@ def _needs_restart(
         return True
     if component is EDGE and state.get("internal_port") != ports.internal_port:
         return True
-    if isinstance(supervisor, SystemdSupervisor):
-        return unit_changed
-    running = supervisor.command_of(component, paths)
-    return running is not None and running != [*command, *component.args]
+    return platform.restart_for(component, paths, command, definition_changed)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -562,26 +522,15 @@ def run_uninstall(
     logs go only with `include_logs` too. `graceful` leaves a running edge tunnelling (until it
     is stopped or the machine restarts), so shells that still have the proxy variables keep
     working."""
-    from halton_meter.lifecycle import native
-
     user_home = user_home or Path.home()
-    supervisor = choose_supervisor()
+    platform = platforms.current(user_home)
     snapshot = _read_json(state_path(paths))
     to_stop = (DAEMON,) if graceful else (DAEMON, EDGE)
     stopped = [c.name for c in to_stop if running_pid(c, paths) is not None]
-    if isinstance(supervisor, SystemdSupervisor):
-        systemctl("disable", "--now", *(c.unit for c in to_stop), check=False)
-        if graceful:
-            systemctl("disable", EDGE.unit, check=False)  # not started again at the next login
-    # Windows and macOS: end and remove tasks or agents, restore registry/launchctl and trust.
-    removed = native.uninstall(paths, snapshot, graceful=graceful)
+    # Services and their definitions; on Windows and macOS also the registry or launchctl
+    # values and the CA's trust, as system_state.json recorded them.
+    removed = platform.uninstall(paths, snapshot, graceful)
     BackgroundSupervisor().stop_all(to_stop, paths)  # both at once: nothing to keep up
-    for path in linux.unit_files().values():
-        if path.exists():
-            path.unlink()
-            removed.append(str(path))
-    if removed and isinstance(supervisor, SystemdSupervisor):
-        systemctl("daemon-reload", check=False)
     for script in sorted(paths.home.glob("bin/halton-meter-*")):  # uvx launchers (supervisor)
         script.unlink()
         removed.append(str(script))

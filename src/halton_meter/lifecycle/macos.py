@@ -15,18 +15,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import plistlib
 import shlex
-import ssl
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from halton_meter.config import Config
 from halton_meter.lifecycle import shell
 from halton_meter.lifecycle.boundary import MacSystem
-from halton_meter.lifecycle.environment import CA_VARIABLES, PROXY_VARIABLES, meter_environment
+from halton_meter.lifecycle.ca import thumbprint
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    PROXY_VARIABLES,
+    meter_environment,
+    without_credentials,
+)
+from halton_meter.lifecycle.native import WORDING, NativePlatform
+from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
 from halton_meter.paths import HOME_ENV, Paths
@@ -89,21 +95,20 @@ def shell_files(user_home: Path) -> list[Path]:
     return files if zshrc in files else [zshrc, *files]
 
 
-def sha1(cert: Path) -> str:
-    return hashlib.sha1(ssl.PEM_cert_to_DER_cert(cert.read_text())).hexdigest().upper()
-
-
-class MacIntegration:
-    """What `init`, `uninstall`, `start`/`stop` and `doctor` do on macOS, above the boundary."""
+class MacPlatform(NativePlatform):
+    """The macOS Platform: what `init`, `uninstall`, `start`/`stop` and `doctor` do differently
+    here, above the boundary."""
 
     os_name = "macos"
     kind = KIND
+    wording = WORDING._replace(check_prefix=KIND)
+    untrusted = "the CA's trust in the login keychain"
 
     def __init__(self, system: MacSystem, user_home: Path) -> None:
         self.system = system
         self.user_home = user_home
         self.domain = f"gui/{system.uid()}"
-        self._undo: list[Callable[[], None]] = []
+        super().__init__()
 
     def _target(self, label: str) -> str:
         return f"{self.domain}/{label}"
@@ -126,14 +131,21 @@ class MacIntegration:
 
     # --- the state before the first init --------------------------------------------------
 
-    def capture_state(self, cert: Path, paths: Paths) -> dict[str, Any]:
-        from halton_meter.lifecycle.install import _without_credentials
+    def snapshot(self, state: dict[str, Any], config: Config, paths: Paths) -> dict[str, Any]:
+        """Also ~/.zshrc, which the block goes into even when it does not exist yet."""
+        files = {
+            str(path): {"existed": path.exists(), "had_block": False}
+            for path in shell_files(self.user_home)
+        }
+        state = state | {"shell_files": files | state.get("shell_files", {})}
+        return super().snapshot(state, config, paths)
 
+    def capture_state(self, cert: Path, paths: Paths) -> dict[str, Any]:
         environment = {}
         secret = []
         for name in ENV_NAMES:
             value = self.getenv(name)
-            environment[name] = _without_credentials(value)
+            environment[name] = without_credentials(value)
             if environment[name] != value:
                 secret.append(name)  # restored by unsetenv: never written to disk
         return {
@@ -151,9 +163,8 @@ class MacIntegration:
     def trusted(self, cert: Path) -> bool:
         return self.system.run(["security", "verify-cert", "-c", str(cert)]).ok
 
-    def trust_ca(self, cert: Path) -> bool:
-        if self.trusted(cert):
-            return False
+    def add_trust(self, cert: Path) -> None:
+        """One password prompt."""
         keychain = str(login_keychain(self.user_home))
         done = self.system.run(
             ["security", "add-trusted-cert", "-r", "trustRoot", "-k", keychain, str(cert)]
@@ -163,13 +174,11 @@ class MacIntegration:
                 f"`security add-trusted-cert -r trustRoot -k {keychain} {cert}` failed "
                 f"(from SSH the password prompt cannot appear): {done.stderr.strip()}"
             )
-        self._undo.append(lambda: self._untrust(cert))
-        return True
 
-    def _untrust(self, cert: Path) -> None:
+    def untrust(self, cert: Path) -> None:
         self.system.run(["security", "remove-trusted-cert", str(cert)])
         keychain = str(login_keychain(self.user_home))
-        self.system.run(["security", "delete-certificate", "-Z", sha1(cert), keychain])
+        self.system.run(["security", "delete-certificate", "-Z", thumbprint(cert), keychain])
 
     # --- published variables --------------------------------------------------------------
 
@@ -185,9 +194,7 @@ class MacIntegration:
             for path in shell_files(self.user_home)
         )
 
-    def publish(
-        self, ports: Ports, bundle: Path, paths: Paths, write: Callable[[Path, bytes], bool]
-    ) -> list[str]:
+    def publish(self, ports: Ports, bundle: Path, paths: Paths, write: Write) -> list[str]:
         wanted = self.wanted_environment(ports, bundle)
         changed = []
         for name, value in wanted.items():
@@ -195,16 +202,12 @@ class MacIntegration:
             if before == value:
                 continue
             self._launchctl("setenv", name, value)
-            self._undo.append(partial(self._putenv, name, before))
+            self.undo_later(partial(self._putenv, name, before))
             changed.append(f"launchctl {name}")
         login = plist_path(self.user_home, ENVIRONMENT_LABEL)
         if write(login, plistlib.dumps(environment_agent(wanted))):
             changed.append(login.name)
-        for path in shell_files(self.user_home):
-            text = path.read_text(errors="replace") if path.exists() else ""
-            block = shell.block_for(path, ports.proxy_port, bundle)
-            if write(path, shell.with_block(text, block).encode()):
-                changed.append(path.name)
+        changed += shell.write_blocks(shell_files(self.user_home), ports.proxy_port, bundle, write)
         return changed
 
     def _putenv(self, name: str, value: str | None) -> None:
@@ -224,7 +227,7 @@ class MacIntegration:
             for component in COMPONENTS
         }
 
-    def register(self, component: Component, path: Path, changed: bool) -> bool:
+    def register_one(self, component: Component, path: Path, changed: bool) -> bool:
         """(Re)load the agent when its plist changed or it is not loaded: launchd reads a
         plist only at bootstrap. True when it did (the edge starts then: RunAtLoad)."""
         label = LABELS[component]
@@ -240,16 +243,8 @@ class MacIntegration:
             if path.exists() and was_loaded:
                 self._launchctl("bootstrap", self.domain, str(path), check=False)
 
-        self._undo.append(undo)
+        self.undo_later(undo)
         return True
-
-    def rollback(self) -> None:
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except (OSError, RuntimeError):
-                continue
-        self._undo.clear()
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -271,9 +266,7 @@ class MacIntegration:
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def uninstall(
-        self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
-    ) -> list[str]:
+    def remove(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
         removed = []
         for component in COMPONENTS:
             label = LABELS[component]
@@ -295,14 +288,11 @@ class MacIntegration:
                 if self.getenv(name) != original:
                     self._putenv(name, original)
                     removed.append(f"launchctl {name} (restored)")
-            if before.get("ca_trusted") is False and cert.exists() and self.trusted(cert):
-                self._untrust(cert)
-                removed.append("the CA's trust in the login keychain")
         return removed
 
     # --- doctor ---------------------------------------------------------------------------
 
-    def definition_state(self, component: Component) -> str | None:
+    def definition_problem(self, component: Component) -> str | None:
         label = LABELS[component]
         return None if self.loaded(label) else f"agent {label} is not loaded in {self.domain}"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from halton_meter.lifecycle.environment import (
@@ -162,3 +162,16 @@ def without_block(text: str) -> str:
 
 def has_block(text: str) -> bool:
     return _split(text) is not None
+
+
+def write_blocks(
+    files: list[Path], port: int, bundle: Path, write: Callable[[Path, bytes], bool]
+) -> list[str]:
+    """Put the current block into each file through `write` (which writes only a change);
+    the names of the files it changed."""
+    touched = []
+    for path in files:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if write(path, with_block(text, block_for(path, port, bundle)).encode()):
+            touched.append(path.name)
+    return touched

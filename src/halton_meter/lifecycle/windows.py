@@ -18,11 +18,8 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import ssl
 import subprocess
 import sys
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,7 +34,15 @@ from halton_meter.lifecycle.boundary import (
     RegistryValue,
     WindowsSystem,
 )
-from halton_meter.lifecycle.environment import CA_VARIABLES, LOOPBACK, meter_environment
+from halton_meter.lifecycle.ca import thumbprint
+from halton_meter.lifecycle.environment import (
+    CA_VARIABLES,
+    LOOPBACK,
+    meter_environment,
+    without_credentials,
+)
+from halton_meter.lifecycle.native import WORDING, NativePlatform
+from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
 from halton_meter.paths import Paths
@@ -156,12 +161,6 @@ def task_file(paths: Paths, component: Component) -> Path:
     return paths.home / "tasks" / f"{TASK_NAMES[component]}.xml"
 
 
-def thumbprint(cert: Path) -> str:
-    """The SHA-1 of the certificate's DER bytes, as certutil prints it (upper-case hex)."""
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
-    return hashlib.sha1(der).hexdigest().upper()
-
-
 def proxy_override(current: str | None) -> str:
     """The user's bypass list, with `<local>` and loopback added once."""
     entries = [item.strip() for item in (current or "").split(";") if item.strip()]
@@ -172,25 +171,26 @@ def proxy_override(current: str | None) -> str:
 
 def _mask(value: RegistryValue | None) -> tuple[dict[str, Any] | None, bool]:
     """(what system_state.json may hold, whether the real value carries credentials)."""
-    from halton_meter.lifecycle.install import _without_credentials
-
     if value is None:
         return None, False
     if isinstance(value.data, int):
         return value.as_json(), False
-    masked = _without_credentials(value.data)
+    masked = without_credentials(value.data)
     return {"kind": value.kind, "data": masked}, masked != value.data
 
 
-class WindowsIntegration:
-    """What `init`, `uninstall`, `start`/`stop` and `doctor` do on Windows, above the boundary."""
+class WindowsPlatform(NativePlatform):
+    """The Windows Platform: what `init`, `uninstall`, `start`/`stop` and `doctor` do differently
+    here, above the boundary."""
 
     os_name = "windows"
     kind = KIND
+    wording = WORDING._replace(check_prefix=KIND)
+    untrusted = "the CA from the user Root store"
 
     def __init__(self, system: WindowsSystem) -> None:
         self.system = system
-        self._undo: list[Callable[[], None]] = []
+        super().__init__()
 
     # --- the state before the first init --------------------------------------------------
 
@@ -202,7 +202,7 @@ class WindowsIntegration:
             environment[name], secret = _mask(value)
             if secret and value is not None:
                 self.system.write_value(SAVED_KEY, name, value)
-                self._undo.append(partial(self.system.delete_value, SAVED_KEY, name))
+                self.undo_later(partial(self.system.delete_value, SAVED_KEY, name))
                 saved.append(name)
         internet = {}
         for name in INTERNET_NAMES:
@@ -220,20 +220,16 @@ class WindowsIntegration:
     def trusted(self, cert: Path) -> bool:
         return self.system.run(["certutil", "-user", "-store", "Root", thumbprint(cert)]).ok
 
-    def trust_ca(self, cert: Path) -> bool:
-        """True when this call added the CA (the user clicked Yes)."""
-        if self.trusted(cert):
-            return False
+    def add_trust(self, cert: Path) -> None:
+        """The store asks the user (a Yes/No dialog)."""
         done = self.system.run(["certutil", "-user", "-addstore", "Root", str(cert)])
         if not done.ok:
             raise WindowsSetupError(
                 f"`certutil -user -addstore Root {cert}` failed (was the dialog answered No?): "
                 f"{(done.stderr or done.stdout).strip()}"
             )
-        self._undo.append(lambda: self._untrust(cert))
-        return True
 
-    def _untrust(self, cert: Path) -> None:
+    def untrust(self, cert: Path) -> None:
         self.system.run(["certutil", "-user", "-delstore", "Root", thumbprint(cert)])
 
     # --- published variables --------------------------------------------------------------
@@ -266,7 +262,7 @@ class WindowsIntegration:
             if before == value:
                 continue
             self.system.write_value(key, name, value)
-            self._undo.append(partial(self._put, key, name, before))
+            self.undo_later(partial(self._put, key, name, before))
             changed.append(name)
         return changed
 
@@ -276,9 +272,7 @@ class WindowsIntegration:
         else:
             self.system.write_value(key, name, value)
 
-    def publish(
-        self, ports: Ports, bundle: Path, paths: Paths, write: Callable[[Path, bytes], bool]
-    ) -> list[str]:
+    def publish(self, ports: Ports, bundle: Path, paths: Paths, write: Write) -> list[str]:
         """Registry values only (`write`, for files, is not needed on Windows)."""
         changed = self._set(ENVIRONMENT_KEY, self.wanted_environment(ports, bundle))
         if changed:
@@ -319,7 +313,7 @@ class WindowsIntegration:
                 f"{(done.stderr or done.stdout).strip()}"
             )
 
-    def register(self, component: Component, path: Path, changed: bool) -> bool:
+    def register_one(self, component: Component, path: Path, changed: bool) -> bool:
         """Register the task when its XML changed or it is missing; True when it did."""
         name = TASK_NAMES[component]
         existed = self._registered(name)
@@ -333,17 +327,8 @@ class WindowsIntegration:
             else:
                 self.system.run(["schtasks", "/Delete", "/TN", name, "/F"])
 
-        self._undo.append(undo)
+        self.undo_later(undo)
         return True
-
-    def rollback(self) -> None:
-        """Undo this run's registry writes, trust and registrations, newest first."""
-        for undo in reversed(self._undo):
-            try:
-                undo()
-            except (OSError, RuntimeError):
-                continue
-        self._undo.clear()
 
     # --- supervision ----------------------------------------------------------------------
 
@@ -363,9 +348,7 @@ class WindowsIntegration:
 
     # --- uninstall ------------------------------------------------------------------------
 
-    def uninstall(
-        self, paths: Paths, snapshot: dict[str, Any], graceful: bool, cert: Path
-    ) -> list[str]:
+    def remove(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
         removed = []
         for component in COMPONENTS:
             name = TASK_NAMES[component]
@@ -380,9 +363,6 @@ class WindowsIntegration:
         before: dict[str, Any] = snapshot.get("windows", {})
         if before:
             removed += self._restore(paths, before)
-            if before.get("ca_trusted") is False and cert.exists() and self.trusted(cert):
-                self._untrust(cert)
-                removed.append("the CA from the user Root store")
         return removed
 
     def _restore(self, paths: Paths, before: dict[str, Any]) -> list[str]:
@@ -416,7 +396,7 @@ class WindowsIntegration:
 
     # --- doctor ---------------------------------------------------------------------------
 
-    def definition_state(self, component: Component) -> str | None:
+    def definition_problem(self, component: Component) -> str | None:
         """None when registered, else why not."""
         name = TASK_NAMES[component]
         return None if self._registered(name) else f"task {name} is not registered"
