@@ -308,6 +308,8 @@ def test_dashboard_reads_with_the_token_header_and_filters(
 
     status, page = get("/dashboard", None)  # redirected to the folder, no token needed
     assert status == 200 and b'src="app.js"' in page
+    with opener.open(team_server.url + "/dashboard/app.js", timeout=10) as response:
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert get("/dashboard/dashboard.json", None) == (200, b'{"backend":"team"}')
     assert get("/v1/stats", None)[0] == 401
     assert get("/v1/stats", "hma_wrong")[0] == 401

@@ -8,8 +8,9 @@ tables). The JSON endpoints themselves share one contract (docs/api.md).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -19,8 +20,15 @@ STATIC = Path(__file__).parent / "static"
 Backend = Literal["local", "team"]
 
 
-def mount_dashboard(app: FastAPI, prefix: str, backend: Backend) -> None:
-    """Serve the page under `prefix` ("" for the root, else e.g. "/dashboard").
+Message = MutableMapping[str, Any]
+Header = tuple[bytes, bytes]
+
+
+def mount_dashboard(
+    app: FastAPI, prefix: str, backend: Backend, headers: Sequence[Header] = ()
+) -> None:
+    """Serve the page under `prefix` ("" for the root, else e.g. "/dashboard"), adding
+    `headers` to its files (the local API's guard adds its own to everything it serves).
 
     Call it after every other route when `prefix` is "": the root mount catches everything."""
 
@@ -28,4 +36,22 @@ def mount_dashboard(app: FastAPI, prefix: str, backend: Backend) -> None:
     def dashboard_backend() -> dict[str, str]:
         return {"backend": backend}
 
-    app.mount(prefix or "/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    files = StaticFiles(directory=STATIC, html=True)
+    if not headers:
+        app.mount(prefix or "/", files, name="dashboard")
+        return
+    extra = list(headers)
+
+    async def with_headers(
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await files(scope, receive, send_with_headers)
+
+    app.mount(prefix or "/", with_headers, name="dashboard")

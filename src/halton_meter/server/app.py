@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from halton_meter import __version__
+from halton_meter.api.security import SECURITY_HEADERS
 from halton_meter.api.views import CSV_FIELDS
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.server import pages, pairing, rollups
@@ -533,7 +534,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     # The local dashboard's own files, reading this server's rollups (dashboard/__init__.py).
     # The files hold no data; every figure they show needs an admin token or the login cookie.
-    mount_dashboard(app, "/dashboard", "team")
+    mount_dashboard(app, "/dashboard", "team", SECURITY_HEADERS)
     return app
 
 
