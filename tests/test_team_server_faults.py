@@ -162,6 +162,9 @@ def test_port_closed_for_a_while(rig: Rig) -> None:
     assert_exactly_once(meter, server)
     status = wait_for(lambda: (s := cloud_status(meter))["state"] == "ACTIVE" and s, 60, "ACTIVE")
     assert status["unsynced_rows"] == 0 and status["last_error"] is None
+    doctor = json.loads(meter_cli(meter, "doctor", "--json").stdout)
+    (cloud,) = [c for c in doctor["checks"] if c["check"] == "cloud"]
+    assert cloud["status"] == "ok" and "0 unsent" in cloud["detail"], cloud
 
 
 def test_revoked_token_pauses_until_paired_again(rig: Rig) -> None:
@@ -177,6 +180,10 @@ def test_revoked_token_pauses_until_paired_again(rig: Rig) -> None:
     assert len(server_ids(server, WORKSPACE)) == before
     whoami = meter_cli(meter, "cloud", "whoami")
     assert whoami.returncode == 1 and "revoked" in whoami.stderr
+    doctor = json.loads(meter_cli(meter, "doctor", "--json").stdout)
+    (cloud,) = [c for c in doctor["checks"] if c["check"] == "cloud"]
+    assert cloud["status"] == "inconsistent" and "4 rows wait" in cloud["detail"], cloud
+    assert cloud["fix"].startswith(f"halton-meter cloud connect --server {server.url}"), cloud
     # Paired again: the same machine on the server, the sync resumes where it stopped.
     pair(meter, server, WORKSPACE, MACHINE)
     assert_exactly_once(meter, server)

@@ -247,6 +247,7 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
 
     # The ledger.
     checks.extend(_ledger_checks(paths))
+    checks.extend(_cloud_checks(config, paths))
 
     # Stale variables in this environment.
     for variable in CA_VARIABLES:
@@ -318,6 +319,40 @@ def _ledger_checks(paths: Paths) -> list[Check]:
         else:
             checks.append(Check("disk", OK, f"{megabytes} MB free"))
     return checks
+
+
+def _cloud_checks(config: Config, paths: Paths) -> list[Check]:
+    """Only for a machine paired with a team server: is the sync moving? Never BROKEN: the
+    local ledger is the source of truth and keeps every row until the server takes it."""
+    from halton_meter.cloud import sync
+
+    if not paths.ledger.exists() or not (paths.home / "cloud-credentials.json").exists():
+        return []
+    try:
+        con = sqlite3.connect(f"{paths.ledger.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            state = sync.status(paths, con, config.cloud)
+        finally:
+            con.close()
+    except sqlite3.Error as error:
+        return [Check("cloud", INCONSISTENT, f"cannot read the sync state: {error}")]
+    waiting = f"{state['unsynced_rows']} rows wait to be sent to {state['server']}"
+    if state["state"] == sync.PAUSED:
+        reason = state["pause_reason"]
+        fix = (
+            f"halton-meter cloud connect --server {state['server']}  # pair again"
+            if str(reason).startswith(("unauthorised", "forbidden"))
+            else "halton-meter cloud resume"
+        )
+        return [Check("cloud", INCONSISTENT, f"sync paused ({reason}); {waiting}", fix)]
+    if state["state"] == sync.DEGRADED:
+        detail = f"the last sync failed: {state['last_error']}; {waiting}"
+        return [Check("cloud", INCONSISTENT, detail, "halton-meter cloud sync  # try once now")]
+    if state["state"] == sync.NOT_CONFIGURED:  # the credentials file is unreadable
+        detail = f"cloud-credentials.json cannot be used: {state['last_error']}"
+        fix = "halton-meter cloud disconnect && halton-meter cloud connect --server URL"
+        return [Check("cloud", INCONSISTENT, detail, fix)]
+    return [Check("cloud", OK, f"syncing to {state['server']}; {state['unsynced_rows']} unsent")]
 
 
 def verdict(checks: list[Check]) -> str:
