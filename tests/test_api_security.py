@@ -114,6 +114,10 @@ def test_dashboard_cannot_be_framed_or_load_elsewhere(guarded: Api) -> None:
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-frame-options"] == "DENY"
+    # The files are shared with the team server; this one tells the page it is the daemon's.
+    backend = guarded.get("/dashboard.json")
+    assert backend.json() == {"backend": "local"}
+    assert "frame-ancestors 'none'" in backend.headers["content-security-policy"]
 
 
 def test_the_proxy_refuses_to_forward_to_the_api(guarded: Api) -> None:

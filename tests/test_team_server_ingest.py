@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from halton_meter.timewindow import ledger_timestamp
 from tests.team_fixtures import TeamServer
 
 WORKSPACE = "ingest"
@@ -246,7 +248,7 @@ def test_project_requests_page_stably_while_rows_arrive(
             token=team_server.admin_token,
         )
         assert status == 200, page
-        seen += [item["id"] for item in page["requests"]]
+        seen += [item["id"] for item in page["items"]]
         if not seen[2:]:  # after the first page, a newer row arrives: it must not shift pages
             newer = row(project=project, requested_at="2026-11-22T00:00:00.000Z")
             assert post(team_server, machine, batch(machine, [newer]))[0] == 200
@@ -255,7 +257,7 @@ def test_project_requests_page_stably_while_rows_arrive(
         cursor = page["next_cursor"].replace("|", "%7C")
     assert seen == [r["id"] for r in reversed(rows)]  # newest first, each once
     first = team_server.admin(f"/v1/projects/{project}/requests?limit=1&workspace={WORKSPACE}")
-    item = first["requests"][0]
+    item = first["items"][0]
     assert item["requested_at"] == "2026-11-22T00:00:00.000Z" and item["machine"] == "ingest"
     assert item["cost_nanousd"] == 2_800_000 and item["cost_usd"] == "0.002800000"
     assert item["cost_usd_minor_units"] == 280
@@ -281,3 +283,87 @@ def test_unpriced_rows_are_never_shown_as_zero(
     assert summary["total_cost_nanousd"] == 1000 * 2000 + 100 * 8000  # only the priced row
     (provider,) = stats["by_provider"]
     assert provider["unpriced"] is True and provider["cost_nanousd"] == 2_800_000
+
+
+def test_dashboard_reads_with_the_token_header_and_filters(
+    team_server: TeamServer, machine: dict[str, Any]
+) -> None:
+    """What the shared dashboard needs of the team server: its files at /dashboard/, reads with
+    `X-Halton-Token`, the local API's window (`until`), slugs holding "/", a machine filter,
+    and spend over time that is 0, not null, on a wholly unpriced day."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(path: str, token: str | None) -> tuple[int, bytes]:
+        request = urllib.request.Request(team_server.url + path)
+        if token is not None:
+            request.add_header("X-Halton-Token", token)
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    status, page = get("/dashboard", None)  # redirected to the folder, no token needed
+    assert status == 200 and b'src="app.js"' in page
+    with opener.open(team_server.url + "/dashboard/app.js", timeout=10) as response:
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert get("/dashboard/dashboard.json", None) == (200, b'{"backend":"team"}')
+    assert get("/v1/stats", None)[0] == 401
+    assert get("/v1/stats", "hma_wrong")[0] == 401
+    assert get("/v1/stats", team_server.admin_token)[0] == 200
+
+    project = "clients/acme"  # a slug with "/", sent as %2F as the dashboard does
+    slug = "clients%2Facme"
+    rows = [
+        row(project=project, requested_at="2026-10-30T23:59:59.000Z"),
+        row(project=project, requested_at="2026-10-31T08:00:00.000Z", model="no-such-model"),
+        row(project=project, requested_at="2026-11-01T00:00:00.000Z"),
+    ]
+    rows[1]["model_requested"], rows[1]["cost_nanousd"] = None, None
+    assert post(team_server, machine, batch(machine, rows))[0] == 200
+    query = f"workspace={WORKSPACE}&machine={machine['machine_id']}"
+    stats = team_server.admin(
+        f"/v1/projects/{slug}/stats?since=2026-10-30&until=2026-11-01&{query}"
+    )
+    assert stats["window"] == {
+        "since": "2026-10-30T00:00:00.000Z",
+        "until": "2026-11-01T00:00:00.000Z",
+    }
+    assert stats["summary"]["total_requests"] == 2  # `until` is exclusive
+    days = {d["date"]: d for d in stats["by_day"]}
+    assert list(days) == ["2026-10-30", "2026-10-31"]
+    assert days["2026-10-30"]["cost_nanousd"] == 2_800_000
+    assert days["2026-10-31"]["unpriced_requests"] == 1
+    assert days["2026-10-31"]["cost_nanousd"] == 0
+    assert days["2026-10-31"]["cost_usd"] == "0.000000000"
+    per_provider = [d for d in stats["by_day_by_provider"] if d["date"] == "2026-10-31"]
+    assert per_provider[0]["cost_usd_minor_units"] == 0
+    assert team_server.admin(f"/v1/projects/{slug}?{query}")["stats"]["all_time_requests"] == 3
+    page = team_server.admin(f"/v1/projects/{slug}/requests?limit=2&{query}")
+    assert page["total"] == 3 and len(page["items"]) == 2 and page["next_cursor"]
+    assert page["items"][1]["unpriced"] is True and page["items"][1]["cost_usd"] is None
+    status, text = get(f"/v1/projects/{slug}/requests.csv?{query}", team_server.admin_token)
+    assert status == 200
+    assert [line.split(",")[0] for line in text.decode().splitlines()[1:]] == [
+        r["id"] for r in reversed(rows)
+    ]
+
+    # Another machine's id narrows to nothing; a malformed one is refused.
+    other = "00000000-0000-4000-8000-000000000000"
+    empty = team_server.admin(f"/v1/projects/{slug}/stats?workspace={WORKSPACE}&machine={other}")
+    assert empty["summary"]["total_requests"] == 0
+    status, body = team_server.api("GET", "/v1/stats?machine=laptop", token=team_server.admin_token)
+    assert status == 400 and "machine id" in body["error"]
+
+    # The status the dashboard polls: the newest row, and the last hour's count.
+    status_now = team_server.admin(f"/v1/team/status?{query}")
+    assert status_now["request_count_last_hour"] == 0  # every row above is days old
+    assert any(m["machine_id"] == machine["machine_id"] for m in status_now["machines"])
+    fresh = row(project=project, requested_at=ledger_timestamp(datetime.now(UTC)))
+    assert post(team_server, machine, batch(machine, [fresh]))[0] == 200
+    status_after = team_server.admin(f"/v1/team/status?{query}")
+    assert status_after["request_count_last_hour"] == 1
+    assert status_after["last_seen_at"] > (status_now["last_seen_at"] or "")

@@ -17,18 +17,17 @@ from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from halton_meter import __version__
 from halton_meter.api import metrics, views
 from halton_meter.api.security import Guard
+from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
-STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 500
 
 
@@ -256,5 +255,5 @@ def create_app(settings: ApiSettings) -> Guard:
             ],
         }
 
-    app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    mount_dashboard(app, "", "local")
     return Guard(app, port=settings.port, token=settings.token, cors_origins=settings.cors_origins)

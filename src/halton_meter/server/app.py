@@ -9,7 +9,10 @@ rollup endpoints have the paths and shape of the local API (`/v1/stats`, `/v1/pr
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import date
@@ -18,18 +21,28 @@ from typing import Any
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
 
 from halton_meter import __version__
+from halton_meter.api.security import SECURITY_HEADERS
+from halton_meter.api.views import CSV_FIELDS
+from halton_meter.dashboard import mount_dashboard
 from halton_meter.server import pages, pairing, rollups
-from halton_meter.server.ingest import Batch, PartitionCache, store_batch
+from halton_meter.server.ingest import Batch, PartitionCache, parse_timestamp, store_batch
 from halton_meter.server.schema import LATEST_VERSION, migrate
 from halton_meter.server.settings import ServerSettings
 from halton_meter.timewindow import TimeParseError, parse_moment
 
 ADMIN_COOKIE = "halton_admin"
+DASHBOARD_TOKEN_HEADER = "x-halton-token"  # what the dashboard's script sends
 BYTES_PER_ROW = 4096  # a generous ceiling for one row's JSON
 
 
@@ -93,7 +106,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return machine
 
     def is_admin(request: Request) -> bool:
-        token = bearer(request) or request.cookies.get(ADMIN_COOKIE)
+        """An admin token as a bearer, as the dashboard's `X-Halton-Token`, or the login cookie.
+        (Headers cannot be forged by another site's page; the cookie is SameSite=Strict.)"""
+        token = (
+            bearer(request)
+            or request.headers.get(DASHBOARD_TOKEN_HEADER, "").strip()
+            or request.cookies.get(ADMIN_COOKIE)
+        )
         if not token:
             return False
         with connection() as con:
@@ -233,45 +252,72 @@ def create_app(settings: ServerSettings) -> FastAPI:
         }
 
     # --- rollups (the local API's paths and shape) ---------------------------------------
+    # `since`/`until` are whole UTC days (the rollups are daily); `machine` (a machine id from
+    # /v1/team/status) narrows any of them to one machine.
+
+    def machine_id(text: str | None) -> str | None:
+        if text is None or text == "":
+            return None
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise ApiError(400, f"machine: {text!r} is not a machine id") from None
+
+    @app.get("/v1/team/status")
+    def team_status(
+        request: Request, workspace: str = "default", machine: str | None = None
+    ) -> dict[str, Any]:
+        """What the dashboard polls (the daemon's /v1/daemon/status, team-wide)."""
+        require_admin(request)
+        with connection() as con:
+            found = rollups.team_status(con, workspace_id(workspace), machine_id(machine))
+        return {"workspace": workspace, **found}
 
     @app.get("/v1/stats")
     def team_stats(
-        request: Request, since: str | None = "30d", workspace: str = "default"
+        request: Request,
+        since: str | None = None,
+        until: str | None = None,
+        workspace: str = "default",
+        machine: str | None = None,
     ) -> dict[str, Any]:
         require_admin(request)
-        start = since_day(since)
+        start, end, only = since_day(since), since_day(until), machine_id(machine)
         with connection() as con:
-            found = rollups.stats(con, workspace_id(workspace), start)
+            found = rollups.stats(con, workspace_id(workspace), start, end, machine=only)
         return {"workspace": workspace, **found}
 
     @app.get("/v1/projects")
     def team_projects(
-        request: Request, since: str | None = "all", workspace: str = "default"
+        request: Request,
+        since: str | None = "all",
+        workspace: str = "default",
+        machine: str | None = None,
     ) -> list[dict[str, Any]]:
         require_admin(request)
+        only = machine_id(machine)
         with connection() as con:
-            return rollups.projects(con, workspace_id(workspace), since_day(since))
+            return rollups.projects(con, workspace_id(workspace), since_day(since), machine=only)
 
-    @app.get("/v1/projects/{slug}")
-    def team_project(request: Request, slug: str, workspace: str = "default") -> dict[str, Any]:
-        require_admin(request)
-        with connection() as con:
-            found = rollups.projects(con, workspace_id(workspace), None, only=slug)
-        if not found:
-            raise ApiError(404, f"no project {slug!r}")
-        return found[0]
-
-    @app.get("/v1/projects/{slug}/stats")
+    # `{slug:path}`: a slug may hold "/" (sent as %2F); the suffixed routes come first.
+    @app.get("/v1/projects/{slug:path}/stats")
     def team_project_stats(
-        request: Request, slug: str, since: str | None = "30d", workspace: str = "default"
+        request: Request,
+        slug: str,
+        since: str | None = None,
+        until: str | None = None,
+        workspace: str = "default",
+        machine: str | None = None,
     ) -> dict[str, Any]:
         require_admin(request)
-        start = since_day(since)
+        start, end, only = since_day(since), since_day(until), machine_id(machine)
         with connection() as con:
-            found = rollups.stats(con, workspace_id(workspace), start, project=slug)
+            found = rollups.stats(
+                con, workspace_id(workspace), start, end, project=slug, machine=only
+            )
         return {"workspace": workspace, "project": slug, **found}
 
-    @app.get("/v1/projects/{slug}/requests")
+    @app.get("/v1/projects/{slug:path}/requests")
     def team_project_requests(
         request: Request,
         slug: str,
@@ -279,17 +325,71 @@ def create_app(settings: ServerSettings) -> FastAPI:
         cursor: str | None = None,
         provider: str | None = None,
         workspace: str = "default",
+        machine: str | None = None,
     ) -> dict[str, Any]:
+        """The local API's page ({items, next_cursor, total}); each item also names its
+        machine and user and carries the machine's own cost beside the server's."""
         require_admin(request)
         if not 1 <= limit <= 1000:
             raise ApiError(400, "limit must be between 1 and 1000")
-        after = _parse_cursor(cursor)
+        after, only = _parse_cursor(cursor), machine_id(machine)
         with connection() as con:
-            rows = rollups.recent_requests(
-                con, workspace_id(workspace), slug, limit, after, provider
-            )
-        next_cursor = f"{rows[-1]['requested_at']}|{rows[-1]['id']}" if len(rows) == limit else None
-        return {"project": slug, "requests": rows, "next_cursor": next_cursor}
+            space = workspace_id(workspace)
+            rows = rollups.recent_requests(con, space, slug, limit + 1, after, provider, only)
+            total = rollups.request_total(con, space, slug, provider, only)
+        more, rows = len(rows) > limit, rows[:limit]
+        next_cursor = f"{rows[-1]['requested_at']}|{rows[-1]['id']}" if more else None
+        return {"project": slug, "items": rows, "next_cursor": next_cursor, "total": total}
+
+    @app.get("/v1/projects/{slug:path}/requests.csv")
+    def team_project_requests_csv(
+        request: Request,
+        slug: str,
+        provider: str | None = None,
+        workspace: str = "default",
+        machine: str | None = None,
+    ) -> StreamingResponse:
+        """Every request of the project, newest first (the local CSV's columns + machine, user),
+        read a page at a time so a big export never sits in memory."""
+        require_admin(request)
+        space, only = workspace_id(workspace), machine_id(machine)
+
+        def lines() -> Iterator[str]:
+            out = io.StringIO()
+            fields = [*CSV_FIELDS, "machine", "user", "machine_cost_usd"]
+            writer = csv.DictWriter(out, fields, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            after: tuple[Any, str] | None = None
+            while True:
+                with connection() as con:
+                    rows = rollups.recent_requests(con, space, slug, 1000, after, provider, only)
+                for row in rows:
+                    writer.writerow(row)
+                yield out.getvalue()
+                out.seek(0)
+                out.truncate()
+                if len(rows) < 1000:
+                    return
+                after = (parse_timestamp(rows[-1]["requested_at"]), rows[-1]["id"])
+
+        filename = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in slug)
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{filename}-requests.csv"'},
+        )
+
+    @app.get("/v1/projects/{slug:path}")
+    def team_project(
+        request: Request, slug: str, workspace: str = "default", machine: str | None = None
+    ) -> dict[str, Any]:
+        require_admin(request)
+        only = machine_id(machine)
+        with connection() as con:
+            found = rollups.projects(con, workspace_id(workspace), None, only=slug, machine=only)
+        if not found:
+            raise ApiError(404, f"no project {slug!r}")
+        return found[0]
 
     @app.get("/v1/export.csv")
     def export_csv(
@@ -428,6 +528,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             except pairing.PairingError as error:
                 return str(error)
 
+    @app.get("/dashboard", include_in_schema=False)
+    def dashboard_slash() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=307)
+
+    # The local dashboard's own files, reading this server's rollups (dashboard/__init__.py).
+    # The files hold no data; every figure they show needs an admin token or the login cookie.
+    mount_dashboard(app, "/dashboard", "team", SECURITY_HEADERS)
     return app
 
 
@@ -469,8 +576,6 @@ def _parse_cursor(cursor: str | None) -> tuple[Any, str] | None:
         return None
     moment, _, row_id = cursor.partition("|")
     try:
-        from halton_meter.server.ingest import parse_timestamp
-
         return parse_timestamp(moment), row_id
     except ValueError:
         raise ApiError(400, "bad cursor; pass back next_cursor as given") from None

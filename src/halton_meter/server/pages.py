@@ -22,7 +22,8 @@ def _page(title: str, body: str) -> str:
     return (
         f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1>"
-        '<p><a href="/">Team</a> · <a href="/admin">Machines</a></p>'
+        '<p><a href="/">Team</a> · <a href="/dashboard/">Dashboard</a> · '
+        '<a href="/admin">Machines</a></p>'
         f"{body}</body></html>"
     )
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import psycopg
 
+from halton_meter.api.views import request_item
 from halton_meter.money import usd_string
 
 Connection = psycopg.Connection[Any]
@@ -57,6 +58,10 @@ STATS_GROUPS: dict[str, tuple[str, ...]] = {
     "by_machine": ("machine",),
     "by_user": ("user",),
 }
+
+
+# As in the local API, spend over time is a plain sum: 0, not null, on a wholly unpriced day.
+_SPEND_OVER_TIME = ("by_day", "by_day_by_provider")
 
 
 def minor_units(nanousd: int | None) -> int | None:
@@ -139,10 +144,17 @@ def _summary(values: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _where(
-    workspace_id: str, since: date | None, until: date | None, project: str | None
+    workspace_id: str,
+    since: date | None,
+    until: date | None,
+    project: str | None,
+    machine: str | None = None,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = ["r.workspace_id = %s"]
     params: list[Any] = [workspace_id]
+    if machine is not None:
+        clauses.append("r.machine_id = %s")
+        params.append(machine)
     if since is not None:
         clauses.append("r.day >= %s")
         params.append(since)
@@ -161,11 +173,12 @@ def stats(
     since: date | None,
     until: date | None = None,
     project: str | None = None,
+    machine: str | None = None,
 ) -> dict[str, Any]:
     """The local API's /v1/stats shape (summary, by_day with every day of the window, by day
     and provider, by provider, by model) plus by project, machine and user; one scan of the
     daily rollups (GROUPING SETS)."""
-    where, params = _where(workspace_id, since, until, project)
+    where, params = _where(workspace_id, since, until, project, machine)
     names = list(DIMENSIONS)
     columns = [DIMENSIONS[name] for name in names]
     sets = ", ".join(
@@ -201,6 +214,8 @@ def stats(
             else:
                 item[dim] = value
         item.update(measures(sums))
+        if group in _SPEND_OVER_TIME:
+            item.update(money(item["cost_nanousd"] or 0))
         groups[group].append(item)
     names_by_id = {
         str(machine_id): name
@@ -212,21 +227,44 @@ def stats(
         item["machine"] = names_by_id.get(item["machine_id"])
     for group in STATS_GROUPS:
         if group not in ("summary", "by_day"):
-            groups[group].sort(key=lambda i: (-(i["cost_nanousd"] or 0), -i["requests"]))
+            groups[group].sort(
+                key=lambda i: (-(i["cost_nanousd"] or 0), -i["requests"], str(i.get("model")))
+            )
     groups["by_day_by_provider"].sort(key=lambda i: (i["date"], i["provider"]))
     counts = {
         "active_projects": len(groups["by_project"]),
         "models_in_use": len(groups["by_model"]),
         "machines": len(groups["by_machine"]),
         "users": len(groups["by_user"]),
-        "last_request_at": last_request_at.isoformat() if last_request_at else None,
+        "last_request_at": _ledger_time(last_request_at) if last_request_at else None,
     }
     return {
-        "window": {"since": since and since.isoformat(), "until": until and until.isoformat()},
+        "window": {"since": _midnight(since), "until": _midnight(until)},
         "summary": _summary(summary_sums, counts),
         "by_day": _every_day(groups["by_day"], since, until),
         **{group: groups[group] for group in STATS_GROUPS if group not in ("summary", "by_day")},
     }
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _midnight(day: date | None) -> str | None:
+    """A window's day as the local API gives its bounds (a ledger timestamp)."""
+    return _ledger_time(datetime(day.year, day.month, day.day, tzinfo=UTC)) if day else None
+
+
+def _first_request(con: Connection, workspace_id: str, project: str, machine: str | None) -> str:
+    """A project's first request time (its `created_at`), from the (workspace, project, time)
+    index: one short index read per project, however big the ledger."""
+    sql = "SELECT min(requested_at) FROM ledger WHERE workspace_id = %s AND project = %s"
+    params: list[Any] = [workspace_id, project]
+    if machine is not None:
+        sql += " AND machine_id = %s"
+        params.append(machine)
+    found = con.execute(sql, params).fetchone()
+    return _ledger_time(found[0]) if found and found[0] else ""
 
 
 def _every_day(
@@ -237,7 +275,7 @@ def _every_day(
     if not by_date and since is None:
         return []
     first = since or date.fromisoformat(min(by_date))
-    last = (until - timedelta(days=1)) if until else date.today()
+    last = (until - timedelta(days=1)) if until else _today()
     if by_date:
         last = max(last, date.fromisoformat(max(by_date)))
     days: list[dict[str, Any]] = []
@@ -250,12 +288,16 @@ def _every_day(
 
 
 def projects(
-    con: Connection, workspace_id: str, since: date | None, only: str | None = None
+    con: Connection,
+    workspace_id: str,
+    since: date | None,
+    only: str | None = None,
+    machine: str | None = None,
 ) -> list[dict[str, Any]]:
     """The local API's /v1/projects entries ({id, name, slug, created_at, stats}) with the
     team's `machines` count; busiest first."""
-    where, params = _where(workspace_id, since, None, only)
-    this_month = date.today().replace(day=1)
+    where, params = _where(workspace_id, since, None, only, machine)
+    this_month = _today().replace(day=1)
     previous_month = (this_month - timedelta(days=1)).replace(day=1)
     sql = (
         "SELECT r.project, r.provider, r.model, sum(r.requests), sum(r.cost_nanousd), "
@@ -277,7 +319,7 @@ def projects(
             params,
         ).fetchall()
     )
-    result = []
+    result: list[dict[str, Any]] = []
     for slug, rows in rows_by_project.items():
         busiest = max(rows, key=lambda r: (r[3], r[2]))
         dearest = max(rows, key=lambda r: (r[4], r[3], r[2]))
@@ -290,7 +332,7 @@ def projects(
                 "id": slug,
                 "name": slug,
                 "slug": slug,
-                "created_at": min(r[9] for r in rows).isoformat(),
+                "created_at": _first_request(con, workspace_id, slug, machine),
                 "archived_at": None,
                 "machines": int(machines.get(slug, 0)),
                 "stats": {
@@ -304,7 +346,7 @@ def projects(
                     "all_time_cost_nanousd": all_cost,
                     "all_time_requests": sum(int(r[3]) for r in rows),
                     "unpriced_requests": sum(int(r[5]) for r in rows),
-                    "last_active_at": last.isoformat() if last else None,
+                    "last_active_at": _ledger_time(last) if last else None,
                     "primary_model": busiest[2],
                     "primary_provider": busiest[1],
                     "top_model": dearest[2] if dearest[4] else None,
@@ -382,9 +424,11 @@ def recent_requests(
     limit: int,
     cursor: tuple[datetime, str] | None = None,
     provider: str | None = None,
+    machine: str | None = None,
 ) -> list[dict[str, Any]]:
-    """A project's rows, newest first. The cursor is the last row's (requested_at, id), so
-    pages stay stable while rows arrive (new rows are newer than any cursor)."""
+    """A project's rows, newest first, each in the local API's request shape plus the machine
+    it came from and the machine's own figure. The cursor is the last row's (requested_at,
+    id), so pages stay stable while rows arrive (new rows are newer than any cursor)."""
     clauses = ["l.workspace_id = %s", "l.project = %s"]
     params: list[Any] = [workspace_id, project]
     if cursor is not None:
@@ -393,20 +437,81 @@ def recent_requests(
     if provider is not None:
         clauses.append("l.provider = %s")
         params.append(provider)
+    if machine is not None:
+        clauses.append("l.machine_id = %s")
+        params.append(machine)
     columns = ", ".join(f"l.{name}" for name in REQUEST_COLUMNS)
     sql = (
-        f"SELECT {columns}, m.name FROM ledger l JOIN machines m ON m.id = l.machine_id "
+        f"SELECT {columns}, m.name, m.user_name FROM ledger l "
+        "JOIN machines m ON m.id = l.machine_id "
         f"WHERE {' AND '.join(clauses)} ORDER BY l.requested_at DESC, l.id DESC LIMIT %s"
     )
     result = []
     for row in con.execute(sql, [*params, limit]).fetchall():
-        item = dict(zip(REQUEST_COLUMNS, row[:-1], strict=True))
-        item["requested_at"] = _ledger_time(item["requested_at"])
-        item["machine"] = row[-1]
-        item.update(money(item.pop("cost_nanousd")))
-        item.update(money(item.pop("machine_cost_nanousd"), "machine_"))
+        raw = dict(zip(REQUEST_COLUMNS, row[:-2], strict=True))
+        moment = raw["requested_at"]
+        raw["requested_at"] = _ledger_time(moment)
+        item = request_item(raw)
+        item.update(
+            machine=row[-2],
+            user=row[-1],
+            service_tier=raw["service_tier"],
+            **money(raw["machine_cost_nanousd"], "machine_"),
+            machine_price_source=raw["machine_price_source"],
+        )
         result.append(item)
     return result
+
+
+def request_total(
+    con: Connection,
+    workspace_id: str,
+    project: str,
+    provider: str | None = None,
+    machine: str | None = None,
+) -> int:
+    """How many requests the project has (the `total` of a requests page), from the rollups."""
+    where, params = _where(workspace_id, None, None, project, machine)
+    if provider is not None:
+        where += " AND r.provider = %s"
+        params.append(provider)
+    row = con.execute(f"SELECT COALESCE(sum(r.requests), 0) FROM daily_rollups r{where}", params)
+    return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def team_status(con: Connection, workspace_id: str, machine: str | None = None) -> dict[str, Any]:
+    """What the dashboard polls: the newest row and the last hour's count (as the daemon's
+    /v1/daemon/status), plus the workspace's machines for its filter."""
+    # Both from indexes: the hour's rows by (workspace, time), the newest from the rollups.
+    where, params = "l.workspace_id = %s", [workspace_id]
+    if machine is not None:
+        where += " AND l.machine_id = %s"
+        params.append(machine)
+    last_hour = con.execute(
+        f"SELECT count(*) FROM ledger l WHERE {where} "
+        "AND l.requested_at >= now() - interval '1 hour'",
+        params,
+    ).fetchone()
+    where_r, params_r = _where(workspace_id, None, None, None, machine)
+    recent = " AND r.day >= (now() AT TIME ZONE 'UTC')::date - 1"
+    sql = "SELECT max(r.last_request_at) FROM daily_rollups r"
+    found = con.execute(sql + where_r + recent, params_r).fetchone()
+    if found is None or found[0] is None:
+        found = con.execute(sql + where_r, params_r).fetchone()
+    last = found[0] if found else None
+    machines = [
+        {"machine_id": str(machine_id), "name": name, "user": user, "status": status}
+        for machine_id, name, user, status in con.execute(
+            "SELECT id, name, user_name, status FROM machines WHERE workspace_id = %s "
+            "ORDER BY name, id",
+            (workspace_id,),
+        ).fetchall()
+    ]
+    return {
+        "last_seen_at": _ledger_time(last) if last else None,
+        "request_count_last_hour": int(last_hour[0]) if last_hour else 0,
+        "machines": machines,
+    }
 
 
 def _ledger_time(moment: datetime) -> str:

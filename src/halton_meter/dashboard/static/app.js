@@ -1,6 +1,11 @@
 // Halton Meter's built-in dashboard: plain JavaScript, no build step, no network beyond the
 // daemon that serves it. Every value from the ledger is put in the page as text (textContent),
 // never as HTML: project and model names come from clients and may contain anything.
+//
+// The same files are served by a team server (dashboard.json says which backend this is):
+// there every read carries the admin token (X-Halton-Token) or the login cookie, the
+// workspace comes from ?workspace= in the page's URL, and a machine filter and per-machine
+// tables appear. Re-pricing is local only.
 "use strict";
 
 const POLL_MS = 1000;
@@ -21,7 +26,10 @@ const state = {
   refreshing: false,
   refreshes: 0,
   charts: new Map(),
+  backend: "local",     // "local" (the daemon) or "team" (a team server), from dashboard.json
+  machine: "",          // team only: the machine id the figures are narrowed to ("" = all)
 };
+const isTeam = () => state.backend === "team";
 
 // --- small helpers ----------------------------------------------------------------------------
 
@@ -46,14 +54,45 @@ function fill(node, ...children) {
   node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
 }
 
+function teamPath(path) {
+  // On a team server every endpoint takes the workspace and machine filter.
+  if (!isTeam()) return path;
+  const params = new URLSearchParams();
+  const workspace = new URLSearchParams(location.search).get("workspace");
+  if (workspace) params.set("workspace", workspace);
+  if (state.machine) params.set("machine", state.machine);
+  const extra = params.toString();
+  return extra ? path + (path.includes("?") ? "&" : "?") + extra : path;
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(path, { cache: "no-store", ...options });
+  const headers = { ...(options.headers || {}) };
+  if (isTeam() && token()) headers["X-Halton-Token"] = token();
+  const response = await fetch(teamPath(path), { cache: "no-store", ...options, headers });
   if (!response.ok) {
     let detail = "";
-    try { detail = (await response.json()).detail || ""; } catch (_) { /* not JSON */ }
-    throw new Error(`${path}: ${response.status} ${detail}`);
+    try {
+      const body = await response.json();
+      detail = body.detail || body.error || "";
+    } catch (_) { /* not JSON */ }
+    const error = new Error(`${path}: ${response.status} ${detail}`);
+    error.status = response.status;
+    throw error;
   }
   return response.json();
+}
+
+async function downloadWithToken(event) {
+  // A link cannot carry a header: with a #token= (not the login cookie), fetch, then save.
+  if (!token()) return;
+  event.preventDefault();
+  const link = event.currentTarget;
+  const response = await fetch(link.href, { cache: "no-store", headers: { "X-Halton-Token": token() } });
+  if (!response.ok) return;
+  const saved = el("a", { href: URL.createObjectURL(await response.blob()), download: link.getAttribute("download") });
+  document.body.append(saved);
+  saved.click();
+  saved.remove();
 }
 
 function usd(text) {
@@ -91,7 +130,7 @@ function takeTokenFromUrl() {
   const match = location.hash.match(/^#token=([A-Za-z0-9_-]+)/);
   if (match) {
     sessionStorage.setItem("halton-meter-token", match[1]);
-    history.replaceState(null, "", location.pathname + "#/");
+    history.replaceState(null, "", location.pathname + location.search + "#/");
   }
 }
 const token = () => sessionStorage.getItem("halton-meter-token");
@@ -202,6 +241,8 @@ async function overview(view) {
     el("div", { class: "panel" },
       el("h2", { text: "Top models, last 30 days" }),
       modelsTable(recent.by_model.slice(0, 10))),
+    isTeam() ? el("div", { class: "panel" },
+      el("h2", { text: "By machine, last 30 days" }), machinesTable(recent.by_machine)) : null,
   );
   drawChart("chart-spend-30d", spendByProvider(recent));
 }
@@ -216,6 +257,24 @@ function modelsTable(models) {
     el("tbody", {}, models.map((m) => el("tr", {},
       el("td", {}, m.model, m.unpriced ? el("span", { class: "badge", text: "unpriced" }) : null),
       el("td", { text: m.provider }),
+      el("td", { class: "num", text: count(m.requests) }),
+      el("td", { class: "num", text: tokens(m.input_tokens) }),
+      el("td", { class: "num", text: tokens(m.output_tokens) }),
+      el("td", { class: "num", text: usd(m.cost_usd) }))))));
+}
+
+function machinesTable(machines) {
+  // Team only: the window's figures per machine, each a button to filter the page by it.
+  if (!machines.length) return el("div", { class: "empty", text: "No requests in this window." });
+  return el("div", { class: "scroll" }, el("table", { id: "machines-table" },
+    el("thead", {}, el("tr", {},
+      el("th", { text: "machine" }), el("th", { class: "num", text: "requests" }),
+      el("th", { class: "num", text: "input" }), el("th", { class: "num", text: "output" }),
+      el("th", { class: "num", text: "cost" }))),
+    el("tbody", {}, machines.map((m) => el("tr", { "data-machine": m.machine_id },
+      el("td", {}, el("a", { href: location.hash || "#/", text: m.machine || m.machine_id,
+        onclick: (event) => { event.preventDefault(); chooseMachine(m.machine_id); } }),
+        m.unpriced ? el("span", { class: "badge", text: "unpriced" }) : null),
       el("td", { class: "num", text: count(m.requests) }),
       el("td", { class: "num", text: tokens(m.input_tokens) }),
       el("td", { class: "num", text: tokens(m.output_tokens) }),
@@ -286,8 +345,9 @@ async function projectView(view, slug, full) {
       el("div", { class: "panel" }, el("h2", { text: "Cache hit rate" }),
         el("div", { class: "chart" }, el("canvas", { id: "chart-cache" })))),
     el("div", { class: "panel" }, el("h2", { text: "Top models" }), modelsTable(stats.by_model)),
+    isTeam() ? el("div", { class: "panel" }, el("h2", { text: "By machine" }), machinesTable(stats.by_machine)) : null,
     requestsPanel,
-    repricePanel(slug),
+    isTeam() ? null : repricePanel(slug),
   );
   const labels = stats.by_day.map((d) => d.date.slice(5));
   drawChart("chart-spend", spendByProvider(stats));
@@ -347,6 +407,7 @@ function requestsSection(slug, page) {
   const path = `/v1/projects/${encodeURIComponent(slug)}`;
   const rows = page.items.map((r) => el("tr", { "data-id": r.id },
     el("td", { text: r.requested_at.replace("T", " ").slice(0, 19) }),
+    isTeam() ? el("td", { class: "machine", text: r.machine }) : null,
     el("td", { text: r.provider }),
     el("td", {}, r.model, r.mode === "thinking" ? el("span", { class: "muted", text: " · thinking" }) : null),
     el("td", { class: "num", text: tokens(r.input_tokens) }),
@@ -362,10 +423,12 @@ function requestsSection(slug, page) {
         onclick: () => { state.cursor = state.cursors.pop() ?? null; refresh(true); }, text: "‹ Newer" }),
       el("button", { type: "button", id: "page-older", disabled: !page.next_cursor,
         onclick: () => { state.cursors.push(state.cursor); state.cursor = page.next_cursor; refresh(true); }, text: "Older ›" }),
-      el("a", { id: "csv-export", href: `${path}/requests.csv`, download: `${slug}-requests.csv`, text: "Export CSV" })),
+      el("a", { id: "csv-export", href: teamPath(`${path}/requests.csv`), download: `${slug}-requests.csv`, text: "Export CSV",
+        onclick: isTeam() ? downloadWithToken : undefined })),
     rows.length ? el("div", { class: "scroll" }, el("table", { id: "requests-table" },
       el("thead", {}, el("tr", {},
-        el("th", { text: "time (UTC)" }), el("th", { text: "provider" }), el("th", { text: "model" }),
+        el("th", { text: "time (UTC)" }), isTeam() ? el("th", { text: "machine" }) : null,
+        el("th", { text: "provider" }), el("th", { text: "model" }),
         el("th", { class: "num", text: "in" }), el("th", { class: "num", text: "out" }),
         el("th", { class: "num", text: "cache read" }), el("th", { class: "num", text: "cost" }),
         el("th", { class: "num", text: "latency" }), el("th", { text: "status" }))),
@@ -396,7 +459,11 @@ async function refresh(full) {
     else if (current.name === "projects") await projectsView(view);
     else await overview(view);
   } catch (error) {
-    fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }));
+    fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }),
+      isTeam() && error.status === 401 ? el("p", {},
+        "This team server needs an admin token: ",
+        el("a", { id: "login-link", href: `/login?next=${encodeURIComponent(location.pathname + location.search)}`, text: "log in" }),
+        ", or open this page with #token=<admin token>.") : null);
   } finally {
     state.refreshing = false;
     state.refreshes += 1;
@@ -407,7 +474,7 @@ async function refresh(full) {
 async function poll() {
   const pill = document.getElementById("daemon-state");
   try {
-    const status = await api("/v1/daemon/status");
+    const status = await api(isTeam() ? "/v1/team/status" : "/v1/daemon/status");
     const age = status.last_seen_at ? Date.now() - Date.parse(status.last_seen_at) : Infinity;
     pill.textContent = age < 120000 ? "live" : "idle";
     pill.className = "pill " + (age < 120000 ? "live" : "idle");
@@ -424,8 +491,46 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
-function start() {
+async function loadBackend() {
+  // dashboard.json sits beside this page; a daemon without it is a local one.
+  try {
+    const response = await fetch("dashboard.json", { cache: "no-store" });
+    if (response.ok) state.backend = (await response.json()).backend === "team" ? "team" : "local";
+  } catch (_) { /* local */ }
+}
+
+function chooseMachine(machineId) {
+  state.machine = machineId;
+  document.getElementById("machine-filter").value = machineId;
+  state.cursor = null; state.cursors = [];
+  refresh(true);
+}
+
+async function setUpTeam() {
+  // The team's extras: a machine filter, a footer that says where the figures come from.
+  const workspace = new URLSearchParams(location.search).get("workspace") || "default";
+  document.title = `Halton Meter team · ${workspace}`;
+  document.querySelector(".brand").textContent = `Halton Meter team · ${workspace}`;
+  document.getElementById("daemon-state").title = "Newest row synced from any machine";
+  fill(document.getElementById("footer"),
+    `Team server: every machine paired with workspace ${workspace}, as last synced. `,
+    el("a", { href: "/", text: "Team page" }), " · ", el("a", { href: "/admin", text: "Machines" }), " · ",
+    el("a", { href: "/openapi.json", text: "API (OpenAPI)" }), " · Charts by ",
+    el("a", { href: "vendor/chart.js.LICENSE.md", text: "Chart.js (MIT)" }));
+  const select = document.getElementById("machine-filter");
+  select.addEventListener("change", () => chooseMachine(select.value));
+  try {
+    const status = await api("/v1/team/status");
+    fill(select, el("option", { value: "", text: "All machines" }),
+      status.machines.map((m) => el("option", { value: m.machine_id, text: `${m.name} (${m.user})` })));
+    select.hidden = false;
+  } catch (_) { /* no token yet: the view says how to log in */ }
+}
+
+async function start() {
   takeTokenFromUrl();
+  await loadBackend();
+  if (isTeam()) await setUpTeam();
   applyTheme(initialTheme());
   document.getElementById("theme-toggle").addEventListener("click", toggleTheme);
   window.addEventListener("hashchange", () => {
