@@ -18,7 +18,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from halton_meter.reprice import price_stored_row
-from halton_meter.server.schema import ensure_partitions, month_start
+from halton_meter.server.schema import ROLLUP_MEASURES, ensure_partitions, month_start
 
 Text = Annotated[str, StringConstraints(max_length=512)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
@@ -111,21 +111,6 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_source", _TEXT),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
-_ROLLUP_MEASURES = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_nanousd",
-    "unpriced_requests",
-    "machine_cost_nanousd",
-    "machine_unpriced_requests",
-    "latency_ms_sum",
-    "latency_count",
-)
 INGEST_SQL = f"""
 WITH inserted AS (
     INSERT INTO ledger (workspace_id, machine_id, {_NAMES})
@@ -137,7 +122,7 @@ WITH inserted AS (
         reasoning_tokens, cost_nanousd, machine_cost_nanousd
 ), rolled AS (
     INSERT INTO daily_rollups (workspace_id, day, machine_id, project, provider, model,
-        {", ".join(_ROLLUP_MEASURES)}, last_request_at)
+        {", ".join(ROLLUP_MEASURES)}, last_request_at)
     SELECT %(workspace)s, (requested_at AT TIME ZONE 'UTC')::date, %(machine)s, project,
         provider, m, count(*), count(*) FILTER (WHERE status <> 'ok'),
         COALESCE(sum(input_tokens), 0), COALESCE(sum(cache_read_tokens), 0),
@@ -148,7 +133,7 @@ WITH inserted AS (
         count(latency_ms), max(requested_at)
     FROM inserted GROUP BY 2, 4, 5, 6 ORDER BY 2, 4, 5, 6
     ON CONFLICT (workspace_id, day, machine_id, project, provider, model) DO UPDATE SET
-        {", ".join(f"{m} = daily_rollups.{m} + EXCLUDED.{m}" for m in _ROLLUP_MEASURES)},
+        {", ".join(f"{m} = daily_rollups.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)},
         last_request_at = GREATEST(daily_rollups.last_request_at, EXCLUDED.last_request_at)
 )
 SELECT count(*) FROM inserted

@@ -19,6 +19,7 @@ import psycopg
 
 from halton_meter.api.views import request_item
 from halton_meter.money import usd_string
+from halton_meter.server.schema import ROLLUP_MEASURES
 
 Connection = psycopg.Connection[Any]
 NANO_PER_MINOR_UNIT = 10_000  # 1 USD = 10^9 nano-USD = 100,000 millicents
@@ -31,22 +32,7 @@ DIMENSIONS = {
     "machine": "r.machine_id",
     "user": "m.user_name",
 }
-_SUMS = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_nanousd",
-    "unpriced_requests",
-    "machine_cost_nanousd",
-    "machine_unpriced_requests",
-    "latency_ms_sum",
-    "latency_count",
-)
-_SELECT_SUMS = ", ".join(f"sum(r.{name})" for name in _SUMS)
+_SELECT_SUMS = ", ".join(f"sum(r.{name})" for name in ROLLUP_MEASURES)
 # The groupings /v1/stats returns, by name, in DIMENSIONS' order.
 STATS_GROUPS: dict[str, tuple[str, ...]] = {
     "summary": (),
@@ -81,7 +67,7 @@ def money(nanousd: int | None, prefix: str = "") -> dict[str, Any]:
 
 def _sums(values: dict[str, Any]) -> dict[str, Any]:
     # sum(bigint) is numeric in PostgreSQL (a Decimal here): exact, made int again.
-    sums: dict[str, Any] = {name: int(values.get(name) or 0) for name in _SUMS}
+    sums: dict[str, Any] = {name: int(values.get(name) or 0) for name in ROLLUP_MEASURES}
     sums["latency_ms_sum"] = float(values.get("latency_ms_sum") or 0)
     return sums
 
@@ -200,7 +186,7 @@ def stats(
     for row in con.execute(sql, params).fetchall():
         group = by_mask[row[0]]
         keys = dict(zip(names, row[1 : 1 + len(names)], strict=True))
-        sums = dict(zip(_SUMS, row[1 + len(names) : -1], strict=True))
+        sums = dict(zip(ROLLUP_MEASURES, row[1 + len(names) : -1], strict=True))
         if group == "summary":
             summary_sums, last_request_at = sums, row[-1]
             continue
@@ -379,7 +365,7 @@ def grouped(
         item: dict[str, Any] = {}
         for name, value in zip(group_by, row[: len(keys)], strict=True):
             item[name] = value.isoformat() if isinstance(value, date) else str(value)
-        sums = dict(zip(_SUMS, row[len(keys) :], strict=True))
+        sums = dict(zip(ROLLUP_MEASURES, row[len(keys) :], strict=True))
         if sums["requests"] is None:
             continue
         item.update(measures(sums))

@@ -13,6 +13,23 @@ from datetime import date
 
 import psycopg
 
+# The summed columns of `daily_rollups`: what ingest adds to and every rollup reads.
+ROLLUP_MEASURES = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "unpriced_requests",
+    "machine_cost_nanousd",
+    "machine_unpriced_requests",
+    "latency_ms_sum",
+    "latency_count",
+)
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
