@@ -131,13 +131,15 @@ class NativeInstall:
 
     def managed_files(self) -> dict[str, tuple[bytes, int]]:
         """Every file init wrote, with its content and mtime: a second init changes none.
-        (Logs, the ledger and what the running processes publish are theirs, not init's.)"""
+        (Logs, the ledger and what the running processes publish or compile are theirs, not
+        init's; Windows' staged runtime is init's.)"""
         found = {}
         for root in (self.home, self.user_home):
             for path in root.rglob("*"):
                 if (
                     not path.is_file()
                     or "logs" in path.relative_to(root).parts
+                    or "__pycache__" in path.parts  # the services' own bytecode
                     or path.name.startswith("db.sqlite")
                     or path.name in RUNTIME_FILES
                 ):

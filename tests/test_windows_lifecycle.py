@@ -22,6 +22,7 @@ import pytest
 from lxml import etree
 
 from halton_meter import __version__
+from halton_meter.lifecycle import runtime, windows
 from halton_meter.lifecycle.boundary import (
     ENVIRONMENT_KEY,
     INTERNET_SETTINGS_KEY,
@@ -30,7 +31,8 @@ from halton_meter.lifecycle.boundary import (
     REG_SZ,
     RegistryValue,
 )
-from halton_meter.lifecycle.windows import SAVED_KEY, task_command
+from halton_meter.lifecycle.windows import SAVED_KEY, WindowsPlatform, task_command
+from halton_meter.paths import Paths
 from tests.conftest import VENV_BIN, FakeUpstream, wait_for
 from tests.native_harness import CA_NAMES, NativeInstall, install_version, make_native_install
 from tests.os_fakes import FakeWindows, sha1_of
@@ -44,6 +46,26 @@ USER_ENVIRONMENT = {
     "HTTPS_PROXY": RegistryValue(REG_SZ, SECRET_PROXY),
     "Path": RegistryValue(REG_EXPAND_SZ, r"%USERPROFILE%\bin"),
 }
+
+
+# The tasks' `-c` program, spelled out: the runtime folder (next argument) first on sys.path.
+BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from halton_meter.cli.background import main; main()"
+)
+UPGRADED = "0.2.0"  # the version an "upgrade" installs (the same code under a new number)
+
+
+def base_python() -> Path:
+    """What the tasks run: the interpreter this venv was made from; pythonw beside it on
+    Windows, the interpreter itself on this machine (no pythonw here)."""
+    base = Path(sys._base_executable)  # type: ignore[attr-defined]
+    gui = base.with_name(f"pythonw{base.suffix}")
+    return gui if gui.is_file() else base
+
+
+def site_of(install: NativeInstall, version: str = __version__) -> Path:
+    return install.home / "runtime" / version / "site-packages"
 
 
 def changes(commands: list[list[str]]) -> list[list[str]]:
@@ -72,6 +94,13 @@ def win(
 
 
 @pytest.fixture(scope="module")
+def upgrades() -> Iterator[pytest.MonkeyPatch]:
+    """The version init stages, once the upgrade test has "installed" a new one."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+@pytest.fixture(scope="module")
 def first_init(win: NativeInstall) -> dict[str, Any]:
     return win.init("--apps")
 
@@ -81,14 +110,16 @@ def fake_of(install: NativeInstall) -> FakeWindows:
     return install.fake
 
 
-def expected_xml(install: NativeInstall, component: str) -> str:
+def expected_xml(install: NativeInstall, component: str, version: str = __version__) -> str:
     ports = json.loads((install.home / "effective-ports.json").read_text())
     assert ports  # the XML itself carries no port: the processes read effective-ports.json
     name, description, args, count = {
         "edge": ("halton-meter-edge", "Halton Meter edge", "edge", 255),
         "daemon": ("halton-meter", "Halton Meter daemon", "daemon --behind-edge", 10),
     }[component]
-    command = install.executable.with_name("halton-meterw")
+    arguments = subprocess.list2cmdline(
+        ["-I", "-c", BOOTSTRAP, str(site_of(install, version)), "--home", str(install.home)]
+    )
     lines = f"""<?xml version="1.0" encoding="UTF-16"?>
 <Task version="1.3" xmlns="http://schemas.microsoft.com/windows/2004/02/mit/task">
   <RegistrationInfo>
@@ -128,8 +159,8 @@ def expected_xml(install: NativeInstall, component: str) -> str:
   </Settings>
   <Actions Context="Author">
     <Exec>
-      <Command>{command}</Command>
-      <Arguments>--home {install.home} {args}</Arguments>
+      <Command>{base_python()}</Command>
+      <Arguments>{arguments} {args}</Arguments>
       <WorkingDirectory>{install.home}</WorkingDirectory>
     </Exec>
   </Actions>
@@ -172,11 +203,25 @@ def test_init_registers_trusts_publishes_and_starts(
         ["schtasks", "/Run", "/TN", "halton-meter"],
     ]
     assert fake.root_store == {sha1_of(cert)}
-    # The processes Task Scheduler started are the GUI entry point of this install, with the home.
+    # Task Scheduler started the base interpreter on the runtime staged in the home, not
+    # anything in the tool's folder (which an upgrade replaces).
+    site = site_of(win)
+    assert (site.parent / ".staged.json").is_file()
+    assert (site / "halton_meter" / "cli" / "background.py").is_file()
+    assert (site / "mitmproxy").is_dir()
     for component in ("edge", "daemon"):
         argv = win.process_command(component)
-        assert str(win.executable.with_name("halton-meterw")) in argv
+        assert argv[0] == str(base_python()) and argv[1:3] == ["-I", "-c"]
+        assert argv[4] == str(site) and str(win.executable.parent) not in " ".join(argv)
         assert argv[argv.index("--home") + 1] == str(win.home)
+    # ... and they import the meter from there: its bytecode is written beside the copy, and
+    # the daemon's compiled extensions (mitmproxy's) are mapped from the copy.
+    assert list((site / "halton_meter" / "edge" / "__pycache__").glob("*.pyc"))
+    assert list((site / "halton_meter" / "capture" / "__pycache__").glob("*.pyc"))
+    daemon = psutil.Process(json.loads((win.home / "daemon.json").read_text())["pid"])
+    mapped = [m.path for m in daemon.memory_maps() if m.path.endswith(".so")]
+    assert any(path.startswith(str(site)) for path in mapped), mapped
+    assert not any(path.startswith(str(VENV_BIN.parent)) for path in mapped), mapped
     # They log to their own files, started through the halton-meterw entry point.
     assert (win.home / "logs" / "daemon.jsonl").stat().st_size > 0
     code, out, _ = win.meter("status", "--json")
@@ -265,7 +310,7 @@ def test_a_second_init_writes_nothing(win: NativeInstall, first_init: dict[str, 
         sha1_of(win.home / "mitmproxy" / "mitmproxy-ca-cert.pem"),
     ] in fake.since(mark)
     assert len(fake.writes) == writes and (fake.broadcasts, fake.refreshes) == signals
-    assert win.managed_files() == files
+    assert win.managed_files() == files  # the staged runtime too: nothing copied again
     assert (win.home / "system_state.json").read_bytes() == state
     # A plain init (the upgrade page's) keeps what --apps published, and writes nothing either.
     assert win.init()["changed"] is False and len(fake.writes) == writes
@@ -295,28 +340,42 @@ def test_doctor_is_healthy(win: NativeInstall, first_init: dict[str, Any]) -> No
     report = win.json("doctor")
     checks = {c["check"]: c for c in report["checks"]}
     assert report["verdict"] == "HEALTHY", [c for c in report["checks"] if c["status"] != "ok"]
-    assert (
-        checks["task-scheduler:edge"]["detail"]
-        == f"runs {win.executable.with_name('halton-meterw')}"
-    )
+    assert checks["task-scheduler:edge"]["detail"] == f"runs {base_python()}"
     assert checks["ca_trust"]["status"] == checks["published"]["status"] == "ok"
+
+
+def test_doctor_sees_a_runtime_cut_short(win: NativeInstall, first_init: dict[str, Any]) -> None:
+    stamp = site_of(win).parent / ".staged.json"
+    aside = stamp.rename(stamp.with_name("aside.json"))
+    try:
+        report = win.json("doctor", expect=1)
+    finally:
+        aside.rename(stamp)
+    edge = {c["check"]: c for c in report["checks"]}["task-scheduler:edge"]
+    assert edge["status"] == "inconsistent", edge
+    assert edge["detail"] == f"{site_of(win).parent} is missing or incomplete"
+    assert edge["fix"].endswith(" init")
 
 
 # --- upgrade ----------------------------------------------------------------------------------
 
 
-def test_init_after_an_upgrade_points_the_tasks_at_the_new_executable(
-    win: NativeInstall, first_init: dict[str, Any]
+def test_init_after_an_upgrade_stages_the_new_version_and_repoints_the_tasks(
+    win: NativeInstall, first_init: dict[str, Any], upgrades: pytest.MonkeyPatch
 ) -> None:
     fake = fake_of(win)
     old = win.executable
     state = (win.home / "system_state.json").read_bytes()
     environment = fake.values(ENVIRONMENT_KEY)
+    pids = {c: json.loads((win.home / f"{c}.json").read_text())["pid"] for c in ("edge", "daemon")}
+    # The package manager swaps the tool's folder while the services run: they hold none of it.
     win.executable = install_version(old.parent.parent.parent / "0.2" / "bin")
-    shutil.rmtree(old.parent)  # the old version is gone, as after `uv cache clean`
+    shutil.rmtree(old.parent)
+    upgrades.setattr(windows, "runtime_version", lambda: UPGRADED)
+    assert win.json("status")["state"] == "healthy"
     report = win.json("doctor", expect=1)
     stale = {c["check"]: c for c in report["checks"]}["task-scheduler:edge"]
-    assert stale["status"] == "inconsistent" and "no longer exists" in stale["detail"]
+    assert stale["status"] == "inconsistent" and "does not run this halton-meter" in stale["detail"]
     assert stale["fix"].endswith(" init")
 
     mark = len(fake.commands)
@@ -331,12 +390,18 @@ def test_init_after_an_upgrade_points_the_tasks_at_the_new_executable(
         ["schtasks", "/End", "/TN", "halton-meter"],
         ["schtasks", "/Run", "/TN", "halton-meter"],
     ]
-    assert task_text(win, "halton-meter-edge") == expected_xml(win, "edge")
-    assert f"<Command>{win.executable.with_name('halton-meterw')}</Command>" in task_text(
-        win, "halton-meter"
-    )
+    assert task_text(win, "halton-meter-edge") == expected_xml(win, "edge", UPGRADED)
+    assert task_text(win, "halton-meter") == expected_xml(win, "daemon", UPGRADED)
     for component in ("edge", "daemon"):
-        assert str(win.executable.with_name("halton-meterw")) in win.process_command(component)
+        argv = win.process_command(component)
+        assert str(site_of(win, UPGRADED)) in argv and not psutil.pid_exists(pids[component])
+    # The new version is staged; the old copy, in use while this init ran (and what a rollback
+    # of it would need), is removed by the next init, which changes nothing else.
+    assert (win.home / "runtime" / UPGRADED / ".staged.json").is_file()
+    assert sorted(p.name for p in (win.home / "runtime").iterdir()) == [__version__, UPGRADED]
+    mark = len(fake.commands)
+    assert win.init()["changed"] is False and changes(fake.since(mark)) == []
+    assert [p.name for p in (win.home / "runtime").iterdir()] == [UPGRADED]
     # What survives an upgrade: the first snapshot, the published variables, the trust.
     assert (win.home / "system_state.json").read_bytes() == state
     assert fake.values(ENVIRONMENT_KEY) == environment
@@ -370,7 +435,8 @@ def test_init_clean_registers_and_starts_everything_anew(
     assert result["restarted"] == ["edge", "daemon"] and result["started"] == [], result
     names = [c[c.index("/TN") + 1] for c in changes(fake.since(mark))]
     assert sorted(names) == sorted(["halton-meter-edge", "halton-meter"] * 3)  # End, Create, Run
-    assert task_text(win, "halton-meter-edge") == expected_xml(win, "edge")
+    version = windows.runtime_version()  # UPGRADED, once the upgrade test ran
+    assert task_text(win, "halton-meter-edge") == expected_xml(win, "edge", version)
     assert win.init()["changed"] is False
 
 
@@ -403,6 +469,7 @@ def test_uninstall_puts_back_what_was_there_before_the_first_init(
         )
     )
     assert not (win.home / "system_state.json").exists() and not (win.home / "tasks").exists()
+    assert not (win.home / "runtime").exists()
     assert (win.home / "db.sqlite").exists()
 
 
@@ -418,6 +485,54 @@ def test_a_refused_trust_dialog_fails_init_and_changes_nothing(
     assert not (install.home / "system_state.json").exists()
     assert not (install.home / "ca-bundle.pem").exists()
     assert fake.registry == {} and fake.tasks == {} and fake.processes == {}
+
+
+# --- the staged runtime -----------------------------------------------------------------------
+
+
+def test_a_runtime_cut_short_is_copied_again_and_a_complete_one_is_not(tmp_path: Path) -> None:
+    paths = Paths(home=tmp_path, home_overridden=True)
+    assert runtime.stage(paths, "1.0") is True
+    stamp = tmp_path / "runtime" / "1.0" / ".staged.json"
+    background = runtime.site_folder(paths, "1.0") / "halton_meter" / "cli" / "background.py"
+    copied = background.stat().st_mtime_ns
+    assert json.loads(stamp.read_text())["files"] > 1000  # the meter and its dependencies
+    assert runtime.stage(paths, "1.0") is False and background.stat().st_mtime_ns == copied
+    assert not list(runtime.site_folder(paths, "1.0").rglob("__pycache__"))
+    assert not list(runtime.site_folder(paths, "1.0").glob("*.pth"))
+    stamp.unlink()  # a copy interrupted before its stamp
+    background.unlink()
+    assert runtime.stage(paths, "1.0") is True and background.is_file() and stamp.is_file()
+
+
+def test_only_runtimes_no_running_service_names_are_removed(tmp_path: Path) -> None:
+    paths = Paths(home=tmp_path, home_overridden=True)
+    for version in ("0.1", "0.1.0", "0.2.0"):
+        (runtime.site_folder(paths, version)).mkdir(parents=True)
+        (runtime.folder(paths, version) / ".staged.json").write_text("{}")
+    in_use = ["python", "-I", "-c", "...", str(runtime.site_folder(paths, "0.1.0")), "edge"]
+    assert runtime.prune(paths, ["0.2.0"], in_use) == ["0.1"]  # "0.1" is not "0.1.0"
+    assert runtime.prune(paths, ["0.2.0"], []) == ["0.1.0"]
+    assert runtime.prune(paths, [], []) == ["0.2.0"] and not (tmp_path / "runtime").exists()
+
+
+def test_a_base_interpreter_inside_the_tool_folder_keeps_the_tools_own_executable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool = tmp_path / "tool"
+    exe = install_version(tool / "bin")
+    python = tool / "bin" / "python"
+    python.write_text("")
+    monkeypatch.setattr(sys, "prefix", str(tool))
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(sys, "_base_executable", str(python), raising=False)
+    paths = Paths(home=tmp_path / "meter", home_overridden=True)
+    assert runtime.base_interpreter() is None and windows.runtime_command(paths) is None
+    definitions = WindowsPlatform(FakeWindows()).definitions([str(exe)], paths)
+    for _, content in definitions.values():
+        text = content[2:].decode("utf-16-le")
+        assert f"<Command>{tool / 'bin' / 'halton-meterw'}</Command>" in text
+        assert "runtime" not in text
 
 
 # --- logs -------------------------------------------------------------------------------------

@@ -1,10 +1,15 @@
 """Windows, per user and without admin: Task Scheduler tasks, the user Root store, HKCU.
 
 - Two tasks, `halton-meter-edge` and `halton-meter`, registered with `schtasks /Create /XML
-  file /TN name /F` from XML written as UTF-16 LE with a BOM. `<Command>` is the absolute path
-  of the running install's `halton-meterw.exe` (the GUI-subsystem twin of `halton-meter.exe`:
-  no console window at logon), so an `init` after an upgrade that moved the executable rewrites
-  and re-registers the tasks. Element order: see `task_xml`.
+  file /TN name /F` from XML written as UTF-16 LE with a BOM. `<Command>` is the base
+  interpreter's `pythonw.exe` and the arguments put the private runtime this version staged in
+  the home folder (runtime.py) first on `sys.path`: the tasks hold no file of the tool's own
+  folder, so `uv tool upgrade` / `pipx upgrade` can replace it while they run. An `init` after
+  an upgrade stages the new version and re-registers the tasks; the next `init` removes the old
+  copy. When the
+  base interpreter lies inside the tool's folder, `<Command>` is the install's
+  `halton-meterw.exe` (the GUI twin of `halton-meter.exe`: no console window at logon), as
+  before. Element order: see `task_xml`.
 - The CA goes into the user's Root store (`certutil -user -addstore Root`) only when its SHA-1
   thumbprint is not there: the store shows a Yes/No dialog every time.
 - Published variables (`init --apps`): HKCU\\Environment (proxy, NO_PROXY, CA variables), then
@@ -25,7 +30,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, unescape
 
+import psutil  # type: ignore[import-untyped,unused-ignore]
+
 from halton_meter import __version__
+from halton_meter.lifecycle import runtime
 from halton_meter.lifecycle.boundary import (
     ENVIRONMENT_KEY,
     INTERNET_SETTINGS_KEY,
@@ -44,8 +52,15 @@ from halton_meter.lifecycle.environment import (
 from halton_meter.lifecycle.native import WORDING, NativePlatform
 from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
-from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
-from halton_meter.paths import Paths
+from halton_meter.lifecycle.supervisor import (
+    COMPONENTS,
+    DAEMON,
+    EDGE,
+    Component,
+    SupervisorError,
+    running_pid,
+)
+from halton_meter.paths import Paths, resolve_paths
 
 KIND = "task-scheduler"
 TASK_NAMES = {EDGE: "halton-meter-edge", DAEMON: "halton-meter"}
@@ -78,6 +93,21 @@ def task_command(launch: list[str]) -> tuple[str, list[str]]:
     pythonw = python.with_name(f"pythonw{python.suffix}")
     interpreter = pythonw if pythonw.is_file() else python
     return str(interpreter), ["-m", "halton_meter.cli.background"]
+
+
+def runtime_version() -> str:
+    """The runtime folder's name: one copy per installed version."""
+    return __version__
+
+
+def runtime_command(paths: Paths) -> tuple[str, list[str]] | None:
+    """(Command, leading arguments) that run this version's staged runtime with the base
+    interpreter; None when the base interpreter lies inside the tool's folder."""
+    base = runtime.base_interpreter()
+    if base is None:
+        return None
+    site = runtime.site_folder(paths, runtime_version())
+    return str(runtime.windowless(base)), ["-I", "-c", runtime.BOOTSTRAP, str(site)]
 
 
 def task_arguments(component: Component, prefix: list[str], paths: Paths) -> str:
@@ -190,6 +220,7 @@ class WindowsPlatform(NativePlatform):
 
     def __init__(self, system: WindowsSystem) -> None:
         self.system = system
+        self._home: Paths | None = None
         super().__init__()
 
     # --- the state before the first init --------------------------------------------------
@@ -287,7 +318,8 @@ class WindowsPlatform(NativePlatform):
     # --- tasks ----------------------------------------------------------------------------
 
     def definitions(self, launch: list[str], paths: Paths) -> dict[Component, tuple[Path, bytes]]:
-        command, prefix = task_command(launch)
+        self._home = paths
+        command, prefix = runtime_command(paths) or task_command(launch)
         user = self.system.user_id()
         return {
             component: (
@@ -312,6 +344,35 @@ class WindowsPlatform(NativePlatform):
                 f"`schtasks /Create /XML {path} /TN {name} /F` failed: "
                 f"{(done.stderr or done.stdout).strip()}"
             )
+
+    def register(
+        self, definitions: dict[Component, tuple[Path, bytes]], rewritten: dict[Component, bool]
+    ) -> list[Component]:
+        """Stage this version's runtime before the tasks name it; drop the ones no running
+        service uses. The copy the services ran before this `init` stays until the next one:
+        if this run fails, its rollback registers the old tasks again, and they need it."""
+        paths = self._paths()
+        if runtime_command(paths) is None:
+            return super().register(definitions, rewritten)
+        runtime.stage(paths, runtime_version())
+        changed = super().register(definitions, rewritten)
+        self.prune_runtimes(paths)
+        return changed
+
+    def _paths(self) -> Paths:
+        """The home the last `definitions` were made for (init and doctor make them first)."""
+        return self._home if self._home is not None else resolve_paths()
+
+    def prune_runtimes(self, paths: Paths, keep: tuple[str, ...] | None = None) -> list[str]:
+        """Remove the runtime folders neither this version nor a running service uses."""
+        in_use: list[str] = []
+        for component in COMPONENTS:
+            pid = running_pid(component, paths)
+            if pid is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                in_use += psutil.Process(pid).cmdline()
+        return runtime.prune(paths, (runtime_version(),) if keep is None else keep, in_use)
 
     def register_one(self, component: Component, path: Path, changed: bool) -> bool:
         """Register the task when its XML changed or it is missing; True when it did."""
@@ -360,6 +421,8 @@ class WindowsPlatform(NativePlatform):
             task_file(paths, component).unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # only when empty
             (paths.home / "tasks").rmdir()
+        for name in self.prune_runtimes(paths, keep=()):  # a graceful edge keeps its own
+            removed.append(f"runtime {name}")
         before: dict[str, Any] = snapshot.get("windows", {})
         if before:
             removed += self._restore(paths, before)
@@ -399,7 +462,12 @@ class WindowsPlatform(NativePlatform):
     def definition_problem(self, component: Component) -> str | None:
         """None when registered, else why not."""
         name = TASK_NAMES[component]
-        return None if self._registered(name) else f"task {name} is not registered"
+        if not self._registered(name):
+            return f"task {name} is not registered"
+        paths = self._paths()
+        if runtime_command(paths) is not None and not runtime.is_staged(paths, runtime_version()):
+            return f"{runtime.folder(paths, runtime_version())} is missing or incomplete"
+        return None
 
     def published_drift(self, ports: Ports, bundle: Path) -> list[str]:
         drift = [
