@@ -59,6 +59,18 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def latency_figures(direct: Sequence[float], meter: Sequence[float]) -> dict[str, float]:
+    """p50/p99 of both paths and what the meter adds, in ms (one run, same requests)."""
+    return {
+        "direct_p50_ms": ms(pct(direct, 50)),
+        "direct_p99_ms": ms(pct(direct, 99)),
+        "meter_p50_ms": ms(pct(meter, 50)),
+        "meter_p99_ms": ms(pct(meter, 99)),
+        "added_p50_ms": ms(pct(meter, 50) - pct(direct, 50)),
+        "added_p99_ms": ms(pct(meter, 99) - pct(direct, 99)),
+    }
+
+
 # --- a minimal HTTP/1.1 client -------------------------------------------------------------------
 
 
@@ -598,12 +610,7 @@ async def sequential(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
     d, m = latencies[direct.name], latencies[meter.name]
     figures = {
         "requests_each_way": len(d),
-        "direct_p50_ms": ms(pct(d, 50)),
-        "direct_p99_ms": ms(pct(d, 99)),
-        "meter_p50_ms": ms(pct(m, 50)),
-        "meter_p99_ms": ms(pct(m, 99)),
-        "added_p50_ms": ms(pct(m, 50) - pct(d, 50)),
-        "added_p99_ms": ms(pct(m, 99) - pct(d, 99)),
+        **latency_figures(d, m),
     }
     return Outcome(
         "1_sequential",
@@ -658,12 +665,7 @@ async def open_loop(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
         "connections": OPEN_POOL,
         "achieved_direct_rps": round(d_rate, 1),
         "achieved_meter_rps": round(m_rate, 1),
-        "direct_p50_ms": ms(pct(d, 50)),
-        "direct_p99_ms": ms(pct(d, 99)),
-        "meter_p50_ms": ms(pct(m, 50)),
-        "meter_p99_ms": ms(pct(m, 99)),
-        "added_p50_ms": ms(pct(m, 50) - pct(d, 50)),
-        "added_p99_ms": ms(pct(m, 99) - pct(d, 99)),
+        **latency_figures(d, m),
     }
     return Outcome(
         "2_open_loop",

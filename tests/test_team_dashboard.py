@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,11 +21,10 @@ import pytest
 from tests.apihelpers import Api
 from tests.conftest import ROOT, FakeUpstream, Meter
 from tests.team_fixtures import TeamServer, send_calls, start_paired_meter, wait_synced
+from tests.test_dashboard import ARGS, CHROMIUM, chart_totals
 from tests.test_team_server import gpt41_call_nanousd, sonnet_call_nanousd
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "team-dashboard"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
 WORKSPACE = "dashboard-team"
 
 
@@ -170,7 +168,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             assert "#token" not in page.url and f"workspace={WORKSPACE}" in page.url
             # The overview adds up both machines: 10 calls, 4 Sonnet + 6 GPT-4.1.
             assert page.inner_text("#card-requests .value") == "10"
-            totals = _chart_totals(page, "chart-spend-30d")
+            totals = chart_totals(page, "chart-spend-30d")
             assert totals == pytest.approx(
                 {"anthropic": 4 * sonnet / 1e9, "openai": 6 * gpt / 1e9}, abs=1e-5
             )
@@ -190,7 +188,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             page.wait_for_selector("#requests-table")
             page.wait_for_selector("#chart-cache")
             assert page.inner_text("#card-project-requests .value") == "6"
-            assert _chart_totals(page, "chart-requests") == {"requests": 6}
+            assert chart_totals(page, "chart-requests") == {"requests": 6}
             requests = _table(page, "#requests-table")
             assert sorted(row[1] for row in requests) == ["alice-laptop"] * 5 + ["bob-desktop"]
             assert page.locator("#reprice-panel").count() == 0  # re-pricing is local only
@@ -218,7 +216,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
                 "document.querySelectorAll('#machines-table tbody tr').length === 1"
             )
             assert page.inner_text("#card-requests .value") == "5"
-            assert _chart_totals(page, "chart-spend-30d") == pytest.approx(
+            assert chart_totals(page, "chart-spend-30d") == pytest.approx(
                 {"anthropic": sonnet / 1e9, "openai": 4 * gpt / 1e9}, abs=1e-5
             )
             page.screenshot(path=str(ARTIFACTS / "overview-bob.png"), full_page=True)
@@ -230,21 +228,6 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             context.close()
         finally:
             browser.close()
-
-
-def _chart_totals(page: Any, canvas_id: str) -> dict[str, float]:
-    result: dict[str, float] = page.evaluate(
-        """(id) => {
-            const chart = Chart.getChart(document.getElementById(id));
-            const sums = {};
-            for (const set of chart.data.datasets) {
-                sums[set.label] = set.data.reduce((a, b) => a + (b || 0), 0);
-            }
-            return sums;
-        }""",
-        canvas_id,
-    )
-    return result
 
 
 def _table(page: Any, selector: str) -> list[list[str]]:

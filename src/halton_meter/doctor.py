@@ -339,8 +339,9 @@ def _cloud_checks(config: Config, paths: Paths) -> list[Check]:
     """Only for a machine paired with a team server: is the sync moving? Never BROKEN: the
     local ledger is the source of truth and keeps every row until the server takes it."""
     from halton_meter.cloud import sync
+    from halton_meter.cloud.credentials import credentials_path
 
-    if not paths.ledger.exists() or not (paths.home / "cloud-credentials.json").exists():
+    if not paths.ledger.exists() or not credentials_path(paths).exists():
         return []
     try:
         con = sqlite3.connect(f"{paths.ledger.as_uri()}?mode=ro", uri=True, timeout=5)

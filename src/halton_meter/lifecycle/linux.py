@@ -28,8 +28,8 @@ from halton_meter.lifecycle.supervisor import (
     BackgroundSupervisor,
     Component,
     SystemdSupervisor,
-    linger_advice,
     systemctl,
+    user_without_linger,
 )
 from halton_meter.paths import HOME_ENV, Paths
 
@@ -212,10 +212,10 @@ class LinuxPlatform:
 
 def _linger(confirm: Confirm | None) -> str:
     """systemd stops a user's services at logout unless linger is on: ask, or advise."""
-    advice = linger_advice()
-    if advice is None:
+    user = user_without_linger()
+    if user is None:
         return ""
-    user = advice.rsplit(" ", 1)[-1].rstrip("`")
+    advice = f"linger is off, so the meter stops when you log out: `loginctl enable-linger {user}`"
     if confirm is not None and confirm(
         f"Keep the meter running after you log out (loginctl enable-linger {user})?"
     ):

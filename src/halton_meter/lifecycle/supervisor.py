@@ -436,8 +436,9 @@ def systemd_user_manager() -> bool:
     return done.stdout.strip() in ("running", "degraded", "starting")
 
 
-def linger_advice() -> str | None:
-    """With systemd: the user manager (and the meter) stops at logout unless linger is on."""
+def user_without_linger() -> str | None:
+    """With systemd the user manager (and the meter) stops at logout unless linger is on: the
+    user name when linger is off, else None (on, or unknown)."""
     import getpass
 
     user = os.environ.get("USER") or getpass.getuser()
@@ -451,9 +452,7 @@ def linger_advice() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    if done.stdout.strip() != "Linger=no":
-        return None
-    return f"linger is off, so the meter stops when you log out: `loginctl enable-linger {user}`"
+    return user if done.stdout.strip() == "Linger=no" else None
 
 
 def choose_supervisor() -> BackgroundSupervisor | SystemdSupervisor:
