@@ -49,8 +49,8 @@ from halton_meter.cloud.credentials import Credentials  # noqa: E402
 from halton_meter.config import CloudSettings  # noqa: E402
 from halton_meter.ledger.db import connect  # noqa: E402
 from halton_meter.ledger.row import INSERT_SQL, ROW_COLUMNS  # noqa: E402
-from halton_meter.server import pairing  # noqa: E402
-from halton_meter.server.schema import migrate  # noqa: E402
+from halton_meter.teamserver import pairing  # noqa: E402
+from halton_meter.teamserver.schema import migrate  # noqa: E402
 
 METER = str(Path(sys.executable).parent / "halton-meter")
 OWN_ROOTS: list[int] = [os.getpid()]  # + the server and the postmaster, once started
@@ -299,7 +299,7 @@ FROM ledger WHERE workspace_id = %(workspace)s GROUP BY 1, 2, 3, 4, 5, 6
 def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
-    from halton_meter.server.schema import ensure_partitions, month_start
+    from halton_meter.teamserver.schema import ensure_partitions, month_start
 
     with psycopg.connect(dsn, autocommit=True) as pg:
         pg.execute("INSERT INTO workspaces (name) VALUES ('bench-rollup')")

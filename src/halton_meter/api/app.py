@@ -1,7 +1,7 @@
 """The FastAPI application: contract endpoints, /metrics, reprice, and the dashboard's files.
 
 Every endpoint that touches SQLite is a plain `def`, so FastAPI runs it in its thread pool and
-the API's event loop (itself on its own thread, see server.py) never waits on the disk.
+the API's event loop (itself on its own thread, see thread.py) never waits on the disk.
 """
 
 from __future__ import annotations

@@ -90,6 +90,6 @@ def main() -> None:
         "pricing_cmd",
         "lifecycle_cmd",
         "cloud_cmd",  # the team server (issue 8)
-        "server_cmd",
+        "teamserver_cmd",
     )
     cli(prog_name="halton-meter")

@@ -30,7 +30,7 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
         err=True,
     )
     # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command.
-    from halton_meter.capture.server import StartupError, run_daemon
+    from halton_meter.capture.daemon import StartupError, run_daemon
 
     try:
         code = asyncio.run(run_daemon(config, ctx.paths, behind_edge=behind_edge))

@@ -4,6 +4,6 @@ Standard library only on its hot path, so it starts fast and stays up while the 
 (mitmproxy, ledger, API) stops, crashes or is upgraded behind it.
 """
 
-from halton_meter.edge.server import EdgeSettings, EdgeStartError, run_edge
+from halton_meter.edge.listener import EdgeSettings, EdgeStartError, run_edge
 
 __all__ = ["EdgeSettings", "EdgeStartError", "run_edge"]

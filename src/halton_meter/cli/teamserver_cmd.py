@@ -25,7 +25,7 @@ _config_option = click.option(
 
 def _settings(config_file: Path | None, **overrides: Any) -> Any:
     try:
-        from halton_meter.server.settings import ServerConfigError, load_settings
+        from halton_meter.teamserver.settings import ServerConfigError, load_settings
     except ImportError:  # pragma: no cover
         _missing_extra()
     try:
@@ -45,7 +45,7 @@ def _database(config_file: Path | None) -> Iterator[Any]:
     try:
         import psycopg
 
-        from halton_meter.server.schema import migrate
+        from halton_meter.teamserver.schema import migrate
     except ImportError:
         _missing_extra()
         raise
@@ -75,7 +75,7 @@ def run(config_file: Path | None, host: str | None, port: int | None, workers: i
     try:
         import uvicorn
 
-        from halton_meter.server.settings import settings_to_environment
+        from halton_meter.teamserver.settings import settings_to_environment
     except ImportError:
         _missing_extra()
         return
@@ -86,7 +86,7 @@ def run(config_file: Path | None, host: str | None, port: int | None, workers: i
     )
     settings_to_environment(settings)
     uvicorn.run(
-        "halton_meter.server.app:app_from_environment",
+        "halton_meter.teamserver.app:app_from_environment",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -111,7 +111,7 @@ def migrate(config_file: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def approve(code: str, config_file: Path | None, as_json: bool) -> None:
     """Approve a machine's pairing code (shown by `cloud connect`)."""
-    from halton_meter.server import pairing
+    from halton_meter.teamserver import pairing
 
     with _database(config_file) as con:
         try:
@@ -130,7 +130,7 @@ def approve(code: str, config_file: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def pending(config_file: Path | None, as_json: bool) -> None:
     """Pairing codes waiting for approval."""
-    from halton_meter.server import pairing
+    from halton_meter.teamserver import pairing
 
     with _database(config_file) as con:
         found = pairing.pending_pairings(con)
@@ -150,7 +150,7 @@ def pending(config_file: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def machines(config_file: Path | None, as_json: bool) -> None:
     """Paired machines, their status and request counts."""
-    from halton_meter.server import pairing
+    from halton_meter.teamserver import pairing
 
     with _database(config_file) as con:
         found = pairing.list_machines(con)
@@ -169,7 +169,7 @@ def machines(config_file: Path | None, as_json: bool) -> None:
 @_config_option
 def revoke(machine: str, config_file: Path | None) -> None:
     """Revoke a machine (by id or name): its token stops working at once; its rows stay."""
-    from halton_meter.server import pairing
+    from halton_meter.teamserver import pairing
 
     with _database(config_file) as con:
         try:
@@ -185,7 +185,7 @@ def revoke(machine: str, config_file: Path | None) -> None:
 @click.option("--label", default="admin", show_default=True, help="A note to tell tokens apart.")
 def admin_token(config_file: Path | None, label: str) -> None:
     """Create an admin token for the web pages and the rollup API (shown once, stored hashed)."""
-    from halton_meter.server import pairing
+    from halton_meter.teamserver import pairing
 
     with _database(config_file) as con:
         token = pairing.create_admin_token(con, label)

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 
 
-class ApiServer:
+class ApiThread:
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
         self._server: uvicorn.Server | None = None

@@ -18,7 +18,7 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from halton_meter.reprice import price_stored_row
-from halton_meter.server.schema import ROLLUP_MEASURES, ensure_partitions, month_start
+from halton_meter.teamserver.schema import ROLLUP_MEASURES, ensure_partitions, month_start
 
 Text = Annotated[str, StringConstraints(max_length=512)]
 Count = Annotated[int, Field(ge=0, le=2**62)]

@@ -34,7 +34,7 @@ from halton_meter import __version__, providers
 from halton_meter.api.app import ApiSettings
 from halton_meter.api.metrics import LedgerLag, fetch_edge_status
 from halton_meter.api.security import load_or_create_token
-from halton_meter.api.server import ApiServer
+from halton_meter.api.thread import ApiThread
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.resolve import install_resolver
@@ -231,7 +231,7 @@ async def _finish_connections(timeout: float = 5.0) -> None:
 
 def _start_api(
     config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
-) -> ApiServer:
+) -> ApiThread:
     """The loopback API and dashboard on their own thread; a taken port is logged, not fatal."""
     edge_port = config.daemon.proxy_port
     settings = ApiSettings(
@@ -245,7 +245,7 @@ def _start_api(
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
     )
-    api = ApiServer(settings)
+    api = ApiThread(settings)
     problem = api.start()
     if problem is None:
         log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)

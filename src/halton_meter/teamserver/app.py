@@ -35,10 +35,10 @@ from halton_meter import __version__
 from halton_meter.api.security import SECURITY_HEADERS
 from halton_meter.api.views import CSV_FIELDS
 from halton_meter.dashboard import mount_dashboard
-from halton_meter.server import pages, pairing, rollups
-from halton_meter.server.ingest import Batch, PartitionCache, parse_timestamp, store_batch
-from halton_meter.server.schema import LATEST_VERSION, migrate
-from halton_meter.server.settings import ServerSettings
+from halton_meter.teamserver import pages, pairing, rollups
+from halton_meter.teamserver.ingest import Batch, PartitionCache, parse_timestamp, store_batch
+from halton_meter.teamserver.schema import LATEST_VERSION, migrate
+from halton_meter.teamserver.settings import ServerSettings
 from halton_meter.timewindow import TimeParseError, parse_moment
 
 ADMIN_COOKIE = "halton_admin"
@@ -540,7 +540,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """uvicorn's factory in each worker process (`server run` set the settings)."""
-    from halton_meter.server.settings import settings_from_environment
+    from halton_meter.teamserver.settings import settings_from_environment
 
     return create_app(settings_from_environment())
 

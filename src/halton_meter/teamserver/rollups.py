@@ -19,7 +19,7 @@ import psycopg
 
 from halton_meter.api.views import request_item
 from halton_meter.money import usd_string
-from halton_meter.server.schema import ROLLUP_MEASURES
+from halton_meter.teamserver.schema import ROLLUP_MEASURES
 
 Connection = psycopg.Connection[Any]
 NANO_PER_MINOR_UNIT = 10_000  # 1 USD = 10^9 nano-USD = 100,000 millicents
