@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
-from halton_meter.providers.base import WIRE_FORMATS, Endpoint
+from halton_meter.providers.base import Endpoint
+from halton_meter.providers.registry import DECLARABLE
 
 if TYPE_CHECKING:
     from halton_meter.attribution.rules import TaggingRule
@@ -245,7 +246,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
     "port": _port,
-    "wire": _choice(*WIRE_FORMATS),
+    "wire": _choice(*DECLARABLE),
     "provider": _slug,
 }
 

@@ -24,6 +24,7 @@ from ._common import (
 from .base import CallResult, Route, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
+from .wireformat import PathRule, WireFormat
 
 # An error event: `event: error`, or a JSON `"type":"error"` outside any string.
 _ERROR_HINT = re.compile(rb'^event:\s*error|"type"\s*:\s*"error"|"error"\s*:\s*\{', re.M)
@@ -128,3 +129,23 @@ class AnthropicStreamParser(SseStreamParser):
                 result.stream_error = True
                 result.provider_error_code = result.provider_error_code or code
         return result
+
+
+class AnthropicMessages(WireFormat):
+    """`POST /v1/messages` (and its free token counter), JSON bodies and SSE streams."""
+
+    name = "anthropic-messages"
+    paths = (
+        PathRule("/messages", "messages"),
+        PathRule("/messages/count_tokens", "count_tokens", zero_cost=True),
+    )
+    zero_cost_apis = frozenset({"count_tokens"})
+
+    def sse_parser(self, route: Route) -> AnthropicStreamParser:
+        return AnthropicStreamParser(route)
+
+    def parse_body(self, route: Route, obj: object) -> CallResult:
+        return parse_body(route, obj)
+
+
+MESSAGES = AnthropicMessages()

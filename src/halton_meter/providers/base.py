@@ -80,11 +80,11 @@ class StreamParser(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Which adapter handles a request, decided from host and path alone.
+    """Which wire format reads a request, decided from host and path alone.
 
-    ``wire`` is one of WIRE_FORMATS; ``api`` is the operation recorded in the ledger
-    (``messages``, ``count_tokens``, ``chat``, ``responses``, ``embeddings``, ``completions``,
-    ``generate_content``, ``stream_generate_content``, ``embed_content``,
+    ``wire`` names a wire format in ``registry.WIRES``; ``api`` is the operation recorded in
+    the ledger (``messages``, ``count_tokens``, ``chat``, ``responses``, ``embeddings``,
+    ``completions``, ``generate_content``, ``stream_generate_content``, ``embed_content``,
     ``batch_embed_contents``); ``model_from_path`` is the model named in a Gemini URL.
     ``zero_cost`` marks calls that are recorded but never billed (token counting).
     """
@@ -97,17 +97,6 @@ class Route:
     # From a user's [[endpoints]]: a gateway we know less about. Its requests are never
     # rewritten (some, such as older Azure OpenAI versions, reject `stream_options`).
     user_declared: bool = False
-
-
-WIRE_FORMATS = (
-    "anthropic-messages",
-    "openai-chat",
-    "openai-completions",
-    "openai-responses",
-    "openai-embeddings",
-    "gemini",
-    "gemini-code-assist",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,10 +14,11 @@ from collections import deque
 from collections.abc import Iterator
 from decimal import Decimal
 
-from ._common import JsonDict, as_dict, dumps, get_int, get_str, merge_running, minus
-from .base import CallResult, Route, Usage
+from ._common import JsonDict, as_dict, dumps, get_int, get_str, loads, merge_running, minus
+from .base import CallResult, RequestInfo, Route, StreamParser, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
+from .wireformat import Billing, BufferedParser, WireFormat, is_sse
 
 _KEEP_BYTES = 4 * 1024 * 1024  # SSE: recent usage-bearing events kept for result()
 _SOFT_CAP = 4 * 1024 * 1024  # JSON array: buffer size that triggers trimming old objects
@@ -212,3 +213,93 @@ class GeminiArrayParser:
             return result
         except Exception:
             return CallResult()
+
+
+# ---------------------------------------------------------------------------------------------
+# The wire formats
+
+_METHODS = {
+    "generateContent": "generate_content",
+    "streamGenerateContent": "stream_generate_content",
+    "embedContent": "embed_content",
+    "batchEmbedContents": "batch_embed_contents",
+    "countTokens": "count_tokens",
+}
+_STREAMED_API = "stream_generate_content"
+
+
+class Gemini(WireFormat):
+    """The Developer API: the model and method are in the URL (``/v1beta/models/M:method``);
+    streams are SSE with ``alt=sse``, one JSON array without."""
+
+    name = "gemini"
+    zero_cost_apis = frozenset({"count_tokens"})
+    _anchored = re.compile(r"/(v1[a-z0-9]*)/models/([^/:]+):(\w+)")
+    _suffix = re.compile(r"/models/([^/:]+):(\w+)$")
+
+    def match_path(self, provider: str, path: str, *, anchored: bool) -> Route | None:
+        match = self._anchored.fullmatch(path) if anchored else self._suffix.search(path)
+        if match is None:
+            return None
+        model, method = match.groups()[-2:]
+        return self._route(provider, method, model)
+
+    def _route(self, provider: str, method: str, model: str | None) -> Route | None:
+        api = _METHODS.get(method)
+        if api is None:
+            return None
+        zero_cost = api in self.zero_cost_apis
+        return Route(provider, self.name, api, model_from_path=model, zero_cost=zero_cost)
+
+    def is_streaming(self, route: Route, content_type: str | None) -> bool:
+        # Without alt=sse Gemini streams one JSON array, under a JSON content type.
+        return is_sse(content_type) or route.api == _STREAMED_API
+
+    def stream_parser(self, route: Route, content_type: str | None) -> StreamParser:
+        if is_sse(content_type):
+            return GeminiSseParser()
+        if route.api == _STREAMED_API:
+            return GeminiArrayParser()
+        return BufferedParser(self, route)
+
+    def sse_parser(self, route: Route) -> StreamParser:
+        return GeminiSseParser()
+
+    def parse_request(self, route: Route, body: bytes) -> RequestInfo:
+        # The model is in the URL: a large body is never decoded.
+        return RequestInfo(model=route.model_from_path, stream=route.api == _STREAMED_API)
+
+    def parse_whole(self, route: Route, body: bytes) -> CallResult:
+        if body.lstrip().startswith(b"["):  # a buffered array stream, perhaps cut short
+            array = GeminiArrayParser()
+            array.feed(body)
+            return array.result()
+        return super().parse_whole(route, body)
+
+    def parse_body(self, route: Route, obj: object) -> CallResult:
+        return parse_body(route, obj)
+
+
+class GeminiCodeAssist(Gemini):
+    """Code Assist (``cloudcode-pa``, Gemini CLI signed in with Google): Gemini's bodies
+    wrapped in ``{"response": …}``, the model in the request body, billed by subscription."""
+
+    name = "gemini-code-assist"
+    billing = Billing.SUBSCRIPTION
+    _anchored = re.compile(r"/v1internal:(generateContent|streamGenerateContent|countTokens)")
+    _suffix = re.compile(r":(generateContent|streamGenerateContent|countTokens)$")
+
+    def match_path(self, provider: str, path: str, *, anchored: bool) -> Route | None:
+        match = self._anchored.fullmatch(path) if anchored else self._suffix.search(path)
+        return self._route(provider, match[1], None) if match is not None else None
+
+    def parse_request(self, route: Route, body: bytes) -> RequestInfo:
+        request = loads(body)
+        model = get_str(request, "model") or get_str(request, "request", "model")
+        if model is not None:
+            model = model.removeprefix("models/")
+        return RequestInfo(model=model, stream=route.api == _STREAMED_API)
+
+
+GEMINI = Gemini()
+CODE_ASSIST = GeminiCodeAssist()

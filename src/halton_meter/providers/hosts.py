@@ -1,7 +1,9 @@
-"""The routing table: which (host, port, path) is an LLM call, and which adapter reads it.
+"""The routing table: which (host, port, path) is an LLM call, and which wire format reads it.
 
-Routing looks at host and path only, so the proxy can decide before reading any body. A path
-that is not listed (model lists, file uploads, batch control) is forwarded but not metered.
+Each built-in host names its provider and, per base path, the wire formats it serves there
+(wire format objects from the registry's modules). Routing looks at host and path only, so the
+proxy can decide before reading any body. A path that is not listed (model lists, file
+uploads, batch control) is forwarded but not metered.
 """
 
 from __future__ import annotations
@@ -11,28 +13,27 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
+from . import anthropic, gemini, openai
 from .base import Endpoint, Route
+from .registry import WIRES
+from .selftest import SELF_TEST_API, SELF_TEST_HOST
+from .wireformat import PathRule, WireFormat
 
-# (path below the base URL, wire, api, zero_cost)
-_Rule = tuple[str, str, str, bool]
+__all__ = ["SELF_TEST_API", "SELF_TEST_HOST", "claimed_hosts", "route_for"]
 
-_ANTHROPIC: tuple[_Rule, ...] = (
-    ("/messages", "anthropic-messages", "messages", False),
-    ("/messages/count_tokens", "anthropic-messages", "count_tokens", True),
-)
-_OPENAI: tuple[_Rule, ...] = (
-    ("/chat/completions", "openai-chat", "chat", False),
-    ("/completions", "openai-completions", "completions", False),
-    ("/responses", "openai-responses", "responses", False),
-    ("/embeddings", "openai-embeddings", "embeddings", False),
-)
+_OPENAI = openai.FAMILY
+_ANTHROPIC = (anthropic.MESSAGES,)
+_Bases = tuple[tuple[str, tuple[WireFormat, ...]], ...]
 
-# host -> (provider, ((base path, rules), …))
-_HOSTS: dict[str, tuple[str, tuple[tuple[str, tuple[_Rule, ...]], ...]]] = {
+# host -> (provider, ((base path, wire formats served below it), …))
+_HOSTS: dict[str, tuple[str, _Bases]] = {
     "api.anthropic.com": ("anthropic", (("/v1", _ANTHROPIC),)),
     "api.openai.com": ("openai", (("/v1", _OPENAI),)),
-    "generativelanguage.googleapis.com": ("google", (("/v1beta/openai", _OPENAI),)),
-    "cloudcode-pa.googleapis.com": ("google", ()),
+    "generativelanguage.googleapis.com": (
+        "google",
+        (("/v1beta/openai", _OPENAI), ("", (gemini.GEMINI,))),
+    ),
+    "cloudcode-pa.googleapis.com": ("google", (("", (gemini.CODE_ASSIST,)),)),
     "api.x.ai": ("xai", (("/v1", _OPENAI + _ANTHROPIC),)),
     "api.groq.com": ("groq", (("/openai/v1", _OPENAI),)),
     "api.mistral.ai": ("mistral", (("/v1", _OPENAI),)),
@@ -48,30 +49,36 @@ _HOSTS: dict[str, tuple[str, tuple[tuple[str, tuple[_Rule, ...]], ...]]] = {
 }
 _BUILTIN_PORT = 443
 
+# Fixed paths, looked up whole: host -> {base + path: route}.
 _EXACT: dict[str, dict[str, Route]] = {
     host: {
-        base + path: Route(provider, wire, api, zero_cost=zero_cost)
-        for base, rules in bases
-        for path, wire, api, zero_cost in rules
+        base + rule.path: wire.route(provider, rule)
+        for base, wires in bases
+        for wire in wires
+        for rule in wire.paths
     }
     for host, (provider, bases) in _HOSTS.items()
 }
-
-# Longest suffix first, so /messages/count_tokens beats /messages and a /chat/completions path
-# is never taken for legacy /completions.
-_BY_SUFFIX = sorted(_OPENAI + _ANTHROPIC, key=lambda rule: -len(rule[0]))
-
-_GEMINI_METHODS = {
-    "generateContent": "generate_content",
-    "streamGenerateContent": "stream_generate_content",
-    "embedContent": "embed_content",
-    "batchEmbedContents": "batch_embed_contents",
-    "countTokens": "count_tokens",
+# Paths with a variable part, per host: (base, wire format) to ask in turn.
+_PATTERNED: dict[str, tuple[tuple[str, WireFormat], ...]] = {
+    host: tuple(
+        (base, wire)
+        for base, wires in bases
+        for wire in wires
+        if type(wire).match_path is not WireFormat.match_path
+    )
+    for host, (_, bases) in _HOSTS.items()
 }
-_GEMINI_PATH = re.compile(r"/(v1[a-z0-9]*)/models/([^/:]+):(\w+)")
-_GEMINI_SUFFIX = re.compile(r"/models/([^/:]+):(\w+)$")
-_CODE_ASSIST_PATH = re.compile(r"/v1internal:(generateContent|streamGenerateContent|countTokens)")
-_CODE_ASSIST_SUFFIX = re.compile(r":(generateContent|streamGenerateContent|countTokens)$")
+
+# Every fixed path of every wire format, longest first, so a user endpoint's path is taken by
+# the most specific one: /messages/count_tokens beats /messages, and a /chat/completions path is
+# never taken for legacy /completions.
+_BY_SUFFIX: tuple[tuple[PathRule, WireFormat], ...] = tuple(
+    sorted(
+        ((rule, wire) for wire in WIRES.values() for rule in wire.paths),
+        key=lambda pair: -len(pair[0].path),
+    )
+)
 
 
 def _clean_path(path: str) -> str:
@@ -81,36 +88,22 @@ def _clean_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def _gemini(provider: str, method: str, model: str | None, code_assist: bool) -> Route | None:
-    api = _GEMINI_METHODS.get(method)
-    if api is None:
-        return None
-    wire = "gemini-code-assist" if code_assist else "gemini"
-    return Route(provider, wire, api, model_from_path=model, zero_cost=api == "count_tokens")
-
-
 def _endpoint_route(endpoint: Endpoint, path: str) -> Route | None:
     """A user endpoint accepts any path that ends like its wire format's own path."""
-    route = _endpoint_route_for_wire(endpoint, path)
+    wire = WIRES.get(endpoint.wire)
+    if wire is None:
+        return None
+    route = wire.match_path(endpoint.provider, path, anchored=False)
+    if route is None:
+        for rule, owner in _BY_SUFFIX:
+            if path.endswith(rule.path):
+                route = wire.route(endpoint.provider, rule) if owner is wire else None
+                break
     return dataclasses.replace(route, user_declared=True) if route is not None else None
 
 
-def _endpoint_route_for_wire(endpoint: Endpoint, path: str) -> Route | None:
-    wire, provider = endpoint.wire, endpoint.provider
-    if wire == "gemini":
-        match = _GEMINI_SUFFIX.search(path)
-        return _gemini(provider, match[2], match[1], code_assist=False) if match else None
-    if wire == "gemini-code-assist":
-        match = _CODE_ASSIST_SUFFIX.search(path)
-        return _gemini(provider, match[1], None, code_assist=True) if match else None
-    for suffix, rule_wire, api, zero_cost in _BY_SUFFIX:
-        if path.endswith(suffix):
-            return Route(provider, wire, api, zero_cost=zero_cost) if rule_wire == wire else None
-    return None
-
-
 def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = ()) -> Route | None:
-    """The adapter for a request, or ``None`` when it is not an LLM call we meter."""
+    """The route for a request, or ``None`` when it is not an LLM call we meter."""
     host = host.lower().rstrip(".")
     clean = _clean_path(path)
     for endpoint in endpoints:  # the user's declarations win over the built-in table
@@ -124,19 +117,12 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
     if route is not None:
         return route
     provider = _HOSTS[host][0]
-    if host == "generativelanguage.googleapis.com":
-        match = _GEMINI_PATH.fullmatch(clean)
-        return _gemini(provider, match[3], match[2], code_assist=False) if match else None
-    if host == "cloudcode-pa.googleapis.com":
-        match = _CODE_ASSIST_PATH.fullmatch(clean)
-        return _gemini(provider, match[1], None, code_assist=True) if match else None
+    for base, wire in _PATTERNED[host]:
+        if clean.startswith(base):
+            route = wire.match_path(provider, clean[len(base) :], anchored=True)
+            if route is not None:
+                return route
     return None
-
-
-# The daemon answers this name itself (`halton-meter init`'s self-test): the edge hands it over
-# like an LLM host, and `.invalid` never resolves, so it cannot be reached any other way.
-SELF_TEST_HOST = "self-test.halton-meter.invalid"
-SELF_TEST_API = "self-test"  # the `api` of its ledger rows (provider "halton-meter")
 
 
 def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> list[tuple[str, int]]:

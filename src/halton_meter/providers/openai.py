@@ -20,6 +20,7 @@ from ._common import (
     first_int,
     get_int,
     get_str,
+    loads,
     minus,
     plus,
     provider_cost,
@@ -27,6 +28,7 @@ from ._common import (
 from .base import CallResult, Route, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
+from .wireformat import PathRule, WireFormat
 
 # ---------------------------------------------------------------------------------------------
 # Chat and legacy Completions usage, per provider
@@ -183,7 +185,23 @@ def _finish(route: Route, result: CallResult, usage: JsonDict | None) -> CallRes
     return result
 
 
-def parse_body(route: Route, obj: object) -> CallResult:
+# How one wire format reads a body's usage object: (route, usage, whole body) -> Usage.
+UsageReader = Callable[[Route, JsonDict, JsonDict], Usage]
+
+
+def _chat_body_usage(route: Route, usage: JsonDict, body: JsonDict) -> Usage:
+    return chat_usage(route.provider, usage)
+
+
+def _responses_body_usage(route: Route, usage: JsonDict, body: JsonDict) -> Usage:
+    return responses_usage(usage, body.get("output"))
+
+
+def _embeddings_body_usage(route: Route, usage: JsonDict, body: JsonDict) -> Usage:
+    return embeddings_usage(usage)
+
+
+def parse_body(route: Route, obj: object, read_usage: UsageReader = _chat_body_usage) -> CallResult:
     """A whole (non-streamed) response body, already decoded."""
     body = as_dict(obj)
     if body is None:
@@ -195,12 +213,7 @@ def parse_body(route: Route, obj: object) -> CallResult:
         service_tier=get_str(body, "service_tier"),
     )
     if usage is not None:
-        if route.wire == "openai-responses":
-            result.usage = responses_usage(usage, body.get("output"))
-        elif route.wire == "openai-embeddings":
-            result.usage = embeddings_usage(usage)
-        else:
-            result.usage = chat_usage(route.provider, usage)
+        result.usage = read_usage(route, usage, body)
     _finish(route, result, usage)
     is_error, result.provider_error_code = find_error(body)
     if is_error:  # the dispatcher keeps stream_error only for a 2xx status
@@ -314,3 +327,76 @@ class ResponsesStreamParser(SseStreamParser):
             result.stream_error, result.provider_error_code = True, code
         _stream_errors(result, self._errors)
         return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The wire formats
+
+
+class OpenAIChat(WireFormat):
+    """Chat Completions: JSON bodies, SSE chunks; usage in a stream only when asked."""
+
+    name = "openai-chat"
+    paths = (PathRule("/chat/completions", "chat"),)
+    asks_stream_usage = True
+    _read_usage: UsageReader = staticmethod(_chat_body_usage)
+
+    def sse_parser(self, route: Route) -> SseStreamParser:
+        return ChatStreamParser(route)
+
+    def parse_body(self, route: Route, obj: object) -> CallResult:
+        return parse_body(route, obj, self._read_usage)
+
+
+class OpenAICompletions(OpenAIChat):
+    """Legacy Completions: Chat's usage and stream shape."""
+
+    name = "openai-completions"
+    paths = (PathRule("/completions", "completions"),)
+
+
+class OpenAIResponses(OpenAIChat):
+    """Responses: usage arrives in the terminal event; web searches are output items."""
+
+    name = "openai-responses"
+    paths = (PathRule("/responses", "responses"),)
+    asks_stream_usage = False
+    _read_usage = staticmethod(_responses_body_usage)
+
+    def sse_parser(self, route: Route) -> SseStreamParser:
+        return ResponsesStreamParser(route)
+
+
+class OpenAIEmbeddings(OpenAIChat):
+    """Embeddings: input only; a large body is read from its tail, past the vectors."""
+
+    name = "openai-embeddings"
+    paths = (PathRule("/embeddings", "embeddings"),)
+    asks_stream_usage = False
+    _read_usage = staticmethod(_embeddings_body_usage)
+
+    def parse_whole(self, route: Route, body: bytes) -> CallResult:
+        decoded = _embeddings_tail(body) or loads(body)
+        return CallResult() if decoded is None else self.parse_body(route, decoded)
+
+
+_EMBEDDINGS_TAIL = re.compile(rb'"model"\s*:\s*("[^"]*")\s*,\s*"usage"\s*:\s*(\{[^{}]*\})\s*\}\s*$')
+
+
+def _embeddings_tail(body: bytes) -> dict[str, object] | None:
+    """Model and usage from the end of an embeddings response, without decoding the vectors
+    (megabytes of floats) in front of them; None when the body does not end that way."""
+    if len(body) < 65536:
+        return None
+    found = _EMBEDDINGS_TAIL.search(body[-4096:])
+    if found is None:
+        return None
+    return {"model": loads(found[1]), "usage": loads(found[2])}
+
+
+CHAT = OpenAIChat()
+COMPLETIONS = OpenAICompletions()
+RESPONSES = OpenAIResponses()
+EMBEDDINGS = OpenAIEmbeddings()
+# The family as a host serves it below one base path.
+FAMILY = (CHAT, COMPLETIONS, RESPONSES, EMBEDDINGS)

@@ -13,13 +13,13 @@ import re
 
 from ._common import loads
 from .base import Route
+from .registry import WIRES
 from .sse import SseSplitter, parse_event
 
 # Their streams carry usage without being asked, so the request is left alone.
 _STREAMS_USAGE_ANYWAY = frozenset(
     {"groq", "mistral", "openrouter", "together", "perplexity", "cerebras"}
 )
-_INJECTABLE_WIRES = frozenset({"openai-chat", "openai-completions"})
 _OPEN_BRACE = re.compile(rb"\s*\{")
 
 _MAX_HELD = 8 * 1024 * 1024  # an incomplete event this big switches the filter to pass-through
@@ -38,7 +38,7 @@ def may_inject_stream_usage(route: Route, body: bytes) -> bool:
     """Cheap byte-level pre-check (no JSON decoding), safe on the proxy's event loop: False
     when `inject_stream_usage` would certainly return None."""
     return (
-        route.wire in _INJECTABLE_WIRES
+        WIRES[route.wire].asks_stream_usage
         and route.provider not in _STREAMS_USAGE_ANYWAY
         and not route.user_declared
         and b'"stream"' in body
