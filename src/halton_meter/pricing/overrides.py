@@ -36,6 +36,8 @@ _KEYS: Final = (
     "effective_from",
     "effective_until",
 )
+# Keys only Halton Meter's own corrections have (pricing/corrections.toml).
+_CORRECTION_KEYS: Final = ("source", "above_prompt_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class PriceOverride:
     discount_pct: Decimal | None = None
     effective_from: date | None = None
     effective_until: date | None = None
-    # Set for Halton Meter's own corrections to the catalogue (pricing/corrections.py).
+    # Set for Halton Meter's own corrections to the catalogue (pricing/corrections.toml).
     correction_source: str | None = None
     # Corrections only: the entry applies to the whole request once the prompt (input + cache
     # read + cache write) passes this many tokens — the long-context rule.
@@ -92,12 +94,19 @@ class OverrideError(ValueError):
     """A config error in one override entry. ``index`` is 0-based; ``key`` is None when the
     problem is the entry as a whole; ``line`` is where ``locate`` found it, if it could."""
 
-    def __init__(self, index: int, key: str | None, problem: str, line: int | None = None):
+    def __init__(
+        self,
+        index: int,
+        key: str | None,
+        problem: str,
+        line: int | None = None,
+        table: str = "pricing.overrides",
+    ):
         self.index = index
         self.key = key
         self.problem = problem
         self.line = line
-        where = f"[[pricing.overrides]] entry {index + 1}"
+        where = f"[[{table}]] entry {index + 1}"
         if key is not None:
             where += f", key {key!r}"
         if line is not None:
@@ -182,29 +191,40 @@ def _text(value: object) -> str | None:
 
 
 def parse_overrides(
-    raw: Sequence[object], locate: Callable[[int, str | None], int | None]
+    raw: Sequence[object],
+    locate: Callable[[int, str | None], int | None],
+    *,
+    corrections: bool = False,
 ) -> tuple[PriceOverride, ...]:
     """Validate raw ``[[pricing.overrides]]`` tables; raise OverrideError on the first problem.
 
     ``locate(index, key)`` returns the config line of an entry (key None) or of one of its keys,
-    for the message; it may return None.
+    for the message; it may return None. ``corrections`` reads Halton Meter's own
+    ``[[corrections]]`` instead: ``name`` and ``source`` required, ``above_prompt_tokens``
+    allowed.
     """
-    return tuple(_parse_entry(index, entry, locate) for index, entry in enumerate(raw))
+    return tuple(_parse_entry(index, entry, locate, corrections) for index, entry in enumerate(raw))
 
 
 def _parse_entry(
-    index: int, entry: object, locate: Callable[[int, str | None], int | None]
+    index: int,
+    entry: object,
+    locate: Callable[[int, str | None], int | None],
+    corrections: bool,
 ) -> PriceOverride:
+    table = "corrections" if corrections else "pricing.overrides"
+    allowed = (*_KEYS, *_CORRECTION_KEYS) if corrections else _KEYS
+
     def fail(key: str | None, problem: str) -> OverrideError:
-        return OverrideError(index, key, problem, locate(index, key))
+        return OverrideError(index, key, problem, locate(index, key), table)
 
     if not isinstance(entry, Mapping):
         raise fail(None, "must be a table with provider, model and prices")
     for key in entry:
-        if key not in _KEYS:
-            close = difflib.get_close_matches(str(key), _KEYS, n=1)
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise fail(str(key), f"unknown key{hint} (allowed: {', '.join(_KEYS)})")
+            raise fail(str(key), f"unknown key{hint} (allowed: {', '.join(allowed)})")
 
     provider = _text(entry.get("provider"))
     if provider is None:
@@ -253,6 +273,17 @@ def _parse_entry(
     if start is not None and end is not None and end <= start:
         raise fail("effective_until", f"must be after effective_from ({start.isoformat()})")
 
+    source: str | None = None
+    above: int | None = None
+    if corrections:
+        source = _text(entry.get("source"))
+        if name is None or source is None:
+            raise fail(None, "a correction needs a name and the source of its price")
+        if "above_prompt_tokens" in entry:
+            above = entry["above_prompt_tokens"]
+            if isinstance(above, bool) or not isinstance(above, int) or above < 0:
+                raise fail("above_prompt_tokens", "must be a whole number of tokens")
+
     return PriceOverride(
         name=name,
         provider=_provider_name(provider),
@@ -266,4 +297,6 @@ def _parse_entry(
         discount_pct=discount,
         effective_from=start,
         effective_until=end,
+        correction_source=source,
+        above_prompt_tokens=above,
     )
