@@ -13,7 +13,7 @@ from typing import Any
 
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.rollup import Span, aggregate, p95_latencies
-from halton_meter.ledger.row import INSERT_SQL
+from halton_meter.ledger.row import INSERT_SQL, ROW_COLUMNS
 from halton_meter.ledger.schema import MIGRATIONS, ROLLUP_SUMS
 from halton_meter.timewindow import ledger_timestamp
 from tests.test_ledger import sample_row
@@ -123,7 +123,10 @@ def test_migration_fills_the_rollup_from_existing_rows(tmp_path: Path) -> None:
         for statement in statements:
             old.execute(statement)
         old.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (number, name))
-    old.executemany(INSERT_SQL, [row.values() for row in random_rows(400, seed=2)])
+    # That release's columns: those of migrations 1 and 2 (`wire` came with migration 5).
+    columns = [name for name in ROW_COLUMNS if name != "wire"]
+    insert = f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    old.executemany(insert, [row.values()[: len(columns)] for row in random_rows(400, seed=2)])
     old.close()
     con = connect(path)
     assert 3 in {row[0] for row in con.execute("SELECT id FROM _migrations")}

@@ -120,6 +120,32 @@ def test_a_good_batch_is_stored_and_repriced(
     assert source.startswith("genai-prices")
 
 
+def test_rows_are_priced_by_wire_and_old_rows_get_one(
+    team_server: TeamServer, machine: dict[str, Any]
+) -> None:
+    """A user endpoint speaking Code Assist's wire is billed by subscription: unpriced here as on
+    the machine, whatever its host. A row from a machine that sends no `wire` gets the one the
+    backfill rule derives from host and api, and is priced by it."""
+    gemini = {"provider": "google", "model": "gemini-2.5-pro", "model_requested": None}
+    endpoint = row(**gemini, host="gateway.internal", api="generate_content")
+    endpoint.update(wire="gemini-code-assist", provider="corp-gemini", cost_nanousd=None)
+    older = row(**gemini, host="cloudcode-pa.googleapis.com", api="generate_content")
+    developer = row(**gemini, host="generativelanguage.googleapis.com", api="generate_content")
+    status, answer = post(team_server, machine, batch(machine, [endpoint, older, developer]))
+    assert status == 200 and answer["stored"] == 3
+    found = {
+        found_id: (wire, cost)
+        for found_id, wire, cost in team_server.sql(
+            "SELECT id, wire, cost_nanousd FROM ledger WHERE id = ANY(%s)",
+            [endpoint["id"], older["id"], developer["id"]],
+        )
+    }
+    assert found[endpoint["id"]] == ("gemini-code-assist", None)
+    assert found[older["id"]] == ("gemini-code-assist", None)
+    # Gemini 2.5 Pro at $1.25 input and $10 output per million tokens (up to 200k prompt).
+    assert found[developer["id"]] == ("gemini", 1000 * 1250 + 100 * 10_000)
+
+
 BAD_ROWS = [
     ("tokens as a string", {"input_tokens": "12"}, "input_tokens"),
     ("stream as a string", {"stream": "true"}, "stream"),

@@ -11,12 +11,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from halton_meter.ledger.queries import Window
-from halton_meter.pricing import PriceOverride, price_call
-from halton_meter.providers import SELF_TEST_API
-from halton_meter.providers.base import Usage
+from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
 
 _COLUMNS = (
     "id",
@@ -38,9 +35,8 @@ _COLUMNS = (
     "web_search_requests",
     "cost_nanousd",
     "price_source",
+    "wire",
 )
-CODE_ASSIST_HOST = "cloudcode-pa.googleapis.com"
-ZERO_COST_APIS = frozenset({"count_tokens"})
 
 
 @dataclass(slots=True)
@@ -123,37 +119,7 @@ def apply_reprice(con: sqlite3.Connection, plan: RepricePlan, batch: int = 1000)
 def _price(
     row: dict[str, object], overrides: Sequence[PriceOverride]
 ) -> tuple[int | None, str | None]:
-    """The same decision the capture layer makes at write time, from the stored row."""
-    if row["host"] == CODE_ASSIST_HOST:
-        return None, None  # billed by subscription, not per token
-    if row["api"] == SELF_TEST_API:
-        return 0, SELF_TEST_API  # init's self-test: answered by the meter itself, free
-    usage = Usage(**{name: _int(row[name]) for name in Usage.__slots__})
-    tier = row["service_tier"] if isinstance(row["service_tier"], str) else None
-    moment = datetime.fromisoformat(str(row["requested_at"]).replace("Z", "+00:00"))
-    quote = price_call(
-        provider=str(row["provider"]),
-        model=str(row["model"] or row["model_requested"] or "") or None,
-        usage=usage,
-        requested_at=moment,
-        service_tier=tier,
-        batch=tier == "batch",
-        provider_cost_usd=row["provider_cost_usd"]
-        if isinstance(row["provider_cost_usd"], str)
-        else None,
-        zero_cost=row["api"] in ZERO_COST_APIS and row["status"] == "ok",
-        overrides=overrides,
-    )
+    """The same decision capture makes at write time (`pricing.price_row`), from the stored
+    row."""
+    quote = price_row(stored_row_facts(row), overrides)
     return quote.cost_nanousd, quote.price_source
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) else None
-
-
-def price_stored_row(
-    row: dict[str, object], overrides: Sequence[PriceOverride] = ()
-) -> tuple[int | None, str | None]:
-    """Price a row already recorded, as the capture layer would have: the team server re-prices
-    every row it receives with this, keeping the machine's own figure beside it."""
-    return _price(row, overrides)

@@ -51,7 +51,9 @@ class Attribution:
     project: str
     layer: str
     client_process: str | None
-    detail: str  # JSON: what the deciding layer saw, for `halton-meter why`
+    # JSON: what the deciding layer saw, for `halton-meter why`; None when nothing was looked
+    # up (the self-test's fixed project).
+    detail: str | None
 
 
 def lookup_client(

@@ -2,7 +2,8 @@
 
 Every hook here runs on mitmproxy's event loop, so each does O(1) work: look up the route,
 keep references, set the stream tap, and hand the finished call to the ledger writer. Parsing
-happens in `CapturedCall.to_row` on the writer thread.
+happens in `CapturedCall.facts` on the writer thread, and the writer's row builder prices and
+attributes the row (ledger/build.py); the attributor here only starts each connection's lookup.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import SLUG_RE
-from halton_meter.pricing import PriceOverride
 from halton_meter.providers.base import Endpoint
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ class MeterAddon:
         default_project: str = "misc",
         endpoints: Sequence[Endpoint] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
-        price_overrides: tuple[PriceOverride, ...] = (),
         behind_edge: bool = False,
         attributor: Attributor | None = None,
         proxy_port: int | None = None,
@@ -70,7 +69,6 @@ class MeterAddon:
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
         self._resolve = dict(resolve or {})
-        self._price_overrides = price_overrides
         self._behind_edge = behind_edge
         self._attributor = attributor
         self._proxy_port = proxy_port  # where clients connect (the edge's port behind it)
@@ -190,8 +188,6 @@ class MeterAddon:
             started_at=request.timestamp_start,
             project=project or (None if self._attributor else self._default_project),
             user_agent=request.headers.get("user-agent"),
-            price_overrides=self._price_overrides,
-            attributor=self._attributor,
             lookup=self._lookups.get(flow.client_conn.id),
         )
         call.owner_known = owner_known

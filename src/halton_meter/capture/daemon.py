@@ -41,6 +41,7 @@ from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
+from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
@@ -125,7 +126,10 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     upstream_bundle = write_upstream_bundle(config, paths)
 
     lag = LedgerLag()
-    writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit)
+    attributor = Attributor(config.default_project, config.tagging_rules, paths.ledger)
+    # The writer side owns the row rules: the price overrides and the attributor.
+    builder = RowBuilder(config.price_overrides, attributor, config.default_project)
+    writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
     opts = options.Options(
@@ -135,14 +139,12 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     )
     master = Master(opts)
     ready = _ReadyCheck()
-    attributor = Attributor(config.default_project, config.tagging_rules, paths.ledger)
     addon = MeterAddon(
         writer.submit,
         own_ports=own_ports(config),
         default_project=config.default_project,
         endpoints=config.endpoints,
         resolve=config.upstream.resolve,
-        price_overrides=config.price_overrides,
         behind_edge=behind_edge,
         attributor=attributor,
         proxy_port=config.daemon.proxy_port,

@@ -4,7 +4,8 @@
 whole metering path without any provider: the edge handed the CONNECT to the daemon, the client
 trusted the certificate the daemon made with our CA (so `ca-bundle.pem` works), and the call
 reached the ledger, because the answer names the row it will be written as and `init` waits
-for that row. The row is real and free: provider `halton-meter`, api `self-test`, cost 0.
+for that row. The row is real and free: provider `halton-meter`, api and wire `self-test`,
+cost 0 (the self-test wire format's billing rule, providers/selftest.py).
 """
 
 from __future__ import annotations
@@ -17,56 +18,45 @@ from dataclasses import dataclass
 from mitmproxy import http
 
 from halton_meter import __version__
-from halton_meter.ledger.row import LedgerRow, new_request_id, utc_iso_ms
-from halton_meter.providers import SELF_TEST_API, SELF_TEST_HOST
+from halton_meter.attribution.resolver import Attribution
+from halton_meter.ledger.build import CallFacts, PendingCall
+from halton_meter.ledger.row import new_request_id
+from halton_meter.providers.base import CallResult, RequestInfo, Usage
+from halton_meter.providers.selftest import (
+    SELF_TEST_API,
+    SELF_TEST_HOST,
+    SELF_TEST_PROVIDER,
+    SELF_TEST_ROUTE,
+)
 
 SELF_TEST_PATH = "/v1/self-test"
-SELF_TEST_PROVIDER = "halton-meter"  # also the rows' project
+# Not a client's call: the project is fixed, and `why` says so.
+_ATTRIBUTION = Attribution(SELF_TEST_PROVIDER, SELF_TEST_API, "halton-meter", None)
 
 
 @dataclass(slots=True)
-class SelfTestCall:
+class SelfTestCall(PendingCall):
     id: str
     started_at: float
-    project: str
     user_agent: str | None
 
-    def to_row(self) -> LedgerRow:
-        return LedgerRow(
+    def facts(self) -> CallFacts:
+        zero = Usage(0, 0, 0, 0, 0, 0, 0)
+        return CallFacts(
             id=self.id,
-            requested_at=utc_iso_ms(self.started_at),
-            provider=SELF_TEST_PROVIDER,
-            api=SELF_TEST_API,
+            route=SELF_TEST_ROUTE,
             host=SELF_TEST_HOST,
-            model=None,
-            model_requested=None,
-            stream=False,
-            input_tokens=0,
-            cache_read_tokens=0,
-            cache_write_tokens=0,
-            cache_write_1h_tokens=0,
-            output_tokens=0,
-            reasoning_tokens=0,
-            web_search_requests=0,
+            started_at=self.started_at,
+            finished_at=time.time(),
+            first_byte_at=None,
+            tapped=False,
+            request=RequestInfo(),
+            result=CallResult(usage=zero, tokens_complete=True),
             http_status=200,
-            status="ok",
-            error_class=None,
-            provider_error_code=None,
-            latency_ms=round((time.time() - self.started_at) * 1000, 3),
-            ttft_ms=None,
-            tokens_complete=True,
-            response_id=None,
-            service_tier=None,
+            failure=None,
+            project=SELF_TEST_PROVIDER,
             user_agent=self.user_agent,
-            project=self.project,
-            cost_nanousd=0,
-            price_source=SELF_TEST_API,
-            provider_cost_usd=None,
-            raw_usage=None,
-            # Not a client's call: the project is fixed, and `why` says so.
-            attribution=SELF_TEST_API,
-            attribution_detail=None,
-            client_process="halton-meter",
+            attribution=_ATTRIBUTION,
         )
 
 
@@ -86,7 +76,6 @@ class SelfTestAddon:
         call = SelfTestCall(
             id=new_request_id(int(request.timestamp_start * 1000)),
             started_at=request.timestamp_start,
-            project=SELF_TEST_PROVIDER,
             user_agent=request.headers.get("user-agent"),
         )
         self._submit(call)

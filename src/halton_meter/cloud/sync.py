@@ -66,6 +66,7 @@ WIRE_COLUMNS = (
     "provider_cost_usd",
     "attribution",
     "client_process",
+    "wire",
 )
 MINIMAL_DROPS = ("user_agent", "response_id", "client_process")
 

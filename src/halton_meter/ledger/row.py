@@ -57,6 +57,9 @@ class LedgerRow:
     attribution: str | None = None
     attribution_detail: str | None = None
     client_process: str | None = None
+    # Migration 5: the wire format that carried the call (providers/registry.py); rows written
+    # before it get one derived from host and api (`providers.backfill_wire`).
+    wire: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a

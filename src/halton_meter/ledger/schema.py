@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from halton_meter.providers.registry import backfill_wire_sql
+
 # Migration 3: one row per (UTC day, project, provider, api, model) with the sums every report
 # needs, kept by triggers so any writer (this release, an older one, a reprice, a rename) keeps it
 # exact. The dashboard and `report` read it instead of scanning a million requests.
@@ -82,6 +84,14 @@ def _backfill() -> str:
     )
 
 
+_ROLLUP_UPDATE_TRIGGER = (
+    "CREATE TRIGGER IF NOT EXISTS daily_rollup_update AFTER UPDATE ON requests BEGIN "
+    + _rollup_upsert("OLD", "-")
+    + " "
+    + _rollup_upsert("NEW", "+")
+    + " END"
+)
+
 DAILY_ROLLUP_MIGRATION = [
     "CREATE TABLE IF NOT EXISTS daily_rollup ("
     + ", ".join(f"{name} TEXT NOT NULL" for name in ROLLUP_KEY)
@@ -99,11 +109,7 @@ DAILY_ROLLUP_MIGRATION = [
     + _rollup_upsert("OLD", "-")
     + " END",
     # A reprice or a project rename moves a row's sums from its old key to its new one.
-    "CREATE TRIGGER IF NOT EXISTS daily_rollup_update AFTER UPDATE ON requests BEGIN "
-    + _rollup_upsert("OLD", "-")
-    + " "
-    + _rollup_upsert("NEW", "+")
-    + " END",
+    _ROLLUP_UPDATE_TRIGGER,
     # The report's p95 latency reads only this index, not the table.
     "CREATE INDEX IF NOT EXISTS requests_time_latency ON requests (requested_at, latency_ms)",
     # The API's request list pages by (requested_at, id) within a project and provider.
@@ -192,6 +198,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             "INSERT OR IGNORE INTO cloud_sync (id, machine_uid) "
             "VALUES (1, lower(hex(randomblob(16))))",
+        ],
+    ),
+    (
+        5,
+        "wire",
+        [
+            # The wire format that carried the call, so `reprice` and the team server price a
+            # row by the same rule as capture (a Code Assist endpoint is unpriced wherever it
+            # is). Older rows: derived from host and api (providers/registry.py, the backfill
+            # rule). The backfill changes no summed column or key, so the rollup's update
+            # trigger, which would move every row's sums out and back, is off meanwhile.
+            "ALTER TABLE requests ADD COLUMN wire TEXT",
+            "DROP TRIGGER IF EXISTS daily_rollup_update",
+            f"UPDATE requests SET wire = {backfill_wire_sql()} WHERE wire IS NULL",
+            _ROLLUP_UPDATE_TRIGGER,
         ],
     ),
 ]

@@ -1,7 +1,8 @@
 """The ledger writer: one thread per process, batched commits, never in the way of traffic.
 
 The proxy's event loop only calls `submit` (an O(1) put on a SimpleQueue). The writer thread
-turns each pending item into a row (parsing happens here, not on the event loop), and commits
+turns each pending call into a row (parsing happens here, not on the event loop; the writer's
+`RowBuilder` prices and attributes it, ledger/build.py), and commits
 whatever has accumulated in one BEGIN IMMEDIATE ... COMMIT. If the ledger cannot be written
 (disk full, locked by another program) rows stay in memory and are retried; traffic never waits.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
+from halton_meter.ledger.build import PendingCall, RowBuilder
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.row import INSERT_SQL, LedgerRow
 
@@ -32,18 +34,29 @@ MAX_BACKLOG = 200_000
 RETRY_SECONDS = (0.05, 0.2, 1.0, 5.0)
 
 
-class PendingRow(Protocol):
-    """Something that becomes a ledger row; `to_row` runs on the writer thread."""
+class ReadyRow(Protocol):
+    """A row built by its submitter (tools and tests that write rows themselves); `to_row`
+    runs on the writer thread."""
 
     def to_row(self) -> LedgerRow: ...
+
+
+# What `submit` takes: a call the writer's RowBuilder turns into a row, or a ready row.
+PendingRow = PendingCall | ReadyRow
 
 
 _STOP = object()
 
 
 class LedgerWriter:
-    def __init__(self, path: Path, on_commit: Callable[[list[LedgerRow]], None] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        on_commit: Callable[[list[LedgerRow]], None] | None = None,
+        builder: RowBuilder | None = None,
+    ):
         self._path = path
+        self._builder = builder if builder is not None else RowBuilder()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._backlog: deque[LedgerRow] = deque()
         self._on_commit = on_commit
@@ -142,7 +155,10 @@ class LedgerWriter:
 
     def _add(self, item: PendingRow) -> None:
         try:
-            row = item.to_row()
+            if isinstance(item, PendingCall):
+                row = self._builder.build(item.facts())
+            else:
+                row = item.to_row()
         except Exception:  # a bug in parsing must never stop the writer
             log.exception("could not build a ledger row; call dropped")
             self.rows_dropped += 1

@@ -4,6 +4,9 @@ Pure functions, no I/O: no network (the catalogue ships inside the installed pac
 SQLite. The ledger stores what ``price_call`` returns: integer nano-USD (None = unpriced) and the
 provenance of the price, so a user can check every row against a provider's price page.
 
+A ledger row is priced by ``price_row`` (its wire format's billing rule, then ``price_call``),
+wherever it is priced: capture, ``reprice``, the team server's ingest.
+
 Rules, in order: zero-cost calls (token counting) cost 0; a cost the provider reported wins;
 then the first matching ``[[pricing.overrides]]`` entry; then the catalogue price in effect at
 the row's ``requested_at``. An unknown model, a usage that contradicts itself or a price the
@@ -18,16 +21,20 @@ from typing import Any
 from . import catalogue as _catalogue
 from .engine import PriceQuote, catalogue_version, price_call
 from .overrides import OverrideError, PriceOverride, parse_overrides
+from .row import RowFacts, price_row, stored_row_facts
 
 __all__ = (
     "OverrideError",
     "PriceOverride",
     "PriceQuote",
+    "RowFacts",
     "catalogue_version",
     "list_prices",
     "parse_overrides",
     "price_call",
+    "price_row",
     "show_price",
+    "stored_row_facts",
 )
 
 

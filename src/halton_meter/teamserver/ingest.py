@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from halton_meter.reprice import price_stored_row
+from halton_meter.pricing import price_row, stored_row_facts
 from halton_meter.teamserver.schema import ROLLUP_MEASURES, ensure_partitions, month_start
 
 Text = Annotated[str, StringConstraints(max_length=512)]
@@ -63,6 +63,9 @@ class WireRow(BaseModel):
     provider_cost_usd: (
         Annotated[str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,18})?$")] | None
     ) = None
+    # Sent since ledger migration 5; a row from an older machine has none and gets the one the
+    # backfill rule derives from host and api (providers/registry.py).
+    wire: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
 
 
 class Batch(BaseModel):
@@ -109,6 +112,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("machine_price_source", _TEXT),
     ("cost_nanousd", "bigint[]"),
     ("price_source", _TEXT),
+    ("wire", _TEXT),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 INGEST_SQL = f"""
@@ -145,17 +149,19 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def columns_for(rows: Sequence[WireRow]) -> dict[str, list[Any]]:
-    """Column arrays for unnest(), with the server's own price beside the machine's."""
+    """Column arrays for unnest(), with the server's own price beside the machine's: the same
+    `pricing.price_row` the machine priced it with, with the server's catalogue."""
     arrays: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
     for row in rows:
         values = row.model_dump()
-        moment = parse_timestamp(row.requested_at)
-        cost, source = price_stored_row(values)
-        values["requested_at"] = moment
+        facts = stored_row_facts(values)
+        quote = price_row(facts)
+        values["requested_at"] = parse_timestamp(row.requested_at)
+        values["wire"] = facts.wire
         values["machine_cost_nanousd"] = values.pop("cost_nanousd")
         values["machine_price_source"] = values.pop("price_source")
-        values["cost_nanousd"] = cost
-        values["price_source"] = source
+        values["cost_nanousd"] = quote.cost_nanousd
+        values["price_source"] = quote.price_source
         for name, _ in _COLUMNS:
             arrays[name].append(values[name])
     return arrays

@@ -13,6 +13,8 @@ from datetime import date
 
 import psycopg
 
+from halton_meter.providers.registry import backfill_wire_sql
+
 # The summed columns of `daily_rollups`: what ingest adds to and every rollup reads.
 ROLLUP_MEASURES = (
     "requests",
@@ -147,6 +149,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             """CREATE INDEX IF NOT EXISTS daily_rollups_project
                 ON daily_rollups (workspace_id, project, day)""",
+        ],
+    ),
+    (
+        3,
+        "ledger_wire",
+        [
+            # The wire format that carried each call (the machine's ledger migration 5), so
+            # the server prices a row by the same rule as the machine. Rows already stored,
+            # and rows from machines that do not send it, get the backfill rule's.
+            "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS wire text",
+            f"UPDATE ledger SET wire = {backfill_wire_sql()} WHERE wire IS NULL",
         ],
     ),
 ]

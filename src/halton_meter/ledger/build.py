@@ -1,0 +1,142 @@
+"""From a captured call's facts to a ledger row: the rules of what a row says.
+
+The proxy side (capture/) only collects facts; on the ledger writer thread the call hands them
+over (`PendingCall.facts`, where bodies are decoded and parsed) and the writer's `RowBuilder`
+applies the rules: error class, latency, model, price (`pricing.price_row`, with the user's
+overrides) and attribution (the `Attributor`, settling the connection's pending lookup). The
+overrides and the attributor live here, once, not in every call.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from halton_meter.attribution.resolver import Attribution, Attributor, Lookup
+from halton_meter.ledger.row import LedgerRow, utc_iso_ms
+from halton_meter.pricing import PriceOverride, RowFacts, price_row
+from halton_meter.providers import classify_error
+from halton_meter.providers.base import CallResult, RequestInfo, Route
+
+
+@dataclass(slots=True)
+class CallFacts:
+    """Everything known about one call once its bodies are parsed."""
+
+    id: str
+    route: Route
+    host: str
+    started_at: float  # epoch seconds
+    finished_at: float | None
+    first_byte_at: float | None
+    tapped: bool  # the response was read as a stream, chunk by chunk
+    request: RequestInfo
+    result: CallResult
+    http_status: int | None
+    failure: str | None  # "timeout" or "network" when the connection failed
+    project: str | None  # the exact tag (proxy URL user part); None: the resolver decides
+    user_agent: str | None
+    lookup: Lookup | None = None  # the client connection's pending attribution lookup
+    # Decided by the caller (the self-test): no resolver is asked.
+    attribution: Attribution | None = None
+
+
+class PendingCall(ABC):
+    """A finished call waiting for the writer thread. `facts` runs there, never in a hook."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def facts(self) -> CallFacts: ...
+
+
+class RowBuilder:
+    """The writer side's rules; one per writer, holding the price overrides and the
+    attributor (None: rows take the tag, or the default project)."""
+
+    def __init__(
+        self,
+        overrides: Sequence[PriceOverride] = (),
+        attributor: Attributor | None = None,
+        default_project: str = "misc",
+    ) -> None:
+        self.overrides = tuple(overrides)
+        self.attributor = attributor
+        self.default_project = default_project
+
+    def build(self, facts: CallFacts) -> LedgerRow:
+        result, request, route = facts.result, facts.request, facts.route
+        usage = result.usage
+        error_class = facts.failure or classify_error(facts.http_status, result.provider_error_code)
+        if error_class is None and result.stream_error:
+            # An error event inside a successful response with no code we know.
+            error_class = "server_error"
+        status = "ok" if error_class is None else "error"
+        latency = None
+        if facts.finished_at is not None:
+            latency = round((facts.finished_at - facts.started_at) * 1000, 3)
+        ttft = None
+        if facts.tapped and facts.first_byte_at is not None:
+            ttft = round((facts.first_byte_at - facts.started_at) * 1000, 3)
+        model = result.model or request.model or route.model_from_path
+        quote = price_row(
+            RowFacts(
+                provider=route.provider,
+                wire=route.wire,
+                api=route.api,
+                model=model,
+                usage=usage,
+                requested_at=datetime.fromtimestamp(facts.started_at, tz=UTC),
+                service_tier=result.service_tier,
+                provider_cost_usd=result.provider_cost_usd,
+                status=status,
+            ),
+            self.overrides,
+        )
+        who = self._attribution(facts)
+        return LedgerRow(
+            id=facts.id,
+            requested_at=utc_iso_ms(facts.started_at),
+            provider=route.provider,
+            api=route.api,
+            host=facts.host,
+            model=model,
+            model_requested=request.model or route.model_from_path,
+            stream=facts.tapped or request.stream,
+            input_tokens=usage.input_tokens,
+            cache_read_tokens=usage.cache_read_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            web_search_requests=usage.web_search_requests,
+            http_status=facts.http_status,
+            status=status,
+            error_class=error_class,
+            provider_error_code=result.provider_error_code,
+            latency_ms=latency,
+            ttft_ms=ttft,
+            tokens_complete=result.tokens_complete,
+            response_id=result.response_id,
+            service_tier=result.service_tier,
+            user_agent=facts.user_agent,
+            project=who.project,
+            cost_nanousd=quote.cost_nanousd,
+            price_source=quote.price_source,
+            provider_cost_usd=result.provider_cost_usd,
+            raw_usage=result.raw_usage,
+            attribution=who.layer,
+            attribution_detail=who.detail,
+            client_process=who.client_process,
+            wire=route.wire,
+        )
+
+    def _attribution(self, facts: CallFacts) -> Attribution:
+        if facts.attribution is not None:
+            return facts.attribution
+        if self.attributor is None:  # no resolver (tools that build rows themselves)
+            layer = "tag" if facts.project else "default"
+            return Attribution(facts.project or self.default_project, layer, None, "{}")
+        return self.attributor.attribute(facts.lookup, facts.project, facts.user_agent)
