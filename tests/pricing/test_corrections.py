@@ -104,3 +104,25 @@ def test_a_partial_override_falls_back_on_the_corrected_long_context_price() -> 
     assert quote.cost_nanousd == (300_000 * 6 + 1000 * 20) * 1000
     assert quote.price_source is not None
     assert "correction:claude-sonnet-4-long-context" in quote.price_source
+
+
+def test_corrections_are_data_read_by_the_overrides_parser() -> None:
+    """corrections.toml goes through parse_overrides: a typo or a missing source is refused,
+    and each entry keeps its source for `price_source`."""
+    from halton_meter.pricing.corrections import CORRECTIONS, load_corrections
+    from halton_meter.pricing.overrides import OverrideError
+
+    sources = {c.name: c.source for c in CORRECTIONS}
+    assert sources["o3-launch-price"] == "correction:o3-launch-price (openai.com/api/pricing)"
+    entry = '[[corrections]]\nname = "x"\nprovider = "openai"\nmodel = "o3"\ninput_mtok = "1"\n'
+    with pytest.raises(OverrideError, match="source"):
+        load_corrections(entry)
+    with pytest.raises(OverrideError, match="did you mean 'input_mtok'"):
+        load_corrections(entry.replace("input_mtok", "imput_mtok") + 'source = "s"\n')
+    (parsed,) = load_corrections(entry + 'source = "s"\nabove_prompt_tokens = 10\n')
+    assert (parsed.input_mtok, parsed.above_prompt_tokens) == (Decimal(1), 10)
+    # A user's [[pricing.overrides]] may not use the corrections-only keys.
+    from halton_meter.pricing import parse_overrides
+
+    with pytest.raises(OverrideError, match="unknown key"):
+        parse_overrides([{"provider": "openai", "model": "o3", "source": "s"}], lambda i, k: None)
