@@ -40,7 +40,8 @@ from tests.test_ledger import Ready, sample_row
 
 SONNET_INPUT, SONNET_OUTPUT = 3, 15  # USD per million tokens
 STARTED = 1_767_000_000.0  # 2025-12-29, inside Sonnet 4.5's current price
-GATEWAY = Endpoint("gateway.internal", 8443, "gemini-code-assist", "corp-gemini")
+# Provider "google", so a list price exists: only the billing rule keeps the row unpriced.
+GATEWAY = Endpoint("gateway.internal", 8443, "gemini-code-assist", "google")
 
 
 def gemini_body(model: str) -> bytes:

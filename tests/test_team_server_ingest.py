@@ -128,7 +128,7 @@ def test_rows_are_priced_by_wire_and_old_rows_get_one(
     backfill rule derives from host and api, and is priced by it."""
     gemini = {"provider": "google", "model": "gemini-2.5-pro", "model_requested": None}
     endpoint = row(**gemini, host="gateway.internal", api="generate_content")
-    endpoint.update(wire="gemini-code-assist", provider="corp-gemini", cost_nanousd=None)
+    endpoint.update(wire="gemini-code-assist", cost_nanousd=None)  # provider google: listed
     older = row(**gemini, host="cloudcode-pa.googleapis.com", api="generate_content")
     developer = row(**gemini, host="generativelanguage.googleapis.com", api="generate_content")
     status, answer = post(team_server, machine, batch(machine, [endpoint, older, developer]))
