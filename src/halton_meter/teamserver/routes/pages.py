@@ -4,8 +4,11 @@ teamserver/pages.py; a page without an admin sends the browser to the login page
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
+import psycopg
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,6 +23,8 @@ from halton_meter.teamserver.routes.deps import (
     same_origin_form,
     since_day,
 )
+
+Connection = psycopg.Connection[Any]
 
 router = APIRouter()
 
@@ -84,33 +89,35 @@ def approve_page(admin: IsAdmin, server: Server, code: str = "") -> Response:
 
 @router.post("/admin/approve", dependencies=AdminForm)
 async def approve_form(request: Request, server: Server) -> Response:
-    code = (await form(request)).get("code", "")
-
-    def approve() -> str:
-        with server.connection() as con:
-            try:
-                done = pairing.approve(con, code)
-            except pairing.PairingError as error:
-                return str(error)
+    def approve(con: Connection, code: str) -> str:
+        done = pairing.approve(con, code)
         return f"Approved {done['machine_name']} ({done['code']})."
 
-    message = await run_in_threadpool(approve)
-    return RedirectResponse(f"/admin?message={quote(message)}", status_code=303)
+    return await _admin_action(request, server, "code", approve)
 
 
 @router.post("/admin/revoke", dependencies=AdminForm)
 async def revoke_form(request: Request, server: Server) -> Response:
-    machine = (await form(request)).get("machine", "")
+    def revoke(con: Connection, machine: str) -> str:
+        return f"Revoked {pairing.revoke(con, machine)['machine_name']}."
 
-    def revoke() -> str:
+    return await _admin_action(request, server, "machine", revoke)
+
+
+async def _admin_action(
+    request: Request, server: Server, field: str, act: Callable[[Connection, str], str]
+) -> Response:
+    """Run a form's action on its one field, then show the admin page with what happened."""
+    value = (await form(request)).get(field, "")
+
+    def run() -> str:
         with server.connection() as con:
             try:
-                done = pairing.revoke(con, machine)
+                return act(con, value)
             except pairing.PairingError as error:
                 return str(error)
-        return f"Revoked {done['machine_name']}."
 
-    message = await run_in_threadpool(revoke)
+    message = await run_in_threadpool(run)
     return RedirectResponse(f"/admin?message={quote(message)}", status_code=303)
 
 
