@@ -18,9 +18,9 @@ from halton_meter.attribution.chain import ide_hint, resolve_process
 from halton_meter.attribution.process import client_name, container_kind
 from halton_meter.attribution.resolver import Attributor, lookup_client
 from halton_meter.attribution.rules import TaggingRule, first_match
-from halton_meter.attribution.slugs import normalise_slug
 from halton_meter.attribution.sockets import _owner_from_proc, _owner_from_psutil
 from halton_meter.config import ConfigError, parse_config
+from halton_meter.slugs import normalise_slug
 from tests.conftest import wait_for
 
 SOURCE = Path("/home/u/.halton-meter/config.toml")

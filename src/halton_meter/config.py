@@ -20,11 +20,12 @@ from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
 from halton_meter.providers.registry import DECLARABLE
 
+# Re-exported while capture/addon.py still imports it from here; new code imports slugs.
+from halton_meter.slugs import is_slug, not_a_slug
+
 if TYPE_CHECKING:
     from halton_meter.attribution.rules import TaggingRule
     from halton_meter.pricing import PriceOverride
-
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_:/-]*$")
 
 
 class ConfigError(ValueError):
@@ -158,8 +159,8 @@ def _proxy_url(value: Any) -> str:
 
 def _slug(value: Any) -> str:
     text = _string(value)
-    if not SLUG_RE.match(text):
-        raise _Problem(f"{text!r} is not a project slug (lowercase a-z 0-9 - _ : /)")
+    if not is_slug(text):
+        raise _Problem(not_a_slug(text))
     return text
 
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from halton_meter import __version__
 from halton_meter.api import metrics, views
+from halton_meter.api.contract import csv_attachment
 from halton_meter.api.security import Guard
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
@@ -194,12 +195,8 @@ def create_app(settings: ApiSettings) -> Guard:
             finally:
                 con.close()
 
-        # Header values are Latin-1: anything but ASCII letters and digits becomes "_".
-        filename = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in slug)
         return CsvResponse(
-            lines(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}-requests.csv"'},
+            lines(), media_type="text/csv; charset=utf-8", headers=csv_attachment(slug)
         )
 
     @app.get(

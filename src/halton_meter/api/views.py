@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from halton_meter.api.contract import CSV_FIELDS, money, request_item
 from halton_meter.ledger.rollup import Span, aggregate, aggregate_many
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import ledger_timestamp
@@ -27,15 +28,6 @@ MAX_FILLED_DAYS = 3660
 
 class BadRequest(ValueError):
     """A parameter the API cannot use; the message says which and why."""
-
-
-def money(nanousd: int | None, prefix: str = "") -> dict[str, Any]:
-    """`cost_usd_minor_units`, `cost_usd` (exact string) and `cost_nanousd` for one amount."""
-    return {
-        f"{prefix}cost_usd_minor_units": minor_units(nanousd),
-        f"{prefix}cost_usd": usd_string(nanousd),
-        f"{prefix}cost_nanousd": nanousd,
-    }
 
 
 def _cache_hit_rate(sums: dict[str, Any]) -> float:
@@ -262,34 +254,6 @@ REQUEST_COLUMNS = (
 )
 
 
-def request_item(row: dict[str, Any]) -> dict[str, Any]:
-    reasoning = row["reasoning_tokens"] or 0
-    return {
-        "id": row["id"],
-        "requested_at": row["requested_at"],
-        "project": row["project"],
-        "provider": row["provider"],
-        "api": row["api"],
-        "model": row["model"] or row["model_requested"] or "(unknown)",
-        "mode": "thinking" if reasoning > 0 else "standard",
-        "input_tokens": row["input_tokens"] or 0,
-        "output_tokens": row["output_tokens"] or 0,
-        "thinking_tokens": reasoning,
-        "cache_read_tokens": row["cache_read_tokens"] or 0,
-        "cache_write_tokens": row["cache_write_tokens"] or 0,
-        **money(row["cost_nanousd"]),
-        "unpriced": row["cost_nanousd"] is None,
-        "price_source": row["price_source"],
-        "latency_ms": row["latency_ms"],
-        "ttft_ms": row["ttft_ms"],
-        "tokens_complete": bool(row["tokens_complete"]),
-        "status": "success" if row["status"] == "ok" else "error",
-        "error_class": row["error_class"],
-        "http_status": row["http_status"],
-        "stream": bool(row["stream"]),
-    }
-
-
 def encode_cursor(requested_at: str, row_id: str) -> str:
     raw = json.dumps([requested_at, row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -344,30 +308,6 @@ def request_page(
         "next_cursor": encode_cursor(last["requested_at"], last["id"]) if more and last else None,
         "total": total,
     }
-
-
-CSV_FIELDS = (
-    "id",
-    "requested_at",
-    "project",
-    "provider",
-    "api",
-    "model",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "thinking_tokens",
-    "cost_usd",
-    "cost_usd_minor_units",
-    "cost_nanousd",
-    "unpriced",
-    "price_source",
-    "latency_ms",
-    "status",
-    "error_class",
-    "tokens_complete",
-)
 
 
 def requests_csv(con: sqlite3.Connection, project: str, provider: str | None) -> Iterator[str]:

@@ -29,7 +29,7 @@ from halton_meter.attribution.process import (
     container_hostname,
     read_process,
 )
-from halton_meter.attribution.slugs import normalise_slug
+from halton_meter.slugs import normalise_slug
 
 log = logging.getLogger(__name__)
 

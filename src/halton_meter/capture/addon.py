@@ -27,8 +27,8 @@ from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
-from halton_meter.config import SLUG_RE
 from halton_meter.providers.base import Endpoint
+from halton_meter.slugs import SLUG_RE
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,6 @@ from rich.console import Console
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.report_cmd import _open_ledger
 from halton_meter.cli.tables import Column, fitted_table
-from halton_meter.config import SLUG_RE
 from halton_meter.ledger.projects import (
     ProjectError,
     ProjectSummary,
@@ -22,6 +21,7 @@ from halton_meter.ledger.projects import (
     move_project,
 )
 from halton_meter.money import usd_string
+from halton_meter.slugs import is_slug, not_a_slug
 
 LAYER_WORDS = {
     "tag": "the exact tag: the project named in the proxy URL (`run --project`, HALTON_PROJECT)",
@@ -93,10 +93,8 @@ def _when(stamp: str | None) -> str:
 
 
 def _slug(value: str, name: str) -> str:
-    if not SLUG_RE.match(value):
-        raise click.BadParameter(
-            f"{value!r} is not a project slug: use lowercase a-z 0-9 - _ : /", param_hint=name
-        )
+    if not is_slug(value):
+        raise click.BadParameter(not_a_slug(value), param_hint=name)
     return value
 
 

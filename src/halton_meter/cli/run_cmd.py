@@ -10,10 +10,10 @@ import sys
 import click
 
 from halton_meter.cli import EXIT_NOT_RUNNING, Context, pass_context
-from halton_meter.config import SLUG_RE
 from halton_meter.lifecycle.ca import write_client_bundle
 from halton_meter.lifecycle.environment import meter_environment
 from halton_meter.lifecycle.ports import effective_config, listening
+from halton_meter.slugs import is_slug, not_a_slug
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -31,11 +31,8 @@ def run(ctx: Context, project: str | None, allow_unmetered: bool, command: tuple
     Exits with COMMAND's exit code.  Example: halton-meter run -p acme -- python agent.py
     """
     config = ctx.config
-    if project is not None and not SLUG_RE.match(project):
-        raise click.BadParameter(
-            f"{project!r} is not a project slug: use lowercase a-z 0-9 - _ : /",
-            param_hint="--project",
-        )
+    if project is not None and not is_slug(project):
+        raise click.BadParameter(not_a_slug(project), param_hint="--project")
     port = effective_config(config, ctx.paths).daemon.proxy_port  # effective-ports.json wins
     env = dict(os.environ)
     if listening(port):

@@ -12,17 +12,15 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import psycopg
 
-from halton_meter.api.views import request_item
-from halton_meter.money import usd_string
+from halton_meter.api.contract import money, request_item
+from halton_meter.money import minor_units, usd_string
 from halton_meter.teamserver.schema import ROLLUP_MEASURES
 
 Connection = psycopg.Connection[Any]
-NANO_PER_MINOR_UNIT = 10_000  # 1 USD = 10^9 nano-USD = 100,000 millicents
 
 DIMENSIONS = {
     "day": "r.day",
@@ -48,21 +46,6 @@ STATS_GROUPS: dict[str, tuple[str, ...]] = {
 
 # As in the local API, spend over time is a plain sum: 0, not null, on a wholly unpriced day.
 _SPEND_OVER_TIME = ("by_day", "by_day_by_provider")
-
-
-def minor_units(nanousd: int | None) -> int | None:
-    if nanousd is None:
-        return None
-    return int((Decimal(nanousd) / NANO_PER_MINOR_UNIT).quantize(Decimal(1), ROUND_HALF_EVEN))
-
-
-def money(nanousd: int | None, prefix: str = "") -> dict[str, Any]:
-    """`<prefix>cost_usd_minor_units`, `<prefix>cost_usd` (exact), `<prefix>cost_nanousd`."""
-    return {
-        f"{prefix}cost_usd_minor_units": minor_units(nanousd),
-        f"{prefix}cost_usd": usd_string(nanousd),
-        f"{prefix}cost_nanousd": nanousd,
-    }
 
 
 def _sums(values: dict[str, Any]) -> dict[str, Any]:

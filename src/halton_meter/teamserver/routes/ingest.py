@@ -1,0 +1,58 @@
+"""Ingest over HTTP: a paired machine sends a batch of its ledger rows; the batch is checked
+whole (size, shape, the token's workspace and machine) before any row is stored, and stored
+once however often it is resent (teamserver/ingest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from halton_meter.teamserver.ingest import Batch, store_batch
+from halton_meter.teamserver.routes.deps import ApiError, Machine, Server, json_body
+
+BYTES_PER_ROW = 4096  # a generous ceiling for one row's JSON
+MAX_PROBLEMS = 20  # validation problems named in a refusal
+
+router = APIRouter()
+
+
+@router.post("/v1/requests/batch")
+async def ingest(request: Request, machine: Machine, server: Server) -> dict[str, Any]:
+    limit = server.settings.max_batch_rows
+    body = await json_body(request, limit * BYTES_PER_ROW)
+    if isinstance(body, dict) and isinstance(body.get("rows"), list):
+        if len(body["rows"]) > limit:
+            raise ApiError(413, f"batch of {len(body['rows'])} rows; at most {limit} a batch")
+        if not body["rows"]:
+            raise ApiError(422, "a batch needs at least one row")
+    try:
+        batch = Batch.model_validate(body)
+    except ValidationError as error:
+        problems = [
+            {
+                "where": ".".join(str(part) for part in problem["loc"]),
+                "problem": problem["msg"],
+            }
+            for problem in error.errors()[:MAX_PROBLEMS]
+        ]
+        raise ApiError(422, "invalid batch; nothing was stored", problems=problems) from None
+    if batch.workspace_id != machine.workspace_id:
+        raise ApiError(403, "this token belongs to another workspace; nothing was stored")
+    if batch.machine_id != machine.machine_id:
+        raise ApiError(403, "this token belongs to another machine; nothing was stored")
+
+    def store() -> int:
+        with server.connection() as con:
+            return store_batch(
+                con, machine.workspace_id, machine.machine_id, batch.rows, server.partitions
+            )
+
+    stored = await run_in_threadpool(store)
+    return {
+        "received": len(batch.rows),
+        "stored": stored,
+        "duplicates": len(batch.rows) - stored,
+    }
