@@ -169,6 +169,21 @@ def test_the_timeouts_order_is_checked() -> None:
         check_timeout_order(grace=30.0, stop=20.0)
 
 
+def test_the_edge_and_the_daemon_use_the_contract_constants() -> None:
+    """The checked values are the ones in use, not copies that could drift."""
+    from halton_meter.capture import addon
+    from halton_meter.edge import listener, wire
+    from halton_meter.lifecycle import supervisor
+
+    assert listener.DAEMON_ANSWER_TIMEOUT is runstate.DAEMON_ANSWER_TIMEOUT
+    assert listener.EdgeSettings.__dataclass_fields__["grace"].default == (
+        runstate.EDGE_GRACE_SECONDS
+    )
+    assert addon.OWNER_WAIT_SECONDS is runstate.OWNER_WAIT_SECONDS
+    assert addon.CLIENT_HEADER == wire.CLIENT_HEADER == "X-Halton-Client"
+    assert supervisor.STOP_TIMEOUT is runstate.STOP_TIMEOUT
+
+
 def test_the_contract_needs_nothing_beyond_the_standard_library() -> None:
     """The edge imports it, and the edge stays standard-library only."""
     code = (

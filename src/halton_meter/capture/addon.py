@@ -29,11 +29,10 @@ from halton_meter.capture.tap import StreamTap
 from halton_meter.config import SLUG_RE
 from halton_meter.pricing import PriceOverride
 from halton_meter.providers.base import Endpoint
+from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 
 log = logging.getLogger(__name__)
 
-CLIENT_HEADER = "x-halton-client"
-OWNER_WAIT_SECONDS = 0.5  # the longest a new connection waits for its owner lookup
 INLINE_DECODE_BYTES = 64 * 1024
 
 
