@@ -29,7 +29,7 @@ import pytest
 
 from halton_meter.ledger.schema import migrate
 from halton_meter.lifecycle import install, shell
-from halton_meter.lifecycle.supervisor import process_alive
+from halton_meter.runstate import pid_alive
 from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
 
 MESSAGES = json.dumps(
@@ -511,7 +511,7 @@ def test_uninstall_removes_blocks_units_and_stops_everything(installed: Install)
     assert not any((installed.unit_dir / unit).exists() for unit in UNITS)
     assert not (installed.home / "system_state.json").exists()
     assert (installed.home / "db.sqlite").exists()  # the ledger stays
-    assert not any(process_alive(pid) for pid in pids)  # a zombie awaiting its reaper is gone
+    assert not any(pid_alive(pid) for pid in pids)  # a zombie awaiting its reaper is gone
     assert installed.status()[0] == 2
 
 
@@ -525,7 +525,7 @@ def test_graceful_purge_keeps_the_edge_and_the_ledger_then_include_logs_removes_
         done = setup.meter("uninstall", "--graceful", "--purge", "--yes")
         assert done.returncode == 0, done.stderr
         assert "keeps tunnelling" in done.stderr
-        assert process_alive(edge_pid)  # shells that still point at it keep working
+        assert pid_alive(edge_pid)  # shells that still point at it keep working
         assert setup.status()[0] == 1  # edge up, daemon down: degraded, not broken
         assert (setup.home / "db.sqlite").exists() and (setup.home / "config.toml").exists()
         assert not (setup.home / "ca-bundle.pem").exists()
@@ -533,7 +533,7 @@ def test_graceful_purge_keeps_the_edge_and_the_ledger_then_include_logs_removes_
         done = setup.meter("uninstall", "--purge", "--include-logs", "--yes")
         assert done.returncode == 0, done.stderr
         assert not setup.home.exists()
-        assert not process_alive(edge_pid)
+        assert not pid_alive(edge_pid)
     finally:
         setup.kill_all()
 

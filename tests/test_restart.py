@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from halton_meter.edge.handover import TAKE_OVER_ENV
 from halton_meter.lifecycle import supervisor
 from halton_meter.paths import Paths
+from halton_meter.runstate import TAKE_OVER_ENV, pid_alive
 from tests.conftest import FakeUpstream, free_port, wait_for
 from tests.test_edge import EdgeProcess, clean_env, start_edge, write_edge_config
 
@@ -170,11 +170,11 @@ def test_the_supervisor_replaces_the_edge_and_falls_back_when_it_cannot_hand_ove
     first = background.start(supervisor.EDGE, paths)
     try:
         second = background.replace(supervisor.EDGE, paths)
-        assert second != first and not supervisor.process_alive(first)
+        assert second != first and not pid_alive(first)
         assert _status(port)["pid"] == second
         (home / "edge.sock").unlink()  # the offer is gone: the successor cannot take over
         third = background.replace(supervisor.EDGE, paths)
-        assert third != second and not supervisor.process_alive(second)
+        assert third != second and not pid_alive(second)
         assert _status(port)["pid"] == third
         lines = (home / "logs" / "edge.jsonl").read_text().splitlines()
         starts = [json.loads(line) for line in lines if '"started"' in line]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, platforms, shell
+from halton_meter.lifecycle import ca, shell, this_os
 from halton_meter.lifecycle.environment import CA_VARIABLES
 from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
 from halton_meter.lifecycle.ports import (
@@ -28,17 +28,16 @@ from halton_meter.lifecycle.ports import (
     listening,
     port_free,
     read_effective,
-    write_atomic,
 )
 from halton_meter.lifecycle.supervisor import (
     DAEMON,
     EDGE,
     Component,
-    choose_supervisor,
     launcher,
     running_pid,
 )
 from halton_meter.paths import Paths
+from halton_meter.runstate import write_atomic
 
 OK, INCONSISTENT, BROKEN = "ok", "inconsistent", "broken"
 VERDICTS = {OK: "HEALTHY", INCONSISTENT: "INCONSISTENT", BROKEN: "BROKEN"}
@@ -83,7 +82,7 @@ def _rebuild_bundle(config: Config, paths: Paths) -> Callable[[], None]:
 
 def _start(component: Component, paths: Paths, *, restart: bool = False) -> Callable[[], None]:
     def repair() -> None:
-        supervisor = choose_supervisor()
+        supervisor = this_os.supervisor()
         if restart:
             supervisor.stop(component, paths)
         supervisor.start(component, paths)
@@ -241,7 +240,7 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
 def _platform_checks(
     config: Config, paths: Paths, ports: Ports, init: str, user_home: Path
 ) -> list[Check]:
-    platform = platforms.current(user_home)
+    platform = this_os.platform(user_home)
     found: list[Check] = []
     command = launcher()
     for component, (path, want) in platform.definitions(command, paths).items():

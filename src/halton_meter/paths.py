@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from halton_meter.runstate import DAEMON_STATE_FILE
+
 HOME_ENV = "HALTON_METER_HOME"
 
 
@@ -32,8 +34,8 @@ class Paths:
 
     @property
     def daemon_state(self) -> Path:
-        """Written by a running daemon: its pid and the ports it listens on."""
-        return self.home / "daemon.json"
+        """Written by a running daemon: its pid and the ports it listens on (runstate.py)."""
+        return self.home / DAEMON_STATE_FILE
 
     @property
     def api_token(self) -> Path:

@@ -28,12 +28,11 @@ from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.providers.base import Endpoint
+from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
 
 log = logging.getLogger(__name__)
 
-CLIENT_HEADER = "x-halton-client"
-OWNER_WAIT_SECONDS = 0.5  # the longest a new connection waits for its owner lookup
 INLINE_DECODE_BYTES = 64 * 1024
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import os
 import re
 import signal
 import time
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from mitmproxy import options
@@ -45,6 +43,7 @@ from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
+from halton_meter.runstate import DaemonState
 
 log = logging.getLogger(__name__)
 
@@ -67,35 +66,6 @@ def intercept_patterns(config: Config) -> list[str]:
 def own_ports(config: Config) -> set[int]:
     daemon = config.daemon
     return {daemon.proxy_port, daemon.internal_port, daemon.api_port}
-
-
-@dataclass(slots=True)
-class DaemonState:
-    """What a running daemon publishes in `daemon.json` for `run`, `status` and tests."""
-
-    pid: int
-    version: str
-    listen_port: int
-    behind_edge: bool
-    started_at: float
-    # The loopback API's port, or None when it could not listen (the daemon meters anyway).
-    api_port: int | None = None
-
-    def write(self, paths: Paths) -> None:
-        temporary = paths.daemon_state.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps(
-                {
-                    "pid": self.pid,
-                    "version": self.version,
-                    "listen_port": self.listen_port,
-                    "behind_edge": self.behind_edge,
-                    "started_at": self.started_at,
-                    "api_port": self.api_port,
-                }
-            )
-        )
-        os.replace(temporary, paths.daemon_state)
 
 
 class _ReadyCheck:
@@ -199,7 +169,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         time.time(),
         config.daemon.api_port if api.listening else None,
     )
-    state.write(paths)
+    state.write(paths.daemon_state)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()

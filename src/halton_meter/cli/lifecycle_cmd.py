@@ -16,14 +16,13 @@ from rich.table import Table
 
 from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
-from halton_meter.lifecycle import install
+from halton_meter.lifecycle import install, this_os
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.lifecycle.supervisor import (
     DAEMON,
     EDGE,
     NO_MANAGER,
     SupervisorError,
-    choose_supervisor,
     launcher,
 )
 
@@ -125,7 +124,7 @@ def init(
 
 def _start(ctx: Context) -> None:
     config = effective_config(ctx.config, ctx.paths)
-    supervisor = choose_supervisor()
+    supervisor = this_os.supervisor()
     if supervisor.kind == "background":
         click.echo(f"halton-meter: {NO_MANAGER}.", err=True)
     try:
@@ -152,7 +151,7 @@ def start(ctx: Context) -> None:
 @pass_context
 def stop(ctx: Context) -> None:
     """Stop the daemon; the edge keeps tunnelling, unmetered, so no client breaks."""
-    supervisor = choose_supervisor()
+    supervisor = this_os.supervisor()
     try:
         was = supervisor.stop(DAEMON, ctx.paths)
     except SupervisorError as error:
@@ -170,7 +169,7 @@ def stop(ctx: Context) -> None:
 @pass_context
 def restart(ctx: Context) -> None:
     """Restart the daemon (and start the edge if it is not running)."""
-    supervisor = choose_supervisor()
+    supervisor = this_os.supervisor()
     try:
         supervisor.stop(DAEMON, ctx.paths)
     except SupervisorError as error:
@@ -184,7 +183,7 @@ def restart(ctx: Context) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Is the meter running? Exit 0 healthy, 1 degraded (edge up, daemon down), 2 down."""
-    supervisor = choose_supervisor()
+    supervisor = this_os.supervisor()
     report = install.status(ctx.config, ctx.paths, supervisor.kind)
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -5,11 +5,11 @@ removes it."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from halton_meter.paths import Paths
+from halton_meter.runstate import write_atomic
 
 FILE_NAME = "cloud-credentials.json"
 
@@ -55,15 +55,7 @@ def load_credentials(paths: Paths) -> Credentials | None:
 
 def save_credentials(paths: Paths, credentials: Credentials) -> Path:
     path = credentials_path(paths)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.unlink(missing_ok=True)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(asdict(credentials), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(asdict(credentials), indent=2), mode=0o600)
     return path
 
 

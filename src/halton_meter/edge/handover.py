@@ -7,6 +7,8 @@ the supervisor to replace it, asks there first and, when it gets the socket, acc
 very same one: connections queued in the kernel during the swap are accepted by whichever edge
 is still running, none is reset. The supervisor stops the old edge once the new one has
 published its state (edge.json).
+The supervisor asks for a take-over with runstate.TAKE_OVER_ENV: a second edge started by hand
+must not quietly share the port with the running one.
 Not available on Windows (no descriptor passing); the edge then binds as usual.
 """
 
@@ -20,9 +22,6 @@ import struct
 from pathlib import Path
 
 SOCKET_NAME = "edge.sock"
-# Set by the supervisor when it starts a successor: a second edge started by hand must not
-# quietly share the port with the running one.
-TAKE_OVER_ENV = "HALTON_METER_EDGE_TAKE_OVER"
 ASK_TIMEOUT = 2.0
 MAX_PATH = 100  # sun_path holds 104-108 bytes depending on the system
 

@@ -40,6 +40,15 @@ from halton_meter.edge.wire import (
     read_head,
     reply,
 )
+from halton_meter.runstate import (
+    DAEMON_ANSWER_TIMEOUT,
+    EDGE_GRACE_SECONDS,
+    EDGE_STATE_FILE,
+    TAKE_OVER_ENV,
+    EdgeState,
+    live_pid,
+    remove_own_state,
+)
 
 if TYPE_CHECKING:
     import ssl
@@ -51,9 +60,7 @@ LISTEN_HOST = "127.0.0.1"
 DAEMON_HOST = "127.0.0.1"
 HEAD_TIMEOUT = 60.0  # a client that connects and sends no request head is dropped
 DAEMON_CONNECT_TIMEOUT = 0.5  # loopback: refused or accepted in microseconds
-DAEMON_ANSWER_TIMEOUT = 2.0  # mitmproxy answers a CONNECT without going upstream
 UPSTREAM_CONNECT_TIMEOUT = 15.0
-GRACE_SECONDS = 3.0
 ACCEPT_SETTLE = 0.05  # at a stop, time for just-accepted connections to get their handler
 CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
@@ -104,7 +111,7 @@ class EdgeSettings:
     proxy: UpstreamProxy | None = None
     ca_bundle: Path | None = None
     log_level: str = "info"
-    grace: float = GRACE_SECONDS
+    grace: float = EDGE_GRACE_SECONDS
     take_over: bool = False  # ask a running edge for its listening socket (handover.py)
 
     @classmethod
@@ -124,12 +131,12 @@ class EdgeSettings:
             proxy=UpstreamProxy.parse(upstream.proxy) if upstream.proxy else None,
             ca_bundle=upstream.ca_bundle,
             log_level=daemon.log_level,
-            take_over=os.environ.get(handover.TAKE_OVER_ENV) == "1",
+            take_over=os.environ.get(TAKE_OVER_ENV) == "1",
         )
 
     @property
     def state_file(self) -> Path:
-        return self.home / "edge.json"
+        return self.home / EDGE_STATE_FILE
 
 
 @dataclass(slots=True)
@@ -569,58 +576,22 @@ class Edge:
 
 
 def _running_edge(state_file: Path) -> int | None:
-    """The pid in an edge.json whose process is alive, if any (only after a failed bind)."""
-    try:
-        pid = int(json.loads(state_file.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if pid != os.getpid() and _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined,unused-ignore]
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # alive, owned by another user
-        return True
-    return True
+    """The live pid of another edge that published edge.json, if any (after a failed bind)."""
+    pid = live_pid(state_file)
+    return pid if pid != os.getpid() else None
 
 
 def _write_state(edge: Edge) -> None:
     settings = edge.settings
-    temporary = settings.state_file.with_name(f".edge.{os.getpid()}.tmp")
-    temporary.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "port": settings.port,
-                "internal_port": settings.internal_port,
-                "version": __version__,
-                "started_at": edge.started_at,
-                "handover": edge.offers_handover,
-            }
-        )
+    state = EdgeState(
+        pid=os.getpid(),
+        port=settings.port,
+        internal_port=settings.internal_port,
+        version=__version__,
+        started_at=edge.started_at,
+        handover=edge.offers_handover,
     )
-    os.replace(temporary, settings.state_file)
-
-
-def _remove_state(settings: EdgeSettings) -> None:
-    """Only our own: a second edge that failed to bind must not remove the first one's."""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        if json.loads(settings.state_file.read_text())["pid"] == os.getpid():
-            settings.state_file.unlink()
+    state.write(settings.state_file)
 
 
 async def serve(settings: EdgeSettings, log: JsonLog) -> int:
@@ -647,7 +618,7 @@ async def serve(settings: EdgeSettings, log: JsonLog) -> int:
         log.info("stopping", active=edge.counters.active)
         await edge.shutdown()
     finally:
-        _remove_state(settings)
+        remove_own_state(settings.state_file)
     log.info("stopped", **asdict(edge.counters))
     return 0
 

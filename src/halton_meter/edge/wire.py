@@ -12,12 +12,13 @@ import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from halton_meter.runstate import CLIENT_HEADER
+
 HEAD_LIMIT = 64 * 1024  # a request or response head larger than this is refused
 CHUNK = 256 * 1024  # one read; asyncio's socket transports read at most this much at once
 
 # Headers meant for the proxy that a client talks to; never forwarded to an origin server.
 PROXY_HEADERS = frozenset({"proxy-authorization", "proxy-connection"})
-CLIENT_HEADER = "X-Halton-Client"
 _CLIENT_HEADER_LOWER = CLIENT_HEADER.lower()
 
 

@@ -16,6 +16,7 @@ import certifi
 
 from halton_meter.config import Config
 from halton_meter.paths import Paths
+from halton_meter.runstate import write_atomic
 
 CA_BASENAME = "mitmproxy"  # fixed by mitmproxy
 CA_ORGANIZATION = "Halton Meter"
@@ -66,7 +67,8 @@ def client_bundle_bytes(config: Config, paths: Paths) -> bytes:
 
 def write_client_bundle(config: Config, paths: Paths) -> Path:
     """The client bundle, written atomically to a stable path outside any virtualenv."""
-    return _write_atomic(paths.ca_bundle, client_bundle_bytes(config, paths))
+    write_atomic(paths.ca_bundle, client_bundle_bytes(config, paths))
+    return paths.ca_bundle
 
 
 def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:
@@ -75,17 +77,11 @@ def write_upstream_bundle(config: Config, paths: Paths) -> Path | None:
     if config.upstream.ca_bundle is None:
         return None
     text = _concatenate([Path(certifi.where()), config.upstream.ca_bundle])
-    return _write_atomic(paths.home / "upstream-ca.pem", text)
+    target = paths.home / "upstream-ca.pem"
+    write_atomic(target, text)
+    return target
 
 
 def _concatenate(files: list[Path]) -> bytes:
     """PEM files joined as bytes: corporate bundles may carry UTF-8 comments."""
     return b"".join(path.read_bytes().strip() + b"\n" for path in files)
-
-
-def _write_atomic(target: Path, content: bytes) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, target)
-    return target

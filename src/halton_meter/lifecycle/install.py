@@ -7,7 +7,8 @@ what this run started.
 
 The steps are the same on every OS; what differs (the snapshot's OS part, CA trust, how the
 variables are published, the service definitions and their registration, the supervisor) comes
-from the running OS's `Platform` (platforms.py: linux.py, windows.py, macos.py).
+from the running OS's `Platform` (the contract in platforms.py; this_os.py picks linux.py,
+windows.py or macos.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from halton_meter import __version__
 from halton_meter.config import Config
-from halton_meter.lifecycle import ca, platforms, selftest, shell
+from halton_meter.lifecycle import ca, selftest, shell, this_os
 from halton_meter.lifecycle.environment import (
     CA_VARIABLES,
     PROXY_VARIABLES,
@@ -41,7 +42,6 @@ from halton_meter.lifecycle.ports import (
     effective_path,
     listening,
     read_effective,
-    write_atomic,
     write_effective,
 )
 from halton_meter.lifecycle.supervisor import (
@@ -56,6 +56,7 @@ from halton_meter.lifecycle.supervisor import (
     running_pid,
 )
 from halton_meter.paths import Paths, ensure_home
+from halton_meter.runstate import EDGE_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
 SELF_TEST_TIMEOUT = 10.0
@@ -181,7 +182,7 @@ def run_init(
     `shell_rc` (`--apps`) publishes the variables; where a previous `--apps` published them
     (Windows, macOS), a plain init keeps them current."""
     user_home = user_home or Path.home()
-    platform = platforms.current(user_home)
+    platform = this_os.platform(user_home)
     supervisor = platform.supervisor
     words = platform.wording
     result = InitResult(supervisor=platform.kind)
@@ -369,11 +370,7 @@ def _needs_restart(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_state(path) or {}
 
 
 def self_test(config: Config, paths: Paths, ports: Ports) -> str:
@@ -523,7 +520,7 @@ def run_uninstall(
     is stopped or the machine restarts), so shells that still have the proxy variables keep
     working."""
     user_home = user_home or Path.home()
-    platform = platforms.current(user_home)
+    platform = this_os.platform(user_home)
     snapshot = _read_json(state_path(paths))
     to_stop = (DAEMON,) if graceful else (DAEMON, EDGE)
     stopped = [c.name for c in to_stop if running_pid(c, paths) is not None]
@@ -558,7 +555,7 @@ def run_uninstall(
         else:
             kept = set(_KEPT_ON_PURGE) if not include_logs else set()
             if graceful:  # the edge still runs from here: keep what it reads and writes
-                kept |= {"config.toml", "effective-ports.json", "edge.json", "edge.pid", "logs"}
+                kept |= {"config.toml", "effective-ports.json", EDGE_STATE_FILE, "edge.pid", "logs"}
             for entry in sorted(paths.home.iterdir()):
                 if entry.name in kept:
                     continue

@@ -19,7 +19,7 @@ from halton_meter import __version__
 from halton_meter.config import Config
 from halton_meter.lifecycle import shell
 from halton_meter.lifecycle.platforms import Confirm, Wording, Write
-from halton_meter.lifecycle.ports import Ports, write_atomic
+from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import (
     COMPONENTS,
     DAEMON,
@@ -32,6 +32,7 @@ from halton_meter.lifecycle.supervisor import (
     user_without_linger,
 )
 from halton_meter.paths import HOME_ENV, Paths
+from halton_meter.runstate import STOP_TIMEOUT, write_atomic
 
 WORDING = Wording(
     published="env block written to {}",
@@ -82,7 +83,7 @@ def unit_text(component: Component, command: list[str], paths: Paths) -> str:
     lines += [
         "Restart=always" if component is EDGE else "Restart=on-failure",
         "RestartSec=1" if component is EDGE else "RestartSec=3",
-        "TimeoutStopSec=20",
+        f"TimeoutStopSec={STOP_TIMEOUT:g}",  # then SIGKILL, as the other supervisors
         f"StandardOutput=append:{log}",
         f"StandardError=append:{log}",
         "",

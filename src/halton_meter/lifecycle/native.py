@@ -3,31 +3,29 @@ undoing this run's changes outside files, and uninstall's CA lookup.
 
 windows.py (Task Scheduler, Root store, HKCU) and macos.py (LaunchAgents, login keychain,
 launchctl env) subclass `NativePlatform`; install.py runs the same steps for them as for Linux
-(platforms.py). They reach the system only through lifecycle/boundary.py.
+(platforms.py). They reach the system only through lifecycle/boundary.py. This module knows
+neither of them: this_os.py chooses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from halton_meter.config import Config
-from halton_meter.lifecycle import boundary, ca
+from halton_meter.config import Config, load_config
+from halton_meter.lifecycle import ca
 from halton_meter.lifecycle.platforms import Confirm, Wording
 from halton_meter.lifecycle.supervisor import (
     BackgroundSupervisor,
     Component,
     SupervisorError,
-    _wait_gone,
-    _wait_started,
     running_pid,
+    wait_gone,
+    wait_started,
 )
 from halton_meter.paths import Paths
-
-if TYPE_CHECKING:
-    from halton_meter.lifecycle.macos import MacPlatform
-    from halton_meter.lifecycle.windows import WindowsPlatform
+from halton_meter.runstate import STOP_TIMEOUT
 
 WORDING = Wording(
     published="published: {}",
@@ -135,8 +133,6 @@ class NativePlatform:
         self._undo.clear()
 
     def uninstall(self, paths: Paths, snapshot: dict[str, Any], graceful: bool) -> list[str]:
-        from halton_meter.config import load_config
-
         try:
             cert = ca.ca_cert_path(load_config(paths), paths)
         except Exception:  # a broken config must not stop an uninstall
@@ -167,34 +163,14 @@ class NativeSupervisor(BackgroundSupervisor):
             return pid
         paths.logs.mkdir(parents=True, exist_ok=True)
         self.native.start(component)
-        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
+        return wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         pid = running_pid(component, paths)
         self.native.stop(component)
-        if pid is not None and not _wait_gone([pid], 20.0):
+        if pid is not None and not wait_gone([pid], STOP_TIMEOUT):
             raise SupervisorError(f"{component.description} (pid {pid}) did not stop")
         return pid is not None
 
     def command_of(self, component: Component, paths: Paths) -> list[str] | None:
         return None  # a changed definition is what restarts a process (see restart_for)
-
-
-def platform(user_home: Path | None = None) -> WindowsPlatform | MacPlatform | None:
-    """The running OS's platform when it is Windows or macOS; None on Linux."""
-    kind = boundary.current_os()
-    if kind == boundary.WINDOWS:
-        from halton_meter.lifecycle.windows import WindowsPlatform
-
-        return WindowsPlatform(boundary.windows())
-    if kind == boundary.MACOS:
-        from halton_meter.lifecycle.macos import MacPlatform
-
-        return MacPlatform(boundary.macos(), user_home or Path.home())
-    return None
-
-
-def supervisor() -> NativeSupervisor | None:
-    """supervisor.choose_supervisor's seam: Task Scheduler or launchd, None on Linux."""
-    found = platform()
-    return found.supervisor if found is not None else None

@@ -1,11 +1,12 @@
-"""What differs between Linux, Windows and macOS in `init`, `uninstall` and `doctor`: one small
-object per OS, so that install.py's steps, rollback, `--clean`, restart decisions and uninstall
-exist once.
+"""The contract of what differs between Linux, Windows and macOS in `init`, `uninstall` and
+`doctor`: one small object per OS, so that install.py's steps, rollback, `--clean`, restart
+decisions and uninstall exist once.
 
 linux.py (systemd --user units or background processes, shell blocks), windows.py (Task
 Scheduler, the user Root store, HKCU) and macos.py (LaunchAgents, the login keychain,
 launchctl env and shell blocks) implement `Platform`; the last two share native.py and reach
-the system only through boundary.py. `HALTON_METER_OS` selects one (tests).
+the system only through boundary.py. this_os.py picks the running OS's one (the only module
+that imports them).
 """
 
 from __future__ import annotations
@@ -16,12 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from halton_meter.config import Config
 from halton_meter.lifecycle.ports import Ports
-from halton_meter.lifecycle.supervisor import (
-    BackgroundSupervisor,
-    Component,
-    SystemdSupervisor,
-    choose_supervisor,
-)
+from halton_meter.lifecycle.supervisor import Component, Supervisor
 from halton_meter.paths import Paths
 
 Write = Callable[[Path, bytes], bool]  # init's write: only when the content changes, undoable
@@ -46,7 +42,9 @@ class Platform(Protocol):
     wording: Wording
 
     @property
-    def supervisor(self) -> BackgroundSupervisor | SystemdSupervisor: ...
+    def supervisor(self) -> Supervisor:
+        """What starts and stops the components on this OS."""
+        ...
 
     def snapshot(self, state: dict[str, Any], config: Config, paths: Paths) -> dict[str, Any]:
         """system_state.json's content: `state` (what every OS records) and this OS's part."""
@@ -122,13 +120,3 @@ class Platform(Protocol):
     def rewrite(self, path: Path, content: bytes) -> Callable[[], None] | None:
         """Doctor --fix: rewriting a definition, when that alone repairs it."""
         ...
-
-
-def current(user_home: Path | None = None) -> Platform:
-    """The running OS's platform (`HALTON_METER_OS` overrides the detection, for tests)."""
-    from halton_meter.lifecycle import linux, native
-
-    found = native.platform(user_home)
-    if found is not None:
-        return found
-    return linux.LinuxPlatform(choose_supervisor(), user_home or Path.home())

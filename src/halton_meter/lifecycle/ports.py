@@ -21,6 +21,13 @@ from pathlib import Path
 
 from halton_meter.config import Config
 from halton_meter.paths import Paths
+from halton_meter.runstate import (
+    DAEMON_STATE_FILE,
+    EDGE_STATE_FILE,
+    pid_alive,
+    read_state,
+    write_atomic,
+)
 
 HOST = "127.0.0.1"
 NAMES = ("proxy_port", "internal_port", "api_port")
@@ -112,15 +119,16 @@ def port_free(port: int) -> bool:
 
 def own_ports(paths: Paths) -> set[int]:
     """Ports held right now by this home's own edge and daemon (from their state files)."""
-    from halton_meter.lifecycle.supervisor import process_alive
-
     held: set[int] = set()
     # The daemon's API port too: it serves it itself (daemon.json "api_port", null when not).
-    for state, keys in (("edge.json", ("port",)), ("daemon.json", ("listen_port", "api_port"))):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            data = json.loads((paths.home / state).read_text(encoding="utf-8"))
-            if process_alive(int(data["pid"])):
-                held.update(int(data[key]) for key in keys if data.get(key) is not None)
+    for name, keys in (
+        (EDGE_STATE_FILE, ("port",)),
+        (DAEMON_STATE_FILE, ("listen_port", "api_port")),
+    ):
+        data = read_state(paths.home / name) or {}
+        pid = data.get("pid")
+        if isinstance(pid, int) and pid_alive(pid, data.get("started_at")):
+            held.update(int(data[key]) for key in keys if isinstance(data.get(key), int))
     return held
 
 
@@ -190,14 +198,5 @@ def write_effective(paths: Paths, ports: Ports) -> bool:
     with contextlib.suppress(OSError):
         if target.read_text(encoding="utf-8") == content:
             return False
-    write_atomic(target, content.encode())
+    write_atomic(target, content)
     return True
-
-
-def write_atomic(target: Path, content: bytes, mode: int | None = None) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    if mode is not None:
-        temporary.chmod(mode)
-    os.replace(temporary, target)

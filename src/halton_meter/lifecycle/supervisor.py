@@ -1,10 +1,11 @@
 """Keeping the edge and the daemon running: systemd --user units where a user manager runs,
 detached background processes with pid files everywhere else (containers, CI, WSL without
-systemd).
+systemd); native.py adds Task Scheduler and launchd on the same base.
 
-Both supervisors start the same commands, `halton-meter edge` and `halton-meter daemon
+Every supervisor starts the same commands, `halton-meter edge` and `halton-meter daemon
 --behind-edge`, with the absolute path of the running executable; a process is "up" when it
-has published its state file (`edge.json`, `daemon.json`) and its pid there is alive.
+has published its state file (`edge.json`, `daemon.json`, runstate.py) and its pid there is
+alive and runs that component. Which supervisor runs is not decided here: this_os.py chooses.
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ from pathlib import Path
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from halton_meter import __version__
-from halton_meter.edge.handover import TAKE_OVER_ENV
 from halton_meter.lifecycle.environment import PROXY_VARIABLES
 from halton_meter.logs import output_path, rotate_output
 from halton_meter.paths import Paths, resolve_paths
+from halton_meter.runstate import (
+    DAEMON_STATE_FILE,
+    EDGE_STATE_FILE,
+    STOP_TIMEOUT,
+    TAKE_OVER_ENV,
+    pid_alive,
+    process_created,
+    read_state,
+    write_atomic,
+)
 
 SUPERVISOR_ENV = "HALTON_METER_SUPERVISOR"  # "systemd" or "background": skip the detection
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0  # the daemon writes every pending row first
 NO_MANAGER = "no systemd user manager: running as background processes"
 
 
@@ -57,12 +66,14 @@ class Component:
         return output_path(paths.logs, self.name)
 
 
-EDGE = Component("edge", ("edge",), "halton-meter-edge.service", "edge.json", "Halton Meter edge")
+EDGE = Component(
+    "edge", ("edge",), "halton-meter-edge.service", EDGE_STATE_FILE, "Halton Meter edge"
+)
 DAEMON = Component(
     "daemon",
     ("daemon", "--behind-edge"),
     "halton-meter.service",
-    "daemon.json",
+    DAEMON_STATE_FILE,
     "Halton Meter daemon",
 )
 COMPONENTS = (EDGE, DAEMON)
@@ -154,40 +165,21 @@ _PRINT_PREFIX = "import sys; print(sys.prefix)"
 def write_if_changed(path: Path, content: bytes, mode: int) -> bool:
     if path.exists() and path.read_bytes() == content:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    temporary.chmod(mode)
-    os.replace(temporary, path)
+    write_atomic(path, content, mode)
     return True
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
-
-
-def _read_json(path: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def running_pid(component: Component, paths: Paths) -> int | None:
     """The live pid that published the component's state file, if any. A state file left by
     a crash or a reboot may name a pid the system has since given to another program: that
     one is not ours, so it is never reported, let alone stopped."""
-    data = _read_json(paths.home / component.state_file)
+    data = read_state(paths.home / component.state_file)
     if data is None:
         return None
-    pid, started = data.get("pid"), data.get("started_at")
-    if not isinstance(pid, int) or not process_alive(pid):
+    pid = data.get("pid")
+    if not isinstance(pid, int):
         return None
-    return pid if _is_ours(pid, component, started_by=started) else None
+    return pid if _is_ours(pid, component, started_by=data.get("started_at")) else None
 
 
 def child_environment(base: Mapping[str, str]) -> dict[str, str]:
@@ -200,13 +192,16 @@ def child_environment(base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _wait_started(
+def wait_started(
     component: Component,
     paths: Paths,
     exited: Callable[[], bool] | None,
     log: Path,
     previous: int | None,
 ) -> int:
+    """The pid of the component once it has published its state (another than `previous`);
+    SupervisorError with the tail of its output `log` when it does not within START_TIMEOUT
+    or `exited` says it died."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         pid = running_pid(component, paths)
@@ -237,11 +232,11 @@ class BackgroundSupervisor:
         its listening socket (edge.json "handover") is stopped only once its successor, which
         took that socket over, has published its state. Otherwise stop, then start."""
         old = running_pid(component, paths)
-        state = _read_json(paths.home / component.state_file) or {}
+        state = read_state(paths.home / component.state_file) or {}
         if old is None or component is not EDGE or state.get("handover") is not True:
             self.stop(component, paths)
             return self.start(component, paths)
-        record = _read_json(component.pid_file(paths)) or {}
+        record = read_state(component.pid_file(paths)) or {}
         recorded, recorded_start = record.get("pid"), record.get("started_at")
         try:
             pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
@@ -284,7 +279,7 @@ class BackgroundSupervisor:
         previous_pid_file = pid_file.read_bytes() if previous and pid_file.exists() else None
         _write_pid(pid_file, process.pid, command)
         try:
-            return _wait_started(
+            return wait_started(
                 component, paths, lambda: process.poll() is not None, log, previous=previous
             )
         except SupervisorError:
@@ -308,12 +303,10 @@ class BackgroundSupervisor:
             pid = running_pid(component, paths)
             if pid is not None:
                 found[pid] = component
-            record = _read_json(component.pid_file(paths)) or {}
+            record = read_state(component.pid_file(paths)) or {}
             recorded = record.get("pid")
-            if (
-                isinstance(recorded, int)
-                and process_alive(recorded)
-                and _is_ours(recorded, component, started_by=record.get("started_at"))
+            if isinstance(recorded, int) and _is_ours(
+                recorded, component, started_by=record.get("started_at")
             ):
                 found[recorded] = component
         _terminate(list(found))
@@ -322,7 +315,7 @@ class BackgroundSupervisor:
         return [c for c in components if c in found.values()]
 
     def command_of(self, component: Component, paths: Paths) -> list[str] | None:
-        recorded = _read_json(component.pid_file(paths))
+        recorded = read_state(component.pid_file(paths))
         if recorded is None or running_pid(component, paths) != recorded.get("pid"):
             return None
         command = recorded.get("command")
@@ -330,35 +323,24 @@ class BackgroundSupervisor:
 
 
 def _write_pid(path: Path, pid: int, command: list[str]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        created: float | None = psutil.Process(pid).create_time()
-    except psutil.Error:
-        created = None
-    record = {"pid": pid, "command": command, "started_at": created}
-    temporary.write_text(json.dumps(record) + "\n")
-    os.replace(temporary, path)
-
-
-# A process publishes its state file after it was created: allow for clock granularity.
-CREATE_TIME_SLACK = 2.0
+    """`<name>.pid`: what the background supervisor started, and when (for `_is_ours`)."""
+    record = {"pid": pid, "command": command, "started_at": process_created(pid)}
+    write_atomic(path, json.dumps(record) + "\n")
 
 
 def _is_ours(pid: int, component: Component, *, started_by: object = None) -> bool:
-    """The pid runs this component (its command line says so) and, when we know when ours
-    started, it already existed then: a reused pid belongs to a process created later."""
+    """The pid is alive, runs this component (its command line says so) and, when we know
+    when ours started, it already existed then: a reused pid belongs to a process created
+    later (runstate.pid_alive)."""
+    if not pid_alive(pid, started_by):
+        return False
     try:
-        process = psutil.Process(pid)
-        cmdline, created = process.cmdline(), process.create_time()
+        cmdline = psutil.Process(pid).cmdline()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
     except psutil.AccessDenied:  # another user's process cannot be one we started
         return False
-    if component.args[0] not in cmdline:
-        return False
-    if isinstance(started_by, int | float):
-        return bool(created <= started_by + CREATE_TIME_SLACK)
-    return True
+    return component.args[0] in cmdline
 
 
 def _terminate(pids: list[int]) -> None:
@@ -367,18 +349,19 @@ def _terminate(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-    if _wait_gone(pids, STOP_TIMEOUT):
+    if wait_gone(pids, STOP_TIMEOUT):
         return
     for pid in pids:
-        if process_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(OSError):
                 os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
-    _wait_gone(pids, 5.0)
+    wait_gone(pids, 5.0)
 
 
-def _wait_gone(pids: list[int], timeout: float) -> bool:
+def wait_gone(pids: list[int], timeout: float) -> bool:
+    """Whether all `pids` ended (a zombie counts as ended) within `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while any(process_alive(pid) for pid in pids):
+    while any(pid_alive(pid) for pid in pids):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.02)
@@ -400,7 +383,7 @@ class SystemdSupervisor:
                 f"`systemctl --user start {component.unit}` failed: {done.stderr.strip()}. "
                 "Run `halton-meter init` to (re)write the units."
             )
-        return _wait_started(component, paths, None, component.output_file(paths), previous=None)
+        return wait_started(component, paths, None, component.output_file(paths), previous=None)
 
     def stop(self, component: Component, paths: Paths) -> bool:
         was = running_pid(component, paths) is not None
@@ -455,10 +438,6 @@ def user_without_linger() -> str | None:
     return user if done.stdout.strip() == "Linger=no" else None
 
 
-def choose_supervisor() -> BackgroundSupervisor | SystemdSupervisor:
-    from halton_meter.lifecycle import native  # Task Scheduler, launchd
-
-    found = native.supervisor()
-    if found is not None:
-        return found
-    return SystemdSupervisor() if systemd_user_manager() else BackgroundSupervisor()
+# What runs the components: every OS's supervisor is one of these (native.py's NativeSupervisor
+# is a BackgroundSupervisor); this_os.py picks it.
+Supervisor = BackgroundSupervisor | SystemdSupervisor
