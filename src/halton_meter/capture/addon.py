@@ -25,11 +25,11 @@ from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
-from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.providers.base import Endpoint
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
+from halton_meter.upstream import is_loopback_name, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class MeterAddon:
 
     def _is_own_listener(self, host: str, port: int) -> bool:
         """Names that need no DNS are checked here; names that resolve to loopback are
-        refused by the resolver (capture/resolve.py) when the connection is opened."""
+        refused by the resolver (upstream.py) when the connection is opened."""
         host, port = resolve_target(self._resolve, host, port)
         return port in self._own_ports and is_loopback_name(host)
 

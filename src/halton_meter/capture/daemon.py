@@ -35,7 +35,6 @@ from halton_meter.api.security import load_or_create_token
 from halton_meter.api.thread import ApiThread
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
-from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
@@ -44,6 +43,7 @@ from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
 from halton_meter.runstate import DaemonState
+from halton_meter.upstream import install_resolver
 
 log = logging.getLogger(__name__)
 

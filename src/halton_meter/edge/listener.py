@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from halton_meter import __version__
-from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.edge import handover
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
@@ -49,6 +48,7 @@ from halton_meter.runstate import (
     live_pid,
     remove_own_state,
 )
+from halton_meter.upstream import is_loopback_name, resolve_target
 
 if TYPE_CHECKING:
     import ssl
