@@ -277,10 +277,14 @@ def test_daemon_killed_after_the_server_stored_its_batch(rig: Rig) -> None:
     sends the batch again, and the server stores each row once."""
     server, meter = rig.server, rig.meter
     before = len(server_ids(server, WORKSPACE))
+    # Paused while the calls are written, so the six leave in one batch: without the pause the
+    # sync may send the first rows alone while the others are still being written.
+    assert meter_cli(meter, "cloud", "pause").returncode == 0
+    send_calls(meter, "crash", anthropic=6)
+    meter.wait_rows("crash", 6)
     with psycopg.connect(server.dsn) as blocker:
         blocker.execute("LOCK TABLE daily_rollups IN EXCLUSIVE MODE")
-        send_calls(meter, "crash", anthropic=6)
-        meter.wait_rows("crash", 6)
+        assert meter_cli(meter, "cloud", "resume").returncode == 0
         wait_for_ingest_blocked(server)
         meter.process.kill()  # SIGKILL: the daemon never learns the answer
         meter.process.wait(10)
