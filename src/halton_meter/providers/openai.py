@@ -346,7 +346,7 @@ class OpenAIChat(WireFormat):
     """Chat Completions: JSON bodies, SSE chunks; usage in a stream only when asked."""
 
     name = "openai-chat"
-    paths = (PathRule("/chat/completions", "chat"),)
+    paths: tuple[PathRule, ...] = (PathRule("/chat/completions", "chat"),)
     asks_stream_usage = True
     _read_usage: UsageReader = staticmethod(_chat_body_usage)
 
