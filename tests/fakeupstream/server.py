@@ -81,11 +81,39 @@ def _wham_usage(call: Call) -> Reply:
     return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
 
 
+def _accounts_check(call: Call) -> Reply:
+    """`GET /backend-api/wham/accounts/check`: the ChatGPT accounts of the signed-in user (Codex
+    routes its workspace by it; the account id is the one its token names)."""
+    account = call.headers.get("chatgpt-account-id", "")
+    body = {
+        "accounts": [
+            {
+                "id": account,
+                "name": None,
+                "structure": "personal",
+                "workspace_backend_origin": "https://chatgpt.com",
+                "account_routing_override": "NO_CONSTRAINT",
+            }
+        ],
+        "account_ordering": [account],
+        "default_account_id": account,
+    }
+    return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
+
+
+def _not_found(call: Call) -> Reply:
+    return Reply(
+        status=404, headers=[("content-type", "application/json")], body=b'{"detail":"Not Found"}'
+    )
+
+
 def resolve(method: str, host: str, path: str, query: dict[str, str], forced: str) -> Route:
     """Pick the format by path (as the meter must) and the provider by Host (or x-fake-provider)."""
     provider = forced or catalog.PROVIDER_HOSTS.get(host, "")
     if path == "/backend-api/wham/usage":
         return Route(provider or "openai", _wham_usage, openai_wire.error)
+    if path == "/backend-api/wham/accounts/check":
+        return Route(provider or "openai", _accounts_check, openai_wire.error)
     if method == "POST" and path == "/backend-api/codex/responses":
         return Route(
             provider or "openai",
@@ -127,6 +155,8 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
         }
         if tail in openai_routes:
             return Route(provider or "openai", openai_routes[tail], openai_wire.error)
+    if path.startswith("/backend-api/"):  # the ChatGPT backend's other paths
+        return Route(provider or "openai", _not_found, openai_wire.error)
     return Route(provider or "plain", _plain, _plain_error)
 
 
