@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import ssl
 import sys
+import uuid
 from typing import Any
 
 import openai
@@ -36,7 +37,8 @@ def _until_terminal(connection: Any) -> list[str]:
 
 def main() -> None:
     base_url, scenario = sys.argv[1], sys.argv[2]
-    options: dict[str, Any] = {}
+    # permessage-deflate, as Codex offers it (the SDK turns it off by default).
+    options: dict[str, Any] = {"compression": "deflate"}
     if scenario == "tunnel":
         options["ssl"] = ssl.create_default_context(cafile=sys.argv[3])
     client = openai.OpenAI(api_key="sk-fake-ws-client-secret", base_url=base_url)
@@ -56,7 +58,7 @@ def main() -> None:
         first = {
             "type": "response.create",
             "model": MODEL,
-            "input": "Say hello",
+            "input": f"Say hello ({uuid.uuid4()})",
             "store": False,
             "metadata": {"x-fake-scenario": "cut" if scenario == "cut" else "ok"},
         }
