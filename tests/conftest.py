@@ -43,6 +43,7 @@ UPSTREAM_HOSTS = (
     "api.fireworks.ai",
     "api.cerebras.ai",
     "api.perplexity.ai",
+    "chatgpt.com",
     "example.org",
 )
 

@@ -80,6 +80,9 @@ class Config:
     # [cors] allow_origins: web origins allowed to read the loopback API (none by default).
     cors_allow_origins: tuple[str, ...] = ()
     cloud: CloudSettings = field(default_factory=CloudSettings)
+    # [chatgpt] clients: the process names whose chatgpt.com connections are decrypted to
+    # meter Codex's model calls; every other process's chatgpt.com traffic is tunnelled.
+    chatgpt_clients: tuple[str, ...] = ("codex",)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -216,6 +219,18 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _process_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Problem('expected a list of process names like ["codex"]')
+    names = []
+    for item in value:
+        text = _string(item).strip().lower().removesuffix(".exe")
+        if not re.match(r"^[a-z0-9][a-z0-9._+-]*$", text):
+            raise _Problem(f"{item!r} is not a process name (no path, no wildcard)")
+        names.append(text)
+    return tuple(names)
+
+
 def _batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
@@ -236,6 +251,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
     "tagging": {"default_project": _slug},
     "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
     "cors": {"allow_origins": _origins},
+    "chatgpt": {"clients": _process_names},
     "cloud": {
         "privacy": _choice("metadata", "minimal"),
         "hash_projects": _bool,
@@ -347,6 +363,7 @@ def parse_config(text: str, source: Path) -> Config:
         tagging_rules=tagging_rules,
         cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
         cloud=CloudSettings(**values.get("cloud", {})),
+        chatgpt_clients=values.get("chatgpt", {}).get("clients", ("codex",)),
     )
 
 

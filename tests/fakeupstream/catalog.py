@@ -267,6 +267,7 @@ PROVIDER_HOSTS: dict[str, str] = {
     "api.fireworks.ai": "fireworks",
     "api.cerebras.ai": "cerebras",
     "api.perplexity.ai": "perplexity",
+    "chatgpt.com": "openai",
 }
 
 # Chat Completions usage by provider ("openai" also serves unknown hosts).

@@ -40,6 +40,7 @@ DNS_NAMES: tuple[str, ...] = (
     "api.fireworks.ai",
     "api.cerebras.ai",
     "api.perplexity.ai",
+    "chatgpt.com",
     "example.org",
     "localhost",
 )

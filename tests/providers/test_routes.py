@@ -25,6 +25,16 @@ from halton_meter.providers import Endpoint, Route, claimed_hosts, route_for
         ("api.openai.com", "/v1/completions", ("openai", "openai-completions", "completions")),
         ("api.openai.com", "/v1/responses", ("openai", "openai-responses", "responses")),
         ("api.openai.com", "/v1/embeddings", ("openai", "openai-embeddings", "embeddings")),
+        (
+            "chatgpt.com",
+            "/backend-api/codex/responses",
+            ("openai", "chatgpt-codex", "responses"),
+        ),
+        (
+            "chatgpt.com",
+            "/backend-api/codex/responses/compact",
+            ("openai", "chatgpt-codex", "responses_compact"),
+        ),
         ("api.x.ai", "/v1/chat/completions", ("xai", "openai-chat", "chat")),
         ("api.x.ai", "/v1/responses", ("xai", "openai-responses", "responses")),
         ("api.x.ai", "/v1/messages", ("xai", "anthropic-messages", "messages")),
@@ -161,3 +171,29 @@ def test_claimed_hosts() -> None:
     assert ("localhost", 4000) in claimed and ("gateway.internal", 8443) in claimed
     assert len(claimed) == len(set(claimed))  # api.openai.com:443 listed once
     assert ("api.openai.com", 443) in claimed_hosts()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/backend-api/wham/usage", "/backend-api/codex/models", "/backend-api/conversation", "/"],
+)
+def test_chatgpt_backend_meters_only_codex_model_paths(path: str) -> None:
+    assert route_for("chatgpt.com", 443, path) is None
+
+
+def test_websocket_routes_only_where_a_wire_format_reads_sockets() -> None:
+    from halton_meter.providers import socket_route_for
+
+    route = socket_route_for("api.openai.com", 443, "/v1/responses")
+    assert route is not None and route.wire == "openai-responses"
+    chatgpt = socket_route_for("chatgpt.com", 443, "/backend-api/codex/responses")
+    assert chatgpt is not None and chatgpt.wire == "chatgpt-codex"
+    # Realtime and Chat have no socket reader: relayed, not metered (docs say so).
+    assert socket_route_for("api.openai.com", 443, "/v1/realtime?model=gpt-realtime") is None
+    assert socket_route_for("api.openai.com", 443, "/v1/chat/completions") is None
+
+
+def test_chatgpt_is_claimed_only_while_a_client_may_use_it() -> None:
+    assert ("chatgpt.com", 443) in claimed_hosts()
+    assert ("chatgpt.com", 443) not in claimed_hosts(gated=False)
+    assert ("api.openai.com", 443) in claimed_hosts(gated=False)

@@ -59,7 +59,7 @@ class StartupError(RuntimeError):
 def intercept_patterns(config: Config) -> list[str]:
     """Anchored `host:port` regexes: mitmproxy matches them unanchored otherwise, so
     `anthropic.com` would also match `anthropic.com.evil.net`."""
-    hosts = providers.claimed_hosts(config.endpoints)
+    hosts = providers.claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients))
     return [f"^{re.escape(host)}:{port}$" for host, port in sorted(set(hosts))]
 
 
@@ -118,6 +118,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         behind_edge=behind_edge,
         attributor=attributor,
         proxy_port=config.daemon.proxy_port,
+        gated_clients=config.chatgpt_clients,
     )
     master.addons.add(
         core.Core(),

@@ -124,7 +124,7 @@ class EdgeSettings:
             port=daemon.proxy_port,
             internal_port=daemon.internal_port,
             own_ports=frozenset({daemon.proxy_port, daemon.internal_port, daemon.api_port}),
-            claimed=frozenset(claimed_hosts(config.endpoints)),
+            claimed=frozenset(claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients))),
             resolve=dict(upstream.resolve),
             home=paths.home,
             log_file=paths.logs / "edge.jsonl",

@@ -17,13 +17,22 @@ from .base import (
     Usage,
 )
 from .errors import classify_error
-from .hosts import SELF_TEST_API, SELF_TEST_HOST, claimed_hosts, route_for
+from .hosts import (
+    GATED_HOSTS,
+    SELF_TEST_API,
+    SELF_TEST_HOST,
+    claimed_hosts,
+    route_for,
+    socket_route_for,
+)
 from .registry import DECLARABLE, WIRES, backfill_wire, row_wire, wire_format
 from .stream_usage import InjectedUsageFilter, inject_stream_usage, may_inject_stream_usage
+from .websocket import message_type
 from .wireformat import Billing, PathRule, WireFormat
 
 __all__ = [
     "DECLARABLE",
+    "GATED_HOSTS",
     "SELF_TEST_API",
     "SELF_TEST_HOST",
     "WIRES",
@@ -43,10 +52,13 @@ __all__ = [
     "inject_stream_usage",
     "is_streaming_response",
     "may_inject_stream_usage",
+    "message_type",
     "parse_request",
     "parse_response",
     "route_for",
     "row_wire",
+    "socket_result",
+    "socket_route_for",
     "stream_parser",
     "wire_format",
 ]
@@ -80,3 +92,11 @@ def is_streaming_response(route: Route, content_type: str | None) -> bool:
 def stream_parser(route: Route, content_type: str | None) -> StreamParser:
     """A fresh incremental parser for one streamed response."""
     return WIRES[route.wire].stream_parser(route, content_type)
+
+
+def socket_result(route: Route, created: bytes | None, terminal: bytes | None) -> CallResult:
+    """One call made over a WebSocket, from the raw messages kept for it (never raises)."""
+    try:
+        return WIRES[route.wire].socket_result(route, created, terminal)
+    except Exception:
+        return CallResult()

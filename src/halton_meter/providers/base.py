@@ -41,6 +41,9 @@ class RequestInfo:
 
     model: str | None = None
     stream: bool = False
+    # A Responses `response.create` with `generate: false` (Codex's WebSocket warm-up): it
+    # primes the connection and generates nothing.
+    warmup: bool = False
 
 
 @dataclass(slots=True)

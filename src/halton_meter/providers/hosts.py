@@ -19,7 +19,14 @@ from .registry import WIRES
 from .selftest import SELF_TEST_API, SELF_TEST_HOST
 from .wireformat import PathRule, WireFormat
 
-__all__ = ["SELF_TEST_API", "SELF_TEST_HOST", "claimed_hosts", "route_for"]
+__all__ = [
+    "GATED_HOSTS",
+    "SELF_TEST_API",
+    "SELF_TEST_HOST",
+    "claimed_hosts",
+    "route_for",
+    "socket_route_for",
+]
 
 _OPENAI = openai.FAMILY
 _ANTHROPIC = (anthropic.MESSAGES,)
@@ -46,7 +53,13 @@ _HOSTS: dict[str, tuple[str, _Bases]] = {
     "api.fireworks.ai": ("fireworks", (("/inference/v1", _OPENAI),)),
     "api.cerebras.ai": ("cerebras", (("/v1", _OPENAI),)),
     "api.perplexity.ai": ("perplexity", (("", _OPENAI), ("/v1", _OPENAI))),
+    # Codex CLI logged in with ChatGPT. Claimed only for the processes `[chatgpt] clients`
+    # names (GATED_HOSTS): everyone else's chatgpt.com traffic is tunnelled, never decrypted.
+    "chatgpt.com": ("openai", (("/backend-api/codex", (openai.CHATGPT_CODEX,)),)),
 }
+# Hosts decrypted only for the client processes the configuration names; the daemon tunnels
+# every other process's connections to them untouched (capture/addon.py, `tls_clienthello`).
+GATED_HOSTS: frozenset[str] = frozenset({"chatgpt.com"})
 _BUILTIN_PORT = 443
 
 # Fixed paths, looked up whole: host -> {base + path: route}.
@@ -125,10 +138,23 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
     return None
 
 
-def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> list[tuple[str, int]]:
-    """Every (host, port) whose TLS the proxy decrypts: built-in hosts on 443, the self-test
-    host, then endpoints."""
-    claimed = [(host, _BUILTIN_PORT) for host in _HOSTS]
+def socket_route_for(
+    host: str, port: int, path: str, endpoints: Sequence[Endpoint] = ()
+) -> Route | None:
+    """The route for a WebSocket upgrade (`GET` with `Upgrade: websocket`), or ``None`` when
+    no wire format meters a WebSocket at that path (Realtime, Gemini Live: not metered yet)."""
+    route = route_for(host, port, path, endpoints)
+    if route is None or not WIRES[route.wire].websocket:
+        return None
+    return route
+
+
+def claimed_hosts(
+    endpoints: Sequence[Endpoint] = (), *, gated: bool = True
+) -> list[tuple[str, int]]:
+    """Every (host, port) whose TLS the proxy may decrypt: built-in hosts on 443 (the gated
+    ones only when ``gated``: some client may use them), the self-test host, then endpoints."""
+    claimed = [(host, _BUILTIN_PORT) for host in _HOSTS if gated or host not in GATED_HOSTS]
     claimed.append((SELF_TEST_HOST, _BUILTIN_PORT))
     for endpoint in endpoints:
         pair = (endpoint.host.lower().rstrip("."), endpoint.port)

@@ -17,6 +17,7 @@ _ALL: tuple[WireFormat, ...] = (
     openai.COMPLETIONS,
     openai.RESPONSES,
     openai.EMBEDDINGS,
+    openai.CHATGPT_CODEX,
     gemini.GEMINI,
     gemini.CODE_ASSIST,
     selftest.SELF_TEST,

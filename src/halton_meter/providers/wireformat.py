@@ -61,6 +61,9 @@ class WireFormat:
     declarable: bool = True
     # Chat-style streams that report usage only when asked (`stream_options.include_usage`).
     asks_stream_usage: bool = False
+    # Also served over a WebSocket at the same paths (Responses: `GET` with `Upgrade:
+    # websocket`, then one `response.create` per call); read by `socket_result`.
+    websocket: bool = False
 
     def __repr__(self) -> str:
         return f"<wire {self.name}>"
@@ -114,6 +117,14 @@ class WireFormat:
 
     def parse_body(self, route: Route, obj: object) -> CallResult:
         """A whole (non-streamed) response body, already decoded."""
+        raise NotImplementedError
+
+    def socket_result(
+        self, route: Route, created: bytes | None, terminal: bytes | None
+    ) -> CallResult:
+        """One call made over a WebSocket, from the raw messages the capture kept: the
+        first event naming the response (``None`` if none came) and the event that ended it
+        (``None`` when the socket was cut first)."""
         raise NotImplementedError
 
 
