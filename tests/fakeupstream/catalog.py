@@ -359,3 +359,36 @@ def anthropic_api_limit_headers() -> list[tuple[str, str]]:
             (f"anthropic-ratelimit-{kind}-reset", reset),
         ]
     return result
+
+
+# Code Assist's control plane as a Google login's Gemini CLI sees it at start-up
+# (subscriptions.md §4): a free-tier user already onboarded, with a companion project, and
+# `retrieveUserQuota`'s buckets (Code Assist sends no quota headers).
+CODE_ASSIST_PROJECT = "fake-companion-project-42"
+CODE_ASSIST_CONTROL: dict[str, Any] = {
+    "loadCodeAssist": {
+        "currentTier": {
+            "id": "free-tier",
+            "name": "Gemini Code Assist for individuals",
+            "hasOnboardedPreviously": True,
+        },
+        "allowedTiers": [{"id": "free-tier", "isDefault": True}],
+        "cloudaicompanionProject": CODE_ASSIST_PROJECT,
+    },
+    "retrieveUserQuota": {
+        "buckets": [
+            {
+                "modelId": "gemini-2.5-pro",
+                "tokenType": "REQUESTS",
+                "remainingFraction": 0.83,
+                "remainingAmount": "830",
+                "resetTime": "2026-12-31T07:00:00Z",
+            }
+        ]
+    },
+}
+
+# What a login's profile endpoints answer (Claude Code's /api/oauth/profile, Google's userinfo):
+# the meter must never keep it.
+ACCOUNT_EMAIL = "dev.person@example.test"
+PROFILE_PATHS = ("/api/oauth/profile", "/oauth2/v2/userinfo", "/api/oauth/claude_cli/roles")
