@@ -83,6 +83,9 @@ class Config:
     # [chatgpt] clients: the process names whose chatgpt.com connections are decrypted to
     # meter Codex's model calls; every other process's chatgpt.com traffic is tunnelled.
     chatgpt_clients: tuple[str, ...] = ("codex",)
+    # [quota] warn_at: a quota window at or past this utilisation (0-1) is a warning in
+    # `status`, the dashboard and `ledger.quota.warnings`.
+    quota_warn_at: float = 0.8
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -186,6 +189,12 @@ def _rate(value: Any) -> Decimal:
 _ORIGIN_RE = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
 
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise _Problem(f"expected a fraction above 0 and at most 1 (0.8 = 80%), got {value!r}")
+    return float(value)
+
+
 def _origins(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _Problem('expected a list of origins like ["http://localhost:3000"]')
@@ -259,6 +268,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "max_backoff_seconds": _seconds,
         "batch_size": _batch_size,
     },
+    "quota": {"warn_at": _fraction},
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -364,6 +374,7 @@ def parse_config(text: str, source: Path) -> Config:
         cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
         cloud=CloudSettings(**values.get("cloud", {})),
         chatgpt_clients=values.get("chatgpt", {}).get("clients", ("codex",)),
+        quota_warn_at=values.get("quota", {}).get("warn_at", 0.8),
     )
 
 

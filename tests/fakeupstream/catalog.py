@@ -7,6 +7,8 @@ All numbers differ per field so a field mix-up in the meter shows up as a wrong 
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 JSON = dict[str, Any]
@@ -18,6 +20,7 @@ HTTP_DATE = "Thu, 01 Jan 2026 00:00:00 GMT"
 
 ANTHROPIC_MESSAGE_ID = "msg_01FakeUpstreamMessage0001"
 ANTHROPIC_REQUEST_ID = "req_011CFakeUpstreamRequest01"
+ANTHROPIC_ORG_ID = "00000000-0000-4000-8000-00000000fa4e"
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 ANTHROPIC_SIGNATURE = "EqQBCkYIBxgCKkBfakeSignature0000000000000000"
 
@@ -303,3 +306,90 @@ def chat_usage(provider: str) -> JSON:
 def messages_usage(provider: str) -> JSON:
     """Anthropic-shaped usage served for `provider` at its Messages path."""
     return MESSAGES_USAGE.get(provider, ANTHROPIC_USAGE)
+
+
+# --- rate-limit and quota headers --------------------------------------------------------------
+
+# A Claude subscription's (OAuth) unified windows, as real 200 responses carry them
+# (subscriptions.md §3.3), plus members no parser knows yet, which the meter must keep whole.
+UNIFIED_5H_UTILIZATION = "0.31"
+UNIFIED_7D_UTILIZATION = "0.12"
+UNIFIED_UNKNOWN_MEMBERS = (
+    ("anthropic-ratelimit-unified-7d_cinder-utilization", "0.05"),
+    ("anthropic-ratelimit-unified-cinder-cove", "glimmer"),
+)
+
+
+def unified_resets(now: float | None = None) -> tuple[int, int]:
+    """(5-hour reset, 7-day reset): a whole hour 4 h ahead and a whole day 3 days ahead, so a
+    test's calls fall inside both windows."""
+    moment = int(now if now is not None else time.time())
+    return moment - moment % 3600 + 4 * 3600, moment - moment % 86400 + 3 * 86400
+
+
+def anthropic_unified_headers(five_hour: str = UNIFIED_5H_UTILIZATION) -> list[tuple[str, str]]:
+    reset_5h, reset_7d = unified_resets()
+    return [
+        ("anthropic-ratelimit-unified-status", "allowed"),
+        ("anthropic-ratelimit-unified-reset", str(reset_5h)),
+        ("anthropic-ratelimit-unified-representative-claim", "five_hour"),
+        ("anthropic-ratelimit-unified-fallback-percentage", "0.5"),
+        ("anthropic-ratelimit-unified-5h-status", "allowed"),
+        ("anthropic-ratelimit-unified-5h-utilization", five_hour),
+        ("anthropic-ratelimit-unified-5h-reset", str(reset_5h)),
+        ("anthropic-ratelimit-unified-7d-status", "allowed"),
+        ("anthropic-ratelimit-unified-7d-utilization", UNIFIED_7D_UTILIZATION),
+        ("anthropic-ratelimit-unified-7d-reset", str(reset_7d)),
+        ("anthropic-ratelimit-unified-overage-status", "rejected"),
+        ("anthropic-ratelimit-unified-overage-disabled-reason", "org_level_disabled"),
+        *UNIFIED_UNKNOWN_MEMBERS,
+    ]
+
+
+# An API key's standard limits (docs.claude.com/en/api/rate-limits): resets in RFC 3339.
+ANTHROPIC_API_LIMITS = {"requests": (1000, 999), "input-tokens": (80000, 79000)}
+
+
+def anthropic_api_limit_headers() -> list[tuple[str, str]]:
+    reset = datetime.fromtimestamp(int(time.time()) + 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = []
+    for kind, (limit, remaining) in ANTHROPIC_API_LIMITS.items():
+        result += [
+            (f"anthropic-ratelimit-{kind}-limit", str(limit)),
+            (f"anthropic-ratelimit-{kind}-remaining", str(remaining)),
+            (f"anthropic-ratelimit-{kind}-reset", reset),
+        ]
+    return result
+
+
+# Code Assist's control plane as a Google login's Gemini CLI sees it at start-up
+# (subscriptions.md §4): a free-tier user already onboarded, with a companion project, and
+# `retrieveUserQuota`'s buckets (Code Assist sends no quota headers).
+CODE_ASSIST_PROJECT = "fake-companion-project-42"
+CODE_ASSIST_CONTROL: dict[str, Any] = {
+    "loadCodeAssist": {
+        "currentTier": {
+            "id": "free-tier",
+            "name": "Gemini Code Assist for individuals",
+            "hasOnboardedPreviously": True,
+        },
+        "allowedTiers": [{"id": "free-tier", "isDefault": True}],
+        "cloudaicompanionProject": CODE_ASSIST_PROJECT,
+    },
+    "retrieveUserQuota": {
+        "buckets": [
+            {
+                "modelId": "gemini-2.5-pro",
+                "tokenType": "REQUESTS",
+                "remainingFraction": 0.83,
+                "remainingAmount": "830",
+                "resetTime": "2026-12-31T07:00:00Z",
+            }
+        ]
+    },
+}
+
+# What a login's profile endpoints answer (Claude Code's /api/oauth/profile, Google's userinfo):
+# the meter must never keep it.
+ACCOUNT_EMAIL = "dev.person@example.test"
+PROFILE_PATHS = ("/api/oauth/profile", "/oauth2/v2/userinfo", "/api/oauth/claude_cli/roles")

@@ -61,6 +61,11 @@ def _plain(call: Call) -> Reply:
     return Reply(headers=[("content-type", "text/plain")], body=f"hello from {call.host}".encode())
 
 
+def _profile(call: Call) -> Reply:
+    body = {"email": catalog.ACCOUNT_EMAIL, "account": {"email": catalog.ACCOUNT_EMAIL}}
+    return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
+
+
 def _plain_error(call: Call, code: str) -> Reply:
     status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else 500
     return Reply(status=status, headers=[("content-type", "text/plain")], body=b"fake error")
@@ -120,6 +125,8 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
             lambda call: ws_wire.codex_headers(openai_wire.responses(call)),
             openai_wire.error,
         )
+    if path in catalog.PROFILE_PATHS:
+        return Route(provider or "plain", _profile, _plain_error)
     if method == "POST":
         if match := GEMINI_PATH.match(path):
             model, verb = match.group(2), match.group(3)

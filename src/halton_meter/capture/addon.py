@@ -23,11 +23,13 @@ from mitmproxy.proxy import server_hooks
 from halton_meter import providers
 from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
+from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.tap import StreamTap
 from halton_meter.capture.websocket import SocketMeter, SocketSession
 from halton_meter.ledger.build import PendingCall
+from halton_meter.providers import ratelimits
 from halton_meter.providers.base import Endpoint
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
@@ -90,6 +92,7 @@ class MeterAddon:
         self._sockets = SocketMeter(submit)
         # Client process names whose connections to a gated host (chatgpt.com) are decrypted.
         self._gated_clients = frozenset(name.lower() for name in gated_clients)
+        self._accounts = AccountLabels()
 
     # --- connection level -------------------------------------------------------------------
 
@@ -226,6 +229,7 @@ class MeterAddon:
             lookup=self._lookups.get(flow.client_conn.id),
         )
         call.owner_known = owner_known
+        call.billing = providers.call_billing(route, request.headers, request.path)
         self._open_calls[flow.id] = call
 
     def _project(self, flow: http.HTTPFlow, auth: str | None) -> str | None:
@@ -285,6 +289,7 @@ class MeterAddon:
             response.stream = True  # not metered: pass through without buffering
             return
         call.http_status = response.status_code
+        self._take_quota_headers(flow, call)
         content_type = response.headers.get("content-type")
         if not providers.is_streaming_response(call.route, content_type):
             return  # a JSON body: buffered by mitmproxy, parsed later on the writer thread
@@ -295,6 +300,18 @@ class MeterAddon:
         parser = providers.stream_parser(call.route, content_type)
         call.stream_parser = parser
         response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
+
+    def _take_quota_headers(self, flow: http.HTTPFlow, call: CapturedCall) -> None:
+        """The response's rate-limit and quota headers, kept whole per family, with the
+        account they describe as an opaque label (capture/accounts.py). O(headers)."""
+        assert flow.response is not None
+        fields = flow.response.headers.fields
+        quota = ratelimits.collect((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+        if quota is not None:
+            call.quota_headers = quota
+            call.quota_account = self._accounts.label(
+                call.route.provider, call.billing, flow.request.headers, flow.response.headers
+            )
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._sockets.answered(flow)

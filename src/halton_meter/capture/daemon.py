@@ -217,6 +217,7 @@ def _start_api(
         lag=lag,
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
+        quota_warn_at=config.quota_warn_at,
     )
     api = ApiThread(settings)
     problem = api.start()

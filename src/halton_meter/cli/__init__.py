@@ -85,6 +85,7 @@ def main() -> None:
         "run_cmd",
         "dashboard_cmd",
         "projects_cmd",
+        "quota_cmd",
         "daemon_cmd",
         "edge_cmd",
         "pricing_cmd",

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.quota_cmd import status_warnings
 from halton_meter.lifecycle import install, this_os
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.lifecycle.supervisor import (
@@ -185,6 +186,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """Is the meter running? Exit 0 healthy, 1 degraded (edge up, daemon down), 2 down."""
     supervisor = this_os.supervisor()
     report = install.status(ctx.config, ctx.paths, supervisor.kind)
+    report["quota_warnings"] = status_warnings(ctx.paths.ledger, ctx.config.quota_warn_at)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         sys.exit(report["exit_code"])
@@ -203,6 +205,8 @@ def status(ctx: Context, as_json: bool) -> None:
         )
     console.print(table)
     console.print(f"Rows recorded today: {report['rows_today']}")
+    for line in report["quota_warnings"]:
+        console.print(f"[yellow]Quota warning:[/] {line}")
     if report["note"]:
         console.print(report["note"])
     if report["state"] == "degraded":

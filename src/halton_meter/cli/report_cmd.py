@@ -175,11 +175,14 @@ def _render_report(
         ("output", 0, lambda t: _tokens(t.output_tokens)),
         ("cost", 0, lambda t: _cost(t, display)),
         ("unpriced", 1, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
+        ("subscription value", 1, lambda t: _subscription(t, display)),
         ("avg ms", 5, lambda t: _ms(t.avg_latency_ms)),
         ("p95 ms", 2, lambda t: _ms(t.p95_latency_ms)),
     ]
     for name, priority, cell in measures:
         if name == "unpriced" and not totals.unpriced_requests:
+            continue
+        if name == "subscription value" and not totals.subscription_requests:
             continue
         columns.append(
             Column(
@@ -213,6 +216,13 @@ def _render_report(
             ],
         )
         console.print(section)
+    if totals.subscription_requests:
+        console.print(
+            f"Money spent (API billing): {display.format(totals.cost_nanousd)}. "
+            f"Subscription use, apart: {totals.subscription_requests:,} calls worth "
+            f"{display.format(totals.subscription_value_nanousd)} at API prices "
+            "(paid by the plan, not added to money spent)."
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if totals.unpriced_requests:
         console.print("[dim]* the cost covers priced calls only; see the unpriced calls[/dim]")
@@ -225,6 +235,13 @@ def _cost(totals: Totals, display: DisplayCurrency) -> str:
         return "unpriced"
     # "*": some calls in this group have no price, so the sum covers the priced ones only.
     return display.format(totals.cost_nanousd) + ("*" if totals.unpriced_requests else "")
+
+
+def _subscription(totals: Totals, display: DisplayCurrency) -> str:
+    """The API-equivalent value of a group's subscription calls (never part of its cost)."""
+    if not totals.subscription_requests:
+        return ""
+    return display.format(totals.subscription_value_nanousd)
 
 
 def _ms(value: float | None) -> str:

@@ -67,6 +67,7 @@ WIRE_COLUMNS = (
     "attribution",
     "client_process",
     "wire",
+    "billing",
 )
 MINIMAL_DROPS = ("user_agent", "response_id", "client_process")
 

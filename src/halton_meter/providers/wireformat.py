@@ -13,6 +13,7 @@ never raise; methods here may.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,8 +30,22 @@ class Billing(StrEnum):
     them."""
 
     METERED = "metered"  # per token at the provider's price (catalogue, overrides, reported)
-    SUBSCRIPTION = "subscription"  # a flat plan (Code Assist): unpriced, never a list price
+    # A flat plan (Code Assist): every call is a subscription call, priced at its API-equivalent
+    # value (the row's `billing` keeps it out of money spent).
+    SUBSCRIPTION = "subscription"
     FREE = "free"  # the meter's own calls (self-test): cost 0, `price_source` = the wire's name
+
+
+# A row's `billing` (ledger migration 6): how this one call was paid for. `api`: per token (an
+# API key); `subscription`: a flat plan's login (Claude OAuth, ChatGPT, Google on Code Assist),
+# its price is API-equivalent value, never money spent; `unknown`: the meter could not tell (rows
+# recorded before it could), counted as spent, as they always were.
+BILLING_API = "api"
+BILLING_SUBSCRIPTION = "subscription"
+BILLING_UNKNOWN = "unknown"
+BILLING_KINDS = (BILLING_API, BILLING_SUBSCRIPTION, BILLING_UNKNOWN)
+# Request headers that carry a per-token API credential on most wire formats.
+_API_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,18 @@ class WireFormat:
         """A route for a path with a variable part: the whole path below the base when
         ``anchored``, else any path that ends like this wire format's (a user endpoint)."""
         return None
+
+    def call_billing(self, headers: Mapping[str, str], path: str) -> str:
+        """`billing` of one call, from the wire format's rule and the kind of credential in
+        its request headers (``headers.get`` with lower-case names; mitmproxy's are
+        case-insensitive). O(1) and in a hook: only the kind is kept, never the credential."""
+        if self.billing is Billing.SUBSCRIPTION:
+            return BILLING_SUBSCRIPTION
+        if self.billing is Billing.FREE:
+            return BILLING_UNKNOWN
+        if any(headers.get(name) for name in _API_CREDENTIAL_HEADERS):
+            return BILLING_API
+        return BILLING_UNKNOWN
 
     def route(self, provider: str, rule: PathRule) -> Route:
         return Route(provider, self.name, rule.api, zero_cost=rule.zero_cost)

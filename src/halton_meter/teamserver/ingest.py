@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from halton_meter.pricing import price_row, stored_row_facts
+from halton_meter.providers import row_billing
 from halton_meter.teamserver.schema import ROLLUP_MEASURES, ensure_partitions, month_start
 
 Text = Annotated[str, StringConstraints(max_length=512)]
@@ -66,6 +67,9 @@ class WireRow(BaseModel):
     # Sent since ledger migration 5; a row from an older machine has none and gets the one the
     # backfill rule derives from host and api (providers/registry.py).
     wire: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    # Sent since ledger migration 6; a row from an older machine has none: `subscription` for
+    # a subscription's wire format (Code Assist), else `unknown` (`providers.row_billing`).
+    billing: Literal["api", "subscription", "unknown"] | None = None
 
 
 class Batch(BaseModel):
@@ -113,6 +117,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("cost_nanousd", "bigint[]"),
     ("price_source", _TEXT),
     ("wire", _TEXT),
+    ("billing", _TEXT),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 INGEST_SQL = f"""
@@ -123,7 +128,8 @@ WITH inserted AS (
     ON CONFLICT DO NOTHING
     RETURNING requested_at, project, provider, COALESCE(model, model_requested, '(unknown)') AS m,
         status, latency_ms, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
-        reasoning_tokens, cost_nanousd, machine_cost_nanousd
+        reasoning_tokens, cost_nanousd, machine_cost_nanousd,
+        billing = 'subscription' AS subscribed
 ), rolled AS (
     INSERT INTO daily_rollups (workspace_id, day, machine_id, project, provider, model,
         {", ".join(ROLLUP_MEASURES)}, last_request_at)
@@ -131,10 +137,13 @@ WITH inserted AS (
         provider, m, count(*), count(*) FILTER (WHERE status <> 'ok'),
         COALESCE(sum(input_tokens), 0), COALESCE(sum(cache_read_tokens), 0),
         COALESCE(sum(cache_write_tokens), 0), COALESCE(sum(output_tokens), 0),
-        COALESCE(sum(reasoning_tokens), 0), COALESCE(sum(cost_nanousd), 0),
-        count(*) FILTER (WHERE cost_nanousd IS NULL), COALESCE(sum(machine_cost_nanousd), 0),
+        COALESCE(sum(reasoning_tokens), 0),
+        COALESCE(sum(cost_nanousd) FILTER (WHERE NOT subscribed), 0),
+        count(*) FILTER (WHERE cost_nanousd IS NULL),
+        COALESCE(sum(machine_cost_nanousd) FILTER (WHERE NOT subscribed), 0),
         count(*) FILTER (WHERE machine_cost_nanousd IS NULL), COALESCE(sum(latency_ms), 0),
-        count(latency_ms), max(requested_at)
+        count(latency_ms), count(*) FILTER (WHERE subscribed),
+        COALESCE(sum(cost_nanousd) FILTER (WHERE subscribed), 0), max(requested_at)
     FROM inserted GROUP BY 2, 4, 5, 6 ORDER BY 2, 4, 5, 6
     ON CONFLICT (workspace_id, day, machine_id, project, provider, model) DO UPDATE SET
         {", ".join(f"{m} = daily_rollups.{m} + EXCLUDED.{m}" for m in ROLLUP_MEASURES)},
@@ -158,6 +167,7 @@ def columns_for(rows: Sequence[WireRow]) -> dict[str, list[Any]]:
         quote = price_row(facts)
         values["requested_at"] = parse_timestamp(row.requested_at)
         values["wire"] = facts.wire
+        values["billing"] = row_billing(facts.wire, values["billing"])
         values["machine_cost_nanousd"] = values.pop("cost_nanousd")
         values["machine_price_source"] = values.pop("price_source")
         values["cost_nanousd"] = quote.cost_nanousd

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from halton_meter.api.contract import money, request_item
+from halton_meter.api.contract import money, request_item, subscription_value
 from halton_meter.money import minor_units, usd_string
 from halton_meter.teamserver.schema import ROLLUP_MEASURES
 
@@ -86,6 +86,7 @@ def measures(values: dict[str, Any]) -> dict[str, Any]:
         if sums["latency_count"]
         else None,
         "cache_hit_rate": _cache_hit_rate(sums),
+        **subscription_value(sums["subscription_requests"], sums["subscription_value_nanousd"]),
     }
 
 
@@ -104,6 +105,7 @@ def _summary(values: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
         "unpriced_requests": sums["unpriced_requests"],
         **money(sums["machine_cost_nanousd"], "total_machine_"),
         "machine_unpriced_requests": sums["machine_unpriced_requests"],
+        **subscription_value(sums["subscription_requests"], sums["subscription_value_nanousd"]),
         "cache_hit_rate": _cache_hit_rate(sums),
         "avg_latency_ms": round(sums["latency_ms_sum"] / sums["latency_count"], 1)
         if sums["latency_count"]
@@ -274,7 +276,8 @@ def projects(
         "COALESCE(sum(r.requests) FILTER (WHERE r.day >= %s), 0), "
         "COALESCE(sum(r.cost_nanousd) FILTER (WHERE r.day >= %s), 0), "
         "COALESCE(sum(r.cost_nanousd) FILTER (WHERE r.day >= %s AND r.day < %s), 0), "
-        "min(r.day), max(r.last_request_at) "
+        "min(r.day), max(r.last_request_at), "
+        "sum(r.subscription_requests), sum(r.subscription_value_nanousd) "
         f"FROM daily_rollups r{where} GROUP BY 1, 2, 3"
     )
     month_params = [this_month, this_month, previous_month, this_month]
@@ -320,6 +323,10 @@ def projects(
                     "primary_provider": busiest[1],
                     "top_model": dearest[2] if dearest[4] else None,
                     "top_provider": dearest[1] if dearest[4] else None,
+                    # All time, apart from money spent (the cost figures above).
+                    **subscription_value(
+                        sum(int(r[11]) for r in rows), sum(int(r[12]) for r in rows)
+                    ),
                 },
             }
         )
@@ -383,6 +390,7 @@ REQUEST_COLUMNS = (
     "price_source",
     "machine_cost_nanousd",
     "machine_price_source",
+    "billing",
 )
 
 

@@ -30,6 +30,10 @@ ROLLUP_MEASURES = (
     "machine_unpriced_requests",
     "latency_ms_sum",
     "latency_count",
+    # Migration 4: `cost_nanousd` and `machine_cost_nanousd` are money spent (rows not billed by
+    # a subscription); a subscription's calls are counted, and valued at API prices, apart.
+    "subscription_requests",
+    "subscription_value_nanousd",
 )
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -160,6 +164,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             # and rows from machines that do not send it, get the backfill rule's.
             "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS wire text",
             f"UPDATE ledger SET wire = {backfill_wire_sql()} WHERE wire IS NULL",
+        ],
+    ),
+    (
+        4,
+        "ledger_billing",
+        [
+            # How each call was paid for (the machine's ledger migration 6): api, subscription
+            # or unknown. Rows already stored: unknown, except Code Assist's (a subscription).
+            "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS billing text NOT NULL DEFAULT 'unknown'",
+            "UPDATE ledger SET billing = 'subscription' WHERE wire = 'gemini-code-assist'",
+            "ALTER TABLE daily_rollups "
+            "ADD COLUMN IF NOT EXISTS subscription_requests bigint NOT NULL DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS subscription_value_nanousd bigint NOT NULL DEFAULT 0",
+            # Those rows were stored unpriced, so only their count moves; the money sums stay.
+            """UPDATE daily_rollups AS d SET subscription_requests = s.n FROM (
+                SELECT workspace_id, (requested_at AT TIME ZONE 'UTC')::date AS day,
+                    machine_id, project, provider,
+                    COALESCE(model, model_requested, '(unknown)') AS model, count(*) AS n
+                FROM ledger WHERE billing = 'subscription' GROUP BY 1, 2, 3, 4, 5, 6
+            ) AS s WHERE d.workspace_id = s.workspace_id AND d.day = s.day
+                AND d.machine_id = s.machine_id AND d.project = s.project
+                AND d.provider = s.provider AND d.model = s.model""",
         ],
     ),
 ]

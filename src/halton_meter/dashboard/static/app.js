@@ -216,11 +216,48 @@ function unpricedWarning(stats) {
     "Add a [[pricing.overrides]] entry, then re-price.");
 }
 
+function subscriptionCard(month) {
+  // What a subscription's calls would have cost at API prices: apart from spend, never added.
+  const s = month.summary;
+  if (!s.subscription_requests) return null;
+  return card("card-subscription-value", "Subscription use this month", usd(s.subscription_value_usd),
+    `${count(s.subscription_requests)} calls at API prices · paid by the plan, not in spend`);
+}
+
+const percent = (x) => (x === null || x === undefined) ? "—" : (x * 100).toFixed(1) + "%";
+const when = (stamp) => stamp ? stamp.replace("T", " ").slice(0, 16) + " UTC" : "—";
+
+function quotaPanel(quota) {
+  // Local only (GET /v1/quota): each account's windows, with the [quota] warn_at warning.
+  if (!quota || !quota.accounts.length) return null;
+  const rows = quota.accounts.flatMap((a) => a.windows.filter((w) => !w.expired).map((w) => ({ a, w })));
+  const warned = rows.filter(({ w }) => w.warning);
+  const shares = (list, key) => list.slice(0, 3).map((s) => `${s[key]} ${(s.share * 100).toFixed(0)}%`).join(", ") || "—";
+  return el("div", { class: "panel", id: "quota-panel" },
+    el("h2", { text: "Quota windows" }),
+    warned.length ? el("div", { class: "warning", id: "quota-warning" },
+      warned.map(({ a, w }) => `${a.account} ${w.name} at ${percent(w.utilisation)}`).join("; ") +
+      ` (warning at ${percent(quota.warn_at)}).`) : null,
+    el("div", { class: "scroll" }, el("table", { id: "quota-table" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "account" }), el("th", { text: "window" }),
+        el("th", { class: "num", text: "used" }), el("th", { text: "resets" }),
+        el("th", { text: "trend" }), el("th", { text: "projects" }), el("th", { text: "clients" }))),
+      el("tbody", {}, rows.map(({ a, w }) => el("tr", { class: w.warning ? "quota-warn" : "" },
+        el("td", { text: a.account }), el("td", { text: w.name }),
+        el("td", { class: "num", text: percent(w.utilisation) }),
+        el("td", { text: when(w.resets_at) }),
+        el("td", { text: w.trend_per_hour === null ? "—" : `${(w.trend_per_hour * 100).toFixed(1)}%/h` }),
+        el("td", { text: shares(w.projects, "project") }),
+        el("td", { text: shares(w.clients, "client") })))))));
+}
+
 async function overview(view) {
-  const [month, previous, recent] = await Promise.all([
+  const [month, previous, recent, quota] = await Promise.all([
     api(`/v1/stats?since=${monthStart(0)}`),
     api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
     api(`/v1/stats?since=${isoDay(29)}`),
+    isTeam() ? null : api("/v1/quota").catch(() => null),
   ]);
   const s = recent.summary;
   fill(view, 
@@ -229,12 +266,14 @@ async function overview(view) {
     el("div", { class: "cards" },
       card("card-month-spend", "Spend this month", usd(month.summary.total_cost_usd),
         `last month ${usd(previous.summary.total_cost_usd)}`),
+      subscriptionCard(month),
       card("card-requests", "Requests, 30 days", count(s.total_requests),
         `${count(s.total_errors)} errors · ${tokens(s.total_input_tokens + s.total_cache_read_tokens + s.total_cache_write_tokens)} prompt tokens`),
       card("card-projects", "Active projects, 30 days", count(s.active_projects),
         `${count(s.models_in_use)} models`),
       card("card-cache", "Cache hit rate, 30 days", (s.cache_hit_rate * 100).toFixed(1) + "%",
         s.last_request_at ? `last request ${s.last_request_at.replace("T", " ").slice(0, 19)} UTC` : "no requests yet")),
+    quotaPanel(quota),
     el("div", { class: "panel" },
       el("h2", { text: "Spend per day, last 30 days, by provider" }),
       el("div", { class: "chart" }, el("canvas", { id: "chart-spend-30d" }))),
