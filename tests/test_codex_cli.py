@@ -6,8 +6,8 @@ chatgpt.com/backend-api/codex, after the backend's account check. `run` sets wha
 needs: HTTPS_PROXY and CODEX_CA_CERTIFICATE (read before SSL_CERT_FILE).
 
 Each run makes a warm-up `response.create` (`generate: false`) and the turn itself: two rows.
-Expected costs come from OpenAI's published GPT-4.1 prices; a ChatGPT plan's calls are left
-unpriced (billed by the plan, not per token).
+Expected costs come from OpenAI's published GPT-4.1 and GPT-5.2-Codex prices; a ChatGPT plan's
+calls are subscription rows valued at those API prices (billed by the plan, not per token).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import base64
 import json
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 
 from tests.conftest import ROOT, FakeUpstream, Meter
 from tests.fakeupstream import catalog
-from tests.test_clients import metered
+from tests.test_clients import metered, nano
 from tests.test_websocket import RAW, control, expected_cost
 
 CODEX = ROOT / "tests" / "node" / "node_modules" / ".bin" / "codex"
@@ -173,8 +174,16 @@ def test_codex_logged_in_with_chatgpt(
         "chatgpt.com",
     )
     check_turn(turn, "chatgpt-codex", "chatgpt.com", "gpt-5.2-codex")
-    # Paid by the ChatGPT plan: no per-token price is made up for it.
-    assert (turn["cost_nanousd"], turn["price_source"]) == (None, None)
+    # Paid by the ChatGPT plan: a subscription row, valued at what the same tokens would cost
+    # through the API (GPT-5.2-Codex, OpenAI's published prices per 1M tokens: $1.75 input,
+    # $0.175 cached input, $14 output), shown apart from money spent.
+    cached = RAW["input_tokens_details"]["cached_tokens"]
+    api_value = (
+        nano(Decimal("1.75"), RAW["input_tokens"] - cached)
+        + nano(Decimal("0.175"), cached)
+        + nano(Decimal("14"), RAW["output_tokens"])
+    )
+    assert (turn["billing"], turn["cost_nanousd"]) == ("subscription", api_value)
     records = control(fake_upstream).requests()
     sockets = [r for r in records if r["method"] == "WS" and r["host"] == "chatgpt.com"]
     assert sockets and sockets[-1]["headers"]["chatgpt-account-id"] == ACCOUNT
