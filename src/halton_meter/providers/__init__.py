@@ -16,6 +16,7 @@ from .base import (
     StreamParser,
     Usage,
 )
+from .claimed import ClaimedHosts
 from .errors import classify_error
 from .hosts import SELF_TEST_API, SELF_TEST_HOST, claimed_hosts, route_for
 from .registry import DECLARABLE, WIRES, backfill_wire, row_wire, wire_format
@@ -29,6 +30,7 @@ __all__ = [
     "WIRES",
     "Billing",
     "CallResult",
+    "ClaimedHosts",
     "Endpoint",
     "InjectedUsageFilter",
     "PathRule",

@@ -97,6 +97,12 @@ class Route:
     # From a user's [[endpoints]]: a gateway we know less about. Its requests are never
     # rewritten (some, such as older Azure OpenAI versions, reject `stream_options`).
     user_declared: bool = False
+    # What a cloud's URL says about where the call ran: the region (Bedrock's host, Vertex's
+    # location), the cloud's project (Vertex), and the family of the model the cloud resells
+    # (`anthropic` on Bedrock or Vertex, `google`, `meta`, `openai`, …).
+    region: str | None = None
+    cloud_project: str | None = None
+    model_family: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

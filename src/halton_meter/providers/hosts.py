@@ -15,11 +15,12 @@ from urllib.parse import unquote
 
 from . import anthropic, gemini, openai
 from .base import Endpoint, Route
+from .claimed import ClaimedHosts
 from .registry import WIRES
 from .selftest import SELF_TEST_API, SELF_TEST_HOST
 from .wireformat import PathRule, WireFormat
 
-__all__ = ["SELF_TEST_API", "SELF_TEST_HOST", "claimed_hosts", "route_for"]
+__all__ = ["SELF_TEST_API", "SELF_TEST_HOST", "ClaimedHosts", "claimed_hosts", "route_for"]
 
 _OPENAI = openai.FAMILY
 _ANTHROPIC = (anthropic.MESSAGES,)
@@ -49,26 +50,51 @@ _HOSTS: dict[str, tuple[str, _Bases]] = {
 }
 _BUILTIN_PORT = 443
 
-# Fixed paths, looked up whole: host -> {base + path: route}.
-_EXACT: dict[str, dict[str, Route]] = {
-    host: {
-        base + rule.path: wire.route(provider, rule)
-        for base, wires in bases
-        for wire in wires
-        for rule in wire.paths
-    }
-    for host, (provider, bases) in _HOSTS.items()
+# Host families named by pattern, for clouds whose host names carry a region or a customer's
+# resource: (regex over the whole host name, provider, bases). A named group `region` becomes
+# the route's region. Tried only for a host the exact table does not name, on port 443.
+_HOST_PATTERNS: tuple[tuple[str, str, _Bases], ...] = ()
+
+
+class _HostRoutes:
+    """What one host (or host family) serves: fixed paths looked up whole, then the wire
+    formats whose paths have a variable part, asked in turn below their base."""
+
+    __slots__ = ("exact", "patterned", "provider")
+
+    def __init__(self, provider: str, bases: _Bases) -> None:
+        self.provider = provider
+        self.exact: dict[str, Route] = {
+            base + rule.path: wire.route(provider, rule)
+            for base, wires in bases
+            for wire in wires
+            for rule in wire.paths
+        }
+        self.patterned: tuple[tuple[str, WireFormat], ...] = tuple(
+            (base, wire)
+            for base, wires in bases
+            for wire in wires
+            if type(wire).match_path is not WireFormat.match_path
+        )
+
+    def route(self, clean: str) -> Route | None:
+        route = self.exact.get(clean)
+        if route is not None:
+            return route
+        for base, wire in self.patterned:
+            if clean.startswith(base):
+                route = wire.match_path(self.provider, clean[len(base) :], anchored=True)
+                if route is not None:
+                    return route
+        return None
+
+
+_EXACT: dict[str, _HostRoutes] = {
+    host: _HostRoutes(provider, bases) for host, (provider, bases) in _HOSTS.items()
 }
-# Paths with a variable part, per host: (base, wire format) to ask in turn.
-_PATTERNED: dict[str, tuple[tuple[str, WireFormat], ...]] = {
-    host: tuple(
-        (base, wire)
-        for base, wires in bases
-        for wire in wires
-        if type(wire).match_path is not WireFormat.match_path
-    )
-    for host, (_, bases) in _HOSTS.items()
-}
+_FAMILIES: tuple[tuple[re.Pattern[str], _HostRoutes], ...] = tuple(
+    (re.compile(regex), _HostRoutes(provider, bases)) for regex, provider, bases in _HOST_PATTERNS
+)
 
 # Every fixed path of every wire format, longest first, so a user endpoint's path is taken by
 # the most specific one: /messages/count_tokens beats /messages, and a /chat/completions path is
@@ -111,27 +137,27 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
             route = _endpoint_route(endpoint, clean)
             if route is not None:
                 return route
-    if port != _BUILTIN_PORT or host not in _EXACT:
+    if port != _BUILTIN_PORT:
         return None
-    route = _EXACT[host].get(clean)
-    if route is not None:
-        return route
-    provider = _HOSTS[host][0]
-    for base, wire in _PATTERNED[host]:
-        if clean.startswith(base):
-            route = wire.match_path(provider, clean[len(base) :], anchored=True)
-            if route is not None:
-                return route
+    known = _EXACT.get(host)
+    if known is not None:
+        return known.route(clean)
+    for regex, family in _FAMILIES:
+        found = regex.fullmatch(host)
+        if found is not None:
+            route = family.route(clean)
+            region = found.groupdict().get("region")
+            if route is not None and region and route.region is None:
+                route = dataclasses.replace(route, region=region)
+            return route
     return None
 
 
-def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> list[tuple[str, int]]:
-    """Every (host, port) whose TLS the proxy decrypts: built-in hosts on 443, the self-test
-    host, then endpoints."""
-    claimed = [(host, _BUILTIN_PORT) for host in _HOSTS]
-    claimed.append((SELF_TEST_HOST, _BUILTIN_PORT))
-    for endpoint in endpoints:
-        pair = (endpoint.host.lower().rstrip("."), endpoint.port)
-        if pair not in claimed:
-            claimed.append(pair)
-    return claimed
+def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> ClaimedHosts:
+    """Every host whose TLS the proxy decrypts: built-in hosts and host families on 443, the
+    self-test host, then endpoints."""
+    exact = [(host, _BUILTIN_PORT) for host in _HOSTS]
+    exact.append((SELF_TEST_HOST, _BUILTIN_PORT))
+    exact += [(endpoint.host.lower().rstrip("."), endpoint.port) for endpoint in endpoints]
+    patterns = [(regex, _BUILTIN_PORT) for regex, _, _ in _HOST_PATTERNS]
+    return ClaimedHosts.of(exact, patterns)
