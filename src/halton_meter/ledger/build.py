@@ -131,6 +131,9 @@ class RowBuilder:
             attribution_detail=who.detail,
             client_process=who.client_process,
             wire=route.wire,
+            model_family=route.model_family,
+            cloud_region=route.region,
+            cloud_project=route.cloud_project,
         )
 
     def _attribution(self, facts: CallFacts) -> Attribution:

@@ -60,6 +60,11 @@ class LedgerRow:
     # Migration 5: the wire format that carried the call (providers/registry.py); rows written
     # before it get one derived from host and api (`providers.backfill_wire`).
     wire: str | None = None
+    # Migration 8: where a cloud ran the call (providers.base.Route): the family of the model a
+    # cloud resells (anthropic on Bedrock), its region and the cloud's own project (Vertex).
+    model_family: str | None = None
+    cloud_region: str | None = None
+    cloud_project: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a
