@@ -302,3 +302,29 @@ def chat_usage(provider: str) -> JSON:
 def messages_usage(provider: str) -> JSON:
     """Anthropic-shaped usage served for `provider` at its Messages path."""
     return MESSAGES_USAGE.get(provider, ANTHROPIC_USAGE)
+
+
+# --- Amazon Bedrock ----------------------------------------------------------------------------
+
+BEDROCK_REQUEST_ID = "6f5c1b7e-0000-4000-8000-00000000bed0"
+BEDROCK_MESSAGE_ID = "msg_bdrk_01FakeUpstreamBedrock0001"
+# Claude on Bedrock: Anthropic's own usage object inside InvokeModel bodies and stream chunks.
+BEDROCK_ANTHROPIC_USAGE: JSON = {
+    "input_tokens": 1510,
+    "cache_creation_input_tokens": 620,
+    "cache_read_input_tokens": 2730,
+    "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 120},
+    "output_tokens": 433,
+}
+# Converse's TokenUsage: inputTokens excludes the cache counts; 1h writes in cacheDetails.
+BEDROCK_CONVERSE_USAGE: JSON = {
+    "inputTokens": 1820,
+    "outputTokens": 291,
+    "totalTokens": 3647,
+    "cacheReadInputTokens": 1024,
+    "cacheWriteInputTokens": 512,
+    "cacheDetails": [{"ttl": "1h", "inputTokens": 128}, {"ttl": "5m", "inputTokens": 384}],
+}
+BEDROCK_COUNT_TOKENS: JSON = {"inputTokens": 1618}
+# Meta Llama's own InvokeModel body counts.
+BEDROCK_LLAMA_USAGE: JSON = {"prompt_token_count": 311, "generation_token_count": 97}

@@ -40,6 +40,9 @@ DNS_NAMES: tuple[str, ...] = (
     "api.fireworks.ai",
     "api.cerebras.ai",
     "api.perplexity.ai",
+    "bedrock-runtime.us-east-1.amazonaws.com",
+    "bedrock-runtime.us-west-2.amazonaws.com",
+    "bedrock-runtime-fips.us-east-1.amazonaws.com",
     "example.org",
     "localhost",
 )

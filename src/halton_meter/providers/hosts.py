@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from . import anthropic, gemini, openai
+from . import anthropic, bedrock, gemini, openai
 from .base import Endpoint, Route
 from .claimed import ClaimedHosts
 from .registry import WIRES
@@ -53,7 +53,11 @@ _BUILTIN_PORT = 443
 # Host families named by pattern, for clouds whose host names carry a region or a customer's
 # resource: (regex over the whole host name, provider, bases). A named group `region` becomes
 # the route's region. Tried only for a host the exact table does not name, on port 443.
-_HOST_PATTERNS: tuple[tuple[str, str, _Bases], ...] = ()
+_BEDROCK: _Bases = (("", (bedrock.BEDROCK,)), ("/openai/v1", _OPENAI))
+_HOST_PATTERNS: tuple[tuple[str, str, _Bases], ...] = (
+    (r"bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com", "bedrock", _BEDROCK),
+    (r"bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com\.cn", "bedrock", _BEDROCK),
+)
 
 
 class _HostRoutes:

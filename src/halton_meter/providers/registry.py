@@ -7,7 +7,7 @@ is one dict access, so it is fine in a mitmproxy hook.
 
 from __future__ import annotations
 
-from . import anthropic, gemini, openai, selftest
+from . import anthropic, bedrock, gemini, openai, selftest
 from .wireformat import WireFormat
 
 # Adding a wire format: its module, and one entry here (then its hosts in hosts.py).
@@ -19,6 +19,7 @@ _ALL: tuple[WireFormat, ...] = (
     openai.EMBEDDINGS,
     gemini.GEMINI,
     gemini.CODE_ASSIST,
+    bedrock.BEDROCK,
     selftest.SELF_TEST,
 )
 

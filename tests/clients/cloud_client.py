@@ -1,0 +1,102 @@
+"""The clouds' real SDK clients, run as `halton-meter run -- python -m tests.clients.cloud_client
+KIND`: boto3's bedrock-runtime, the anthropic SDK's AnthropicBedrock and AnthropicVertex,
+google-genai on Vertex and openai's AzureOpenAI.
+
+Each prints one JSON object describing what the client received. Credentials are fake and no
+client reaches the network: AWS keys from the environment (the fake does not check SigV4),
+Google credentials built from a token (never refreshed), Azure API keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+REGION = "us-east-1"
+BEDROCK_MODEL = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+BEDROCK_REGIONAL_MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+
+def _fake_aws() -> None:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDEXAMPLEFAKE00001")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "fake-secret-key-never-sent-anywhere-0001")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _bedrock() -> Any:
+    import boto3
+
+    _fake_aws()
+    return boto3.client("bedrock-runtime", region_name=REGION)
+
+
+def boto3_invoke() -> dict[str, Any]:
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 256, "messages": MESSAGES}
+    answer = _bedrock().invoke_model(modelId=BEDROCK_MODEL, body=json.dumps(body))
+    message = json.loads(answer["body"].read())
+    return {"usage": message["usage"], "text": message["content"][0]["text"]}
+
+
+def boto3_invoke_stream() -> dict[str, Any]:
+    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 256, "messages": MESSAGES}
+    answer = _bedrock().invoke_model_with_response_stream(
+        modelId=BEDROCK_REGIONAL_MODEL, body=json.dumps(body)
+    )
+    events = [json.loads(part["chunk"]["bytes"]) for part in answer["body"]]
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    return {"types": [e["type"] for e in events], "text": text}
+
+
+def boto3_converse() -> dict[str, Any]:
+    answer = _bedrock().converse(
+        modelId=BEDROCK_MODEL, messages=[{"role": "user", "content": [{"text": "Say hello"}]}]
+    )
+    return {"usage": answer["usage"], "text": answer["output"]["message"]["content"][0]["text"]}
+
+
+def boto3_converse_stream() -> dict[str, Any]:
+    answer = _bedrock().converse_stream(
+        modelId=BEDROCK_MODEL, messages=[{"role": "user", "content": [{"text": "Say hello"}]}]
+    )
+    events = list(answer["stream"])
+    text = "".join(
+        e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e
+    )
+    usage = next(e["metadata"]["usage"] for e in events if "metadata" in e)
+    return {"text": text, "usage": usage}
+
+
+def _anthropic_bedrock() -> Any:
+    from anthropic import AnthropicBedrock
+
+    _fake_aws()
+    return AnthropicBedrock(aws_region=REGION, max_retries=0)
+
+
+def anthropic_bedrock() -> dict[str, Any]:
+    message = _anthropic_bedrock().messages.create(
+        model=BEDROCK_MODEL, max_tokens=256, messages=MESSAGES
+    )
+    return {"usage": message.usage.model_dump(), "model": message.model}
+
+
+def anthropic_bedrock_stream() -> dict[str, Any]:
+    with _anthropic_bedrock().messages.stream(
+        model=BEDROCK_MODEL, max_tokens=256, messages=MESSAGES
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    return {"text": text, "usage": final.usage.model_dump()}
+
+
+KINDS = {
+    name: function
+    for name, function in globals().items()
+    if callable(function) and not name.startswith("_") and name not in ("json", "os", "sys")
+}
+
+if __name__ == "__main__":
+    print(json.dumps(KINDS[sys.argv[1]](), default=str))
