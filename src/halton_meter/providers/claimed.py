@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-HostPattern = tuple[str, int]  # (regex matched against the whole host name, port)
+HostPattern = tuple[str, int]
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")  # (regex matched against the whole host name, port)
 
 
 def _tail(host: str) -> str:
@@ -58,7 +59,10 @@ class ClaimedHosts:
         for regex, port in self.patterns:
             grouped.setdefault((port, pattern_tail(regex)), []).append(regex)
         for key, regexes in grouped.items():
-            self._compiled[key] = re.compile("|".join(f"(?:{r})" for r in regexes))
+            # Patterns may name groups (hosts.py's `region`): unnamed here, so that several
+            # can share one alternation.
+            joined = "|".join(f"(?:{_NAMED_GROUP.sub('(?:', r)})" for r in regexes)
+            self._compiled[key] = re.compile(joined)
 
     @classmethod
     def of(
