@@ -152,3 +152,92 @@ def test_anthropic_bedrock(meter: Meter, project: str, kind: str) -> None:
     assert usage_of(row) == CLAUDE_ON_BEDROCK
     assert row["user_agent"].startswith("AnthropicBedrock/Python")
     assert row["cost_nanousd"] == claude_on_bedrock_cost(BEDROCK_SONNET_4_5_GLOBAL)
+
+
+# Google Cloud, cloud.google.com/vertex-ai/generative-ai/pricing (Anthropic's Claude, global
+# endpoint), Claude Sonnet 4.5 up to 200k input tokens, USD per million tokens.
+VERTEX_SONNET_4_5_GLOBAL = {
+    "input": "3",
+    "output": "15",
+    "cache_read": "0.30",
+    "write_5m": "3.75",
+    "write_1h": "6",
+}
+# Same page, Gemini 2.5 Flash, text: input, cached input, output (thinking included).
+VERTEX_GEMINI_2_5_FLASH = {"input": "0.30", "cached": "0.03", "output": "2.50"}
+VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
+
+
+@pytest.mark.parametrize("kind", ["anthropic_vertex", "anthropic_vertex_stream"])
+def test_anthropic_vertex(meter: Meter, project: str, kind: str) -> None:
+    seen = cloud(meter, project, kind)
+    raw = catalog.VERTEX_MESSAGES_USAGE
+    assert seen["usage"]["output_tokens"] == raw["output_tokens"]
+    (row,) = meter.wait_rows(project, 1)
+    assert (row["provider"], row["wire"], row["api"]) == ("vertex", "vertex", "messages")
+    assert row["host"] == "aiplatform.googleapis.com"
+    assert (row["model"], row["model_requested"]) == (VERTEX_CLAUDE, VERTEX_CLAUDE)
+    assert (row["model_family"], row["cloud_region"], row["cloud_project"]) == (
+        "anthropic",
+        "global",
+        "proj-halton-test",
+    )
+    assert row["project"] == project  # the cloud's project is a fact, not the attribution
+    assert row["stream"] == int(kind.endswith("stream")) and row["tokens_complete"] == 1
+    assert (row["status"], row["http_status"]) == ("ok", 200)
+    assert row["user_agent"].startswith("AnthropicVertex/Python")
+    written_1h = raw["cache_creation"]["ephemeral_1h_input_tokens"]
+    assert usage_of(row) == {
+        "input_tokens": raw["input_tokens"],
+        "cache_read_tokens": raw["cache_read_input_tokens"],
+        "cache_write_tokens": raw["cache_creation_input_tokens"],
+        "cache_write_1h_tokens": written_1h,
+        "output_tokens": raw["output_tokens"],
+        "reasoning_tokens": None,
+        "web_search_requests": None,
+    }
+    prices = VERTEX_SONNET_4_5_GLOBAL
+    assert row["cost_nanousd"] == int(
+        nano(prices["input"], raw["input_tokens"])
+        + nano(prices["cache_read"], raw["cache_read_input_tokens"])
+        + nano(prices["write_5m"], raw["cache_creation_input_tokens"] - written_1h)
+        + nano(prices["write_1h"], written_1h)
+        + nano(prices["output"], raw["output_tokens"])
+    )
+
+
+@pytest.mark.parametrize("kind", ["genai_vertex_stream", "genai_vertex_generate"])
+def test_google_genai_on_vertex(meter: Meter, project: str, kind: str) -> None:
+    seen = cloud(meter, project, kind)
+    raw = catalog.GEMINI_USAGE
+    assert seen["prompt_token_count"] == raw["promptTokenCount"]
+    (row,) = meter.wait_rows(project, 1)
+    streamed = kind.endswith("stream")
+    api = "stream_generate_content" if streamed else "generate_content"
+    assert (row["provider"], row["wire"], row["api"]) == ("vertex", "vertex", api)
+    assert row["host"] == "us-central1-aiplatform.googleapis.com"
+    assert (row["model_family"], row["cloud_region"], row["cloud_project"]) == (
+        "google",
+        "us-central1",
+        "proj-halton-test",
+    )
+    assert row["model"] == catalog.GEMINI_MODEL and row["tokens_complete"] == 1
+    uncached = (
+        raw["promptTokenCount"] + raw["toolUsePromptTokenCount"] - raw["cachedContentTokenCount"]
+    )
+    output = raw["candidatesTokenCount"] + raw["thoughtsTokenCount"]
+    assert usage_of(row) == {
+        "input_tokens": uncached,
+        "cache_read_tokens": raw["cachedContentTokenCount"],
+        "cache_write_tokens": 0,
+        "cache_write_1h_tokens": None,
+        "output_tokens": output,
+        "reasoning_tokens": raw["thoughtsTokenCount"],
+        "web_search_requests": None,
+    }
+    prices = VERTEX_GEMINI_2_5_FLASH
+    assert row["cost_nanousd"] == int(
+        nano(prices["input"], uncached)
+        + nano(prices["cached"], raw["cachedContentTokenCount"])
+        + nano(prices["output"], output)
+    )

@@ -92,6 +92,71 @@ def anthropic_bedrock_stream() -> dict[str, Any]:
     return {"text": text, "usage": final.usage.model_dump()}
 
 
+VERTEX_PROJECT = "proj-halton-test"
+VERTEX_CLAUDE = "claude-sonnet-4-5@20250929"
+
+
+def _anthropic_vertex() -> Any:
+    from anthropic import AnthropicVertex
+
+    # A fixed access token: the SDK never refreshes it, so no Google endpoint is called.
+    return AnthropicVertex(
+        region="global", project_id=VERTEX_PROJECT, access_token="ya29.fake-token", max_retries=0
+    )
+
+
+def anthropic_vertex() -> dict[str, Any]:
+    message = _anthropic_vertex().messages.create(
+        model=VERTEX_CLAUDE, max_tokens=256, messages=MESSAGES
+    )
+    return {"usage": message.usage.model_dump(), "model": message.model}
+
+
+def anthropic_vertex_stream() -> dict[str, Any]:
+    with _anthropic_vertex().messages.stream(
+        model=VERTEX_CLAUDE, max_tokens=256, messages=MESSAGES
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    return {"text": text, "usage": final.usage.model_dump()}
+
+
+def _genai_vertex() -> Any:
+    from google import genai
+    from google.oauth2.credentials import Credentials
+
+    # A token without expiry is never refreshed; project and location given, so google-auth
+    # never looks for default credentials.
+    return genai.Client(
+        vertexai=True,
+        project=VERTEX_PROJECT,
+        location="us-central1",
+        credentials=Credentials(token="ya29.fake-token"),
+    )
+
+
+def genai_vertex_stream() -> dict[str, Any]:
+    client = _genai_vertex()  # kept: a collected client closes its connection pool
+    pieces = list(
+        client.models.generate_content_stream(model="gemini-2.5-flash", contents="Say hello")
+    )
+    last = pieces[-1].usage_metadata
+    return {
+        "text": "".join(p.text or "" for p in pieces),
+        "prompt_token_count": last.prompt_token_count if last else None,
+    }
+
+
+def genai_vertex_generate() -> dict[str, Any]:
+    client = _genai_vertex()
+    response = client.models.generate_content(model="gemini-2.5-flash", contents="Say hello")
+    usage = response.usage_metadata
+    return {
+        "text": response.text,
+        "prompt_token_count": usage.prompt_token_count if usage else None,
+    }
+
+
 KINDS = {
     name: function
     for name, function in globals().items()

@@ -84,6 +84,14 @@ XAI_MESSAGES_USAGE: JSON = {
     "output_tokens": 246,
     "service_tier": "standard",
 }
+# Claude on Vertex AI (rawPredict/streamRawPredict): Anthropic's shape, no server tools.
+VERTEX_MESSAGES_USAGE: JSON = {
+    "input_tokens": 1642,
+    "cache_creation_input_tokens": 736,
+    "cache_read_input_tokens": 2915,
+    "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 136},
+    "output_tokens": 389,
+}
 DEEPSEEK_MESSAGES_USAGE: JSON = {
     "input_tokens": 1471,
     "cache_creation_input_tokens": 0,
@@ -288,6 +296,7 @@ MESSAGES_USAGE: dict[str, JSON] = {
     "anthropic": ANTHROPIC_USAGE,
     "xai": XAI_MESSAGES_USAGE,
     "deepseek": DEEPSEEK_MESSAGES_USAGE,
+    "vertex": VERTEX_MESSAGES_USAGE,
 }
 
 # Providers whose stream carries usage on the last chunk even without include_usage.

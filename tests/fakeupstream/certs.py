@@ -43,6 +43,9 @@ DNS_NAMES: tuple[str, ...] = (
     "bedrock-runtime.us-east-1.amazonaws.com",
     "bedrock-runtime.us-west-2.amazonaws.com",
     "bedrock-runtime-fips.us-east-1.amazonaws.com",
+    "aiplatform.googleapis.com",
+    "us-east5-aiplatform.googleapis.com",
+    "us-central1-aiplatform.googleapis.com",
     "example.org",
     "localhost",
 )

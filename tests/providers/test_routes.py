@@ -196,3 +196,19 @@ def test_a_damaged_claims_file_is_refused_whole() -> None:
         ClaimedHosts.from_json('{"exact": [["a.example", 443]], "patterns": [["(", 443]]}')
     with pytest.raises(ValueError):
         ClaimedHosts.from_json("[]")
+
+
+def test_the_builtin_host_families_are_claimed_together() -> None:
+    claimed = claimed_hosts()
+    for host in (
+        "bedrock-runtime.us-east-1.amazonaws.com",
+        "bedrock-runtime-fips.us-gov-west-1.amazonaws.com",
+        "bedrock-runtime.cn-north-1.amazonaws.com.cn",
+        "us-east5-aiplatform.googleapis.com",
+        "aiplatform.googleapis.com",
+        "aiplatform.eu.rep.googleapis.com",
+    ):
+        assert claimed.claims(host, 443), host
+    for host in ("s3.amazonaws.com", "storage.googleapis.com", "bedrock.us-east-1.amazonaws.com"):
+        assert not claimed.claims(host, 443), host
+    assert all(re.compile(p) for p in claimed.mitmproxy_patterns())

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from . import anthropic, bedrock, gemini, openai
+from . import anthropic, bedrock, gemini, openai, vertex
 from .base import Endpoint, Route
 from .claimed import ClaimedHosts
 from .registry import WIRES
@@ -47,6 +47,7 @@ _HOSTS: dict[str, tuple[str, _Bases]] = {
     "api.fireworks.ai": ("fireworks", (("/inference/v1", _OPENAI),)),
     "api.cerebras.ai": ("cerebras", (("/v1", _OPENAI),)),
     "api.perplexity.ai": ("perplexity", (("", _OPENAI), ("/v1", _OPENAI))),
+    "aiplatform.googleapis.com": ("vertex", (("", (vertex.VERTEX,)),)),
 }
 _BUILTIN_PORT = 443
 
@@ -54,7 +55,10 @@ _BUILTIN_PORT = 443
 # resource: (regex over the whole host name, provider, bases). A named group `region` becomes
 # the route's region. Tried only for a host the exact table does not name, on port 443.
 _BEDROCK: _Bases = (("", (bedrock.BEDROCK,)), ("/openai/v1", _OPENAI))
+_VERTEX: _Bases = (("", (vertex.VERTEX,)),)
 _HOST_PATTERNS: tuple[tuple[str, str, _Bases], ...] = (
+    (r"(?P<region>[a-z0-9-]+)-aiplatform\.googleapis\.com", "vertex", _VERTEX),
+    (r"aiplatform\.(?P<region>us|eu)\.rep\.googleapis\.com", "vertex", _VERTEX),
     (r"bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com", "bedrock", _BEDROCK),
     (r"bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com\.cn", "bedrock", _BEDROCK),
 )

@@ -7,7 +7,7 @@ is one dict access, so it is fine in a mitmproxy hook.
 
 from __future__ import annotations
 
-from . import anthropic, bedrock, gemini, openai, selftest
+from . import anthropic, bedrock, gemini, openai, selftest, vertex
 from .wireformat import WireFormat
 
 # Adding a wire format: its module, and one entry here (then its hosts in hosts.py).
@@ -20,6 +20,7 @@ _ALL: tuple[WireFormat, ...] = (
     gemini.GEMINI,
     gemini.CODE_ASSIST,
     bedrock.BEDROCK,
+    vertex.VERTEX,
     selftest.SELF_TEST,
 )
 
