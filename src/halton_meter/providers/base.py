@@ -103,6 +103,8 @@ class Route:
     region: str | None = None
     cloud_project: str | None = None
     model_family: str | None = None
+    # The `api-version` the URL names (Azure): what a request may be asked for depends on it.
+    api_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

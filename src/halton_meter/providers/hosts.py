@@ -115,6 +115,9 @@ _BY_SUFFIX: tuple[tuple[PathRule, WireFormat], ...] = tuple(
 )
 
 
+_API_VERSION = re.compile(r"[?&]api-version=([^&#]*)")
+
+
 def _clean_path(path: str) -> str:
     """Drop query and fragment, decode escapes, collapse doubled and trailing slashes."""
     path = unquote(path.split("?", 1)[0].split("#", 1)[0])
@@ -149,16 +152,22 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
         return None
     known = _EXACT.get(host)
     if known is not None:
-        return known.route(clean)
-    for regex, family in _FAMILIES:
-        found = regex.fullmatch(host)
-        if found is not None:
-            route = family.route(clean)
-            region = found.groupdict().get("region")
-            if route is not None and region and route.region is None:
-                route = dataclasses.replace(route, region=region)
-            return route
-    return None
+        route = known.route(clean)
+    else:
+        route = None
+        for regex, family in _FAMILIES:
+            found = regex.fullmatch(host)
+            if found is not None:
+                route = family.route(clean)
+                region = found.groupdict().get("region")
+                if route is not None and region and route.region is None:
+                    route = dataclasses.replace(route, region=region)
+                break
+    if route is not None and route.api_version is None and "api-version=" in path:
+        version = _API_VERSION.search(path)
+        if version is not None:
+            route = dataclasses.replace(route, api_version=unquote(version[1]))
+    return route
 
 
 def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> ClaimedHosts:
