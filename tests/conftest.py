@@ -49,6 +49,9 @@ UPSTREAM_HOSTS = (
     "aiplatform.googleapis.com",
     "us-east5-aiplatform.googleapis.com",
     "us-central1-aiplatform.googleapis.com",
+    "halton-test.openai.azure.com",
+    "halton-test.cognitiveservices.azure.com",
+    "halton-test.services.ai.azure.com",
     "example.org",
 )
 

@@ -241,3 +241,93 @@ def test_google_genai_on_vertex(meter: Meter, project: str, kind: str) -> None:
         + nano(prices["cached"], raw["cachedContentTokenCount"])
         + nano(prices["output"], output)
     )
+
+
+# Azure OpenAI, azure.microsoft.com/pricing/details/cognitive-services/openai-service (Global
+# deployments), USD per million tokens. GPT-4.1 (2025-04-14): input, cached input, output.
+AZURE_GPT_4_1 = {"input": "2", "cached": "0.50", "output": "8"}
+# text-embedding-3-small:
+AZURE_EMBEDDING_3_SMALL = "0.02"
+
+
+def azure_row(row: dict[str, Any], api: str, wire: str = "azure") -> None:
+    assert (row["provider"], row["wire"], row["api"]) == ("azure", wire, api)
+    assert row["host"] == "halton-test.openai.azure.com"
+    assert row["model_family"] == "openai"
+    assert (row["cloud_region"], row["cloud_project"]) == (None, None)
+    assert row["status"] == "ok" and row["http_status"] == 200
+
+
+@pytest.mark.parametrize("kind", ["azure_chat_stream", "azure_chat_stream_include_usage"])
+def test_azure_openai_chat_stream(meter: Meter, project: str, kind: str) -> None:
+    seen = cloud(meter, project, kind)
+    raw = catalog.AZURE_CHAT_USAGE
+    assert seen["text"] == catalog.full_text(catalog.DEFAULT_EVENTS)
+    # The client sees a usage chunk only when it asked for one itself.
+    totals = [usage["total_tokens"] for usage in seen["usage"]]
+    assert totals == ([raw["total_tokens"]] if kind.endswith("include_usage") else [])
+    (row,) = meter.wait_rows(project, 1)
+    azure_row(row, "chat")
+    # The deployment is not a model: the response names the model that is billed.
+    assert row["model"] == catalog.AZURE_MODEL
+    assert row["model_requested"] == "my-gpt41-deployment"
+    assert row["stream"] == 1 and row["tokens_complete"] == 1
+    cached = raw["prompt_tokens_details"]["cached_tokens"]
+    assert usage_of(row) == {
+        "input_tokens": raw["prompt_tokens"] - cached,  # OpenAI's prompt includes the cache
+        "cache_read_tokens": cached,
+        "cache_write_tokens": None,
+        "cache_write_1h_tokens": None,
+        "output_tokens": raw["completion_tokens"],
+        "reasoning_tokens": 0,
+        "web_search_requests": None,
+    }
+    assert row["cost_nanousd"] == int(
+        nano(AZURE_GPT_4_1["input"], raw["prompt_tokens"] - cached)
+        + nano(AZURE_GPT_4_1["cached"], cached)
+        + nano(AZURE_GPT_4_1["output"], raw["completion_tokens"])
+    )
+
+
+def test_azure_openai_old_api_version_is_never_asked_for_usage(meter: Meter, project: str) -> None:
+    """Before 2024-09-01-preview Azure answers `stream_options` with a 400: the request goes
+    as the client sent it, and the row says its tokens are unknown (never $0)."""
+    seen = cloud(meter, project, "azure_chat_stream_old_version")
+    assert seen["text"] == catalog.full_text(catalog.DEFAULT_EVENTS) and seen["usage"] == []
+    (row,) = meter.wait_rows(project, 1)
+    azure_row(row, "chat")
+    assert row["tokens_complete"] == 0
+    assert row["output_tokens"] is None and row["cost_nanousd"] is None
+
+
+def test_azure_openai_responses(meter: Meter, project: str) -> None:
+    seen = cloud(meter, project, "azure_responses")
+    raw = catalog.OPENAI_RESPONSES_USAGE
+    assert seen["usage"]["output_tokens"] == raw["output_tokens"]
+    (row,) = meter.wait_rows(project, 1)
+    azure_row(row, "responses")
+    assert row["model"] == catalog.AZURE_MODEL and row["tokens_complete"] == 1
+    cached = raw["input_tokens_details"]["cached_tokens"]
+    written = raw["input_tokens_details"]["cache_write_tokens"]
+    assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (
+        raw["input_tokens"] - cached - written,
+        cached,
+        written,
+    )
+    # Azure bills cache writes as ordinary input.
+    assert row["cost_nanousd"] == int(
+        nano(AZURE_GPT_4_1["input"], raw["input_tokens"] - cached)
+        + nano(AZURE_GPT_4_1["cached"], cached)
+        + nano(AZURE_GPT_4_1["output"], raw["output_tokens"])
+    )
+
+
+def test_azure_openai_embeddings(meter: Meter, project: str) -> None:
+    seen = cloud(meter, project, "azure_embeddings")
+    tokens = catalog.OPENAI_EMBEDDINGS_USAGE["prompt_tokens"]
+    assert seen == {"dimensions": len(catalog.EMBEDDING_VECTOR), "tokens": tokens}
+    (row,) = meter.wait_rows(project, 1)
+    azure_row(row, "embeddings")
+    assert row["model"] == catalog.OPENAI_EMBEDDING_MODEL
+    assert (row["input_tokens"], row["output_tokens"]) == (tokens, 0)
+    assert row["cost_nanousd"] == int(nano(AZURE_EMBEDDING_3_SMALL, tokens))

@@ -157,6 +157,60 @@ def genai_vertex_generate() -> dict[str, Any]:
     }
 
 
+AZURE_ENDPOINT = "https://halton-test.openai.azure.com"
+
+
+def _azure(version: str = "2024-10-21") -> Any:
+    from openai import AzureOpenAI
+
+    return AzureOpenAI(
+        azure_endpoint=AZURE_ENDPOINT,
+        api_key="azure-test-secret-0005",
+        api_version=version,
+        max_retries=0,
+    )
+
+
+def _azure_chat(version: str, include_usage: bool) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if include_usage:
+        extra["stream_options"] = {"include_usage": True}
+    stream = _azure(version).chat.completions.create(
+        model="my-gpt41-deployment",
+        stream=True,
+        messages=[{"role": "user", "content": "Say hello"}],
+        **extra,
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = [c.usage.model_dump() for c in chunks if c.usage is not None]
+    return {"text": text, "usage": usage, "chunks": len(chunks)}
+
+
+def azure_chat_stream() -> dict[str, Any]:
+    return _azure_chat("2024-10-21", include_usage=False)
+
+
+def azure_chat_stream_include_usage() -> dict[str, Any]:
+    return _azure_chat("2024-10-21", include_usage=True)
+
+
+def azure_chat_stream_old_version() -> dict[str, Any]:
+    return _azure_chat("2024-06-01", include_usage=False)
+
+
+def azure_responses() -> dict[str, Any]:
+    response = _azure("2025-03-01-preview").responses.create(
+        model="my-gpt41-deployment", input="Say hello"
+    )
+    return {"usage": response.usage.model_dump() if response.usage else None}
+
+
+def azure_embeddings() -> dict[str, Any]:
+    result = _azure().embeddings.create(model="my-embedding-deployment", input="Say hello")
+    return {"dimensions": len(result.data[0].embedding), "tokens": result.usage.prompt_tokens}
+
+
 KINDS = {
     name: function
     for name, function in globals().items()

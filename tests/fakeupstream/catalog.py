@@ -257,6 +257,22 @@ PERPLEXITY_CHAT_USAGE: JSON = {
     },
 }
 
+# --- Azure OpenAI ------------------------------------------------------------------------------
+
+AZURE_MODEL = "gpt-4.1-2025-04-14"  # what Azure's responses name, whatever the deployment
+AZURE_CHAT_USAGE: JSON = {
+    "completion_tokens": 318,
+    "completion_tokens_details": {
+        "accepted_prediction_tokens": 0,
+        "audio_tokens": 0,
+        "reasoning_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+    "prompt_tokens": 2741,
+    "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1152},
+    "total_tokens": 3059,
+}
+
 # --- provider table ----------------------------------------------------------------------------
 
 # Host -> provider key. Unknown hosts (127.0.0.1, localhost) act as the first-party API that
@@ -289,6 +305,7 @@ CHAT_USAGE: dict[str, JSON] = {
     "fireworks": FIREWORKS_CHAT_USAGE,
     "cerebras": CEREBRAS_CHAT_USAGE,
     "perplexity": PERPLEXITY_CHAT_USAGE,
+    "azure": AZURE_CHAT_USAGE,
 }
 
 # Messages usage by provider; any other host serving /v1/messages uses ANTHROPIC_USAGE.

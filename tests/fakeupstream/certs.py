@@ -46,6 +46,9 @@ DNS_NAMES: tuple[str, ...] = (
     "aiplatform.googleapis.com",
     "us-east5-aiplatform.googleapis.com",
     "us-central1-aiplatform.googleapis.com",
+    "halton-test.openai.azure.com",
+    "halton-test.cognitiveservices.azure.com",
+    "halton-test.services.ai.azure.com",
     "example.org",
     "localhost",
 )

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 import brotli
 import zstandard
 
-from . import anthropic_wire, bedrock_wire, catalog, gemini_wire, openai_wire
+from . import anthropic_wire, azure_wire, bedrock_wire, catalog, gemini_wire, openai_wire
 from .certs import TestPKI
 from .reply import Call, Reply, truncated
 
@@ -75,6 +75,8 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
     """Pick the format by path (as the meter must) and the provider by Host (or x-fake-provider)."""
     provider = forced or catalog.PROVIDER_HOSTS.get(host, "")
     if method == "POST":
+        if host.endswith(".azure.com") and azure_wire.PATH.match(path):
+            return Route(provider or "azure", azure_wire.handle, azure_wire.error)
         if bedrock_wire.PATH.match(path):
             return Route(provider or "bedrock", bedrock_wire.handle, bedrock_wire.error)
         if match := VERTEX_PATH.match(path):

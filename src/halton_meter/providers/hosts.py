@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote
 
-from . import anthropic, bedrock, gemini, openai, vertex
+from . import anthropic, azure, bedrock, gemini, openai, vertex
 from .base import Endpoint, Route
 from .claimed import ClaimedHosts
 from .registry import WIRES
@@ -56,7 +56,11 @@ _BUILTIN_PORT = 443
 # the route's region. Tried only for a host the exact table does not name, on port 443.
 _BEDROCK: _Bases = (("", (bedrock.BEDROCK,)), ("/openai/v1", _OPENAI))
 _VERTEX: _Bases = (("", (vertex.VERTEX,)),)
+_AZURE: _Bases = (("", (azure.AZURE,)),)
 _HOST_PATTERNS: tuple[tuple[str, str, _Bases], ...] = (
+    (r"[a-z0-9][a-z0-9-]*\.openai\.azure\.com", "azure", _AZURE),
+    (r"[a-z0-9][a-z0-9-]*\.cognitiveservices\.azure\.com", "azure", _AZURE),
+    (r"[a-z0-9][a-z0-9-]*\.services\.ai\.azure\.com", "azure", _AZURE),
     (r"(?P<region>[a-z0-9-]+)-aiplatform\.googleapis\.com", "vertex", _VERTEX),
     (r"aiplatform\.(?P<region>us|eu)\.rep\.googleapis\.com", "vertex", _VERTEX),
     (r"bedrock-runtime(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com", "bedrock", _BEDROCK),

@@ -7,7 +7,7 @@ is one dict access, so it is fine in a mitmproxy hook.
 
 from __future__ import annotations
 
-from . import anthropic, bedrock, gemini, openai, selftest, vertex
+from . import anthropic, azure, bedrock, gemini, openai, selftest, vertex
 from .wireformat import WireFormat
 
 # Adding a wire format: its module, and one entry here (then its hosts in hosts.py).
@@ -21,6 +21,7 @@ _ALL: tuple[WireFormat, ...] = (
     gemini.CODE_ASSIST,
     bedrock.BEDROCK,
     vertex.VERTEX,
+    azure.AZURE,
     selftest.SELF_TEST,
 )
 
