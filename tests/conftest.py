@@ -52,6 +52,7 @@ UPSTREAM_HOSTS = (
     "halton-test.openai.azure.com",
     "halton-test.cognitiveservices.azure.com",
     "halton-test.services.ai.azure.com",
+    "api.moonshot.ai",
     "example.org",
 )
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Meter
 from tests.fakeupstream import catalog
-from tests.test_clients import metered, nano, usage_of
+from tests.test_clients import curl_json, metered, nano, usage_of
 
 # Amazon Bedrock, aws.amazon.com/bedrock/pricing (Anthropic, on-demand), Claude Sonnet 4.5,
 # USD per million tokens. Global cross-region inference is priced at Anthropic's list price;
@@ -331,3 +331,32 @@ def test_azure_openai_embeddings(meter: Meter, project: str) -> None:
     assert row["model"] == catalog.OPENAI_EMBEDDING_MODEL
     assert (row["input_tokens"], row["output_tokens"]) == (tokens, 0)
     assert row["cost_nanousd"] == int(nano(AZURE_EMBEDDING_3_SMALL, tokens))
+
+
+# Moonshot AI, platform.moonshot.ai/docs/pricing, kimi-k2-0905-preview, USD per million tokens:
+# input (cache miss), input (cache hit), output.
+KIMI_K2_0905 = {"input": "0.60", "cached": "0.15", "output": "2.50"}
+
+
+def test_a_catalogue_provider_is_metered_without_configuration(meter: Meter, project: str) -> None:
+    """api.moonshot.ai is in no table of ours: genai-prices lists it, so it is routed."""
+    body = {"model": "kimi-k2-0905-preview", "messages": [{"role": "user", "content": "hi"}]}
+    done = curl_json(meter, project, "https://api.moonshot.ai/v1/chat/completions", body)
+    assert done.returncode == 0, done.stderr
+    (row,) = meter.wait_rows(project, 1)
+    assert (row["provider"], row["wire"], row["api"]) == ("moonshotai", "openai-chat", "chat")
+    raw = catalog.OPENAI_CHAT_USAGE  # the fake's OpenAI-shaped usage for any other host
+    cached = raw["prompt_tokens_details"]["cached_tokens"]
+    written = raw["prompt_tokens_details"]["cache_write_tokens"]
+    assert (row["input_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (
+        raw["prompt_tokens"] - cached - written,
+        cached,
+        written,
+    )
+    assert row["tokens_complete"] == 1
+    # Moonshot has no cache-write price: written tokens are billed as input.
+    assert row["cost_nanousd"] == int(
+        nano(KIMI_K2_0905["input"], raw["prompt_tokens"] - cached)
+        + nano(KIMI_K2_0905["cached"], cached)
+        + nano(KIMI_K2_0905["output"], raw["completion_tokens"])
+    )

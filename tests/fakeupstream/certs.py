@@ -49,6 +49,7 @@ DNS_NAMES: tuple[str, ...] = (
     "halton-test.openai.azure.com",
     "halton-test.cognitiveservices.azure.com",
     "halton-test.services.ai.azure.com",
+    "api.moonshot.ai",
     "example.org",
     "localhost",
 )

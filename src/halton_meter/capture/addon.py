@@ -27,7 +27,7 @@ from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
-from halton_meter.providers.base import Endpoint
+from halton_meter.providers.base import Endpoint, HostFamily
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
 
@@ -58,6 +58,7 @@ class MeterAddon:
         own_ports: Collection[int],
         default_project: str = "misc",
         endpoints: Sequence[Endpoint] = (),
+        families: Sequence[HostFamily] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
         behind_edge: bool = False,
         attributor: Attributor | None = None,
@@ -67,6 +68,7 @@ class MeterAddon:
         self._own_ports = frozenset(own_ports)
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
+        self._families = tuple(families)
         self._resolve = dict(resolve or {})
         self._behind_edge = behind_edge
         self._attributor = attributor
@@ -174,7 +176,9 @@ class MeterAddon:
         if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
             return
         host = request.pretty_host.lower()
-        route = providers.route_for(host, request.port, request.path, self._endpoints)
+        route = providers.route_for(
+            host, request.port, request.path, self._endpoints, self._families
+        )
         if route is None:
             return
         project = project_from_proxy_authorization(auth) or self._connection_projects.get(

@@ -42,6 +42,7 @@ from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
+from halton_meter.pricing.catalogue_hosts import catalogue_families
 from halton_meter.runstate import CLAIMED_HOSTS_FILE, DaemonState, write_atomic
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ class StartupError(RuntimeError):
 
 
 def claimed(config: Config) -> providers.ClaimedHosts:
-    """Every host this daemon decrypts: the built-in table's and the user's endpoints."""
-    return providers.claimed_hosts(config.endpoints)
+    """Every host this daemon decrypts: the built-in table's, the user's endpoints and the
+    price catalogue's providers (pricing/catalogue_hosts.py)."""
+    return providers.claimed_hosts(config.endpoints, catalogue_families())
 
 
 def intercept_patterns(config: Config) -> list[str]:
@@ -119,6 +121,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         own_ports=own_ports(config),
         default_project=config.default_project,
         endpoints=config.endpoints,
+        families=catalogue_families(),
         resolve=config.upstream.resolve,
         behind_edge=behind_edge,
         attributor=attributor,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from .base import (
     CallResult,
     Endpoint,
+    HostFamily,
     RequestInfo,
     Route,
     StreamParser,
@@ -32,6 +33,7 @@ __all__ = [
     "CallResult",
     "ClaimedHosts",
     "Endpoint",
+    "HostFamily",
     "InjectedUsageFilter",
     "PathRule",
     "RequestInfo",

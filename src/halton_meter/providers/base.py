@@ -108,6 +108,17 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class HostFamily:
+    """Hosts known from elsewhere (the price catalogue's provider list): an anchored regex over
+    the host name on port 443, the provider rows name, and the wire formats it speaks, whose
+    paths are matched by suffix (a catalogue does not say the base path)."""
+
+    pattern: str
+    provider: str
+    wires: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """A user-declared endpoint (`[[endpoints]]` in config.toml): a gateway or self-hosted server
     that speaks one of the known wire formats."""

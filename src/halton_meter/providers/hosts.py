@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from urllib.parse import unquote
 
 from . import anthropic, azure, bedrock, gemini, openai, vertex
-from .base import Endpoint, Route
+from .base import Endpoint, HostFamily, Route
 from .claimed import ClaimedHosts
 from .registry import WIRES
 from .selftest import SELF_TEST_API, SELF_TEST_HOST
@@ -129,22 +129,45 @@ def _clean_path(path: str) -> str:
     return path.rstrip("/") or "/"
 
 
-def _endpoint_route(endpoint: Endpoint, path: str) -> Route | None:
-    """A user endpoint accepts any path that ends like its wire format's own path."""
-    wire = WIRES.get(endpoint.wire)
+def _suffix_route(wire_name: str, provider: str, path: str) -> Route | None:
+    """Any path that ends like the wire format's own path (a user endpoint, a catalogue host)."""
+    wire = WIRES.get(wire_name)
     if wire is None:
         return None
-    route = wire.match_path(endpoint.provider, path, anchored=False)
+    route = wire.match_path(provider, path, anchored=False)
     if route is None:
         for rule, owner in _BY_SUFFIX:
             if path.endswith(rule.path):
-                route = wire.route(endpoint.provider, rule) if owner is wire else None
+                route = wire.route(provider, rule) if owner is wire else None
                 break
+    return route
+
+
+def _endpoint_route(endpoint: Endpoint, path: str) -> Route | None:
+    route = _suffix_route(endpoint.wire, endpoint.provider, path)
     return dataclasses.replace(route, user_declared=True) if route is not None else None
 
 
-def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = ()) -> Route | None:
-    """The route for a request, or ``None`` when it is not an LLM call we meter."""
+def _family_route(host: str, path: str, families: Sequence[HostFamily]) -> Route | None:
+    for family in families:
+        if re.fullmatch(family.pattern, host) is not None:
+            for wire in family.wires:
+                route = _suffix_route(wire, family.provider, path)
+                if route is not None:
+                    return route
+            return None
+    return None
+
+
+def route_for(
+    host: str,
+    port: int,
+    path: str,
+    endpoints: Sequence[Endpoint] = (),
+    families: Sequence[HostFamily] = (),
+) -> Route | None:
+    """The route for a request, or ``None`` when it is not an LLM call we meter. The user's
+    endpoints come first, then the built-in table, then ``families`` (from the catalogue)."""
     host = host.lower().rstrip(".")
     clean = _clean_path(path)
     for endpoint in endpoints:  # the user's declarations win over the built-in table
@@ -167,6 +190,8 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
                 if route is not None and region and route.region is None:
                     route = dataclasses.replace(route, region=region)
                 break
+        else:  # no built-in host family either: a host the catalogue knows?
+            route = _family_route(host, clean, families) if families else None
     if route is not None and route.api_version is None and "api-version=" in path:
         version = _API_VERSION.search(path)
         if version is not None:
@@ -174,11 +199,14 @@ def route_for(host: str, port: int, path: str, endpoints: Sequence[Endpoint] = (
     return route
 
 
-def claimed_hosts(endpoints: Sequence[Endpoint] = ()) -> ClaimedHosts:
+def claimed_hosts(
+    endpoints: Sequence[Endpoint] = (), families: Sequence[HostFamily] = ()
+) -> ClaimedHosts:
     """Every host whose TLS the proxy decrypts: built-in hosts and host families on 443, the
-    self-test host, then endpoints."""
+    self-test host, endpoints, then the given (catalogue) families on 443."""
     exact = [(host, _BUILTIN_PORT) for host in _HOSTS]
     exact.append((SELF_TEST_HOST, _BUILTIN_PORT))
     exact += [(endpoint.host.lower().rstrip("."), endpoint.port) for endpoint in endpoints]
     patterns = [(regex, _BUILTIN_PORT) for regex, _, _ in _HOST_PATTERNS]
+    patterns += [(family.pattern, _BUILTIN_PORT) for family in families]
     return ClaimedHosts.of(exact, patterns)
