@@ -7,12 +7,14 @@ fake's raw numbers and the clouds' published per-token prices (never from the ca
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Meter
+from tests.conftest import METER, FakeUpstream, Meter
 from tests.fakeupstream import catalog
 from tests.test_clients import curl_json, metered, nano, usage_of
 
@@ -360,3 +362,60 @@ def test_a_catalogue_provider_is_metered_without_configuration(meter: Meter, pro
         + nano(KIMI_K2_0905["cached"], cached)
         + nano(KIMI_K2_0905["output"], raw["completion_tokens"])
     )
+
+
+STREAM_URL = (
+    "https://bedrock-runtime.us-east-1.amazonaws.com/model/"
+    "global.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke-with-response-stream"
+)
+
+
+@pytest.mark.parametrize("scenario", ["malformed", "cut-frame", "ok"])
+def test_broken_event_streams_pass_through_untouched(
+    meter: Meter, fake_upstream: FakeUpstream, project: str, tmp_path: Path, scenario: str
+) -> None:
+    """A frame with a bad CRC (`malformed`) or a last frame cut in half reaches the client
+    byte for byte as the server sent it; the row says its tokens are incomplete."""
+    args = ["-sS", "--fail-with-body", STREAM_URL, "--data", '{"max_tokens":9,"messages":[]}']
+    args += ["-H", "content-type: application/json", "-H", f"x-fake-scenario: {scenario}"]
+    proxied = metered(meter, project, "curl", *args, "-o", str(tmp_path / "proxied"))
+    assert proxied.returncode == 0, proxied.stderr
+    direct = subprocess.run(
+        ["curl", *fake_upstream.direct_curl_args(), *args, "-o", str(tmp_path / "direct")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert (tmp_path / "proxied").read_bytes() == (tmp_path / "direct").read_bytes()
+    (row,) = meter.wait_rows(project, 1)
+    assert (row["provider"], row["api"], row["status"]) == ("bedrock", "invoke_stream", "ok")
+    assert row["tokens_complete"] == (scenario == "ok")
+
+
+def test_report_by_provider_shows_each_cloud_apart(meter: Meter, project: str) -> None:
+    for kind in ("boto3_invoke", "anthropic_vertex", "azure_embeddings"):
+        cloud(meter, project, kind)
+    done = metered(
+        meter, project, sys.executable, "-m", "tests.clients.sdk_client", "anthropic_message"
+    )
+    assert done.returncode == 0, done.stderr
+    meter.wait_rows(project, 4)
+    out = subprocess.run(
+        [METER, "report", "--by", "provider", "--by", "family", "--project", project, "--json"],
+        env=meter.run_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    groups = {
+        (g["key"]["provider"], g["key"]["family"]): g["requests"]
+        for g in json.loads(out.stdout)["groups"]
+    }
+    assert groups == {
+        ("bedrock", "anthropic"): 1,
+        ("vertex", "anthropic"): 1,
+        ("azure", "openai"): 1,
+        ("anthropic", "anthropic"): 1,  # a first-party row's family is its provider
+    }
