@@ -108,36 +108,58 @@ class EventStreamReader:
     def feed(self, data: bytes) -> list[Message]:
         if self.broken:
             return []
-        buf = self._buf
-        buf += data
+        # The usual chunk holds whole frames: read it in place, copying nothing but payloads.
+        buf: bytes | bytearray = data
+        if self._buf:
+            self._buf += data
+            buf = self._buf
         out: list[Message] = []
         pos = 0
         try:
-            while len(buf) - pos >= PRELUDE:
-                total, header_len, prelude_crc = _PRELUDE.unpack_from(buf, pos)
-                if zlib.crc32(buf[pos : pos + 8]) != prelude_crc:
-                    raise FrameError("prelude CRC mismatch")
-                if not MIN_MESSAGE + header_len <= total <= MAX_MESSAGE:
-                    raise FrameError(f"impossible lengths {total}/{header_len}")
-                if len(buf) - pos < total:
-                    break
-                end = pos + total
-                (message_crc,) = _CRC.unpack_from(buf, end - 4)
-                if zlib.crc32(memoryview(buf)[pos : end - 4]) != message_crc:
-                    raise FrameError("message CRC mismatch")
-                start = pos + PRELUDE
-                headers = parse_headers(bytes(buf[start : start + header_len]))
-                out.append(Message(headers, bytes(buf[start + header_len : end - 4])))
-                pos = end
+            with memoryview(buf) as view:
+                size = len(view)
+                while size - pos >= PRELUDE:
+                    total, header_len, prelude_crc = _PRELUDE.unpack_from(view, pos)
+                    if zlib.crc32(view[pos : pos + 8]) != prelude_crc:
+                        raise FrameError("prelude CRC mismatch")
+                    if not MIN_MESSAGE + header_len <= total <= MAX_MESSAGE:
+                        raise FrameError(f"impossible lengths {total}/{header_len}")
+                    if size - pos < total:
+                        break
+                    end = pos + total
+                    (message_crc,) = _CRC.unpack_from(view, end - 4)
+                    if zlib.crc32(view[pos : end - 4]) != message_crc:
+                        raise FrameError("message CRC mismatch")
+                    start = pos + PRELUDE
+                    headers = _headers(bytes(view[start : start + header_len]))
+                    out.append(Message(headers, bytes(view[start + header_len : end - 4])))
+                    pos = end
         except (FrameError, IndexError, struct.error) as error:
             self.broken, self.error = True, str(error) or type(error).__name__
-            buf.clear()
+            self._buf = bytearray()
             self.messages_read += len(out)
             return out
-        if pos:
-            del buf[:pos]
+        if buf is self._buf:
+            del self._buf[:pos]
+        elif pos < len(buf):
+            self._buf = bytearray(buf[pos:])
         self.messages_read += len(out)
         return out
+
+
+_HEADER_CACHE: dict[bytes, dict[str, str]] = {}
+_HEADER_CACHE_SIZE = 256
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    """`parse_headers`, remembered: a stream repeats the same few header blocks (every `chunk`
+    event has the same three headers), so each is parsed once. The dict is shared: read only."""
+    found = _HEADER_CACHE.get(block)
+    if found is None:
+        found = parse_headers(block)
+        if len(_HEADER_CACHE) < _HEADER_CACHE_SIZE:
+            _HEADER_CACHE[block] = found
+    return found
 
 
 def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
