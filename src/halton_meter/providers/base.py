@@ -85,7 +85,9 @@ class Route:
     ``wire`` names a wire format in ``registry.WIRES``; ``api`` is the operation recorded in
     the ledger (``messages``, ``count_tokens``, ``chat``, ``responses``, ``embeddings``,
     ``completions``, ``generate_content``, ``stream_generate_content``, ``embed_content``,
-    ``batch_embed_contents``); ``model_from_path`` is the model named in a Gemini URL.
+    ``batch_embed_contents``, and Bedrock's ``invoke``, ``invoke_stream``, ``converse``,
+    ``converse_stream``); ``model_from_path`` is the model named in the URL (Gemini, Vertex,
+    Bedrock).
     ``zero_cost`` marks calls that are recorded but never billed (token counting).
     """
 
