@@ -98,6 +98,12 @@ def test_boto3_invoke_model(meter: Meter, project: str) -> None:
     assert row["response_id"] == catalog.BEDROCK_MESSAGE_ID
     assert row["user_agent"].startswith("Boto3/")
     assert row["cost_nanousd"] == claude_on_bedrock_cost(BEDROCK_SONNET_4_5_GLOBAL)
+    # SigV4 credentials are forwarded, never stored: not in the ledger, its WAL or the logs.
+    for path in meter.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"AKIDEXAMPLEFAKE00001" not in data, path
+            assert b"AWS4-HMAC-SHA256" not in data, path
 
 
 def test_boto3_invoke_model_with_response_stream(meter: Meter, project: str) -> None:
