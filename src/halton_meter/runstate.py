@@ -32,6 +32,10 @@ from typing import Any
 
 EDGE_STATE_FILE = "edge.json"
 DAEMON_STATE_FILE = "daemon.json"
+# The hosts the daemon decrypts (`providers.ClaimedHosts` as JSON), written at its start: the
+# edge hands these to the daemon, and so learns hosts the daemon takes from the price catalogue
+# without importing it. Re-read by the edge when it changes.
+CLAIMED_HOSTS_FILE = "claimed-hosts.json"
 
 # The edge's addition to the request head of a connection it hands to the daemon: the client's
 # `ip:port`, which the daemon needs to find the owning process (the daemon only sees the edge).

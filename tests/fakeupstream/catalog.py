@@ -87,6 +87,14 @@ XAI_MESSAGES_USAGE: JSON = {
     "output_tokens": 246,
     "service_tier": "standard",
 }
+# Claude on Vertex AI (rawPredict/streamRawPredict): Anthropic's shape, no server tools.
+VERTEX_MESSAGES_USAGE: JSON = {
+    "input_tokens": 1642,
+    "cache_creation_input_tokens": 736,
+    "cache_read_input_tokens": 2915,
+    "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 136},
+    "output_tokens": 389,
+}
 DEEPSEEK_MESSAGES_USAGE: JSON = {
     "input_tokens": 1471,
     "cache_creation_input_tokens": 0,
@@ -252,6 +260,22 @@ PERPLEXITY_CHAT_USAGE: JSON = {
     },
 }
 
+# --- Azure OpenAI ------------------------------------------------------------------------------
+
+AZURE_MODEL = "gpt-4.1-2025-04-14"  # what Azure's responses name, whatever the deployment
+AZURE_CHAT_USAGE: JSON = {
+    "completion_tokens": 318,
+    "completion_tokens_details": {
+        "accepted_prediction_tokens": 0,
+        "audio_tokens": 0,
+        "reasoning_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+    "prompt_tokens": 2741,
+    "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1152},
+    "total_tokens": 3059,
+}
+
 # --- provider table ----------------------------------------------------------------------------
 
 # Host -> provider key. Unknown hosts (127.0.0.1, localhost) act as the first-party API that
@@ -285,6 +309,7 @@ CHAT_USAGE: dict[str, JSON] = {
     "fireworks": FIREWORKS_CHAT_USAGE,
     "cerebras": CEREBRAS_CHAT_USAGE,
     "perplexity": PERPLEXITY_CHAT_USAGE,
+    "azure": AZURE_CHAT_USAGE,
 }
 
 # Messages usage by provider; any other host serving /v1/messages uses ANTHROPIC_USAGE.
@@ -292,6 +317,7 @@ MESSAGES_USAGE: dict[str, JSON] = {
     "anthropic": ANTHROPIC_USAGE,
     "xai": XAI_MESSAGES_USAGE,
     "deepseek": DEEPSEEK_MESSAGES_USAGE,
+    "vertex": VERTEX_MESSAGES_USAGE,
 }
 
 # Providers whose stream carries usage on the last chunk even without include_usage.
@@ -393,3 +419,29 @@ CODE_ASSIST_CONTROL: dict[str, Any] = {
 # the meter must never keep it.
 ACCOUNT_EMAIL = "dev.person@example.test"
 PROFILE_PATHS = ("/api/oauth/profile", "/oauth2/v2/userinfo", "/api/oauth/claude_cli/roles")
+
+
+# --- Amazon Bedrock ----------------------------------------------------------------------------
+
+BEDROCK_REQUEST_ID = "6f5c1b7e-0000-4000-8000-00000000bed0"
+BEDROCK_MESSAGE_ID = "msg_bdrk_01FakeUpstreamBedrock0001"
+# Claude on Bedrock: Anthropic's own usage object inside InvokeModel bodies and stream chunks.
+BEDROCK_ANTHROPIC_USAGE: JSON = {
+    "input_tokens": 1510,
+    "cache_creation_input_tokens": 620,
+    "cache_read_input_tokens": 2730,
+    "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 120},
+    "output_tokens": 433,
+}
+# Converse's TokenUsage: inputTokens excludes the cache counts; 1h writes in cacheDetails.
+BEDROCK_CONVERSE_USAGE: JSON = {
+    "inputTokens": 1820,
+    "outputTokens": 291,
+    "totalTokens": 3647,
+    "cacheReadInputTokens": 1024,
+    "cacheWriteInputTokens": 512,
+    "cacheDetails": [{"ttl": "1h", "inputTokens": 128}, {"ttl": "5m", "inputTokens": 384}],
+}
+BEDROCK_COUNT_TOKENS: JSON = {"inputTokens": 1618}
+# Meta Llama's own InvokeModel body counts.
+BEDROCK_LLAMA_USAGE: JSON = {"prompt_token_count": 311, "generation_token_count": 97}

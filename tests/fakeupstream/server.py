@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 import brotli
 import zstandard
 
-from . import anthropic_wire, catalog, gemini_wire, openai_wire, ws_wire
+from . import anthropic_wire, azure_wire, bedrock_wire, catalog, gemini_wire, openai_wire, ws_wire
 from .certs import TestPKI
 from .reply import Call, Reply, truncated
 
@@ -40,6 +40,11 @@ REASONS = {529: "Site is overloaded"}
 GEMINI_PATH = re.compile(
     r"^/(v1|v1beta|v1alpha)/models/([^/:]+):"
     r"(generateContent|streamGenerateContent|embedContent|batchEmbedContents|countTokens)$"
+)
+# Vertex AI: the publisher's model below a project and location (express mode: without them).
+VERTEX_PATH = re.compile(
+    r"^/(v1|v1beta1)(?:/projects/[^/]+/locations/[^/]+)?/publishers/(google|anthropic)/models/"
+    r"([^/:]+):([A-Za-z]+)$"
 )
 CODE_ASSIST_PATH = re.compile(r"^/v1internal:([A-Za-z]+)$")
 BASE_PREFIXES = ("/openai", "/api", "/inference", "/anthropic")  # Groq, OpenRouter, ...
@@ -128,6 +133,25 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
     if path in catalog.PROFILE_PATHS:
         return Route(provider or "plain", _profile, _plain_error)
     if method == "POST":
+        if host.endswith(".azure.com") and azure_wire.PATH.match(path):
+            return Route(provider or "azure", azure_wire.handle, azure_wire.error)
+        if bedrock_wire.PATH.match(path):
+            return Route(provider or "bedrock", bedrock_wire.handle, bedrock_wire.error)
+        if match := VERTEX_PATH.match(path):
+            publisher, model, verb = match.group(2), match.group(3), match.group(4)
+            if publisher == "anthropic":
+                handler = (
+                    anthropic_wire.count_tokens
+                    if model == "count-tokens"
+                    else anthropic_wire.messages
+                )
+                return Route(provider or "vertex", handler, anthropic_wire.error)
+            array = verb == "streamGenerateContent" and query.get("alt") != "sse"
+            return Route(
+                provider or "vertex",
+                lambda call: gemini_wire.generate(call, model, verb),
+                lambda call, code: gemini_wire.error(call, code, array=array),
+            )
         if match := GEMINI_PATH.match(path):
             model, verb = match.group(2), match.group(3)
             array = verb == "streamGenerateContent" and query.get("alt") != "sse"

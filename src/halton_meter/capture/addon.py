@@ -30,7 +30,7 @@ from halton_meter.capture.tap import StreamTap
 from halton_meter.capture.websocket import SocketMeter, SocketSession
 from halton_meter.ledger.build import PendingCall
 from halton_meter.providers import ratelimits
-from halton_meter.providers.base import Endpoint
+from halton_meter.providers.base import Endpoint, HostFamily
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
 from halton_meter.upstream import is_loopback_name, resolve_target
@@ -65,6 +65,7 @@ class MeterAddon:
         own_ports: Collection[int],
         default_project: str = "misc",
         endpoints: Sequence[Endpoint] = (),
+        families: Sequence[HostFamily] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
         behind_edge: bool = False,
         attributor: Attributor | None = None,
@@ -75,6 +76,7 @@ class MeterAddon:
         self._own_ports = frozenset(own_ports)
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
+        self._families = tuple(families)
         self._resolve = dict(resolve or {})
         self._behind_edge = behind_edge
         self._attributor = attributor
@@ -215,7 +217,9 @@ class MeterAddon:
         if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
             return
         host = request.pretty_host.lower()
-        route = providers.route_for(host, request.port, request.path, self._endpoints)
+        route = providers.route_for(
+            host, request.port, request.path, self._endpoints, self._families
+        )
         if route is None:
             return
         project = self._project(flow, auth)

@@ -11,7 +11,6 @@ import asyncio
 import gc
 import logging
 import os
-import re
 import signal
 import time
 from urllib.parse import unquote, urlsplit
@@ -42,7 +41,8 @@ from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
-from halton_meter.runstate import DaemonState
+from halton_meter.pricing.catalogue_hosts import catalogue_families
+from halton_meter.runstate import CLAIMED_HOSTS_FILE, DaemonState, write_atomic
 from halton_meter.upstream import install_resolver
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,17 @@ class StartupError(RuntimeError):
     """The daemon could not start; the message says what to do."""
 
 
+def claimed(config: Config) -> providers.ClaimedHosts:
+    """Every host this daemon decrypts: the built-in table's, the user's endpoints and the
+    price catalogue's providers (pricing/catalogue_hosts.py)."""
+    return providers.claimed_hosts(
+        config.endpoints, catalogue_families(), gated=bool(config.chatgpt_clients)
+    )
+
+
 def intercept_patterns(config: Config) -> list[str]:
-    """Anchored `host:port` regexes: mitmproxy matches them unanchored otherwise, so
-    `anthropic.com` would also match `anthropic.com.evil.net`."""
-    hosts = providers.claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients))
-    return [f"^{re.escape(host)}:{port}$" for host, port in sorted(set(hosts))]
+    """Anchored `host:port` regexes for mitmproxy's `allow_hosts` (claimed.py says why)."""
+    return claimed(config).mitmproxy_patterns()
 
 
 def own_ports(config: Config) -> set[int]:
@@ -102,6 +108,9 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
+    claims = claimed(config)
+    # The edge reads what we decrypt from this file (it never imports the catalogue).
+    write_atomic(paths.home / CLAIMED_HOSTS_FILE, claims.to_json())
     opts = options.Options(
         listen_host="127.0.0.1",
         listen_port=listen_port,
@@ -114,6 +123,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         own_ports=own_ports(config),
         default_project=config.default_project,
         endpoints=config.endpoints,
+        families=catalogue_families(),
         resolve=config.upstream.resolve,
         behind_edge=behind_edge,
         attributor=attributor,
@@ -135,7 +145,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         ready,
     )
     update: dict[str, object] = {
-        "allow_hosts": intercept_patterns(config),
+        "allow_hosts": claims.mitmproxy_patterns(),
         "tcp_timeout": TCP_TIMEOUT_SECONDS,
         "connection_strategy": "lazy",
     }

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from halton_meter import __version__
 from halton_meter.edge import handover
+from halton_meter.edge.claims import ClaimsWatch
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
 from halton_meter.edge.relay import Stream, close, relay
@@ -39,7 +40,9 @@ from halton_meter.edge.wire import (
     read_head,
     reply,
 )
+from halton_meter.providers.claimed import ClaimedHosts
 from halton_meter.runstate import (
+    CLAIMED_HOSTS_FILE,
     DAEMON_ANSWER_TIMEOUT,
     EDGE_GRACE_SECONDS,
     EDGE_STATE_FILE,
@@ -104,7 +107,7 @@ class EdgeSettings:
     port: int
     internal_port: int
     own_ports: frozenset[int]
-    claimed: frozenset[tuple[str, int]]
+    claimed: ClaimedHosts
     resolve: Mapping[tuple[str, int], tuple[str, int]]
     home: Path
     log_file: Path | None
@@ -124,7 +127,7 @@ class EdgeSettings:
             port=daemon.proxy_port,
             internal_port=daemon.internal_port,
             own_ports=frozenset({daemon.proxy_port, daemon.internal_port, daemon.api_port}),
-            claimed=frozenset(claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients))),
+            claimed=claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients)),
             resolve=dict(upstream.resolve),
             home=paths.home,
             log_file=paths.logs / "edge.jsonl",
@@ -174,6 +177,7 @@ class Edge:
         self.counters = Counters()
         self.started_at = time.time()
         self.health = DaemonHealth(settings.internal_port, self._switched, DAEMON_HOST)
+        self.claims = ClaimsWatch(settings.claimed, settings.home / CLAIMED_HOSTS_FILE)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle: set[asyncio.Task[object]] = set()  # waiting for a request head
@@ -358,7 +362,7 @@ class Edge:
         )
 
     def _claimed(self, head: RequestHead) -> bool:
-        return (head.host, head.port) in self.settings.claimed
+        return self.claims.claims(head.host, head.port)
 
     async def _connect(self, head: RequestHead, client: Stream) -> None:
         if self._claimed(head):

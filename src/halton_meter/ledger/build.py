@@ -138,6 +138,9 @@ class RowBuilder:
             billing=row_billing(route.wire, facts.billing),
             quota_account=facts.quota_account if facts.quota_headers else None,
             quota_headers=ratelimits.dumps(facts.quota_headers) if facts.quota_headers else None,
+            model_family=route.model_family,
+            cloud_region=route.region,
+            cloud_project=route.cloud_project,
         )
 
     def _attribution(self, facts: CallFacts) -> Attribution:

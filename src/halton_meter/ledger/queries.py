@@ -21,6 +21,9 @@ GROUP_COLUMNS = {
     "api": "api",
     "client": "COALESCE(client_process, '(unknown)')",
     "billing": "billing",
+    # A cloud's rows (Bedrock, Vertex, Azure) by the family of the model it resold.
+    "family": "COALESCE(model_family, provider)",
+    "region": "COALESCE(cloud_region, '(none)')",
 }
 # The rollup's column for each --by key it keeps (not client: that one reads the rows).
 ROLLUP_NAMES = {name: name for name in ("project", "model", "provider", "day", "api")}

@@ -68,6 +68,11 @@ class LedgerRow:
     # label and the response's rate-limit/quota header families (compact JSON).
     quota_account: str | None = None
     quota_headers: str | None = None
+    # Migration 8: where a cloud ran the call (providers.base.Route): the family of the model a
+    # cloud resells (anthropic on Bedrock), its region and the cloud's own project (Vertex).
+    model_family: str | None = None
+    cloud_region: str | None = None
+    cloud_project: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a

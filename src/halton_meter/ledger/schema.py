@@ -275,6 +275,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
     (6, "billing_and_quota", BILLING_MIGRATION),
+    (
+        8,
+        "cloud_facts",
+        [
+            # Where a cloud (Bedrock, Vertex, Azure) ran the call: the family of the model it
+            # resells, its region, and the cloud's project (a Vertex project id, never the
+            # project the row is attributed to). NULL for first-party APIs and older rows.
+            "ALTER TABLE requests ADD COLUMN model_family TEXT",
+            "ALTER TABLE requests ADD COLUMN cloud_region TEXT",
+            "ALTER TABLE requests ADD COLUMN cloud_project TEXT",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

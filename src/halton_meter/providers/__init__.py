@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from .base import (
     CallResult,
     Endpoint,
+    HostFamily,
     RequestInfo,
     Route,
     StreamParser,
     Usage,
 )
+from .claimed import ClaimedHosts
 from .errors import classify_error
 from .hosts import (
     GATED_HOSTS,
@@ -52,7 +54,9 @@ __all__ = [
     "WIRES",
     "Billing",
     "CallResult",
+    "ClaimedHosts",
     "Endpoint",
+    "HostFamily",
     "InjectedUsageFilter",
     "PathRule",
     "RequestInfo",

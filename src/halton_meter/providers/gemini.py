@@ -225,7 +225,7 @@ class GeminiArrayParser:
 # ---------------------------------------------------------------------------------------------
 # The wire formats
 
-_METHODS = {
+METHODS = {
     "generateContent": "generate_content",
     "streamGenerateContent": "stream_generate_content",
     "embedContent": "embed_content",
@@ -252,7 +252,7 @@ class Gemini(WireFormat):
         return self._route(provider, method, model)
 
     def _route(self, provider: str, method: str, model: str | None) -> Route | None:
-        api = _METHODS.get(method)
+        api = METHODS.get(method)
         if api is None:
             return None
         zero_cost = api in self.zero_cost_apis

@@ -102,6 +102,11 @@ class WireFormat:
             return BILLING_API
         return BILLING_UNKNOWN
 
+    def wants_stream_usage(self, route: Route) -> bool:
+        """Whether a stream of this route should be asked for its usage (`asks_stream_usage`;
+        a wire format whose servers accept the option only in some versions decides here)."""
+        return self.asks_stream_usage
+
     def route(self, provider: str, rule: PathRule) -> Route:
         return Route(provider, self.name, rule.api, zero_cost=rule.zero_cost)
 

@@ -13,7 +13,7 @@ const PROVIDER_COLORS = {
   anthropic: "#d97757", openai: "#10a37f", google: "#4285f4", gemini: "#4285f4",
   groq: "#f55036", mistral: "#ff7000", deepseek: "#4d6bfe", xai: "#7f7f7f",
   openrouter: "#6566f1", together: "#0f6fff", fireworks: "#a259ff", perplexity: "#20b8cd",
-  cerebras: "#f15a29",
+  cerebras: "#f15a29", bedrock: "#ff9900", vertex: "#34a853", azure: "#0078d4",
 };
 const FALLBACK_COLORS = ["#8e6bd8", "#d8a23b", "#3bb3a0", "#c1477a", "#6a8caf", "#9aae4b"];
 
