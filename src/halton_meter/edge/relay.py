@@ -14,8 +14,8 @@ from collections.abc import Callable
 from halton_meter.edge.wire import CHUNK
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-# Told the size of each chunk as it passes (only for connections the edge watches).
-Note = Callable[[int], None]
+# Shown each chunk as it passes (only for connections the edge watches).
+Note = Callable[[bytes], None]
 
 
 async def _pipe(
@@ -28,7 +28,7 @@ async def _pipe(
             await drain()
     else:
         while data := await read(CHUNK):
-            note(len(data))
+            note(data)
             write(data)
             await drain()
     if not writer.is_closing() and writer.can_write_eof():
@@ -39,7 +39,7 @@ async def relay(
     client: Stream, server: Stream, up: Note | None = None, down: Note | None = None
 ) -> None:
     """Copy both ways until both sides have ended, or either fails; then close both. `up` and
-    `down` are told each chunk's size, client to server and back."""
+    `down` are shown each chunk, client to server and back."""
 
     def failed(task: asyncio.Task[None]) -> None:
         # The client reset: stop waiting for a server that may stay silent for minutes.

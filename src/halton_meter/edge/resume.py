@@ -34,9 +34,13 @@ from pathlib import Path
 
 from halton_meter.unmetered import UnmeteredConnection, append
 
-# Both directions silent this long, after an answer, means the call is over (see the module's
-# notes and bench/pooled_resume.py for how it was chosen).
-RESUME_QUIET = 0.5
+# Both directions silent this long, after an answer, means the call is over: at least
+# RESUME_QUIET, and QUIET_FACTOR times the longest pause seen inside a response on this
+# connection (streams that pause for long get a longer wait), at most QUIET_CAP. See the
+# module's notes and bench/pooled_resume.py for how they were chosen.
+RESUME_QUIET = 0.25
+QUIET_FACTOR = 3.0
+QUIET_CAP = 10.0
 # Client bytes after the provider's last ones that are still not a request: HTTP/2 control
 # frames (a WINDOW_UPDATE is 13 bytes, a PING ack 17, each ~22 more in a TLS record).
 CONTROL_TAIL = 100
@@ -58,9 +62,14 @@ class Watched:
     tail_up: int = 0  # client bytes since the provider last sent
     requests: int = 0  # client bursts larger than CONTROL_TAIL (the TLS ClientHello counts)
     answer: int = 0  # provider bytes since the client's last request
+    pause: float = 0.0  # the longest silence inside a response so far
+    http1_only: bool | None = None  # from the ClientHello's ALPN; None until seen
     spooled_at: float = field(default_factory=time.monotonic)
 
-    def up(self, size: int) -> None:
+    def up(self, data: bytes) -> None:
+        size = len(data)
+        if self.http1_only is None:
+            self.http1_only = offers_only_http1(data)
         self.last_up = time.monotonic()
         self.record.bytes_up += size
         if self.tail_up <= CONTROL_TAIL < self.tail_up + size:
@@ -68,15 +77,25 @@ class Watched:
             self.answer = 0
         self.tail_up += size
 
-    def down(self, size: int) -> None:
-        self.last_down = time.monotonic()
-        self.record.bytes_down += size
+    def down(self, data: bytes) -> None:
+        now = time.monotonic()
+        # A pause between two pieces of one answer (the first request's answer may follow
+        # the session tickets after the whole call's wait, so it does not count).
+        if self.answer and self.requests > 2:
+            self.pause = max(self.pause, now - self.last_down)
+        self.last_down = now
+        self.record.bytes_down += len(data)
         self.tail_up = 0
-        self.answer += size
+        self.answer += len(data)
 
     def at_rest(self, now: float, quiet: float) -> bool:
-        """Between two calls, as far as the edge can tell."""
-        if now - max(self.last_up, self.last_down) < quiet or self.tail_up > CONTROL_TAIL:
+        """Between two calls, as far as the edge can tell. Only HTTP/1.1 connections: over
+        HTTP/2 one call can wait while another's answer ends, which looks the same from
+        outside TLS."""
+        if not self.http1_only or self.tail_up > CONTROL_TAIL:
+            return False
+        wait = min(max(quiet, QUIET_FACTOR * self.pause), QUIET_CAP)
+        if now - max(self.last_up, self.last_down) < wait:
             return False
         needed = FIRST_ANSWER_MIN if self.requests <= 2 else 1
         return self.answer >= needed and not _readable(self.fileno)
@@ -87,6 +106,34 @@ class Watched:
         if not last:
             return self.record.opened_at
         return time.time() - (time.monotonic() - last)
+
+
+def offers_only_http1(data: bytes) -> bool:
+    """Whether a TLS ClientHello (the tunnel's first bytes) rules HTTP/2 out: its ALPN
+    extension does not offer `h2`, or it has none (HTTP/2 over TLS needs ALPN). A hello that
+    does not parse (split over reads, not TLS) is False: such a tunnel is left open."""
+    try:
+        if data[0] != 0x16 or data[5] != 0x01:  # handshake record, ClientHello
+            return False
+        at = 9 + 2 + 32  # record and handshake headers, version, random
+        at += 1 + data[at]  # session id
+        at += 2 + int.from_bytes(data[at : at + 2])  # cipher suites
+        at += 1 + data[at]  # compression methods
+        end = at + 2 + int.from_bytes(data[at : at + 2])
+        at += 2
+        while at + 4 <= end:
+            kind = int.from_bytes(data[at : at + 2])
+            length = int.from_bytes(data[at + 2 : at + 4])
+            if kind == 0x0010:  # ALPN: a 2-byte list length, then length-prefixed names
+                names, cursor, stop = [], at + 6, at + 4 + length
+                while cursor < stop:
+                    names.append(data[cursor + 1 : cursor + 1 + data[cursor]])
+                    cursor += 1 + data[cursor]
+                return b"h2" not in names
+            at += 4 + length
+    except IndexError:
+        return False
+    return at == end
 
 
 def _readable(fileno: int) -> bool:

@@ -1,0 +1,269 @@
+"""After an outage, metering resumes on pooled connections, and the gap stays visible.
+
+Real processes throughout: the edge, the daemon (killed with SIGKILL and started again), the
+TLS fake provider, and real pooled clients (the Anthropic and OpenAI Python SDKs on one httpx
+pool each, the Anthropic TypeScript SDK on undici's pool) making calls with a think time
+between them, as an agent does. Each call is marked with its own User-Agent, so its row (or
+its absence) is known exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from halton_meter.lifecycle.environment import meter_environment
+from tests.conftest import ROOT, FakeUpstream, Meter, free_port, wait_for
+from tests.test_edge import EdgeProcess, clean_env, start_daemon, start_edge
+
+NODE_DIR = ROOT / "tests" / "node"
+RECOVERY = 2.0  # every call sent this long after the daemon is back must have its row
+
+
+@dataclass
+class Stack:
+    daemon: Meter
+    edge: EdgeProcess
+
+    def kill_daemon(self) -> None:
+        self.daemon.process.kill()
+        self.daemon.process.wait()
+
+    def start_daemon(self) -> float:
+        """Start the daemon again; the moment it accepts connections."""
+        self.daemon.process = start_daemon(self.daemon.home, self.daemon.port)
+
+        def listening() -> float:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.daemon.port), timeout=0.2),
+            ):
+                return time.time()
+            return 0.0
+
+        back: float = wait_for(listening, 10, "the daemon to listen again")
+        return back
+
+    def rows_by_agent(self) -> dict[str, dict[str, Any]]:
+        con = sqlite3.connect(self.daemon.ledger)
+        con.row_factory = sqlite3.Row
+        try:
+            found = con.execute("SELECT * FROM requests").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        finally:
+            con.close()
+        return {row["user_agent"]: dict(row) for row in found}
+
+    def spans(self) -> list[dict[str, Any]]:
+        con = sqlite3.connect(self.daemon.ledger)
+        con.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in con.execute("SELECT * FROM unmetered_spans")]
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            con.close()
+
+
+@pytest.fixture
+def stack(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Stack]:
+    internal = free_port()
+    home = tmp_path / "home"
+    edge = start_edge(home, internal, fake_upstream)
+    daemon = Meter(home, internal, start_daemon(home, internal), home / "daemon.log")
+    yield Stack(daemon, edge)
+    assert edge.stop() == 0
+    daemon.stop()
+
+
+def load_env(stack: Stack, project: str) -> dict[str, str]:
+    home, port = stack.edge.home, stack.edge.port
+    return meter_environment(clean_env(home), port, stack.daemon.bundle, project)
+
+
+@dataclass
+class Client:
+    process: subprocess.Popen[str]
+    out: Path
+
+    def calls(self) -> list[dict[str, Any]]:
+        lines = self.out.read_text().splitlines() if self.out.exists() else []
+        return sorted((json.loads(line) for line in lines), key=lambda c: c["sent"])
+
+    def finish(self) -> list[dict[str, Any]]:
+        _, err = self.process.communicate(timeout=60)
+        assert self.process.returncode == 0, err
+        return self.calls()
+
+
+def outage(stack: Stack, clients: list[Client], stop: Path) -> tuple[float, float]:
+    """Load until each client made 6 calls, kill -9 the daemon, 3 s without it, start it again
+    (tens of seconds on a busy machine), RECOVERY + 4 s more; (killed at, back at)."""
+    for client in clients:
+
+        def busy(client: Client = client) -> bool:
+            assert client.process.poll() is None, client.process.communicate()
+            return len(client.calls()) >= 6
+
+        wait_for(busy, 60, "the clients to make calls")
+    killed = time.time()
+    stack.kill_daemon()
+    time.sleep(3.0)
+    back = stack.start_daemon()
+    time.sleep(RECOVERY + 4.0)
+    stop.touch()
+    return killed, back
+
+
+def check_calls(
+    stack: Stack, calls: list[dict[str, Any]], killed: float, back: float
+) -> dict[str, Any]:
+    """No call failed; the only calls the SDK had to retry were cut by the kill itself (in
+    flight on the daemon, or sent on a pooled connection to it as it died), none when the edge
+    closed tunnels for metering to resume; every call sent RECOVERY s after the daemon was
+    back has its row."""
+    failed = [c for c in calls if c["error"]]
+    assert not failed, failed
+    retried = [c for c in calls if c["attempts"] > 1]
+    assert all(c["sent"] <= killed + 1.0 and c["ended"] >= killed for c in retried), retried
+    after = [c for c in calls if c["sent"] >= back + RECOVERY]
+    deadline = time.monotonic() + 15
+    while True:
+        rows = stack.rows_by_agent()
+        missing = [c for c in after if c["marker"] not in rows]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    summary = [(round(c["sent"] - back, 2), c["port"], c["marker"] in rows) for c in calls]
+    if missing:
+        print("MISSING", json.dumps([summary, stack.edge.status()["unmetered"]]))
+    assert not missing, missing
+    during = [c for c in calls if killed <= c["sent"] < back]
+    assert len(during) >= 4 and len(after) >= 4, (len(during), len(after))
+    assert not [c for c in during if c["marker"] in rows]  # nothing could be metered then
+    metered_at = sorted(c["sent"] for c in calls if c["sent"] >= back and c["marker"] in rows)
+    unmetered_after = [c for c in calls if c["sent"] >= back and c["marker"] not in rows]
+    return {
+        "calls": len(calls),
+        "retried_at_the_kill": len(retried),
+        "during": len(during),
+        "after_recovery": len(after),
+        "unmetered_after_back": len(unmetered_after),
+        "last_unmetered_after_back": max((c["sent"] - back for c in unmetered_after), default=None),
+        "first_metered_after_back": (metered_at[0] - back) if metered_at else None,
+    }
+
+
+def unmetered_connections(calls: list[dict[str, Any]], rows: dict[str, Any]) -> set[int]:
+    """The client's connections (local ports) that carried no metered call."""
+    ports: dict[int, bool] = {}
+    for call in calls:
+        port = call["port"]
+        ports[port] = ports.get(port, False) or call["marker"] in rows
+    return {port for port, metered in ports.items() if not metered}
+
+
+def python_client(stack: Stack, kind: str, project: str, stop: Path) -> Client:
+    out = stop.parent / f"{kind}.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.clients.pooled_load",
+            kind,
+            "--stop",
+            str(stop),
+            "--out",
+            str(out),
+        ],
+        env=load_env(stack, project),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Client(process, out)
+
+
+def test_python_sdk_pools_resume_metering_after_kill_9(
+    stack: Stack, project: str, tmp_path: Path
+) -> None:
+    stop = tmp_path / "stop"
+    clients = [python_client(stack, kind, project, stop) for kind in ("anthropic", "openai")]
+    killed, back = outage(stack, clients, stop)
+    calls = {
+        kind: client.finish() for kind, client in zip(("anthropic", "openai"), clients, strict=True)
+    }
+    seen = {kind: check_calls(stack, found, killed, back) for kind, found in calls.items()}
+    print(json.dumps(seen, indent=2))
+
+    # The spans: one per connection that carried unmetered calls, to the right host. The
+    # clients closed their pools, so every span is closed and spooled by now.
+    rows = stack.rows_by_agent()
+    truth = {
+        "api.anthropic.com": unmetered_connections(calls["anthropic"], rows),
+        "api.openai.com": unmetered_connections(calls["openai"], rows),
+    }
+    assert all(truth.values()), truth
+    expected = sum(len(ports) for ports in truth.values())
+    spans = wait_for(
+        lambda: len(s := stack.spans()) >= expected and s, 15, f"{expected} unmetered spans"
+    )
+    time.sleep(0.5)
+    spans = stack.spans()
+    by_host = {host: [s for s in spans if s["host"] == host] for host in truth}
+    assert {host: len(found) for host, found in by_host.items()} == {
+        host: len(ports) for host, ports in truth.items()
+    }, spans
+    assert all(s["port"] == 443 and s["kind"] == "tunnel" for s in spans)
+    assert all(s["closed_at"] and s["bytes_up"] > 0 and s["bytes_down"] > 0 for s in spans)
+    assert all(s["opened_at"] >= iso(killed - 0.1) for s in spans)
+    # The connections the edge closed for metering to resume (the clients had their pools
+    # open until the end).
+    assert any(s["closed_by"] == "resumed" for s in spans), spans
+    status = stack.edge.status()["unmetered"]
+    assert status["open"] == 0 and status["resumed"] >= 1
+
+
+def iso(wall: float) -> str:
+    return dt.datetime.fromtimestamp(wall, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_DIR / "node_modules").exists(),
+    reason="node and the npm test clients are installed by ./scripts/test",
+)
+def test_undici_pool_resumes_metering_after_kill_9(
+    stack: Stack, project: str, tmp_path: Path
+) -> None:
+    stop = tmp_path / "stop"
+    out = tmp_path / "node.jsonl"
+    process = subprocess.Popen(
+        ["node", str(NODE_DIR / "pooled_load.mjs"), str(stop), str(out)],
+        env=load_env(stack, project),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = Client(process, out)
+    killed, back = outage(stack, [client], stop)
+    calls = client.finish()
+    seen = check_calls(stack, calls, killed, back)
+    print(json.dumps(seen, indent=2))
+    spans = wait_for(lambda: stack.spans(), 15, "unmetered spans")
+    assert {s["host"] for s in spans} == {"api.anthropic.com"}
