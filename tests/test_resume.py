@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,3 +272,60 @@ def test_undici_pool_resumes_metering_after_kill_9(
     print(json.dumps(seen, indent=2))
     spans = wait_for(lambda: stack.spans(), 15, "unmetered spans")
     assert {s["host"] for s in spans} == {"api.anthropic.com"}
+
+
+def test_curl_keep_alive_resumes_metering(stack: Stack, project: str, tmp_path: Path) -> None:
+    """curl reusing one connection for a list of calls (HTTP/1.1: the edge leaves tunnels
+    that offer HTTP/2 open, see edge/resume.py): it opens a new one when the edge closes the
+    idle tunnel, and no transfer fails."""
+    stack.kill_daemon()
+    body = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+    )
+    # --next starts each transfer's options afresh; --rate is global, the connection is kept.
+    # 2/s leaves ~0.5 s between calls, more than the edge's quiet period.
+    proxy = f"http://{project}:meter@127.0.0.1:{stack.edge.port}"
+    args = ["curl", "-sS", "--rate", "2/s"]
+    for number in range(400):
+        args += ["--http1.1", "--proxy", proxy, "--cacert", str(stack.daemon.bundle)]
+        args += ["-o", os.devnull, "-w", f"%{{stderr}}{number} %{{http_code}} %{{num_connects}}\\n"]
+        args += ["-H", f"User-Agent: curl-load/{number}", "-H", "content-type: application/json"]
+        args += ["--data", body, "https://api.anthropic.com/v1/messages", "--next"]
+    process = subprocess.Popen(
+        args[:-1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(stack.edge.home),
+    )
+    lines: list[tuple[float, list[str]]] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:  # -w writes there, unbuffered; so do curl's errors
+            lines.append((time.time(), line.split()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_for(lambda: len(lines) >= 8, 30, "curl's first transfers")
+    back = stack.start_daemon()
+    wait_for(lambda: lines and lines[-1][0] > back + RECOVERY + 3, 60, "transfers after recovery")
+    process.terminate()
+    process.wait(10)
+    reader.join(5)
+    assert all(len(words) == 3 and words[1] == "200" for _, words in lines), lines
+    late = [n for at, (n, _, _) in lines if at - 0.25 > back + RECOVERY]
+    assert late
+    rows = wait_for(
+        lambda: (r := stack.rows_by_agent()) and all(f"curl-load/{n}" in r for n in late) and r,
+        15,
+        "a row for every transfer after the recovery",
+    )
+    unmetered = [n for _, (n, _, _) in lines if f"curl-load/{n}" not in rows]
+    assert len(unmetered) >= 4  # while the daemon was away, on the one connection
+    # One new connection after the daemon was back: the edge closed the idle tunnel.
+    assert sum(int(c) for _, (_, _, c) in lines) == 2, lines
