@@ -226,3 +226,34 @@ def spans(
     except sqlite3.OperationalError:
         return []
     return [dict(zip(SPAN_COLUMNS, row, strict=True)) for row in rows]
+
+
+def pending(home: Path) -> list[unmetered.UnmeteredConnection]:
+    """Connections the edge spooled that no daemon has stored yet (it is down, or about to)."""
+    found: dict[str, unmetered.UnmeteredConnection] = {}
+    files = [unmetered.spool_path(home), *home.glob(f"{unmetered.SPOOL_FILE}.*.taken")]
+    for path in files:
+        for connection in unmetered.read(path):
+            found[connection.id] = connection  # the latest line for a connection wins
+    return list(found.values())
+
+
+def summary(ledger: Path, home: Path, since: str) -> dict[str, Any]:
+    """For `status`: the holes recorded since `since`, and what still waits in the spool."""
+    recorded: list[Hole] = []
+    if ledger.exists():
+        try:
+            con = sqlite3.connect(f"file:{ledger.as_posix()}?mode=ro", uri=True, timeout=5)
+            try:
+                recorded = holes(con, since, None)
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass
+    waiting: dict[str, int] = {}
+    for connection in pending(home):
+        target = (
+            connection.host if connection.port == 443 else f"{connection.host}:{connection.port}"
+        )
+        waiting[target] = waiting.get(target, 0) + 1
+    return {"recorded": [hole.as_json() for hole in recorded], "spooled": waiting}
