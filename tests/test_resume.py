@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 import pytest
 
 from halton_meter.lifecycle.environment import meter_environment
-from tests.conftest import ROOT, FakeUpstream, Meter, free_port, wait_for
+from tests.conftest import METER, ROOT, FakeUpstream, Meter, free_port, wait_for
 from tests.test_edge import EdgeProcess, clean_env, start_daemon, start_edge
 
 NODE_DIR = ROOT / "tests" / "node"
@@ -144,7 +145,12 @@ def check_calls(
     failed = [c for c in calls if c["error"]]
     assert not failed, failed
     retried = [c for c in calls if c["attempts"] > 1]
-    assert all(c["sent"] <= killed + 1.0 and c["ended"] >= killed for c in retried), retried
+    at_kill = [c for c in retried if c["sent"] <= killed + 1.0 and c["ended"] >= killed]
+    # While the edge tunnels, nothing is retried; after the daemon is back a call written in
+    # the very instant the edge closes its idle connection is retried by the SDK (it never
+    # reached the provider): counted, and measured in bench/pooled_resume.py.
+    assert all(c in at_kill or c["sent"] >= back for c in retried), retried
+    at_resume = [c for c in retried if c not in at_kill]
     after = [c for c in calls if c["sent"] >= back + RECOVERY]
     deadline = time.monotonic() + 15
     while True:
@@ -164,7 +170,8 @@ def check_calls(
     unmetered_after = [c for c in calls if c["sent"] >= back and c["marker"] not in rows]
     return {
         "calls": len(calls),
-        "retried_at_the_kill": len(retried),
+        "retried_at_the_kill": len(at_kill),
+        "retried_at_resume": len(at_resume),
         "during": len(during),
         "after_recovery": len(after),
         "unmetered_after_back": len(unmetered_after),
@@ -242,6 +249,39 @@ def test_python_sdk_pools_resume_metering_after_kill_9(
     assert any(s["closed_by"] == "resumed" for s in spans), spans
     status = stack.edge.status()["unmetered"]
     assert status["open"] == 0 and status["resumed"] >= 1
+    shown_everywhere(stack, {host: len(ports) for host, ports in truth.items()})
+
+
+def shown_everywhere(stack: Stack, expected: dict[str, int]) -> None:
+    """`report` (text and --json), `requests`, the API and /metrics show the holes."""
+    env = clean_env(stack.edge.home)
+
+    def run(*argv: str) -> str:
+        done = subprocess.run([METER, *argv], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    text = " ".join(run("report", "--since", "1h").split())
+    for host, count in expected.items():
+        assert f"not metered: {count} connection{'s' * (count != 1)} to {host} between" in text
+    answer = json.loads(run("report", "--since", "1h", "--json"))
+    assert answer["complete"] is False
+    assert {h["host"]: h["connections"] for h in answer["unmetered"]} == expected
+    assert "not metered:" in run("requests", "--since", "1h", "--limit", "1000")
+    assert json.loads(run("report", "--from", "2000-01-01", "--to", "2000-01-02", "--json"))[
+        "complete"
+    ]
+    config = (stack.edge.home / "config.toml").read_text()
+    api = f"http://127.0.0.1:{config.split('api_port = ')[1].split()[0]}"
+    with urllib.request.urlopen(f"{api}/v1/unmetered?since=1h", timeout=10) as response:
+        body = json.load(response)
+    assert body["complete"] is False
+    assert {h["host"]: h["connections"] for h in body["holes"]} == expected
+    assert len(body["spans"]) == sum(expected.values())
+    with urllib.request.urlopen(f"{api}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    for host, count in expected.items():
+        assert f'halton_meter_unmetered_connections_total{{host="{host}"}} {count}' in metrics
 
 
 def iso(wall: float) -> str:

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -386,12 +387,18 @@ class Edge:
         """An LLM connection tunnelled because the daemon is down: counted and spooled as
         unmetered, and closed at a quiet moment once the daemon is back (edge/resume.py)."""
 
+        sock = client[1].get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+
         def close_both() -> None:
+            # The client's end of stream goes out now, not a loop turn later: a pooled client
+            # that sees it before its next request opens a new connection instead.
+            with contextlib.suppress(OSError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_WR)
             close(client[1])
             close(server[1])
 
-        sock = client[1].get_extra_info("socket")
-        fileno = sock.fileno() if sock is not None else -1
         watched = self.unmetered.start(
             head.host, head.port, "tunnel", close_both, fileno, self.health.check
         )
