@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,7 +29,17 @@ from typing import Any
 
 import pytest
 
+from halton_meter.edge.resume import Watched, offers_only_http1
+from halton_meter.ledger.db import connect
+from halton_meter.ledger.spans import holes, ingest
+from halton_meter.ledger.spans import spans as span_rows
 from halton_meter.lifecycle.environment import meter_environment
+from halton_meter.unmetered import (
+    SPOOL_FILE,
+    TAKEN_SETTLE_SECONDS,
+    UnmeteredConnection,
+    append,
+)
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, free_port, wait_for
 from tests.test_edge import EdgeProcess, clean_env, start_daemon, start_edge
 
@@ -369,3 +380,120 @@ def test_curl_keep_alive_resumes_metering(stack: Stack, project: str, tmp_path: 
     assert len(unmetered) >= 4  # while the daemon was away, on the one connection
     # One new connection after the daemon was back: the edge closed the idle tunnel.
     assert sum(int(c) for _, (_, _, c) in lines) == 2, lines
+
+
+# --- the rules, piece by piece ----------------------------------------------------------------
+
+
+def client_hellos(alpns: list[list[str] | None]) -> list[bytes]:
+    """Real ClientHellos from Python's ssl, one per ALPN list (None: no ALPN extension)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    seen: list[bytes] = []
+
+    def accept() -> None:
+        for _ in alpns:
+            conn, _ = server.accept()
+            with conn:
+                seen.append(conn.recv(65536))
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    for alpn in alpns:
+        context = ssl.create_default_context()
+        if alpn:
+            context.set_alpn_protocols(alpn)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(0.5)
+            with contextlib.suppress(OSError):
+                context.wrap_socket(sock, server_hostname="api.anthropic.com")
+    thread.join(10)
+    server.close()
+    return seen
+
+
+def test_only_tunnels_that_cannot_be_http2_are_closed() -> None:
+    http1, both, none = client_hellos([["http/1.1"], ["h2", "http/1.1"], None])
+    assert offers_only_http1(http1)
+    assert not offers_only_http1(both)
+    assert offers_only_http1(none)  # HTTP/2 over TLS needs ALPN
+    assert not offers_only_http1(http1[:60])  # a hello split over reads: left open
+    assert not offers_only_http1(b"GET / HTTP/1.1\r\n\r\n")
+
+
+def watched(hello: bytes) -> tuple[Watched, tuple[socket.socket, socket.socket]]:
+    """A watched connection past its handshake; the edge's end of the client socket is the
+    pair's first (the test writes into the second as the client)."""
+    record = UnmeteredConnection("x", "api.anthropic.com", 443, "tunnel", 0.0, 0.0)
+    pair = socket.socketpair()
+    item = Watched(record, lambda: None, pair[0].fileno())
+    item.up(hello)
+    item.down(b"s" * 4000)  # ServerHello, certificate
+    return item, pair
+
+
+def test_a_waiting_call_is_never_at_rest_and_an_answered_one_is() -> None:
+    (hello,) = client_hellos([["http/1.1"]])
+    item, pair = watched(hello)
+    item.up(b"f" * 64 + b"r" * 600)  # Finished, then the first request
+    item.down(b"t" * 500)  # TLS 1.3 session tickets
+    later = time.monotonic() + 60
+    assert not item.at_rest(later, 0.25)  # the call still waits for its answer
+    item.down(b"a" * 2000)  # the answer
+    assert not item.at_rest(time.monotonic(), 0.25)  # not quiet yet
+    assert item.at_rest(time.monotonic() + 0.3, 0.25)
+    item.up(b"w" * 40)  # an HTTP/2-style WINDOW_UPDATE: still at rest
+    assert item.at_rest(time.monotonic() + 0.3, 0.25)
+    item.up(b"r" * 600)  # the next request: waiting again
+    assert not item.at_rest(time.monotonic() + 60, 0.25)
+    # A stream that paused 0.2 s inside its answer waits 3 x 0.2 s of quiet.
+    item.down(b"e" * 100)
+    time.sleep(0.2)
+    item.down(b"e" * 100)
+    assert not item.at_rest(time.monotonic() + 0.4, 0.25)
+    assert item.at_rest(time.monotonic() + 0.8, 0.25)
+    # Unread bytes from the client (a request on its way): not now.
+    pair[1].send(b"x")
+    assert not item.at_rest(time.monotonic() + 5, 0.25)
+    for end in pair:
+        end.close()
+
+
+def test_an_http2_tunnel_is_never_closed() -> None:
+    (hello,) = client_hellos([["h2", "http/1.1"]])
+    item, pair = watched(hello)
+    item.up(b"r" * 600)
+    item.down(b"a" * 5000)
+    assert not item.at_rest(time.monotonic() + 60, 0.25)
+    for end in pair:
+        end.close()
+
+
+def test_spool_lines_are_stored_once_with_their_last_counts(tmp_path: Path) -> None:
+    progress = UnmeteredConnection("e-1", "api.openai.com", 443, "tunnel", 1000.0, 1010.0, 5, 7)
+    final = UnmeteredConnection(
+        "e-1", "api.openai.com", 443, "tunnel", 1000.0, 1020.0, 9, 70, 1021.0, "resumed"
+    )
+    other = UnmeteredConnection("e-2", "api.openai.com", 443, "tunnel", 1005.0, 1006.0, 1, 2)
+    for item in (progress, other, final):
+        assert append(tmp_path, item)
+    (tmp_path / SPOOL_FILE).open("ab").write(b'{"id": "broken"\n')
+    con = connect(tmp_path / "db.sqlite")
+    assert ingest(con, tmp_path) == 0  # renamed now, stored a round later
+    assert not (tmp_path / SPOOL_FILE).exists()
+    time.sleep(TAKEN_SETTLE_SECONDS + 0.1)
+    assert append(tmp_path, progress)  # an old line again, in a new spool
+    assert ingest(con, tmp_path) == 3
+    time.sleep(TAKEN_SETTLE_SECONDS + 0.1)
+    assert ingest(con, tmp_path) == 1
+    rows = {r["id"]: r for r in span_rows(con, None, None)}
+    assert set(rows) == {"e-1", "e-2"}
+    assert (rows["e-1"]["bytes_up"], rows["e-1"]["bytes_down"]) == (9, 70)
+    assert rows["e-1"]["closed_by"] == "resumed" and rows["e-2"]["closed_at"] is None
+    (hole,) = holes(con, None, None)
+    assert (hole.connections, hole.bytes_up + hole.bytes_down, hole.open) == (2, 82, 1)
+    assert hole.describe(today="1970-01-01") == (
+        "2 connections to api.openai.com between 00:16 and 00:17 UTC, 82 B"
+    )
+    assert holes(con, "1970-01-01T00:20:00.000Z", None) == []
+    con.close()
