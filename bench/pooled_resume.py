@@ -15,7 +15,8 @@ on a busy machine) and keeps the load RECOVERY + 4 s more. Printed per round and
   keep-alive close; such a call never reaches the provider and the SDK retries it);
 - the passthrough gap: from the kill to the edge's switch back to metering;
 - metering resumed on pooled connections: from the daemon being back to the last call sent
-  on an unmetered (pre-outage-recovery) connection, and to the last tunnel the edge closed;
+  on an unmetered connection, and from the edge's switch back to metering to the last
+  tunnel it closed;
 - unmetered spans against the truth: spans per host in the ledger, and the clients' own
   connections that carried no metered call.
 """
@@ -100,7 +101,12 @@ def one_round(fake: FakeUpstream, work: Path, number: int) -> dict[str, Any]:
             "last_unmetered_call_after_back_s": max(
                 (s["last_unmetered_after_back"] or 0.0 for s in seen.values()), default=0.0
             ),
+            # `back` is measured once the daemon published daemon.json, a little after it
+            # accepted its first connection; the edge's switch is when metering resumed.
             "last_tunnel_closed_after_back_s": round(max(resumed) - back, 3) if resumed else None,
+            "last_tunnel_closed_after_switch_s": round(max(resumed) - float(metering[-1]["ts"]), 3)
+            if resumed and metering
+            else None,
             "calls_after_recovery_all_metered": True,  # check_calls asserts it
             "spans": {h: sum(1 for s in spans if s["host"] == h) for h in truth},
             "truth": truth,
@@ -136,6 +142,9 @@ def main() -> None:
         "retried_at_the_kill": sum(r["retried_at_the_kill"] for r in rounds),
         "retried_at_resume": sum(r["retried_at_resume"] for r in rounds),
         "tunnels_closed_to_resume": sum(r["tunnels_closed_to_resume"] for r in rounds),
+        "worst_last_tunnel_closed_after_switch_s": max(
+            (r["last_tunnel_closed_after_switch_s"] or 0.0 for r in rounds), default=None
+        ),
         "worst_last_unmetered_call_after_back_s": max(
             r["last_unmetered_call_after_back_s"] for r in rounds
         ),
