@@ -147,6 +147,12 @@ def create_app(settings: ApiSettings) -> Guard:
             readers.get(), _moment(since, "since"), _moment(until, "until"), project=None
         )
 
+    @app.get("/v1/unmetered", tags=["stats"], responses=BAD_PARAMETER)
+    def unmetered(since: SinceQuery = None, until: UntilQuery = None) -> dict[str, Any]:
+        """LLM traffic the edge passed through unmetered (the daemon was away) in [since,
+        until): per host, and each connection. `complete` is false when there was any."""
+        return views.unmetered(readers.get(), _moment(since, "since"), _moment(until, "until"))
+
     @app.get("/v1/projects", tags=["projects"])
     def projects() -> list[dict[str, Any]]:
         return views.projects(readers.get())

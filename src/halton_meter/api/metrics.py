@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from halton_meter.ledger import spans
 from halton_meter.ledger.quota import quota_view
 from halton_meter.ledger.rollup import Span, aggregate
 
@@ -121,6 +122,7 @@ def render(
             value.add(_decimal_usd(int(row["subscription_value_nanousd"])), **key)
     families: list[_Family] = [requests, errors, unpriced, tokens, cost, value]
     families += _quota_families(con, quota_warn_at)
+    families += _unmetered_families(con)
     if writer is not None:
         families += _writer_families(writer, lag)
     families += _edge_families(edge_status())
@@ -155,6 +157,23 @@ def _quota_families(con: sqlite3.Connection, warn_at: float) -> Iterable[_Family
                 moment = datetime.fromisoformat(window.resets_at.replace("Z", "+00:00"))
                 resets.add(f"{moment.timestamp():.3f}", **key)
     return [used, resets, warning, threshold]
+
+
+def _unmetered_families(con: sqlite3.Connection) -> Iterable[_Family]:
+    """The ledger's unmetered spans: LLM traffic passed through while the daemon was away."""
+    connections = _Family(
+        "halton_meter_unmetered_connections_total",
+        "counter",
+        "LLM connections the edge passed through unmetered (daemon away), from the ledger.",
+    )
+    sent = _Family(
+        "halton_meter_unmetered_bytes_total", "counter", "Bytes on those connections, each way."
+    )
+    for hole in spans.holes(con, None, None):
+        connections.add(hole.connections, host=hole.target)
+        sent.add(hole.bytes_up, host=hole.target, direction="up")
+        sent.add(hole.bytes_down, host=hole.target, direction="down")
+    yield from (connections, sent)
 
 
 def _decimal_usd(nanousd: int) -> str:
@@ -215,6 +234,19 @@ def _edge_families(status: dict[str, Any] | None) -> Iterable[_Family]:
             family = _Family(f"halton_meter_edge_{name}_total", "counter", help_text)
             family.add(counters[name])
             yield family
+    unmetered = status.get("unmetered")
+    if isinstance(unmetered, dict):
+        open_now = _Family(
+            "halton_meter_edge_unmetered_open", "gauge", "LLM connections open unmetered now."
+        )
+        open_now.add(int(unmetered.get("open", 0)))
+        resumed = _Family(
+            "halton_meter_edge_resumed_total",
+            "counter",
+            "Unmetered connections the edge closed at a quiet moment so metering resumes.",
+        )
+        resumed.add(int(unmetered.get("resumed", 0)))
+        yield from (open_now, resumed)
 
 
 def fetch_edge_status(port: int, timeout: float = 0.5) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from halton_meter.api.contract import CSV_FIELDS, money, request_item, subscription_value
+from halton_meter.ledger import spans
 from halton_meter.ledger.rollup import Span, aggregate, aggregate_many
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import ledger_timestamp
@@ -356,3 +357,15 @@ def daemon_status(con: sqlite3.Connection, now: datetime) -> dict[str, Any]:
         "SELECT COUNT(*) FROM requests WHERE requested_at >= ?", (hour_ago,)
     ).fetchone()[0]
     return {"last_seen_at": last, "request_count_last_hour": int(count)}
+
+
+def unmetered(con: sqlite3.Connection, since: str | None, until: str | None) -> dict[str, Any]:
+    """The window's unmetered spans: per host (`holes`) and per connection (`spans`)."""
+    gaps = spans.holes(con, since, until)
+    return {
+        "since": since,
+        "until": until,
+        "complete": not gaps,
+        "holes": [hole.as_json() for hole in gaps],
+        "spans": spans.spans(con, since, until),
+    }

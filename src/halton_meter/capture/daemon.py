@@ -38,6 +38,7 @@ from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.build import RowBuilder
+from halton_meter.ledger.spans import SpoolIngest
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
@@ -185,6 +186,9 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
     cloud_sync.start()
+    # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
+    spool_ingest = SpoolIngest(paths.home, paths.ledger)
+    spool_ingest.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
@@ -195,6 +199,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         intact = writer.close()
         attributor.close()
         cloud_sync.stop()
+        spool_ingest.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         paths.daemon_state.unlink(missing_ok=True)
     return 0 if intact else 1

@@ -207,6 +207,18 @@ def status(ctx: Context, as_json: bool) -> None:
     console.print(f"Rows recorded today: {report['rows_today']}")
     for line in report["quota_warnings"]:
         console.print(f"[yellow]Quota warning:[/] {line}")
+    gaps = report["unmetered"]
+    for hole in gaps["recorded"]:
+        console.print(f"[yellow]Not metered today: {hole['text']}[/]")
+    for target, count in gaps["spooled"].items():
+        plural = "" if count == 1 else "s"
+        console.print(
+            f"[yellow]Not metered: {count} connection{plural} to {target}, "
+            "stored in the ledger when the daemon runs[/]"
+        )
+    live = (gaps["edge"] or {}).get("open")
+    if live:
+        console.print(f"[yellow]Open unmetered connections right now: {live}[/]")
     if report["note"]:
         console.print(report["note"])
     if report["state"] == "degraded":

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.tables import Column, fitted_table
+from halton_meter.ledger import spans
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import (
     GROUP_COLUMNS,
@@ -67,12 +68,16 @@ def requests(
     since_ts = ledger_timestamp(_moment(since, "--since")) if since else None
     with _open_ledger(ctx) as con:
         rows = recent_requests(con, Window(since=since_ts, project=project), limit)
+        # The gaps among the calls shown: from the oldest one listed (or --since) on.
+        oldest = rows[-1]["requested_at"] if len(rows) == limit else since_ts
+        gaps = spans.holes(con, oldest, None)
     if as_json:
         click.echo(json.dumps([request_json(row) for row in rows], indent=2))
         return
     console = Console()
     if not rows:
         console.print("No metered calls yet. Run a tool with `halton-meter run -- CMD`.")
+        _print_holes(console, gaps)
         return
     columns = [
         Column("time UTC", [row["requested_at"][11:19] for row in rows], priority=3),
@@ -91,6 +96,13 @@ def requests(
     ]
     table = fitted_table(console, f"Latest {len(rows)} calls", columns)
     console.print(table)
+    _print_holes(console, gaps)
+
+
+def _print_holes(console: Console, gaps: list[spans.Hole]) -> None:
+    """Unmetered traffic (the daemon was away): those calls are missing above."""
+    for hole in gaps:
+        console.print(f"[yellow]not metered: {hole.describe()}[/yellow]")
 
 
 @click.command()
@@ -145,14 +157,25 @@ def report(
     groups = list(group_by)
     with _open_ledger(ctx) as con:
         result = build_report(con, window, groups)
+        gaps = spans.holes(con, window.since, window.until)
     if as_json:
         payload = report_json(result, groups, {"from": window.since, "to": window.until})
+        # A window with a hole is incomplete: say so, with what the edge could count.
+        payload["complete"] = not gaps
+        payload["unmetered"] = [hole.as_json() for hole in gaps]
         click.echo(json.dumps(payload, indent=2))
         return
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
     _render_report(result, groups, window, ctx.config.display)
+    if gaps:
+        console = Console()
+        _print_holes(console, gaps)
+        console.print(
+            "[yellow]The totals miss the calls on these connections: the daemon was not "
+            "running, and the edge passed them through unmetered.[/yellow]"
+        )
 
 
 def _render_report(

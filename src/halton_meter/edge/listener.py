@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from halton_meter.edge.claims import ClaimsWatch
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
 from halton_meter.edge.relay import Stream, close, relay
+from halton_meter.edge.resume import RESUME_QUIET, Unmetered
 from halton_meter.edge.wire import (
     HEAD_LIMIT,
     REASONS,
@@ -116,6 +118,7 @@ class EdgeSettings:
     log_level: str = "info"
     grace: float = EDGE_GRACE_SECONDS
     take_over: bool = False  # ask a running edge for its listening socket (handover.py)
+    resume_quiet: float = RESUME_QUIET  # edge/resume.py
 
     @classmethod
     def from_config(cls, config: Config, paths: Paths) -> EdgeSettings:
@@ -178,6 +181,7 @@ class Edge:
         self.started_at = time.time()
         self.health = DaemonHealth(settings.internal_port, self._switched, DAEMON_HOST)
         self.claims = ClaimsWatch(settings.claimed, settings.home / CLAIMED_HOSTS_FILE)
+        self.unmetered = Unmetered(settings.home, settings.resume_quiet)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle: set[asyncio.Task[object]] = set()  # waiting for a request head
@@ -270,6 +274,7 @@ class Edge:
             "daemon_healthy": self.health.healthy,
             "daemon_reason": self.health.reason,
             "counters": asdict(self.counters),
+            "unmetered": self.unmetered.status(),
         }
 
     def _switched(self, previous: bool | None, healthy: bool, reason: str) -> None:
@@ -365,7 +370,8 @@ class Edge:
         return self.claims.claims(head.host, head.port)
 
     async def _connect(self, head: RequestHead, client: Stream) -> None:
-        if self._claimed(head):
+        claimed = self._claimed(head)
+        if claimed:
             if self.health.worth_trying() and await self._hand_off(head, client):
                 return
             self.counters.fallbacks += 1
@@ -376,7 +382,38 @@ class Edge:
             return
         client[1].write(CONNECTED)
         self.counters.tunnelled += 1
-        await relay(client, server)
+        if claimed:
+            await self._unmetered_tunnel(head, client, server)
+        else:
+            await relay(client, server)
+
+    async def _unmetered_tunnel(self, head: RequestHead, client: Stream, server: Stream) -> None:
+        """An LLM connection tunnelled because the daemon is down: counted and spooled as
+        unmetered, and closed at a quiet moment once the daemon is back (edge/resume.py)."""
+
+        sock = client[1].get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+
+        def close_both() -> None:
+            # The client's end of stream goes out now, not a loop turn later: a pooled client
+            # that sees it before its next request opens a new connection instead.
+            with contextlib.suppress(OSError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_WR)
+            close(client[1])
+            close(server[1])
+
+        watched = self.unmetered.start(
+            head.host, head.port, "tunnel", close_both, fileno, self.health.check
+        )
+        closed_by = "client"
+        try:
+            await relay(client, server, watched.up, watched.down)
+        except asyncio.CancelledError:
+            closed_by = "edge-stop"
+            raise
+        finally:
+            self.unmetered.end(watched, closed_by)
 
     async def _hand_off(self, head: RequestHead, client: Stream) -> bool:
         """Give the connection to the daemon; False (nothing sent to the client) when the

@@ -276,6 +276,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
     (6, "billing_and_quota", BILLING_MIGRATION),
     (
+        7,
+        "unmetered_spans",
+        [
+            # LLM connections the edge tunnelled while the daemon was away: no request rows
+            # (nothing was read), but the gap is kept and shown (ledger/spans.py). One row per
+            # connection, keyed by the edge's id for it, so a spool line stored twice is one.
+            """CREATE TABLE IF NOT EXISTS unmetered_spans (
+                id TEXT PRIMARY KEY,
+                host TEXT NOT NULL,
+                port INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                opened_at TEXT NOT NULL,
+                last_at TEXT NOT NULL,
+                closed_at TEXT,
+                closed_by TEXT,
+                bytes_up INTEGER NOT NULL DEFAULT 0,
+                bytes_down INTEGER NOT NULL DEFAULT 0,
+                recorded_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS unmetered_spans_opened ON unmetered_spans (opened_at)",
+        ],
+    ),
+    (
         8,
         "cloud_facts",
         [

@@ -28,6 +28,7 @@ from typing import Any
 
 from halton_meter import __version__
 from halton_meter.config import Config
+from halton_meter.ledger import spans
 from halton_meter.lifecycle import ca, selftest, shell, this_os
 from halton_meter.lifecycle.environment import (
     CA_VARIABLES,
@@ -495,6 +496,14 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "ports": ports.as_dict(),
         "rows_today": rows_today(paths),
         "components": {"edge": edge, "daemon": daemon},
+        # LLM traffic tunnelled without metering: today's holes in the ledger, connections
+        # the edge spooled that no daemon stored yet, and the edge's own counts.
+        "unmetered": {
+            **spans.summary(
+                paths.ledger, paths.home, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+            ),
+            "edge": answer.get("unmetered") if answer else None,
+        },
     }
 
 

@@ -216,6 +216,14 @@ function unpricedWarning(stats) {
     "Add a [[pricing.overrides]] entry, then re-price.");
 }
 
+function unmeteredWarning(gaps) {
+  // Traffic the edge passed through while the daemon was away: those calls have no rows.
+  if (!gaps || gaps.complete) return null;
+  return el("div", { class: "warning", id: "unmetered-warning" },
+    "Not metered (the daemon was not running; these calls are missing from the totals): ",
+    gaps.holes.map((h) => h.text).join("; "), ".");
+}
+
 function subscriptionCard(month) {
   // What a subscription's calls would have cost at API prices: apart from spend, never added.
   const s = month.summary;
@@ -253,16 +261,18 @@ function quotaPanel(quota) {
 }
 
 async function overview(view) {
-  const [month, previous, recent, quota] = await Promise.all([
+  const [month, previous, recent, quota, gaps] = await Promise.all([
     api(`/v1/stats?since=${monthStart(0)}`),
     api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
     api(`/v1/stats?since=${isoDay(29)}`),
     isTeam() ? null : api("/v1/quota").catch(() => null),
+    isTeam() ? null : api(`/v1/unmetered?since=${isoDay(29)}`).catch(() => null),
   ]);
   const s = recent.summary;
   fill(view, 
     el("h1", { text: "Overview" }),
     unpricedWarning(recent),
+    unmeteredWarning(gaps),
     el("div", { class: "cards" },
       card("card-month-spend", "Spend this month", usd(month.summary.total_cost_usd),
         `last month ${usd(previous.summary.total_cost_usd)}`),
