@@ -1,8 +1,9 @@
 """The daemon's proxy: mitmproxy 12 embedded as a library, never as a subprocess.
 
 Only hosts an adapter claims are decrypted (anchored `allow_hosts` patterns); every other
-CONNECT becomes a raw TCP tunnel, so the client sees the real server certificate. The ledger
-writer is flushed before the process exits on SIGTERM/SIGINT.
+CONNECT becomes a raw TCP tunnel, so the client sees the real server certificate. On
+SIGTERM/SIGINT the daemon stops taking connections, lets the calls in flight finish for
+`[daemon] drain_seconds` (capture/intake.py), and flushes the ledger writer before it exits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from mitmproxy import options
@@ -27,6 +31,7 @@ from mitmproxy.addons import (
     upstream_auth,
 )
 from mitmproxy.master import Master
+from mitmproxy.proxy.mode_servers import ServerInstance
 
 from halton_meter import __version__, providers
 from halton_meter.api.app import ApiSettings
@@ -35,6 +40,7 @@ from halton_meter.api.security import load_or_create_token
 from halton_meter.api.thread import ApiThread
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
+from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.resolve import install_resolver
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
@@ -43,7 +49,13 @@ from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
-from halton_meter.runstate import DaemonState
+from halton_meter.runstate import (
+    DRAIN_FILE,
+    STOP_TIMEOUT,
+    DaemonState,
+    DrainReport,
+    remove_own_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +81,36 @@ def own_ports(config: Config) -> set[int]:
 
 
 class _ReadyCheck:
-    """Learns, once mitmproxy says it is running, whether the listener really came up."""
+    """Learns when mitmproxy's addons are all running, so connections are taken only then."""
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
     def running(self) -> None:
-        from mitmproxy import ctx
-
-        server = ctx.master.addons.get("proxyserver")
-        failed = [s for s in server.servers if not s.is_running]
-        problem = str(failed[0].last_exception) if failed else None
         if not self.ready.done():
-            self.ready.set_result(problem)
+            self.ready.set_result(None)
 
 
-async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False) -> int:
-    """Run the proxy until SIGTERM/SIGINT; every pending ledger row is written before return.
+async def run_daemon(
+    config: Config, paths: Paths, *, behind_edge: bool = False, take_over: bool = False
+) -> int:
+    """Run the proxy until SIGTERM/SIGINT, then drain; every pending ledger row is written
+    before return.
 
     Standalone, the daemon listens on the proxy port clients use; behind the always-on edge it
-    listens on the internal port and the edge hands it the LLM connections."""
+    listens on the internal port and the edge hands it the LLM connections. `take_over`: the
+    supervisor is replacing a running daemon, whose listening socket this one takes over."""
     listen_port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     ensure_home(paths)
+    intake = Intake(paths.home, "127.0.0.1", listen_port, take_over=take_over)
+    try:
+        intake.bind()
+    except OSError as error:
+        raise StartupError(
+            f"cannot listen on 127.0.0.1:{listen_port}: {error.strerror or error}. Stop the "
+            "program using that port or set [daemon] "
+            f"{'internal_port' if behind_edge else 'proxy_port'} in config.toml."
+        ) from None
     ensure_ca(config, paths)
     write_client_bundle(config, paths)
     upstream_bundle = write_upstream_bundle(config, paths)
@@ -109,6 +129,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     )
     master = Master(opts)
     ready = _ReadyCheck()
+    in_flight = InFlight()
     addon = MeterAddon(
         writer.submit,
         own_ports=own_ports(config),
@@ -121,6 +142,7 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     )
     master.addons.add(
         core.Core(),
+        in_flight,
         disable_h2c.DisableH2C(),
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
@@ -134,6 +156,8 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         ready,
     )
     update: dict[str, object] = {
+        # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
+        "server": False,
         "allow_hosts": intercept_patterns(config),
         "tcp_timeout": TCP_TIMEOUT_SECONDS,
         "connection_strategy": "lazy",
@@ -148,28 +172,50 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     opts.update(**update)
 
     install_resolver(asyncio.get_running_loop(), config.upstream.resolve, own_ports(config))
-    _install_signal_handlers(master)
+    stopping = asyncio.Event()
+    _install_signal_handlers(stopping.set)
     run_task = asyncio.create_task(master.run())
     problem = await _wait_ready(ready, run_task)
+    if problem is None:
+        # The handler mitmproxy's own listener would use, fed by our socket instead.
+        instance: ServerInstance[Any] = ServerInstance.make(
+            opts.mode[0], master.addons.get("proxyserver")
+        )
+        try:
+            await intake.serve(instance)
+        except OSError as error:
+            problem = str(error)
     if problem is not None:
         master.shutdown()
         await run_task
+        await intake.stop_accepting()
         writer.close()
-        raise StartupError(
-            f"cannot listen on 127.0.0.1:{listen_port}: {problem}. Stop the program using that "
-            f"port or set [daemon] {'internal_port' if behind_edge else 'proxy_port'} in "
-            "config.toml."
-        )
+        raise StartupError(f"cannot serve on 127.0.0.1:{listen_port}: {problem}.")
+    started_at = time.time()
     api = _start_api(config, paths, writer, lag, behind_edge)
-    state = DaemonState(
-        os.getpid(),
-        __version__,
-        listen_port,
-        behind_edge,
-        time.time(),
-        config.daemon.api_port if api.listening else None,
+
+    def publish(api_port: int | None) -> None:
+        DaemonState(
+            os.getpid(),
+            __version__,
+            listen_port,
+            behind_edge,
+            started_at,
+            api_port,
+            drains=True,
+            handover=intake.offers_handover,
+        ).write(paths.daemon_state)
+
+    api_retry: threading.Thread | None = None
+    if api.listening or not intake.took_over:
+        publish(config.daemon.api_port if api.listening else None)
+    else:
+        # The daemon we replace serves the API until its drain begins: take the port then.
+        publish(config.daemon.api_port)
+        api_retry = _retry_api(api, publish)
+    drain_task = asyncio.create_task(
+        _drain_on_signal(stopping, intake, in_flight, api, master, config, paths)
     )
-    state.write(paths.daemon_state)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
@@ -178,15 +224,78 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     try:
         await run_task
     finally:
+        drain_task.cancel()
         api.stop()
+        if api_retry is not None:
+            api_retry.join(1.0)
+        await intake.stop_accepting()
         await _finish_connections()
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
         cloud_sync.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
-        paths.daemon_state.unlink(missing_ok=True)
+        remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1
+
+
+async def _drain_on_signal(
+    stopping: asyncio.Event,
+    intake: Intake,
+    in_flight: InFlight,
+    api: ApiThread,
+    master: Master,
+    config: Config,
+    paths: Paths,
+) -> None:
+    """At SIGTERM: stop taking connections, free the API port (a successor takes it), let the
+    calls in flight finish for `[daemon] drain_seconds`, say what was waited for, stop."""
+    await stopping.wait()
+    limit = config.daemon.drain_seconds
+    log.info("draining: %d calls in flight, up to %g s", len(in_flight.open), limit)
+    await intake.stop_accepting()
+    await asyncio.to_thread(api.stop)
+    result = await in_flight.drain(limit)
+    report = DrainReport(
+        pid=os.getpid(),
+        calls=result.calls,
+        finished=result.finished,
+        cut=result.cut,
+        seconds=round(result.seconds, 3),
+        limit=limit,
+        handed_over=intake.handed_over,
+    )
+    report.write(paths.home / DRAIN_FILE)
+    log.info(
+        "drained: waited %.1f s for %d calls, %d finished, %d cut%s",
+        result.seconds,
+        result.calls,
+        result.finished,
+        result.cut,
+        "; the successor took the listening socket" if intake.handed_over else "",
+    )
+    master.shutdown()
+
+
+def _retry_api(api: ApiThread, publish: Callable[[int | None], None]) -> threading.Thread:
+    """Bind the API port once the daemon we replace lets it go (it stops its API first thing
+    in its drain); give up after STOP_TIMEOUT and say so in daemon.json."""
+
+    def retry() -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        problem: str | None = "not tried"
+        while time.monotonic() < deadline:
+            problem = api.start()
+            if problem is None:
+                log.info("API and dashboard on http://127.0.0.1:%d/", api.settings.port)
+                return
+            time.sleep(0.1)
+        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+        publish(None)
+
+    thread = threading.Thread(target=retry, name="api-retry", daemon=True)
+    thread.start()
+    return thread
 
 
 async def _finish_connections(timeout: float = 5.0) -> None:
@@ -204,7 +313,8 @@ async def _finish_connections(timeout: float = 5.0) -> None:
 def _start_api(
     config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
 ) -> ApiThread:
-    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal."""
+    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal
+    (while a predecessor still holds it, `_retry_api` takes it later)."""
     edge_port = config.daemon.proxy_port
     settings = ApiSettings(
         ledger=paths.ledger,
@@ -222,7 +332,7 @@ def _start_api(
     if problem is None:
         log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)
     else:
-        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+        log.warning("%s", problem)
     return api
 
 
@@ -234,13 +344,13 @@ async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str |
     return "the proxy stopped during start-up"
 
 
-def _install_signal_handlers(master: Master) -> None:
+def _install_signal_handlers(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, master.shutdown)
+            loop.add_signal_handler(signum, stop)
         except NotImplementedError:  # Windows' Proactor loop
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(master.shutdown))
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop))
 
 
 def _upstream_mode(url: str) -> tuple[str, str | None]:
