@@ -490,7 +490,7 @@ def _command(channel: Channel, version: str) -> tuple[str, ...]:
 def _stop_everything(machine: Machine) -> None:
     """Whatever happened, leave no process of this test running (the ones it started)."""
     pids = set()
-    for name in ("edge.json", "daemon.json", "edge.pid", "daemon.pid"):
+    for name in ("guard.json", "edge.json", "daemon.json", "edge.pid", "daemon.pid"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             pids.add(int(machine.state(name)["pid"]))
     for pid in pids:

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from mitmproxy import options
@@ -34,10 +34,8 @@ from mitmproxy.master import Master
 from mitmproxy.proxy.mode_servers import ServerInstance
 
 from halton_meter import __version__, providers
-from halton_meter.api.app import ApiSettings
 from halton_meter.api.metrics import LedgerLag, fetch_edge_status
 from halton_meter.api.security import load_or_create_token
-from halton_meter.api.thread import ApiThread
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.intake import InFlight, Intake
@@ -56,6 +54,9 @@ from halton_meter.runstate import (
     DrainReport,
     remove_own_state,
 )
+
+if TYPE_CHECKING:
+    from halton_meter.api.thread import ApiThread
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,6 @@ async def run_daemon(
         writer.close()
         raise StartupError(f"cannot serve on 127.0.0.1:{listen_port}: {problem}.")
     started_at = time.time()
-    api = _start_api(config, paths, writer, lag, behind_edge)
 
     def publish(api_port: int | None) -> None:
         DaemonState(
@@ -206,13 +206,11 @@ async def run_daemon(
             handover=intake.offers_handover,
         ).write(paths.daemon_state)
 
-    api_retry: threading.Thread | None = None
-    if api.listening or not intake.took_over:
-        publish(config.daemon.api_port if api.listening else None)
-    else:
-        # The daemon we replace serves the API until its drain begins: take the port then.
-        publish(config.daemon.api_port)
-        api_retry = _retry_api(api, publish)
+    # Metering first: the API (FastAPI, uvicorn: about a second to import) comes up on a
+    # thread of its own, so a restarted or respawned daemon takes hand-offs sooner.
+    api = ApiStarter(config, paths, writer, lag, behind_edge, publish, wait=intake.took_over)
+    publish(config.daemon.api_port)
+    api.begin()
     drain_task = asyncio.create_task(
         _drain_on_signal(stopping, intake, in_flight, api, master, config, paths)
     )
@@ -226,8 +224,6 @@ async def run_daemon(
     finally:
         drain_task.cancel()
         api.stop()
-        if api_retry is not None:
-            api_retry.join(1.0)
         await intake.stop_accepting()
         await _finish_connections()
         addon.record_open_calls()
@@ -243,7 +239,7 @@ async def _drain_on_signal(
     stopping: asyncio.Event,
     intake: Intake,
     in_flight: InFlight,
-    api: ApiThread,
+    api: ApiStarter,
     master: Master,
     config: Config,
     paths: Paths,
@@ -277,25 +273,55 @@ async def _drain_on_signal(
     master.shutdown()
 
 
-def _retry_api(api: ApiThread, publish: Callable[[int | None], None]) -> threading.Thread:
-    """Bind the API port once the daemon we replace lets it go (it stops its API first thing
-    in its drain); give up after STOP_TIMEOUT and say so in daemon.json."""
+class ApiStarter:
+    """The loopback API and dashboard, brought up on a thread after metering has begun. A
+    taken port is logged, not fatal (metering matters more than the dashboard); while the
+    daemon this one replaces still holds it (`wait`), it is tried again until that one frees it
+    at the start of its drain, for at most STOP_TIMEOUT."""
 
-    def retry() -> None:
-        deadline = time.monotonic() + STOP_TIMEOUT
-        problem: str | None = "not tried"
-        while time.monotonic() < deadline:
+    def __init__(
+        self,
+        config: Config,
+        paths: Paths,
+        writer: LedgerWriter,
+        lag: LedgerLag,
+        behind_edge: bool,
+        publish: Callable[[int | None], None],
+        *,
+        wait: bool,
+    ) -> None:
+        self._make = lambda: _make_api(config, paths, writer, lag, behind_edge)
+        self._publish = publish
+        self._wait = wait
+        self._stopping = threading.Event()
+        self._api: ApiThread | None = None
+        self._thread = threading.Thread(target=self._run, name="api-start", daemon=True)
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        api = self._make()
+        self._api = api
+        deadline = time.monotonic() + (STOP_TIMEOUT if self._wait else 0.0)
+        while True:
             problem = api.start()
             if problem is None:
                 log.info("API and dashboard on http://127.0.0.1:%d/", api.settings.port)
                 return
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+                self._publish(None)
+                return
             time.sleep(0.1)
-        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
-        publish(None)
 
-    thread = threading.Thread(target=retry, name="api-retry", daemon=True)
-    thread.start()
-    return thread
+    def stop(self) -> None:
+        """Stop it (waiting for a start in progress to finish first)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(10.0)
+        if self._api is not None:
+            self._api.stop()
 
 
 async def _finish_connections(timeout: float = 5.0) -> None:
@@ -310,11 +336,12 @@ async def _finish_connections(timeout: float = 5.0) -> None:
         await asyncio.wait(others, timeout=timeout)
 
 
-def _start_api(
+def _make_api(
     config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
 ) -> ApiThread:
-    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal
-    (while a predecessor still holds it, `_retry_api` takes it later)."""
+    from halton_meter.api.app import ApiSettings
+    from halton_meter.api.thread import ApiThread
+
     edge_port = config.daemon.proxy_port
     settings = ApiSettings(
         ledger=paths.ledger,
@@ -327,13 +354,7 @@ def _start_api(
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
     )
-    api = ApiThread(settings)
-    problem = api.start()
-    if problem is None:
-        log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)
-    else:
-        log.warning("%s", problem)
-    return api
+    return ApiThread(settings)
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:

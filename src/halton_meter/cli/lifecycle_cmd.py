@@ -134,6 +134,9 @@ def _start(ctx: Context) -> None:
         for component in (EDGE, DAEMON):
             pid = supervisor.start(component, ctx.paths)
             click.echo(f"{component.name} running (pid {pid})", err=True)
+        if isinstance(supervisor, BackgroundSupervisor) and supervisor.kind == "background":
+            pid = supervisor.ensure_guard(ctx.paths)
+            click.echo(f"guard running (pid {pid}): respawns a crashed edge or daemon", err=True)
     except SupervisorError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -248,6 +251,18 @@ def status(ctx: Context, as_json: bool) -> None:
             str(part["version"] or "-"),
         )
     console.print(table)
+    guard = report.get("guard")
+    if guard is not None:
+        respawned = ", ".join(
+            f"{name} {part['respawns']} times" + (" (crash loop)" if part["crash_loop"] else "")
+            for name, part in guard["components"].items()
+        )
+        console.print(
+            f"Guard: pid {guard['pid']}, respawned {respawned}"
+            if guard["running"]
+            else "[yellow]Guard: not running[/]: a crashed edge or daemon stays down; "
+            "`halton-meter start` starts it"
+        )
     console.print(f"Rows recorded today: {report['rows_today']}")
     if report["note"]:
         console.print(report["note"])

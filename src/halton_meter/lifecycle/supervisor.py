@@ -35,6 +35,7 @@ from halton_meter.runstate import (
     DRAIN_SECONDS,
     EDGE_GRACE_SECONDS,
     EDGE_STATE_FILE,
+    GUARD_STATE_FILE,
     STOP_TIMEOUT,
     TAKE_OVER_ENV,
     pid_alive,
@@ -80,6 +81,9 @@ DAEMON = Component(
     "Halton Meter daemon",
 )
 COMPONENTS = (EDGE, DAEMON)
+# Background mode only: respawns a crashed edge or daemon (guard.py). No unit: where a service
+# manager runs, it does this itself.
+GUARD = Component("guard", ("guard",), "", GUARD_STATE_FILE, "Halton Meter guard")
 
 
 PACKAGE = "halton-meter"
@@ -316,10 +320,20 @@ class BackgroundSupervisor:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT; True when something was running."""
         return bool(self.stop_all((component,), paths))
 
+    def ensure_guard(self, paths: Paths) -> int:
+        """The guard of this version runs (one of another version is replaced)."""
+        pid = running_pid(GUARD, paths)
+        state = read_state(paths.home / GUARD_STATE_FILE) or {}
+        if pid is not None and state.get("version") != __version__:
+            self.stop_all((GUARD,), paths)
+        return self.start(GUARD, paths)
+
     def stop_all(self, components: tuple[Component, ...], paths: Paths) -> list[Component]:
         """Stop several at once (SIGTERM to all, then wait); the ones that were running. The
         pid files go first: they say what should run, so the guard (guard.py) respawns none
-        of them."""
+        of them; stopping the edge stops the guard too (before anything else)."""
+        if EDGE in components and GUARD not in components:
+            self.stop_all((GUARD,), paths)
         found: dict[int, Component] = {}
         for component in components:
             pid = running_pid(component, paths)
