@@ -119,3 +119,29 @@ def test_restart_hands_the_socket_over_and_cuts_no_stream(install: Install) -> N
     assert counters["handoff_failures"] == before["handoff_failures"], (before, counters)
     code, status = install.status()
     assert code == 0 and status["components"]["daemon"]["pid"] == new, status
+
+
+def test_an_upgrades_init_replaces_both_and_cuts_no_stream(install: Install) -> None:
+    """`init` after an upgrade replaces an edge and a daemon that run another version; here the
+    running ones say they run "0.0.1" (their state files), which is all `init` looks at, so the
+    real replacement path runs, with 10 streams in flight through both."""
+    port = install.ports()["proxy_port"]
+    bundle = install.home / "ca-bundle.pem"
+    before = _edge_counters(install)
+    olds = {name: _pid(install, name) for name in ("edge", "daemon")}
+    for name in olds:
+        path = install.home / f"{name}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "version": "0.0.1"}))
+    # 20 s streams: both processes are replaced while they run (each start takes seconds).
+    streams = Streams(f"http://upgrade:meter@127.0.0.1:{port}", bundle, events=100).start()
+    result = install.init(apps=False)
+    assert sorted(result["restarted"]) == ["daemon", "edge"], result
+    assert all(_pid(install, name) != pid for name, pid in olds.items())
+    streams.join()
+    _check_complete(install.home / "db.sqlite", "upgrade", streams)
+    report = json.loads((install.home / DRAIN_FILE).read_text())
+    assert report["pid"] == olds["daemon"] and report["handed_over"] is True, report
+    assert (report["calls"], report["cut"]) == (10, 0), report
+    counters = _edge_counters(install)
+    # The new edge never tunnelled an LLM connection unmetered (its counters start at 0).
+    assert counters["fallbacks"] == 0 and counters["handoff_failures"] == 0, (before, counters)

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -136,3 +137,14 @@ def test_a_component_that_keeps_dying_is_respawned_with_back_off(tmp_path: Path)
     lines = (home / "logs" / "guard.jsonl").read_text().splitlines()
     assert sum('"respawned"' in line for line in lines) == 4
     assert sum('"died"' in line for line in lines) >= 4
+
+
+def test_the_guard_needs_nothing_beyond_the_standard_library() -> None:
+    """It must survive whatever breaks the daemon's dependencies: it loads none of them."""
+    code = (
+        "import sys, halton_meter.guard; "
+        "known = {*sys.stdlib_module_names, '__main__'}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} - known))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['halton_meter']", done.stdout
