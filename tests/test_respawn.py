@@ -114,6 +114,7 @@ def test_a_component_that_keeps_dying_is_respawned_with_back_off(tmp_path: Path)
     command = [sys.executable, "-c", "raise SystemExit(3)"]
     dead = {"pid": 999999999, "command": command, "started_at": time.time()}
     (home / "daemon.pid").write_text(json.dumps(dead))
+    (home / "daemon.json").write_text(json.dumps({"pid": 999999999}))  # killed: left behind
     log = JsonLog(home / "logs" / "guard.jsonl", "info", stderr=False)
     guard = Guard(home, home / "logs", log)
     respawned_at: list[float] = []
@@ -148,3 +149,19 @@ def test_the_guard_needs_nothing_beyond_the_standard_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "['halton_meter']", done.stdout
+
+
+def test_a_component_that_stopped_cleanly_is_not_respawned(tmp_path: Path) -> None:
+    """An older release's supervisor removes the pid file only after the process stopped: in
+    between, the pid file names a dead pid, but the state file is gone (a clean stop)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    stopped = {"pid": 999999999, "command": [sys.executable, "-c", "0"], "started_at": 1.0}
+    (home / "edge.pid").write_text(json.dumps(stopped))
+    log = JsonLog(home / "logs" / "guard.jsonl", "info", stderr=False)
+    guard = Guard(home, home / "logs", log)
+    for _ in range(10):
+        guard.tick()
+        time.sleep(0.02)
+    log.close()
+    assert guard.records["edge"].respawns == 0

@@ -102,6 +102,7 @@ class Guard:
         self.started_at = time.time()
         self.stopping = False
         self._children: list[subprocess.Popen[bytes]] = []
+        self._exits: dict[int, int] = {}  # how the processes the guard started ended
 
     def publish(self) -> None:
         state = {
@@ -129,9 +130,20 @@ class Guard:
         pid, command = recorded.get("pid"), recorded.get("command")
         if isinstance(pid, int) and pid_alive(pid, recorded.get("started_at")):
             return
-        if live_pid(self.home / watched.state_file) is not None:
+        state_file = self.home / watched.state_file
+        if live_pid(state_file) is not None:
             return  # a live one published its state (started by hand or by `start` just now)
         if not isinstance(command, list) or not command:
+            return
+        # A crash, not a stop: a process that stops cleanly removes its state file, one that
+        # was killed (SIGKILL, the OOM killer, a segfault) leaves it naming its pid; and a
+        # process the guard started that exited with an error. (A supervisor of this release
+        # removes the pid file before it stops anything; an older one only after, and this
+        # keeps the guard from undoing its stops meanwhile.)
+        state = read_state(state_file)
+        crashed = state is not None and state.get("pid") == pid
+        failed = isinstance(pid, int) and self._exits.get(pid, 0) != 0
+        if not (crashed or failed):
             return
         now = time.monotonic()
         if record.next_at is None:  # just found dead
@@ -200,7 +212,14 @@ class Guard:
 
     def reap(self) -> None:
         """Collect the exit status of the processes we started, so none stays a zombie."""
-        self._children = [child for child in self._children if child.poll() is None]
+        running = []
+        for child in self._children:
+            code = child.poll()
+            if code is None:
+                running.append(child)
+            else:
+                self._exits[child.pid] = code
+        self._children = running
 
 
 def run_guard(home: Path, logs: Path) -> int:
