@@ -396,17 +396,19 @@ def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT, *, kill: bool = T
 
 
 QUIET_SECONDS = 1.0
+QUIET_WAKES = 2  # main-thread wake-ups a quiet process may still have in QUIET_SECONDS
 
 
 def wait_quiet(pid: int, limit: float, quiet: float = QUIET_SECONDS) -> float:
-    """Wait until a process has no established TCP connection, or has written nothing (to
-    sockets or files) for `quiet` seconds, at most `limit`; the seconds waited. For replacing
-    a process of an older release that cuts whatever is in flight when it stops: a stream in
-    flight writes every few hundred milliseconds, an idle pooled connection writes nothing."""
+    """Wait until a process has no established TCP connection, or its main thread (the event
+    loop, in the edge and the daemon alike) has slept through `quiet` seconds, at most `limit`;
+    the seconds waited. For replacing a process of an older release that cuts whatever is in
+    flight when it stops: a stream in flight wakes the loop every few hundred milliseconds, an
+    idle pooled connection never. (Not bytes written: /proc's write counters miss send().)"""
     started = time.monotonic()
     deadline = started + limit
     last: int | None = None
-    still_since = started
+    since = started
     try:
         process = psutil.Process(pid)
         while time.monotonic() < deadline:
@@ -415,12 +417,11 @@ def wait_quiet(pid: int, limit: float, quiet: float = QUIET_SECONDS) -> float:
             ]
             if not established:
                 break
-            counters = getattr(process, "io_counters", None)
-            written = getattr(counters(), "write_chars", None) if counters else None
+            wakes = process.num_ctx_switches().voluntary
             now = time.monotonic()
-            if written is None or written != last:
-                last, still_since = written, now
-            elif now - still_since >= quiet:
+            if last is None or wakes - last > QUIET_WAKES:
+                last, since = wakes, now
+            elif now - since >= quiet:
                 break
             time.sleep(0.05)
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
