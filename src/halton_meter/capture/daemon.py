@@ -290,7 +290,9 @@ class ApiStarter:
         *,
         wait: bool,
     ) -> None:
-        self._make = lambda: _make_api(config, paths, writer, lag, behind_edge)
+        # The token file now, not on the thread: it is the daemon's, there once it runs.
+        token = load_or_create_token(paths)
+        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge)
         self._publish = publish
         self._wait = wait
         self._stopping = threading.Event()
@@ -337,7 +339,12 @@ async def _finish_connections(timeout: float = 5.0) -> None:
 
 
 def _make_api(
-    config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
+    config: Config,
+    paths: Paths,
+    token: str,
+    writer: LedgerWriter,
+    lag: LedgerLag,
+    behind_edge: bool,
 ) -> ApiThread:
     from halton_meter.api.app import ApiSettings
     from halton_meter.api.thread import ApiThread
@@ -346,7 +353,7 @@ def _make_api(
     settings = ApiSettings(
         ledger=paths.ledger,
         port=config.daemon.api_port,
-        token=load_or_create_token(paths),
+        token=token,
         cors_origins=config.cors_allow_origins,
         price_overrides=config.price_overrides,
         writer=writer,
