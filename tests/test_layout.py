@@ -17,9 +17,11 @@ DOCS = ROOT / "docs" / "architecture.md"
 
 # Top first. A part may import the parts below it, never one above it.
 LAYERS: tuple[str, ...] = (
+    "launch.py",
     "__main__.py",
     "cli/",
     "doctor.py",
+    "guard.py",
     "capture/",
     "teamserver/",
     "edge/",
@@ -39,6 +41,7 @@ LAYERS: tuple[str, ...] = (
     "money.py",
     "slugs.py",
     "upstream.py",
+    "unmetered.py",
     "paths.py",
     "runstate.py",
     "__init__.py",

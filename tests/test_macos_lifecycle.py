@@ -86,6 +86,7 @@ def expected_plists(install: NativeInstall) -> dict[str, dict[str, Any]]:
     common = {
         "WorkingDirectory": str(install.home),
         "EnvironmentVariables": {"HALTON_METER_HOME": str(install.home)},
+        "ExitTimeOut": 75,  # above the longest drain (runstate.STOP_TIMEOUT)
     }
     return {
         EDGE: {

@@ -19,6 +19,7 @@ from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
 from halton_meter.providers.registry import DECLARABLE
+from halton_meter.runstate import DRAIN_SECONDS, DRAIN_SECONDS_MAX
 
 # Re-exported while capture/addon.py still imports it from here; new code imports slugs.
 from halton_meter.slugs import is_slug, not_a_slug
@@ -44,6 +45,8 @@ class DaemonSettings:
     internal_port: int = 8090
     api_port: int = 8765
     log_level: str = "info"
+    # On SIGTERM, how long calls in flight may take to finish (runstate.DRAIN_SECONDS).
+    drain_seconds: float = DRAIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,18 @@ def _process_names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _drain(value: Any) -> float:
+    """0 (cut calls at once, as before) up to the longest drain the stop timeouts allow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"expected a number of seconds, got {value!r}")
+    if not 0 <= value <= DRAIN_SECONDS_MAX:
+        raise _Problem(
+            f"{value} is out of range 0-{DRAIN_SECONDS_MAX:g} seconds (the supervisors kill a "
+            "daemon that takes longer to stop)"
+        )
+    return float(value)
+
+
 def _batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
@@ -254,6 +269,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "internal_port": _port,
         "api_port": _port,
         "log_level": _choice("debug", "info", "warning", "error"),
+        "drain_seconds": lambda v: _drain(v),
     },
     "ca": {"dir": _folder},
     "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},

@@ -46,6 +46,7 @@ from halton_meter.providers.claimed import ClaimedHosts
 from halton_meter.runstate import (
     CLAIMED_HOSTS_FILE,
     DAEMON_ANSWER_TIMEOUT,
+    DRAIN_SECONDS,
     EDGE_GRACE_SECONDS,
     EDGE_STATE_FILE,
     TAKE_OVER_ENV,
@@ -119,6 +120,8 @@ class EdgeSettings:
     grace: float = EDGE_GRACE_SECONDS
     take_over: bool = False  # ask a running edge for its listening socket (handover.py)
     resume_quiet: float = RESUME_QUIET  # edge/resume.py
+    # How long open connections may take once a successor has taken the socket over.
+    drain: float = DRAIN_SECONDS
 
     @classmethod
     def from_config(cls, config: Config, paths: Paths) -> EdgeSettings:
@@ -138,6 +141,7 @@ class EdgeSettings:
             ca_bundle=upstream.ca_bundle,
             log_level=daemon.log_level,
             take_over=os.environ.get(TAKE_OVER_ENV) == "1",
+            drain=daemon.drain_seconds,
         )
 
     @property
@@ -235,11 +239,14 @@ class Edge:
 
     async def shutdown(self) -> None:
         """Stop accepting, let open connections finish for the grace period, then cut them.
-        (A successor that took the listening socket over keeps accepting on it.)"""
+        (A successor that took the listening socket over keeps accepting on it; then nothing
+        is in a hurry, and open connections get the drain period instead.)"""
+        handed_over = self._offer is not None and self._offer.given > 0
         if self._offer is not None:
             await self._offer.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.grace
+        wait = max(self.settings.grace, self.settings.drain if handed_over else 0.0)
+        deadline = loop.time() + wait
         if self._server is not None:
             # Stop accepting first, then close: asyncio gives an accepted connection its
             # transport a few loop turns later and drops it (a reset) if the server closed
@@ -631,6 +638,7 @@ def _write_state(edge: Edge) -> None:
         version=__version__,
         started_at=edge.started_at,
         handover=edge.offers_handover,
+        drains=True,
     )
     state.write(settings.state_file)
 
