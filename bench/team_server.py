@@ -12,7 +12,7 @@ process, and 20 machines, each a real SQLite ledger drained by the real sync cli
 
 1. Ingest: every machine pushes its whole queue at once; rows/s = rows stored / wall time.
    Target >= 5,000 rows/s. Per-batch latency p50/p99 from the client side.
-2. Rollup: 10 M rows spread over 30 days, 20 machines, 12 projects, 6 models are generated
+2. Rollup: 10 M rows spread over 30 days, 20 machines, 200 projects, 6 models are generated
    in PostgreSQL with generate_series (INSERT ... SELECT, no client round trips), then the
    daily rollups are rebuilt from them (timed, the same aggregation ingest keeps up to date),
    then `GET /v1/stats?since=30d` is timed over HTTP (p50/max of 10). Target <= 1 s. For
@@ -55,6 +55,7 @@ from halton_meter.teamserver.schema import migrate  # noqa: E402
 METER = str(Path(sys.executable).parent / "halton-meter")
 OWN_ROOTS: list[int] = [os.getpid()]  # + the server and the postmaster, once started
 MACHINES = 20
+PROJECTS = 200
 
 
 class CpuMeter:
@@ -275,7 +276,7 @@ SELECT %(workspace)s, (%(machines)s::uuid[])[1 + g %% 20], 'gen' || g,
            'gemini-2.5-pro'])[1 + (g / 3) %% 6],
     true, 1000 + g %% 500, 2000, 300, 400 + g %% 100, 200,
     CASE WHEN g %% 50 = 0 THEN 'error' ELSE 'ok' END, 900 + g %% 300, true,
-    'project-' || ((g / 7) %% 12), 1234567, 1234567 + g %% 7, 'generated'
+    'project-' || ((g / 7) %% %(projects)s), 1234567, 1234567 + g %% 7, 'generated'
 FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 """
 
@@ -327,6 +328,7 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
                     "workspace": workspace,
                     "machines": machines,
                     "total": total,
+                    "projects": PROJECTS,
                     "start": start,
                     "stop": min(total, start + chunk) - 1,
                 },

@@ -73,16 +73,20 @@ def request_pairing(
 
 def _workspace_id(con: Connection, name: str) -> Any:
     """The workspace's id, created on the first approval into it (an admin's act: asking for a
-    code creates nothing)."""
-    row = con.execute("SELECT id FROM workspaces WHERE name = %s", (name,)).fetchone()
-    if row is None:
+    code creates nothing). Race-free: called inside the approval's transaction, the name is
+    unique, and of several approvals creating it at once one inserts and the others, having
+    waited for it on the unique index, read the committed row (retried should a read fall
+    between the other's insert and its commit)."""
+    for _ in range(20):
         row = con.execute(
-            "INSERT INTO workspaces (name) VALUES (%s) ON CONFLICT (name) DO UPDATE "
-            "SET name = EXCLUDED.name RETURNING id",
+            "INSERT INTO workspaces (name) VALUES (%s) ON CONFLICT (name) DO NOTHING RETURNING id",
             (name,),
         ).fetchone()
-    assert row is not None
-    return row[0]
+        if row is None:
+            row = con.execute("SELECT id FROM workspaces WHERE name = %s", (name,)).fetchone()
+        if row is not None:
+            return row[0]
+    raise PairingError(f"could not create workspace {name!r}; approve again")  # pragma: no cover
 
 
 def pending_pairings(con: Connection) -> list[dict[str, Any]]:
@@ -129,40 +133,48 @@ def approve(con: Connection, code: str) -> dict[str, Any]:
 
 
 def poll(con: Connection, code: str, poll_secret: str) -> dict[str, Any]:
-    """What a waiting machine learns: pending, expired, or (once) its token and identity."""
+    """What a waiting machine learns: pending, expired, or (once) its token and identity.
+
+    The pairing row is locked first and the machine and workspace read by a second statement:
+    a poll that waited for an approval's transaction must see the rows that approval created
+    (one statement joining them would re-check the pairing row alone and find no machine)."""
+    code = normalise_code(code)
     with con.transaction():
         row = con.execute(
-            "SELECT p.poll_secret_hash, p.expires_at <= now(), p.approved_at, p.claimed_at, "
-            "p.machine_id, m.workspace_id, w.name, p.machine_name, p.user_name "
-            "FROM pairings p LEFT JOIN machines m ON m.id = p.machine_id "
-            "LEFT JOIN workspaces w ON w.id = m.workspace_id "
-            "WHERE p.code = %s FOR UPDATE OF p",
-            (normalise_code(code),),
+            "SELECT poll_secret_hash, expires_at <= now(), approved_at, claimed_at, machine_id, "
+            "machine_name, user_name FROM pairings WHERE code = %s FOR UPDATE",
+            (code,),
         ).fetchone()
         if row is None or not secrets.compare_digest(row[0], hash_token(poll_secret)):
             return {"status": "unknown"}
-        _, expired, approved_at, claimed_at, machine_id, workspace_id, workspace = row[:7]
+        _, expired, approved_at, claimed_at, machine_id, machine_name, user_name = row
         if claimed_at is not None:
             return {"status": "claimed"}
         if approved_at is None:
             return {"status": "expired" if expired else "pending"}
+        found = con.execute(
+            "SELECT m.workspace_id, w.name FROM machines m "
+            "JOIN workspaces w ON w.id = m.workspace_id WHERE m.id = %s",
+            (machine_id,),
+        ).fetchone()
+        if found is None:  # cannot happen: approve commits both; never hand out a bad token
+            raise PairingError(f"code {code}: the approved machine is missing; approve again")
+        workspace_id, workspace = found
         token = MACHINE_TOKEN_PREFIX + secrets.token_urlsafe(32)
         con.execute(
             "UPDATE machines SET token_hash = %s, status = 'active', revoked_at = NULL, "
             "paired_at = now() WHERE id = %s",
             (hash_token(token), machine_id),
         )
-        con.execute(
-            "UPDATE pairings SET claimed_at = now() WHERE code = %s", (normalise_code(code),)
-        )
+        con.execute("UPDATE pairings SET claimed_at = now() WHERE code = %s", (code,))
     return {
         "status": "approved",
         "token": token,
         "workspace_id": str(workspace_id),
         "workspace": workspace,
         "machine_id": str(machine_id),
-        "machine_name": row[7],
-        "user": row[8],
+        "machine_name": machine_name,
+        "user": user_name,
     }
 
 
