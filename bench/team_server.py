@@ -49,7 +49,7 @@ from halton_meter.cloud.credentials import Credentials  # noqa: E402
 from halton_meter.config import CloudSettings  # noqa: E402
 from halton_meter.ledger.db import connect  # noqa: E402
 from halton_meter.ledger.row import INSERT_SQL, ROW_COLUMNS  # noqa: E402
-from halton_meter.teamserver import pairing  # noqa: E402
+from halton_meter.teamserver import accounts, pairing  # noqa: E402
 from halton_meter.teamserver.schema import migrate  # noqa: E402
 
 METER = str(Path(sys.executable).parent / "halton-meter")
@@ -390,7 +390,7 @@ def main() -> None:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as pg:
             migrate(pg)
-            admin = pairing.create_admin_token(pg, "bench")
+            admin = accounts.create_admin_token(pg, "bench")
         port = free_port()
         server = start_server(dsn, port, work)
         OWN_ROOTS.append(server.pid)

@@ -93,7 +93,7 @@ class TeamServer:
         if not self.admin_token:  # `server admin-token` itself is tested once, in test_team_server
             import psycopg
 
-            from halton_meter.teamserver.pairing import create_admin_token
+            from halton_meter.teamserver.accounts import create_admin_token
 
             with psycopg.connect(self.dsn, autocommit=True) as con:
                 self.admin_token = create_admin_token(con, "tests")

@@ -1,4 +1,5 @@
-"""`halton-meter server run|migrate|approve|pending|machines|revoke|admin-token`: the team
+"""`halton-meter server run|migrate|approve|pending|machines|revoke|admin-token|account-add|
+accounts|account-remove|prices|reprice`: the team
 server (needs the `server` extra). Everything but `run` talks to PostgreSQL directly, so an
 admin on the server's host needs no token."""
 
@@ -184,12 +185,81 @@ def revoke(machine: str, config_file: Path | None) -> None:
 @_config_option
 @click.option("--label", default="admin", show_default=True, help="A note to tell tokens apart.")
 def admin_token(config_file: Path | None, label: str) -> None:
-    """Create an admin token for the web pages and the rollup API (shown once, stored hashed)."""
-    from halton_meter.teamserver import pairing
+    """Create an admin account of every workspace; prints its token (shown once, stored
+    hashed). The same as `account-add LABEL --role admin`."""
+    from halton_meter.teamserver import accounts
 
     with _database(config_file) as con:
-        token = pairing.create_admin_token(con, label)
+        token = accounts.create_admin_token(con, label)
     click.echo(token)
+
+
+@server.command("account-add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "admin"]),
+    default="viewer",
+    show_default=True,
+    help="viewer: reads figures and the dashboard; admin: also approves, revokes, prices.",
+)
+@click.option("--workspace", help="Only this workspace (default: every workspace).")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def account_add(
+    name: str, role: str, workspace: str | None, config_file: Path | None, as_json: bool
+) -> None:
+    """Add an account; prints its token once (only its hash is stored)."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        try:
+            made, token = accounts.create_account(con, name, role, workspace)
+        except accounts.AccountError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_FAILURE)
+    if as_json:
+        payload = {"id": made.id, "name": made.name, "role": made.role, "workspace": workspace}
+        click.echo(json.dumps({**payload, "token": token}, indent=2))
+    else:
+        click.echo(token)
+
+
+@server.command("accounts")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def accounts_cmd(config_file: Path | None, as_json: bool) -> None:
+    """Accounts (viewers and admins), their workspace and when they were made."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        found = accounts.list_accounts(con)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for a in found:
+        click.echo(
+            f"{a['id']:>4}  {a['name']}  {a['role']}  {a['workspace'] or '(every workspace)'}  "
+            f"{a['created_at'][:10]}"
+        )
+    if not found:
+        click.echo("No account yet: `halton-meter server admin-token` makes the first.")
+
+
+@server.command("account-remove")
+@click.argument("account")
+@_config_option
+def account_remove(account: str, config_file: Path | None) -> None:
+    """Remove an account (by id or name): its token stops working at once."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        try:
+            done = accounts.remove_account(con, account)
+        except accounts.AccountError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_FAILURE)
+    click.echo(f"Removed account {done['name']} ({done['id']}).")
 
 
 COMMANDS = [server]

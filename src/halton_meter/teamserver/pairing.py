@@ -1,4 +1,4 @@
-"""Pairing codes, machine tokens and admin tokens.
+"""Pairing codes and machine tokens (accounts and their tokens: accounts.py).
 
 A machine asks for a code (8 characters from an alphabet without look-alikes, valid 10
 minutes) and polls with a secret only it knows; an admin approves the code; the machine's next
@@ -21,7 +21,6 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
 CODE_LIFETIME = timedelta(minutes=10)
 MACHINE_TOKEN_PREFIX = "hmm_"
-ADMIN_TOKEN_PREFIX = "hma_"
 
 Connection = psycopg.Connection[Any]
 
@@ -89,19 +88,24 @@ def _workspace_id(con: Connection, name: str) -> Any:
     raise PairingError(f"could not create workspace {name!r}; approve again")  # pragma: no cover
 
 
-def pending_pairings(con: Connection) -> list[dict[str, Any]]:
+def pending_pairings(con: Connection, workspace: str | None = None) -> list[dict[str, Any]]:
+    """Codes waiting for approval; with a workspace (a workspace's admin), only those asking
+    to join it."""
     rows = con.execute(
         "SELECT p.code, p.workspace, p.machine_name, p.user_name, p.created_at, p.expires_at "
-        "FROM pairings p "
-        "WHERE p.approved_at IS NULL AND p.expires_at > now() ORDER BY p.created_at"
+        "FROM pairings p WHERE p.approved_at IS NULL AND p.expires_at > now() "
+        "AND (%(workspace)s::text IS NULL OR p.workspace = %(workspace)s) ORDER BY p.created_at",
+        {"workspace": workspace},
     ).fetchall()
     keys = ("code", "workspace", "machine_name", "user_name", "created_at", "expires_at")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def approve(con: Connection, code: str) -> dict[str, Any]:
+def approve(con: Connection, code: str, workspace: str | None = None) -> dict[str, Any]:
     """Approve a pending code: the machine (same workspace + machine uid = same machine, so a
-    re-paired machine keeps its history) becomes active; its token is issued at its next poll."""
+    re-paired machine keeps its history) becomes active; its token is issued at its next poll.
+    `workspace`: the approver's, when it is a workspace's admin (a code for another workspace
+    is refused)."""
     code = normalise_code(code)
     with con.transaction():
         row = con.execute(
@@ -111,12 +115,14 @@ def approve(con: Connection, code: str) -> dict[str, Any]:
         ).fetchone()
         if row is None:
             raise PairingError(f"no pairing code {code}")
-        workspace, machine_uid, name, user_name, expired, approved_at = row
+        wanted, machine_uid, name, user_name, expired, approved_at = row
+        if workspace is not None and wanted != workspace:
+            raise PairingError(f"code {code} asks to join workspace {wanted!r}, not {workspace!r}")
         if approved_at is not None:
             raise PairingError(f"code {code} was already approved")
         if expired:
             raise PairingError(f"code {code} expired; run `halton-meter cloud connect` again")
-        workspace_id = _workspace_id(con, workspace)
+        workspace_id = _workspace_id(con, wanted)
         machine = con.execute(
             "INSERT INTO machines (workspace_id, machine_uid, name, user_name, status) "
             "VALUES (%s, %s, %s, %s, 'pending') ON CONFLICT (workspace_id, machine_uid) "
@@ -199,11 +205,14 @@ def machine_for_token(con: Connection, token: str) -> MachineIdentity | None:
     return MachineIdentity(str(row[0]), str(row[1]), row[2], row[3], row[4], row[5])
 
 
-def revoke(con: Connection, machine: str) -> dict[str, Any]:
+def revoke(con: Connection, machine: str, workspace_id: str | None = None) -> dict[str, Any]:
     """Revoke by machine id or name; its token stops working at once (its hash is kept so the
-    machine is told "revoked", not "unknown"), its rows stay."""
+    machine is told "revoked", not "unknown"), its rows stay. With a workspace (a workspace's
+    admin), only a machine of that workspace."""
     rows = con.execute(
-        "SELECT id, name FROM machines WHERE id::text = %s OR name = %s", (machine, machine)
+        "SELECT id, name FROM machines WHERE (id::text = %(m)s OR name = %(m)s) "
+        "AND (%(w)s::uuid IS NULL OR workspace_id = %(w)s)",
+        {"m": machine, "w": workspace_id},
     ).fetchall()
     if not rows:
         raise PairingError(f"no machine {machine!r}")
@@ -215,11 +224,13 @@ def revoke(con: Connection, machine: str) -> dict[str, Any]:
     return {"machine_id": str(rows[0][0]), "machine_name": rows[0][1], "status": "revoked"}
 
 
-def list_machines(con: Connection) -> list[dict[str, Any]]:
+def list_machines(con: Connection, workspace_id: str | None = None) -> list[dict[str, Any]]:
     rows = con.execute(
         "SELECT m.id, w.name, m.name, m.user_name, m.status, m.paired_at, m.last_seen_at, "
         "(SELECT COALESCE(SUM(r.requests), 0) FROM daily_rollups r WHERE r.machine_id = m.id) "
-        "FROM machines m JOIN workspaces w ON w.id = m.workspace_id ORDER BY m.paired_at"
+        "FROM machines m JOIN workspaces w ON w.id = m.workspace_id "
+        "WHERE %s::uuid IS NULL OR m.workspace_id = %s ORDER BY m.paired_at",
+        (workspace_id, workspace_id),
     ).fetchall()
     keys = ("machine_id", "workspace", "name", "user", "status", "paired_at", "last_seen_at")
     result = []
@@ -231,18 +242,3 @@ def list_machines(con: Connection) -> list[dict[str, Any]]:
         item["requests"] = int(row[7])
         result.append(item)
     return result
-
-
-def create_admin_token(con: Connection, label: str) -> str:
-    token = ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    con.execute(
-        "INSERT INTO admin_tokens (token_hash, label) VALUES (%s, %s)", (hash_token(token), label)
-    )
-    return token
-
-
-def is_admin_token(con: Connection, token: str) -> bool:
-    row = con.execute(
-        "SELECT 1 FROM admin_tokens WHERE token_hash = %s", (hash_token(token),)
-    ).fetchone()
-    return row is not None
