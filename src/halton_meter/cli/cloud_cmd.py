@@ -197,6 +197,7 @@ def sync_now(ctx: Context, as_json: bool) -> None:
         "state": result.state,
         "rows_sent": result.rows_sent,
         "rows_stored": result.rows_stored,
+        "rows_resent": result.rows_resent,
         "unsynced_rows": left,
         "error": result.error,
     }

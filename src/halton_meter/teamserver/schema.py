@@ -32,6 +32,38 @@ ROLLUP_MEASURES = (
     "latency_count",
 )
 
+# Every table of daily sums, by its key after workspace_id. `daily_rollups` has every
+# dimension; the two coarser ones hold the same sums with fewer rows, so a team-wide report
+# reads thousands of rows where `daily_rollups` has hundreds of thousands (200 projects x 20
+# machines x 6 models x 30 days). Ingest, the server's `reprice` and a machine's resent prices
+# change all three in one transaction.
+ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
+    "daily_rollups": ("day", "machine_id", "project", "provider", "model"),
+    "daily_machine_rollups": ("day", "machine_id", "provider", "model"),
+    "daily_project_rollups": ("day", "project"),
+}
+
+
+def _coarser_rollup(table: str) -> list[str]:
+    keys = ROLLUP_TABLES[table]
+    types = {"day": "date", "machine_id": "uuid"}
+    columns = ",\n".join(
+        [f"{key} {types.get(key, 'text')} NOT NULL" for key in keys]
+        + [
+            f"{name} {'double precision' if name == 'latency_ms_sum' else 'bigint'} NOT NULL"
+            for name in ROLLUP_MEASURES
+        ]
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table} (workspace_id uuid NOT NULL, {columns}, "
+        f"last_request_at timestamptz NOT NULL, PRIMARY KEY (workspace_id, {', '.join(keys)}))",
+        f"INSERT INTO {table} (workspace_id, {', '.join(keys)}, {', '.join(ROLLUP_MEASURES)}, "
+        f"last_request_at) SELECT workspace_id, {', '.join(keys)}, "
+        f"{', '.join(f'sum({m})' for m in ROLLUP_MEASURES)}, max(last_request_at) "
+        f"FROM daily_rollups GROUP BY workspace_id, {', '.join(keys)} ON CONFLICT DO NOTHING",
+    ]
+
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -186,6 +218,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 updated_by text NOT NULL
             )""",
         ],
+    ),
+    (
+        7,
+        "coarser_daily_rollups",
+        # Filled from daily_rollups; from then on kept by ingest with it.
+        _coarser_rollup("daily_machine_rollups") + _coarser_rollup("daily_project_rollups"),
     ),
 ]
 

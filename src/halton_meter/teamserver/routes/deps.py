@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from halton_meter.teamserver import accounts, pairing
 from halton_meter.teamserver.ingest import PartitionCache
+from halton_meter.teamserver.prices import PriceCache
 from halton_meter.teamserver.settings import ServerSettings
 from halton_meter.timewindow import TimeParseError, parse_moment
 
@@ -40,11 +41,13 @@ class ApiError(HTTPException):
 
 @dataclass
 class TeamServer:
-    """One per worker process: its settings, its PostgreSQL pool, the partitions it has seen."""
+    """One per worker process: its settings, its PostgreSQL pool, the partitions it has seen,
+    the workspaces' prices it has parsed."""
 
     settings: ServerSettings
     pool: ConnectionPool[Any]
     partitions: PartitionCache = field(default_factory=PartitionCache)
+    prices: PriceCache = field(default_factory=PriceCache)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -170,6 +173,16 @@ def since_day(text: str | None) -> date | None:
         return None
     try:
         return parse_moment(text).date()
+    except TimeParseError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def since_moment(text: str | None) -> datetime | None:
+    """A `since` as a moment (`30d`, a date, an ISO time); None for absent or "all"."""
+    if text is None or text == "all":
+        return None
+    try:
+        return parse_moment(text)
     except TimeParseError as error:
         raise ApiError(400, str(error)) from None
 
