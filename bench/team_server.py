@@ -14,7 +14,8 @@ process, and 20 machines, each a real SQLite ledger drained by the real sync cli
    Target >= 5,000 rows/s. Per-batch latency p50/p99 from the client side.
 2. Rollup: 10 M rows spread over 30 days, 20 machines, 200 projects, 6 models are generated
    in PostgreSQL with generate_series (INSERT ... SELECT, no client round trips), then the
-   daily rollups are rebuilt from them (timed, the same aggregation ingest keeps up to date),
+   daily rollups (and the two coarser tables, from them) are rebuilt (timed, the same sums
+   ingest keeps up to date),
    then `GET /v1/stats?since=30d` is timed over HTTP (p50/max of 10). Target <= 1 s. For
    scale, the same totals straight from the raw ledger rows are timed once.
 It prints figures and writes JSON; it asserts nothing.
@@ -300,7 +301,11 @@ FROM ledger WHERE workspace_id = %(workspace)s GROUP BY 1, 2, 3, 4, 5, 6
 def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
-    from halton_meter.teamserver.schema import ensure_partitions, month_start
+    from halton_meter.teamserver.schema import (
+        coarser_rollup_statements,
+        ensure_partitions,
+        month_start,
+    )
 
     with psycopg.connect(dsn, autocommit=True) as pg:
         pg.execute("INSERT INTO workspaces (name) VALUES ('bench-rollup')")
@@ -338,11 +343,21 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
         pg.execute("VACUUM ANALYZE ledger")
         started = time.perf_counter()
         pg.execute(REBUILD_SQL, {"workspace": workspace})
+        for table in ("daily_machine_rollups", "daily_project_rollups"):
+            pg.execute(coarser_rollup_statements(table)[1])  # filled from daily_rollups
         rebuild_seconds = time.perf_counter() - started
         pg.execute("VACUUM ANALYZE daily_rollups")
+        pg.execute("VACUUM ANALYZE daily_machine_rollups")
+        pg.execute("VACUUM ANALYZE daily_project_rollups")
         rollup_rows = pg.execute(
             "SELECT count(*) FROM daily_rollups WHERE workspace_id = %s", (workspace,)
         ).fetchone()[0]  # type: ignore[index]
+        coarse_rows = [
+            pg.execute(
+                f"SELECT count(*) FROM {table} WHERE workspace_id = %s", (workspace,)
+            ).fetchone()[0]  # type: ignore[index]
+            for table in ("daily_machine_rollups", "daily_project_rollups")
+        ]
         started = time.perf_counter()
         raw = pg.execute(
             "SELECT count(*), sum(cost_nanousd) FROM ledger WHERE workspace_id = %s "
@@ -365,6 +380,8 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
         "generate_seconds": round(generate_seconds, 1),
         "rollup_rebuild_seconds": round(rebuild_seconds, 1),
         "daily_rollup_rows": rollup_rows,
+        "machine_rollup_rows": coarse_rows[0],
+        "project_rollup_rows": coarse_rows[1],
         "stats_30d_ms_p50": round(statistics.median(timings), 1),
         "stats_30d_ms_max": round(max(timings), 1),
         "stats_30d_requests": answer["summary"]["total_requests"],

@@ -44,7 +44,8 @@ ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _coarser_rollup(table: str) -> list[str]:
+def coarser_rollup_statements(table: str) -> list[str]:
+    """Create a coarser rollup table and fill it from daily_rollups (rows it has are kept)."""
     keys = ROLLUP_TABLES[table]
     types = {"day": "date", "machine_id": "uuid"}
     columns = ",\n".join(
@@ -223,7 +224,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         7,
         "coarser_daily_rollups",
         # Filled from daily_rollups; from then on kept by ingest with it.
-        _coarser_rollup("daily_machine_rollups") + _coarser_rollup("daily_project_rollups"),
+        coarser_rollup_statements("daily_machine_rollups")
+        + coarser_rollup_statements("daily_project_rollups"),
     ),
 ]
 
