@@ -153,16 +153,11 @@ def stats(
     last_request_at: datetime | None = None
     if project is None:
         # Team-wide: all but by_project from the table without projects (thousands of rows),
-        # by_project from the one without machines and models (or, for one machine, from
-        # that machine's rows of the full table).
+        # by_project from the one without providers and models.
         wanted = {g: dims for g, dims in STATS_GROUPS.items() if g != "by_project"}
         found = _grouping_sets(con, "daily_machine_rollups", wanted, where, params)
         found += _grouping_sets(
-            con,
-            "daily_rollups" if machine is not None else "daily_project_rollups",
-            {"by_project": STATS_GROUPS["by_project"]},
-            where,
-            params,
+            con, "daily_project_rollups", {"by_project": STATS_GROUPS["by_project"]}, where, params
         )
     else:
         found = _grouping_sets(con, "daily_rollups", STATS_GROUPS, where, params)

@@ -34,13 +34,14 @@ ROLLUP_MEASURES = (
 
 # Every table of daily sums, by its key after workspace_id. `daily_rollups` has every
 # dimension; the two coarser ones hold the same sums with fewer rows, so a team-wide report
-# reads thousands of rows where `daily_rollups` has hundreds of thousands (200 projects x 20
-# machines x 6 models x 30 days). Ingest, the server's `reprice` and a machine's resent prices
-# change all three in one transaction.
+# reads far fewer rows than `daily_rollups` has (200 projects x 20 machines x 6 models x 30
+# days). Every key holds the machine: a batch only ever writes its own machine's rollup rows,
+# so machines sending at once never wait on one another's row locks. Ingest, the server's
+# `reprice` and a machine's resent prices change all three in one transaction.
 ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
     "daily_rollups": ("day", "machine_id", "project", "provider", "model"),
     "daily_machine_rollups": ("day", "machine_id", "provider", "model"),
-    "daily_project_rollups": ("day", "project"),
+    "daily_project_rollups": ("day", "machine_id", "project"),
 }
 
 
