@@ -117,6 +117,10 @@ def _locate(text: str, table: str, key: str | None, index: int = 0) -> int | Non
     return None
 
 
+# The same lookup for other TOML files holding config.toml's tables (the team server's prices).
+locate_key = _locate
+
+
 # --- value checks ---------------------------------------------------------------------------
 
 

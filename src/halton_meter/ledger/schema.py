@@ -310,6 +310,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE requests ADD COLUMN cloud_project TEXT",
         ],
     ),
+    (
+        9,
+        "cloud_resend",
+        [
+            # Rows `reprice` changed while the machine is paired: the sync sends their new
+            # price again, so the team server's copy of the machine's figure follows. `version`
+            # grows with each re-price, so a row re-priced while its resend is in flight is
+            # sent once more rather than dropped.
+            """CREATE TABLE IF NOT EXISTS cloud_resend (
+                id TEXT PRIMARY KEY,
+                version INTEGER NOT NULL DEFAULT 1
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

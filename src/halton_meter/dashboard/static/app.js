@@ -3,9 +3,9 @@
 // never as HTML: project and model names come from clients and may contain anything.
 //
 // The same files are served by a team server (dashboard.json says which backend this is):
-// there every read carries the admin token (X-Halton-Token) or the login cookie, the
-// workspace comes from ?workspace= in the page's URL, and a machine filter and per-machine
-// tables appear. Re-pricing is local only.
+// there every read carries an account's token, a viewer's or an admin's (X-Halton-Token), or
+// the login cookie, the workspace comes from ?workspace= in the page's URL, and a machine
+// filter and per-machine tables appear. Re-pricing is local only.
 "use strict";
 
 const POLL_MS = 1000;
@@ -510,9 +510,9 @@ async function refresh(full) {
   } catch (error) {
     fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }),
       isTeam() && error.status === 401 ? el("p", {},
-        "This team server needs an admin token: ",
+        "This team server needs an account's token (a viewer's is enough): ",
         el("a", { id: "login-link", href: `/login?next=${encodeURIComponent(location.pathname + location.search)}`, text: "log in" }),
-        ", or open this page with #token=<admin token>.") : null);
+        ", or open this page with #token=<token>.") : null);
   } finally {
     state.refreshing = false;
     state.refreshes += 1;
