@@ -24,11 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from halton_meter.ledger.schema import migrate
 from halton_meter.lifecycle import install, shell
+from halton_meter.lifecycle.environment import PROXY_VARIABLES, meter_environment, proxy_url
 from halton_meter.runstate import pid_alive
 from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
 
@@ -265,6 +267,66 @@ def test_env_blocks_follow_halton_project_in_every_shell(
         timeout=30,
     )
     assert ca.stdout.strip() == str(bundle)
+
+
+# Issue 16, item 8: values a person may well export, each needing URL encoding somewhere.
+HOSTILE_PROJECTS = ("Acme Web/API.v2", "a#b?c&d=e+f", "caf\u00e9 \u2615", "x@y:z%20w", "~ok_-.")
+
+
+@pytest.mark.parametrize("shell_name", ["sh", "dash", "bash", "zsh", "fish"])
+def test_env_blocks_encode_every_character_the_url_needs(tmp_path: Path, shell_name: str) -> None:
+    """Each shell's block makes the very URL `halton-meter run --project` makes (Python's
+    quote), and curl accepts it: an unencoded space made curl fail with "Unsupported proxy
+    syntax", so the meter broke the user's tool."""
+    if shutil.which(shell_name) is None:
+        pytest.skip(f"{shell_name} is not installed (scripts/test installs it)")
+    target = tmp_path / ("config.fish" if shell_name == "fish" else ".profile")
+    target.write_text(shell.block_for(target, 8081, Path("/x/ca.pem")))
+    source = "source" if shell_name in ("bash", "zsh", "fish") else "."
+    for project in HOSTILE_PROJECTS:
+        env = {
+            "PATH": os.environ["PATH"],
+            "F": str(target),
+            "HALTON_PROJECT": project,
+            "LANG": "C.UTF-8",
+        }
+        done = subprocess.run(
+            [shell_name, "-c", f'{source} "$F"; printf "%s" "$HTTPS_PROXY"'],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == proxy_url(8081, project), (shell_name, project)
+        parts = urlsplit(done.stdout)
+        assert (parts.hostname, parts.port) == ("127.0.0.1", 8081)
+        assert unquote(parts.username or "") == project
+        if shutil.which("curl"):
+            # 5: curl could not use the proxy URL; 7: it parsed it and found nothing on
+            # 127.0.0.1:9 (the discard port), which is what a valid URL gives here.
+            curl = subprocess.run(
+                ["curl", "-s", "-m", "5", "https://example.invalid/"],
+                env={**env, "HTTPS_PROXY": done.stdout.replace(":8081", ":9")},
+                capture_output=True,
+                timeout=30,
+            )
+            assert curl.returncode == 7, (project, curl.returncode)
+
+
+def test_published_environments_carry_urls_clients_accept() -> None:
+    """`proxy_url` is the one encoder behind `run --project` and the values the Windows and
+    macOS environments publish (`meter_environment`): every project comes back intact."""
+    for project in HOSTILE_PROJECTS:
+        url = proxy_url(8081, project)
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port, parts.password) == ("127.0.0.1", 8081, "meter")
+        assert unquote(parts.username or "") == project
+        assert not set(parts.username or "") - set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%"
+        )
+        env = meter_environment({}, 8081, Path("/x/ca.pem"), project)
+        assert {env[name] for name in PROXY_VARIABLES} == {url}
 
 
 def test_init_then_status_is_healthy(installed: Install) -> None:

@@ -29,15 +29,17 @@ from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
 from halton_meter.providers.base import Endpoint
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
-from halton_meter.slugs import SLUG_RE
+from halton_meter.slugs import normalise_slug
 
 log = logging.getLogger(__name__)
 
 INLINE_DECODE_BYTES = 64 * 1024
 
 
-def project_from_proxy_authorization(value: str | None) -> str | None:
-    """The user part of `http://PROJECT@127.0.0.1:8081`, sent by clients as Basic auth."""
+def tag_from_proxy_authorization(value: str | None) -> str | None:
+    """The user part of `http://PROJECT:meter@127.0.0.1:8081`, sent by clients as Basic auth,
+    percent-decoded but not yet a slug: the writer side normalises it (`Attributor.attribute`),
+    and records a value it must refuse, so `why` can show it and the log says why."""
     if not value or not value.lower().startswith("basic "):
         return None
     try:
@@ -46,8 +48,13 @@ def project_from_proxy_authorization(value: str | None) -> str | None:
         return None
     # rpartition: a project may itself contain ":" (`client:acme`); the password never does.
     user = decoded.rpartition(":")[0] if ":" in decoded else decoded
-    project = unquote(user).strip().lower()
-    return project if SLUG_RE.match(project) else None
+    return unquote(user).strip() or None
+
+
+def project_from_proxy_authorization(value: str | None) -> str | None:
+    """The project slug the proxy URL names (`Acme%20Web` is `acme-web`), or None."""
+    tag = tag_from_proxy_authorization(value)
+    return normalise_slug(tag) if tag else None
 
 
 class MeterAddon:
@@ -93,7 +100,7 @@ class MeterAddon:
         if self._is_own_listener(flow.request.host, flow.request.port):
             flow.response = _refusal()
             return
-        project = project_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
+        project = tag_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
         if project:
             self._connection_projects[flow.client_conn.id] = project
         self._take_client_header(flow)
@@ -177,7 +184,7 @@ class MeterAddon:
         route = providers.route_for(host, request.port, request.path, self._endpoints)
         if route is None:
             return
-        project = project_from_proxy_authorization(auth) or self._connection_projects.get(
+        project = tag_from_proxy_authorization(auth) or self._connection_projects.get(
             flow.client_conn.id
         )
         owner_known = self._start_lookup(flow.client_conn)
