@@ -888,3 +888,26 @@ def test_a_stale_state_file_naming_a_reused_pid_is_not_ours(
     finally:
         lookalike.kill()
         lookalike.wait()
+
+
+def test_plain_init_says_what_it_did_to_the_shell(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 4: a plain `init` writes no shell file, so it must not send the person to
+    a new shell or `~/.profile` (there is none), nor claim a flag they did not give."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    try:
+        code, output = _run_in_terminal([METER, "init"], setup.env)
+        assert code == 0, output
+        assert not (setup.user_home / ".profile").exists()
+        assert "--no-shell-rc" not in output and "~/.profile" not in output, output
+        assert "Open a new shell" not in output, output
+        assert "halton-meter run -- CMD" in output and "init --apps" in output, output
+        helped = setup.meter("init", "--help")
+        assert "shell variables" not in helped.stdout.split("Options:")[0].replace("\n", " ")
+        assert "--apps" in helped.stdout
+        code, output = _run_in_terminal([METER, "init", "--apps", "--no-shell-rc"], setup.env)
+        assert code == 0, output
+        assert "--no-shell-rc" in output and not (setup.user_home / ".profile").exists()
+    finally:
+        setup.kill_all()

@@ -63,7 +63,8 @@ def _err() -> Console:
 def init(
     ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool, non_interactive: bool, clean: bool
 ) -> None:
-    """Set up and start the meter: CA, ports, shell variables, services, self-test.
+    """Set up and start the meter: CA, ports, services, self-test (with --apps, also the proxy
+    and CA variables for new shells).
 
     Safe to run again at any time (after an upgrade, it points the services at the new
     executable); a second run changes nothing when nothing changed.
@@ -98,6 +99,7 @@ def init(
             clean=clean,
             confirm=confirm if interactive else None,
             progress=report,
+            no_shell_rc=apps and no_shell_rc,
         )
 
     if as_json:
@@ -111,8 +113,8 @@ def init(
         ports = result.ports
         port = ports.proxy_port if ports else "?"
         console.print(
-            f"[green]Halton Meter is running[/]: proxy http://127.0.0.1:{port}. Open a new "
-            "shell (or `. ~/.profile`) so your tools use it; `halton-meter status` checks it."
+            f"[green]Halton Meter is running[/]: proxy http://127.0.0.1:{port}. "
+            f"{escape(next_step(result))} `halton-meter status` checks it."
         )
     else:
         console.print(f"[red]init failed[/] at {escape(result.error)}", soft_wrap=True)
@@ -120,6 +122,18 @@ def init(
             restored = ", ".join(result.restored)
             console.print(f"Put back as they were: {escape(restored)}", soft_wrap=True)
     sys.exit(0 if result.error is None else EXIT_FAILURE)
+
+
+def next_step(result: install.InitResult) -> str:
+    """What to do so tools use the meter: only a shell step that wrote or kept variables
+    means a new shell picks them up (issue 16: a plain init writes no shell file)."""
+    shell_step = next((s for s in result.steps if s["step"] == "shell"), None)
+    if shell_step is not None and shell_step["outcome"] != "skipped":
+        return "Open a new shell (or start your apps again) so your tools use it."
+    return (
+        "No shell file was changed: meter a command with `halton-meter run -- CMD`, or run "
+        "`halton-meter init --apps` so new shells use the proxy."
+    )
 
 
 def _start(ctx: Context) -> None:

@@ -171,6 +171,7 @@ def run_init(
     confirm: Confirm | None = None,
     progress: Progress = no_progress,
     user_home: Path | None = None,
+    no_shell_rc: bool = False,
 ) -> InitResult:
     """Set everything up; raises nothing: a failure is in `result.error` (what this run changed
     is put back: files, and through the platform registrations, trust and registry values).
@@ -180,7 +181,8 @@ def run_init(
     slate: both processes stopped, generated files (ports, bundle, units, state files, shell
     blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept.
     `shell_rc` (`--apps`) publishes the variables; where a previous `--apps` published them
-    (Windows, macOS), a plain init keeps them current."""
+    (Windows, macOS), a plain init keeps them current. `no_shell_rc` only words the skipped
+    step (the person asked for it)."""
     user_home = user_home or Path.home()
     platform = this_os.platform(user_home)
     supervisor = platform.supervisor
@@ -255,7 +257,7 @@ def run_init(
                 words.published.format(changes) if touched else words.current,
             )
         else:
-            done("skipped", words.skipped)
+            done("skipped", "--no-shell-rc: no shell file changed" if no_shell_rc else words.skipped)
 
         step = "units"
         command = launcher()
