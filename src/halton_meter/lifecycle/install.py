@@ -257,7 +257,9 @@ def run_init(
                 words.published.format(changes) if touched else words.current,
             )
         else:
-            done("skipped", "--no-shell-rc: no shell file changed" if no_shell_rc else words.skipped)
+            done(
+                "skipped", "--no-shell-rc: no shell file changed" if no_shell_rc else words.skipped
+            )
 
         step = "units"
         command = launcher()
