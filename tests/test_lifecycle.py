@@ -911,3 +911,71 @@ def test_plain_init_says_what_it_did_to_the_shell(
         assert "--no-shell-rc" in output and not (setup.user_home / ".profile").exists()
     finally:
         setup.kill_all()
+
+
+def test_a_standalone_daemon_is_recognised_by_every_command(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 3: `halton-meter daemon` in the foreground (what ./scripts/meter runs)
+    is a supported way to meter. status is healthy (no "down"), doctor HEALTHY with nothing
+    to fix, `run` meters through it, and `init` takes over from it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    proxy = int(re.findall(r"proxy_port = (\d+)", (setup.home / "config.toml").read_text())[0])
+    foreground = subprocess.Popen(
+        [METER, "daemon"], env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(lambda: (setup.home / "daemon.json").exists(), 60, "the daemon to start")
+        code, report = setup.status()
+        assert (code, report["state"], report["mode"]) == (0, "healthy", "metering"), report
+        daemon = report["components"]["daemon"]
+        assert (daemon["port"], daemon["mode"], daemon["healthy"]) == (proxy, "standalone", True)
+        assert report["components"]["edge"]["healthy"] is None  # not used, not down
+        text = setup.meter("status").stdout
+        assert " down " not in text and "fail" not in text, text
+        done = setup.meter("doctor", "--json")
+        assert done.returncode == 0, done.stdout
+        verdict = json.loads(done.stdout)
+        assert verdict["verdict"] == "HEALTHY", verdict
+        fixed = json.loads(setup.meter("doctor", "--fix", "--json").stdout)
+        assert (fixed["verdict"], fixed["fixes"]) == ("HEALTHY", []), fixed
+        out = tmp_path / "out.json"
+        ran = setup.meter(
+            "run", "--project", "walk", "--",
+            "curl", "-sS", "--fail", "-o", str(out), "https://api.anthropic.com/v1/messages",
+            "-H", "content-type: application/json", "--data", MESSAGES,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        wait_for(lambda: setup.rows() == 1, 30, "the metered call's row")
+        # `start` does not fight it for the port; `init` takes over (the daemon exits 0).
+        started = setup.meter("start")
+        assert started.returncode == 0 and "already meters" in started.stderr, started.stderr
+        result = setup.init(apps=False)
+        assert result["ok"], result
+        assert "stopped the standalone daemon" in json.dumps(result["steps"])
+        assert foreground.wait(timeout=30) == 0
+        code, report = setup.status()
+        assert code == 0 and report["components"]["daemon"]["mode"] == "behind-edge", report
+        assert report["components"]["edge"]["port"] == proxy
+    finally:
+        if foreground.poll() is None:
+            foreground.kill()
+        foreground.wait()
+        setup.kill_all()
+
+
+def test_doctor_fix_reports_only_fixes_that_took(tmp_path: Path) -> None:
+    """Issue 16, item 3: a repair that raised nothing but left the check failing (a start
+    that returned while nothing runs) is reported as failed, with what the check sees now."""
+    from halton_meter import doctor
+    from halton_meter.config import Config, DaemonSettings
+    from halton_meter.paths import Paths
+
+    paths = Paths(home=tmp_path / "meter", home_overridden=True)
+    paths.home.mkdir()
+    config = Config(daemon=DaemonSettings(free_port(), free_port(), free_port()))
+    pretend = doctor.Check("edge", doctor.BROKEN, "nothing answers", "init", lambda: None)
+    repairs, after = doctor.fix_and_verify(config, paths, [pretend], user_home=tmp_path)
+    (repair,) = repairs
+    assert repair.outcome == "failed" and repair.detail.startswith("still broken"), repair
+    assert {c.name: c.severity for c in after}["edge"] == doctor.BROKEN

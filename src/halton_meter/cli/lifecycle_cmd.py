@@ -22,6 +22,7 @@ from halton_meter.lifecycle.supervisor import (
     DAEMON,
     EDGE,
     NO_MANAGER,
+    BackgroundSupervisor,
     SupervisorError,
     launcher,
 )
@@ -138,6 +139,14 @@ def next_step(result: install.InitResult) -> str:
 
 def _start(ctx: Context) -> None:
     config = effective_config(ctx.config, ctx.paths)
+    alone = install.standalone_daemon(ctx.paths)
+    if alone is not None:
+        click.echo(
+            f"halton-meter: {install.standalone_words(alone)}: it already meters. To run the "
+            "meter as a service instead, run `halton-meter init` (it takes over from it).",
+            err=True,
+        )
+        return
     supervisor = this_os.supervisor()
     if supervisor.kind == "background":
         click.echo(f"halton-meter: {NO_MANAGER}.", err=True)
@@ -166,6 +175,15 @@ def start(ctx: Context) -> None:
 def stop(ctx: Context) -> None:
     """Stop the daemon; the edge keeps tunnelling, unmetered, so no client breaks."""
     supervisor = this_os.supervisor()
+    alone = install.standalone_daemon(ctx.paths)
+    if alone is not None:
+        BackgroundSupervisor().stop(DAEMON, ctx.paths)
+        click.echo(
+            f"the standalone daemon (pid {alone['pid']}) stopped: nothing listens on "
+            f"127.0.0.1:{alone['listen_port']} now.",
+            err=True,
+        )
+        return
     try:
         was = supervisor.stop(DAEMON, ctx.paths)
     except SupervisorError as error:
@@ -211,7 +229,11 @@ def status(ctx: Context, as_json: bool) -> None:
             name,
             str(part["pid"] or "-"),
             str(part["port"]),
-            "[green]up[/]" if part["healthy"] else "[red]down[/]",
+            "[dim]not used[/]"
+            if part["healthy"] is None
+            else "[green]up[/]"
+            if part["healthy"]
+            else "[red]down[/]",
             str(part["mode"] or "-"),
             str(part["version"] or "-"),
         )
@@ -271,9 +293,7 @@ def doctor(ctx: Context, as_json: bool, fix: bool) -> None:
     found = checks.run_checks(ctx.config, ctx.paths)
     repairs: list[checks.Repair] = []
     if fix:
-        repairs = checks.apply_fixes(found)
-        if repairs:
-            found = checks.run_checks(ctx.config, ctx.paths)
+        repairs, found = checks.fix_and_verify(ctx.config, ctx.paths, found)
     verdict = checks.verdict(found)
     code = checks.EXIT_CODES[verdict]
     if as_json:

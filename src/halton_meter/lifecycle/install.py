@@ -276,6 +276,13 @@ def run_init(
         )
 
         step = "start"
+        took_over = ""
+        alone = standalone_daemon(paths)
+        if alone is not None:
+            # One daemon per home: the edge takes the proxy port, the daemon goes behind it.
+            # SIGTERM, as Ctrl-C: it writes every pending row first.
+            BackgroundSupervisor().stop(DAEMON, paths)
+            took_over = f"stopped the standalone daemon (pid {alone['pid']}); "
         for component in COMPONENTS:
             before_pid = running_before[component]
             pid = running_pid(component, paths)
@@ -301,7 +308,10 @@ def run_init(
             started.append(component)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         how = platform.supervision(confirm)
-        done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
+        done(
+            "changed" if acted else "ok",
+            f"{took_over}{', '.join(acted) or 'already running'}; {how}",
+        )
 
         step = "self-test"
         done("ok", self_test(config, paths, ports))
@@ -460,8 +470,30 @@ def rows_today(paths: Paths) -> int | None:
     return int(row[0])
 
 
+def standalone_daemon(paths: Paths) -> dict[str, Any] | None:
+    """The state (`daemon.json`) of a live daemon started without `--behind-edge`, as
+    `./scripts/meter` and `halton-meter daemon` run it: a supported way to meter, on the proxy
+    port itself, with no edge. None when no such daemon runs."""
+    pid = running_pid(DAEMON, paths)
+    state = _read_json(paths.daemon_state)
+    if pid is None or state.get("pid") != pid or state.get("behind_edge") is not False:
+        return None
+    port = state.get("listen_port")
+    return {**state, "pid": pid} if isinstance(port, int) and listening(port) else None
+
+
+def standalone_words(state: dict[str, Any]) -> str:
+    return (
+        f"a standalone daemon (`halton-meter daemon`, pid {state['pid']}) meters on "
+        f"127.0.0.1:{state['listen_port']} itself; no edge runs"
+    )
+
+
 def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]:
     ports = ports_in_use(config, paths)
+    alone = standalone_daemon(paths)
+    if alone is not None and edge_status(ports.proxy_port) is None:
+        return _standalone_status(paths, ports, alone, supervisor_kind)
     edge_pid = running_pid(EDGE, paths)
     answer = edge_status(ports.proxy_port)
     edge_ok = answer is not None
@@ -499,6 +531,34 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "ports": ports.as_dict(),
         "rows_today": rows_today(paths),
         "components": {"edge": edge, "daemon": daemon},
+    }
+
+
+def _standalone_status(
+    paths: Paths, ports: Ports, alone: dict[str, Any], supervisor_kind: str
+) -> dict[str, Any]:
+    """Healthy: LLM calls are metered. The edge is not used (`healthy` null), not down."""
+    port = alone["listen_port"]
+    return {
+        "state": STATES[HEALTHY],
+        "exit_code": HEALTHY,
+        "version": __version__,
+        "supervisor": supervisor_kind,
+        "note": f"{standalone_words(alone)} (`halton-meter init` sets up the always-on edge "
+        "and the services, and takes over from it)",
+        "mode": "metering",
+        "ports": {**ports.as_dict(), "proxy_port": port},
+        "rows_today": rows_today(paths),
+        "components": {
+            "edge": {"pid": None, "port": port, "healthy": None, "mode": None, "version": None},
+            "daemon": {
+                "pid": alone["pid"],
+                "port": port,
+                "healthy": True,
+                "mode": "standalone",
+                "version": alone.get("version"),
+            },
+        },
     }
 
 
