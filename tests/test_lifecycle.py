@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -979,3 +980,54 @@ def test_doctor_fix_reports_only_fixes_that_took(tmp_path: Path) -> None:
     (repair,) = repairs
     assert repair.outcome == "failed" and repair.detail.startswith("still broken"), repair
     assert {c.name: c.severity for c in after}["edge"] == doctor.BROKEN
+
+
+def test_self_test_rows_stay_out_of_reports_unless_asked(
+    installed: Install, tmp_path: Path
+) -> None:
+    """Issue 16, item 5: init's self-test rows are real rows, but not spend: requests,
+    report, projects, status's count and the API (so the dashboard) leave them out unless
+    asked (`--include-self-test`, `?include_self_test=true`)."""
+    installed.init(apps=False)  # one more self-test row, whatever ran before
+    curl = installed.curl_through_profile(tmp_path)  # and a call
+    assert curl.returncode == 0, curl.stderr
+
+    def counts() -> tuple[int, int]:
+        con = sqlite3.connect(installed.home / "db.sqlite")
+        try:
+            own, calls = con.execute(
+                "SELECT SUM(provider = 'halton-meter'), SUM(provider != 'halton-meter') "
+                "FROM requests"
+            ).fetchone()
+        finally:
+            con.close()
+        return own or 0, calls or 0
+
+    wait_for(lambda: counts()[1] >= 1, 30, "the call's row")
+    own, calls = counts()
+    assert own >= 1 and calls >= 1
+
+    def listed(*args: str) -> Any:
+        done = installed.meter(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    rows = listed("requests", "--limit", "1000")
+    assert len(rows) == calls and "halton-meter" not in {r["provider"] for r in rows}
+    assert len(listed("requests", "--limit", "1000", "--include-self-test")) == own + calls
+    assert "halton-meter" not in {p["project"] for p in listed("projects")}
+    assert "halton-meter" in {p["project"] for p in listed("projects", "--include-self-test")}
+    assert listed("report", "--since", "30d")["totals"]["requests"] == calls
+    everything = listed("report", "--since", "30d", "--include-self-test")
+    assert everything["totals"]["requests"] == own + calls
+    assert "halton-meter" not in installed.meter("requests", "--limit", "1000").stdout
+    api = f"http://127.0.0.1:{installed.ports()['api_port']}"
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(api + path, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    assert "halton-meter" not in {p["slug"] for p in get("/v1/projects")}
+    assert "halton-meter" in {p["slug"] for p in get("/v1/projects?include_self_test=true")}
+    assert get("/v1/stats")["summary"]["total_requests"] == calls
+    assert get("/v1/stats?include_self_test=true")["summary"]["total_requests"] == own + calls

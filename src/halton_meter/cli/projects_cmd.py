@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
-from halton_meter.cli.report_cmd import _open_ledger
+from halton_meter.cli.report_cmd import SELF_TEST_HELP, _open_ledger
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.projects import (
     ProjectError,
@@ -55,14 +55,15 @@ def _summary_json(item: ProjectSummary) -> dict[str, Any]:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (see docs/cli.md).")
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @click.pass_context
-def projects(click_context: click.Context, as_json: bool) -> None:
+def projects(click_context: click.Context, as_json: bool, include_self_test: bool) -> None:
     """Projects with this month's and all-time spend, last activity and top model."""
     if click_context.invoked_subcommand is not None:
         return
     ctx = click_context.ensure_object(Context)
     with _open_ledger(ctx) as con:
-        items = list_projects(con)
+        items = list_projects(con, include_self_test=include_self_test)
     if as_json:
         click.echo(json.dumps([_summary_json(item) for item in items], indent=2))
         return

@@ -27,6 +27,8 @@ from halton_meter.money import DisplayCurrency
 from halton_meter.report import report_csv, report_json, request_json
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
+SELF_TEST_HELP = "Also show the self-test's rows (init's free call), left out by default."
+
 
 def _open_ledger(ctx: Context) -> sqlite3.Connection:
     try:
@@ -59,14 +61,21 @@ def _tokens(value: int | None) -> str:
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--since", help="Only rows since 30m, 1h, 7d, a date or an ISO timestamp.")
 @click.option("--project", "-p", help="Only this project.")
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @pass_context
 def requests(
-    ctx: Context, as_json: bool, limit: int, since: str | None, project: str | None
+    ctx: Context,
+    as_json: bool,
+    limit: int,
+    since: str | None,
+    project: str | None,
+    include_self_test: bool,
 ) -> None:
     """The latest metered calls, newest first."""
     since_ts = ledger_timestamp(_moment(since, "--since")) if since else None
+    window = Window(since=since_ts, project=project, include_self_test=include_self_test)
     with _open_ledger(ctx) as con:
-        rows = recent_requests(con, Window(since=since_ts, project=project), limit)
+        rows = recent_requests(con, window, limit)
     if as_json:
         click.echo(json.dumps([request_json(row) for row in rows], indent=2))
         return
@@ -108,6 +117,7 @@ def requests(
 @click.option("--project", "-p", help="Only this project.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one line per group.")
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @pass_context
 def report(
     ctx: Context,
@@ -119,6 +129,7 @@ def report(
     project: str | None,
     as_json: bool,
     as_csv: bool,
+    include_self_test: bool,
 ) -> None:
     """Where the money went: totals and grouped tables for a time window."""
     if sum(bool(x) for x in (since, from_ or to, today)) > 1:
@@ -141,6 +152,7 @@ def report(
         since=ledger_timestamp(start) if start else None,
         until=ledger_timestamp(end) if end else None,
         project=project,
+        include_self_test=include_self_test,
     )
     groups = list(group_by)
     with _open_ledger(ctx) as con:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from halton_meter.ledger.rollup import self_test_filter
 from halton_meter.ledger.row import ROW_COLUMNS
 
 
@@ -36,14 +37,18 @@ def month_start(now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-01T00:00:00.000Z")
 
 
-def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[ProjectSummary]:
+def list_projects(
+    con: sqlite3.Connection, now: datetime | None = None, *, include_self_test: bool = False
+) -> list[ProjectSummary]:
     """Every project with rows, most recently active first. Money sums priced calls only."""
     since = month_start(now)
+    only = self_test_filter(include_self_test)
+    where = f" WHERE {' AND '.join(only)}" if only else ""
     totals = con.execute(
         "SELECT project, COUNT(*), SUM(cost_nanousd IS NULL), "
         "COALESCE(SUM(CASE WHEN requested_at >= ? THEN cost_nanousd END), 0), "
-        "COALESCE(SUM(cost_nanousd), 0), MAX(requested_at) "
-        "FROM requests GROUP BY project",
+        f"COALESCE(SUM(cost_nanousd), 0), MAX(requested_at) FROM requests{where} "
+        "GROUP BY project",
         (since,),
     ).fetchall()
     # Top model: the most spent on; by number of calls when nothing is priced.
@@ -51,7 +56,7 @@ def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[
     for project, model, *_ in con.execute(
         "SELECT project, COALESCE(model, model_requested, '(unknown)') AS m, "
         "COALESCE(SUM(cost_nanousd), 0) AS spent, COUNT(*) AS calls "
-        "FROM requests GROUP BY project, m ORDER BY project, spent DESC, calls DESC, m"
+        f"FROM requests{where} GROUP BY project, m ORDER BY project, spent DESC, calls DESC, m"
     ):
         top.setdefault(project, model)
     aliases = dict(con.execute("SELECT name, target FROM project_aliases").fetchall())

@@ -56,6 +56,7 @@ from halton_meter.lifecycle.supervisor import (
     running_pid,
 )
 from halton_meter.paths import Paths, ensure_home
+from halton_meter.providers.selftest import SELF_TEST_PROVIDER
 from halton_meter.runstate import EDGE_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
@@ -460,8 +461,10 @@ def rows_today(paths: Paths) -> int | None:
     try:
         con = sqlite3.connect(f"file:{paths.ledger.as_posix()}?mode=ro", uri=True, timeout=5)
         try:
+            # Calls, not the meter checking itself (init's self-test rows).
             row = con.execute(
-                "SELECT COUNT(*) FROM requests WHERE requested_at >= ?", (midnight,)
+                "SELECT COUNT(*) FROM requests WHERE requested_at >= ? AND provider != ?",
+                (midnight, SELF_TEST_PROVIDER),
             ).fetchone()
         finally:
             con.close()
