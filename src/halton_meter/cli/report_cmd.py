@@ -228,6 +228,10 @@ def _render_report(
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if totals.unpriced_requests:
         console.print("[dim]* the cost covers priced calls only; see the unpriced calls[/dim]")
+    if totals.errors:
+        console.print(
+            f"[dim]{totals.errors:,} failed calls; a failed call without usage costs nothing[/dim]"
+        )
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")
 
 
@@ -246,7 +250,8 @@ def _ms(value: float | None) -> str:
 def _outcome(row: dict[str, Any], display: DisplayCurrency) -> str:
     """The cost, or what went wrong instead."""
     if row["status"] != "ok":
-        return f"[red]{row['error_class']}[/red]"
+        charge = ", no charge" if row["price_source"] == "no-usage" else ""
+        return f"[red]{row['error_class']}[/red]{charge}"
     cost = display.format(row["cost_nanousd"])
     return cost if row["tokens_complete"] else f"[yellow]partial[/yellow] {cost}"
 
