@@ -1031,3 +1031,26 @@ def test_self_test_rows_stay_out_of_reports_unless_asked(
     assert "halton-meter" in {p["slug"] for p in get("/v1/projects?include_self_test=true")}
     assert get("/v1/stats")["summary"]["total_requests"] == calls
     assert get("/v1/stats?include_self_test=true")["summary"]["total_requests"] == own + calls
+
+
+def test_uninstall_removes_a_config_fish_that_init_created(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 7: fish's folder appeared after the first init (fish installed later);
+    `init --apps` then created config.fish with only our block, and uninstall removes it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    try:
+        assert setup.init(apps=False)["ok"]
+        fish = setup.user_home / ".config" / "fish"
+        fish.mkdir(parents=True)
+        assert setup.init()["ok"]
+        assert shell.has_block((fish / "config.fish").read_text())
+        (setup.user_home / ".zshrc").write_text("")  # the user's own, empty: it stays
+        assert setup.init()["ok"]
+        done = setup.meter("uninstall")
+        assert done.returncode == 0, done.stderr
+        assert not (fish / "config.fish").exists()
+        assert not (setup.user_home / ".profile").exists()
+        assert (setup.user_home / ".zshrc").exists()
+    finally:
+        setup.kill_all()

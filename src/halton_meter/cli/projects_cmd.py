@@ -14,6 +14,8 @@ from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.report_cmd import SELF_TEST_HELP, _open_ledger
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.projects import (
+    MIN_PREFIX,
+    AmbiguousRequest,
     ProjectError,
     ProjectSummary,
     find_request,
@@ -151,10 +153,23 @@ def merge(ctx: Context, source: str, into: str, rewrite_history: bool, as_json: 
 @pass_context
 def why(ctx: Context, request_id: str, as_json: bool) -> None:
     """Which layer attributed a request to its project, and what it saw."""
-    with _open_ledger(ctx) as con:
-        row = find_request(con, request_id.strip().lower())
+    wanted = request_id.strip().lower()
+    try:
+        with _open_ledger(ctx) as con:
+            row = find_request(con, wanted)
+    except AmbiguousRequest as many:
+        more = "or more " if many.matches >= 1000 else ""
+        click.echo(
+            f"halton-meter: ambiguous: {many.matches} {more}rows match {request_id!r}, give more "
+            "characters (`halton-meter requests --json` lists the ids)",
+            err=True,
+        )
+        sys.exit(EXIT_FAILURE)
     if row is None:
-        click.echo(f"halton-meter: no request {request_id!r} in the ledger", err=True)
+        short = (
+            f" (a prefix needs {MIN_PREFIX} characters or more)" if len(wanted) < MIN_PREFIX else ""
+        )
+        click.echo(f"halton-meter: no request {request_id!r} in the ledger{short}", err=True)
         sys.exit(EXIT_FAILURE)
     explanation = explain(row)
     if as_json:

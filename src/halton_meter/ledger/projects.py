@@ -128,12 +128,31 @@ def move_project(
     return moved, old_rows - moved
 
 
+class AmbiguousRequest(LookupError):
+    """A prefix that several rows share; `matches` says how many (counted up to 1000)."""
+
+    def __init__(self, prefix: str, matches: int) -> None:
+        super().__init__(prefix)
+        self.prefix, self.matches = prefix, matches
+
+
+MIN_PREFIX = 6
+
+
 def find_request(con: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
-    """One row by id, or by a prefix that names exactly one row."""
+    """One row by id, or by a prefix (MIN_PREFIX characters or more) that names exactly one
+    row; None when nothing matches. Raises AmbiguousRequest when several rows share it."""
     sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM requests WHERE id "
     rows = con.execute(sql + "= ?", (request_id,)).fetchall()
-    if not rows and len(request_id) >= 6:
-        rows = con.execute(sql + "LIKE ? LIMIT 2", (request_id.replace("%", "") + "%",)).fetchall()
+    if not rows and len(request_id) >= MIN_PREFIX:
+        pattern = request_id.replace("%", "").replace("_", "") + "%"
+        rows = con.execute(sql + "LIKE ? LIMIT 2", (pattern,)).fetchall()
+        if len(rows) > 1:
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE id LIKE ? LIMIT 1000)",
+                (pattern,),
+            ).fetchone()
+            raise AmbiguousRequest(request_id, int(count))
     if len(rows) != 1:
         return None
     return dict(zip(ROW_COLUMNS, rows[0], strict=True))

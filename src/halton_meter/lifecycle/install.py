@@ -60,6 +60,10 @@ from halton_meter.providers.selftest import SELF_TEST_PROVIDER
 from halton_meter.runstate import EDGE_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
+# The shell files an init created (they did not exist when it wrote its block): uninstall
+# deletes such a file when only the block was in it. The snapshot cannot say so for a file
+# that appeared after the first init (fish installed later), and it is never rewritten.
+CREATED_FILE = "created-shell-files.json"
 SELF_TEST_TIMEOUT = 10.0
 Progress = Callable[[str, str, str], None]  # (step, outcome, detail)
 
@@ -250,6 +254,7 @@ def run_init(
         step = "shell"
         if shell_rc or platform.is_published(paths):
             touched = platform.publish(ports, bundle, paths, write)
+            _record_created(paths, user_home, undo, write)
             if words.records_published:
                 result.written += [item for item in touched if item not in result.written]
             changes = ", ".join(touched)
@@ -332,6 +337,21 @@ def run_init(
         if isinstance(error, KeyboardInterrupt):
             raise
     return result
+
+
+def _record_created(
+    paths: Paths, user_home: Path, undo: _Undo, write: Callable[[Path, bytes], bool]
+) -> None:
+    """Add the shell files this run created to CREATED_FILE (through `write`: a failed init
+    puts the record back with the files)."""
+    created = [str(p) for p in shell.shell_files(user_home) if p in undo.saved and p.exists()]
+    created = [p for p in created if undo.saved[Path(p)] is None]
+    if not created:
+        return
+    record = paths.home / CREATED_FILE
+    known = read_state(record) or {}
+    files = sorted({*known.get("files", []), *created})
+    write(record, (json.dumps({"files": files}, indent=2) + "\n").encode())
 
 
 def _clean_slate(
@@ -599,6 +619,7 @@ def run_uninstall(
         script.unlink()
         removed.append(str(script))
     before = snapshot.get("shell_files", {})
+    created = set((read_state(paths.home / CREATED_FILE) or {}).get("files", []))
     for path in shell.shell_files(user_home):
         if not path.exists():
             continue
@@ -606,7 +627,7 @@ def run_uninstall(
         if not shell.has_block(text):
             continue
         rest = shell.without_block(text)
-        existed = before.get(str(path), {}).get("existed", True)
+        existed = before.get(str(path), {}).get("existed", True) and str(path) not in created
         if not existed and not rest.strip():
             path.unlink()
         else:
@@ -615,6 +636,7 @@ def run_uninstall(
     if snapshot and not snapshot.get("effective_ports_existed", True):
         effective_path(paths).unlink(missing_ok=True)
     state_path(paths).unlink(missing_ok=True)
+    (paths.home / CREATED_FILE).unlink(missing_ok=True)
     if purge and paths.home.exists():
         if include_logs and not graceful:
             shutil.rmtree(paths.home)
