@@ -12,7 +12,8 @@ What stands in for the person's machine: the calls go to the local TLS fake unde
 host names (`[upstream] resolve` in config.toml, with free ports so the machine's own 8081 is
 left alone); pip and uv reuse a shared download cache (the first run downloads, later ones
 take about a minute); the supervisor is the background one, so no systemd user manager of the
-machine is touched.
+machine is touched; the machine's registry settings (certificates, pip's and uv's variables)
+carry over, as they would for a person on it.
 """
 
 from __future__ import annotations
@@ -229,6 +230,11 @@ def person(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Person]:
         "HALTON_METER_SUPERVISOR": "background",
         "BROWSER": str(tools / "browser") + " %s",
     }
+    # The machine's own way to reach the package registries (its certificates, pip's and uv's
+    # settings) is the person's too; proxies to the meter are not set yet.
+    for name, value in os.environ.items():
+        if name.startswith(("PIP_", "UV_")) or "CERT" in name or name.endswith("CA_BUNDLE"):
+            env.setdefault(name, value)
     # The dashboard opens "in the browser": this one notes the URL for headless Chromium.
     (tools / "browser").write_text(f'#!/bin/sh\nprintf "%s" "$1" > "{home}/opened-url"\n')
     (tools / "browser").chmod(0o755)
