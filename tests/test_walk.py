@@ -264,6 +264,7 @@ ca_bundle = "{fake_upstream.pki.ca_cert}"
             os.kill(int(json.loads((meter_home / name).read_text())["pid"]), 9)
 
 
+@pytest.mark.timeout(1500)  # two installs from the package index: minutes, not seconds
 def test_the_readme_walk(person: Person) -> None:
     commands = readme_commands()
     assert commands[:2] == ["./scripts/meter", "./scripts/test"], commands
