@@ -319,7 +319,7 @@ def test_the_readme_walk(person: Person) -> None:
         person.type("uv tool install .")
         print(f"uv tool install .: {time.monotonic() - started:.0f} s")
         assert (person.home / ".local/bin/halton-meter").exists()
-        init = person.type("halton-meter init")
+        init = " ".join(person.type("halton-meter init").split())  # as read, line breaks aside
         assert "Halton Meter is running" in init and "self-test" in init, init
         assert "stopped the standalone daemon" in init, init
         # The foreground meter wrote its rows and ended cleanly.
