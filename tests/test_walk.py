@@ -195,7 +195,8 @@ def healthy_words(text: str, what: str) -> None:
 
 @pytest.fixture
 def person(fake_upstream: FakeUpstream, tmp_path: Path) -> Iterator[Person]:
-    clone, home = tmp_path / "halton-meter", tmp_path / "home"
+    # Not "halton-meter": the untagged call is attributed to this git repository by name.
+    clone, home = tmp_path / "checkout", tmp_path / "home"
     home.mkdir()
     head = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
