@@ -26,6 +26,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from halton_meter.capture.addon import MeterAddon, project_from_proxy_authorization
 from halton_meter.capture.selftest import SELF_TEST_PATH, SelfTestAddon
 from halton_meter.capture.tap import StreamTap
+from halton_meter.ledger.build import RowBuilder
 from halton_meter.providers import SELF_TEST_HOST
 from halton_meter.providers.base import Endpoint
 
@@ -178,7 +179,9 @@ def test_plain_http_drops_proxy_authorization_and_takes_its_project() -> None:
         (basic("team/app"), "team/app"),
         ("Basic " + base64.b64encode(b"solo").decode(), "solo"),  # no password at all
         (basic("not a slug!"), None),
-        (basic("-leading"), None),
+        (basic("-leading"), "leading"),  # normalised as every other project value
+        (basic("Acme%20Web%2FAPI.v2"), "acme-web/api-v2"),  # issue 16, item 8
+        (basic("Team.Web"), "team-web"),
         (basic("caf\u00e9"), None),
         ("Basic %%%not-base64", None),
         ("Bearer " + base64.b64encode(b"acme:x").decode(), None),
@@ -193,9 +196,26 @@ def test_an_invalid_project_tag_falls_back_to_the_default_project() -> None:
     meter = Meter(default_project="misc")
     f = llm_flow(OPENAI_CHAT, headers=[("Proxy-Authorization", basic("Not A Slug!"))])
     f.response = response()
-    run(meter.cycle(f))
-    assert meter.handed[0].project == "misc"
+
+    async def scenario() -> Any:  # one loop: mitmproxy's log handler takes the warning
+        await meter.cycle(f)
+        return RowBuilder(default_project="misc").build(meter.handed[0].facts())
+
+    row = run(scenario())
     assert "proxy-authorization" not in f.request.headers
+    # The addon hands the tag over as sent; the writer side refuses it (and says so).
+    assert meter.handed[0].project == "Not A Slug!"
+    assert (row.project, row.attribution) == ("misc", "default")
+
+
+def test_a_tag_that_needs_normalising_is_kept_as_a_tag() -> None:
+    """Issue 16, item 8: `Acme%20Web%2FAPI.v2` is the project acme-web/api-v2, not dropped."""
+    meter = Meter(default_project="misc")
+    f = llm_flow(OPENAI_CHAT, headers=[("Proxy-Authorization", basic("Acme%20Web%2FAPI.v2"))])
+    f.response = response()
+    run(meter.cycle(f))
+    row = RowBuilder(default_project="misc").build(meter.handed[0].facts())
+    assert (row.project, row.attribution) == ("acme-web/api-v2", "tag")
 
 
 def test_the_connect_carries_the_project_for_the_connection() -> None:

@@ -342,3 +342,31 @@ def test_a_renamed_project_takes_new_calls_without_rewriting_history(stack: Stac
     row = stack.row(new)
     assert row["attribution"] == "git" and detail(row)["alias_of"] == repo.name
     assert stack.daemon.rows(repo.name) == [first]  # history untouched
+
+
+def test_a_tag_is_normalised_and_beats_a_rule_and_a_refused_one_is_explained(
+    stack: Stack,
+) -> None:
+    """Issue 16, item 8: `HALTON_PROJECT=Team.Web` in the proxy URL is the project team-web,
+    exact, so a `[[tagging.rules]]` rule does not override it; a tag that cannot be a project is
+    listed under skipped by `why`, logged, and the next layers decide."""
+    repo = git_repo(stack.base / unique("ruled-tagged"))
+    before = len(stack.daemon.rows("by-rule"))
+    finish(script(stack, repo, project="Team.Web"))
+    row = stack.row("team-web")
+    assert row["attribution"] == "tag"
+    assert detail(row)["chain"].startswith("git: ")
+
+    finish(script(stack, repo, project="caf\u00e9 \u2615"))
+    rows = wait_for(lambda: (r := stack.daemon.rows("by-rule")) and len(r) > before and r)
+    refused = rows[-1]
+    assert refused["attribution"] == "rule"
+    why = stack.cli("why", refused["id"], "--json")
+    assert why.returncode == 0, why.stderr
+    skipped = json.loads(why.stdout)["skipped"]
+    assert any("caf\u00e9 \u2615" in item and "proxy URL" in item for item in skipped), skipped
+    logged = (stack.daemon.home / "logs" / "daemon.jsonl").read_text().splitlines()
+    assert any(
+        "from the proxy URL is not a valid project name" in json.loads(line).get("message", "")
+        for line in logged
+    )

@@ -207,6 +207,29 @@ def test_editor_folder_argument(tmp_path: Path) -> None:
     )
 
 
+def test_relative_editor_folder_is_the_editors_own(tmp_path: Path) -> None:
+    """Issue 16, item 9: `code .` started in ~/src/shop names shop, not the daemon's folder
+    (here pytest's, a git repository) nor whatever `.` is for the process reading it."""
+    shop = tmp_path / "src" / "shop"
+    shop.mkdir(parents=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "code").symlink_to(sys.executable)  # a process called `code`
+    editor = subprocess.Popen([str(bin_dir / "code"), "-c", SLEEPER, "."], cwd=shop)
+    try:
+        wait_for(lambda: "." in psutil.Process(editor.pid).cmdline(), 10, "exec")
+        assert Path.cwd() != shop
+        decided = resolve_process(editor.pid, "misc").decision
+        assert (decided.project, decided.layer) == ("shop", "ide")
+        assert str(shop) in decided.saw
+    finally:
+        editor.kill()
+        editor.wait()
+    # Without the editor's cwd a relative folder is no hint at all.
+    assert ide_hint(("code", "."), "code") is None
+    assert ide_hint(("code", "."), "code", shop) == ("shop", f"folder {shop}")
+
+
 @pytest.mark.parametrize(
     ("cgroup", "env", "kind"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -288,3 +289,81 @@ def test_report_works_on_an_empty_home(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert json.loads(done.stdout)["totals"]["requests"] == 0
     assert cli(tmp_path, "requests").stdout.startswith("No metered calls yet")
+
+
+# --- issue 16, item 7: the small ones -------------------------------------------------------
+
+
+def test_why_names_an_ambiguous_prefix(tmp_path: Path) -> None:
+    shared = "0123456789ab"
+    ids = [f"{shared}{n}{'0' * 11}" for n in (1, 2, 3)]
+    writer = LedgerWriter(tmp_path / "db.sqlite")
+    writer.start()
+    for row_id in ids:
+        writer.submit(Ready(replace(sample_row(), id=row_id)))
+    assert writer.close()
+    done = cli(tmp_path, "why", shared[:8])
+    assert done.returncode == 1
+    assert f"ambiguous: 3 rows match {shared[:8]!r}, give more characters" in done.stderr
+    assert cli(tmp_path, "why", ids[0][:14]).returncode == 0  # unique now
+    short = cli(tmp_path, "why", "012")
+    assert short.returncode == 1 and "6 characters" in short.stderr
+
+
+def test_report_refuses_from_after_to(tmp_path: Path) -> None:
+    seed(tmp_path)
+    done = cli(tmp_path, "report", "--from", "2026-11-20", "--to", "2026-11-10")
+    assert done.returncode == 2 and "is after --to" in done.stderr
+    one_day = cli(tmp_path, "report", "--json", "--from", "2026-11-10", "--to", "2026-11-10")
+    assert one_day.returncode == 0, one_day.stderr
+
+
+def test_report_vs_previous_compares_the_window_before(tmp_path: Path) -> None:
+    rows = seed(tmp_path)
+    recent, old = rows[:4], rows[4]  # the last 7 days; 10 days ago, in the 7 days before
+    done = cli(tmp_path, "report", "--json", "--since", "7d", "--vs-previous", "--by", "project")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    previous = report["previous"]
+    assert previous["totals"]["requests"] == 1
+    assert previous["totals"]["cost_nanousd"] == old.cost_nanousd
+    priced = sum(row.cost_nanousd or 0 for row in recent)
+    change = report["change"]["totals"]
+    assert change["requests"] == 3
+    assert change["cost_nanousd"] == priced - old.cost_nanousd
+    by_project = {g["key"]["project"]: g for g in report["change"]["groups"]}
+    acme_now = sum(row.cost_nanousd or 0 for row in recent if row.project == "acme")
+    assert by_project["acme"]["cost_nanousd"] == acme_now - old.cost_nanousd
+    assert by_project["acme"]["cost_change_pct"] == round(
+        (acme_now - old.cost_nanousd) * 100 / old.cost_nanousd, 1
+    )
+    assert by_project["beta"]["cost_change_pct"] is None  # nothing before
+    assert previous["window"]["to"] == report["window"]["from"]
+    table = cli(tmp_path, "report", "--since", "7d", "--vs-previous", "--by", "project")
+    assert table.returncode == 0 and "vs prev" in table.stdout, table.stdout
+    assert "new" in table.stdout  # beta had nothing in the window before
+
+
+def test_reprice_without_a_terminal_says_how_to_apply(tmp_path: Path) -> None:
+    seed(tmp_path)  # costs written by hand: this release's prices differ
+    done = cli(tmp_path, "reprice", "--since", "30d", stdin=subprocess.DEVNULL)
+    assert done.returncode == 1
+    assert "Aborted" not in done.stdout + done.stderr
+    assert "--yes" in done.stdout + done.stderr
+    applied = cli(tmp_path, "reprice", "--since", "30d", "--yes", stdin=subprocess.DEVNULL)
+    assert applied.returncode == 0 and "Re-priced" in applied.stdout, applied.stderr
+
+
+def test_daemon_behind_the_edge_names_the_edge_as_the_proxy(tmp_path: Path) -> None:
+    proxy, internal = free_port(), free_port()
+    (tmp_path / "config.toml").write_text(
+        f"[daemon]\nproxy_port = {proxy}\ninternal_port = {internal}\napi_port = {free_port()}\n"
+    )
+    with socket.socket() as held:  # it cannot listen, so it says its piece and stops
+        held.bind(("127.0.0.1", internal))
+        held.listen()
+        done = cli(tmp_path, "daemon", "--behind-edge")
+    assert done.returncode == 1
+    first = done.stderr.splitlines()[0]
+    assert f"http://127.0.0.1:{proxy}" in first and f"127.0.0.1:{internal} (internal)" in first
+    assert f"http://127.0.0.1:{internal}" not in done.stderr

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.apihelpers import Api, openai_call, seed_rows
+from tests.apihelpers import OPENAI_CHAT, Api, openai_call, seed_rows
 from tests.conftest import ROOT, FakeUpstream, Meter, start_meter
+from tests.test_clients import chat_body, metered
+from tests.test_proxy import curl_args
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts" / "dashboard"
@@ -246,3 +248,39 @@ def test_repricing_from_the_dashboard_uses_the_token(site: Api, browser: Any) ->
     assert cost == (4_500_000,)
     page.screenshot(path=str(ARTIFACTS / "reprice.png"), full_page=True)
     context.close()
+
+
+def test_failed_calls_do_not_raise_the_unpriced_banner(
+    fake_upstream: FakeUpstream, browser: Any, tmp_path: Path
+) -> None:
+    """Issue 16, item 6: real failed calls (401, 429, 500, 529) with no usage cost nothing,
+    so the banner and the badges flag only the model we truly cannot price."""
+    meter = start_meter(tmp_path / "home", fake_upstream)
+    try:
+        api = Api.of(meter)
+        openai_call(meter, "steady", "gpt-4.1", tmp_path / "ok")
+        for scenario in ("error-401", "error-429", "error-500", "error-529"):
+            done = metered(
+                meter,
+                "steady",
+                *curl_args(
+                    OPENAI_CHAT, chat_body("gpt-4.1", stream=False), scenario, tmp_path / "e"
+                ),
+            )
+            assert done.returncode == 0, done.stderr
+        seed_rows(meter.ledger, [{"at": datetime.now(UTC), "project": "odd", "model": "mystery-9"}])
+        meter.wait_rows("steady", 5)
+        summary = api.json("/v1/stats")["summary"]
+        assert (summary["total_requests"], summary["unpriced_requests"]) == (6, 1)
+        page = browser.new_context(bypass_csp=True).new_page()
+        page.goto(f"{api.base}/#token={api.token}")
+        page.wait_for_selector("#unpriced-warning")
+        banner = page.inner_text("#unpriced-warning")
+        assert "1 unpriced" in banner and "mystery-9" in banner and "gpt-4.1" not in banner
+        page.goto(f"{api.base}/#/projects")
+        page.wait_for_selector('#projects-table tr[data-slug="steady"]')
+        assert "unpriced" not in page.inner_text('#projects-table tr[data-slug="steady"]')
+        assert "unpriced" in page.inner_text('#projects-table tr[data-slug="odd"]')
+        page.context.close()
+    finally:
+        assert meter.stop() == 0

@@ -20,15 +20,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from halton_meter.ledger.schema import migrate
 from halton_meter.lifecycle import install, shell
+from halton_meter.lifecycle.environment import PROXY_VARIABLES, meter_environment, proxy_url
 from halton_meter.runstate import pid_alive
 from tests.conftest import METER, UPSTREAM_HOSTS, FakeUpstream, free_port, wait_for
 
@@ -73,6 +76,14 @@ class Install:
     def ports(self) -> dict[str, int]:
         data: dict[str, int] = json.loads((self.home / "effective-ports.json").read_text())
         return data
+
+    def self_test_rows(self) -> int:
+        con = sqlite3.connect(self.home / "db.sqlite")
+        try:
+            found = con.execute("SELECT COUNT(*) FROM requests WHERE provider = 'halton-meter'")
+            return int(found.fetchone()[0])
+        finally:
+            con.close()
 
     def rows(self) -> int:
         ledger = self.home / "db.sqlite"
@@ -267,6 +278,66 @@ def test_env_blocks_follow_halton_project_in_every_shell(
     assert ca.stdout.strip() == str(bundle)
 
 
+# Issue 16, item 8: values a person may well export, each needing URL encoding somewhere.
+HOSTILE_PROJECTS = ("Acme Web/API.v2", "a#b?c&d=e+f", "caf\u00e9 \u2615", "x@y:z%20w", "~ok_-.")
+
+
+@pytest.mark.parametrize("shell_name", ["sh", "dash", "bash", "zsh", "fish"])
+def test_env_blocks_encode_every_character_the_url_needs(tmp_path: Path, shell_name: str) -> None:
+    """Each shell's block makes the very URL `halton-meter run --project` makes (Python's
+    quote), and curl accepts it: an unencoded space made curl fail with "Unsupported proxy
+    syntax", so the meter broke the user's tool."""
+    if shutil.which(shell_name) is None:
+        pytest.skip(f"{shell_name} is not installed (scripts/test installs it)")
+    target = tmp_path / ("config.fish" if shell_name == "fish" else ".profile")
+    target.write_text(shell.block_for(target, 8081, Path("/x/ca.pem")))
+    source = "source" if shell_name in ("bash", "zsh", "fish") else "."
+    for project in HOSTILE_PROJECTS:
+        env = {
+            "PATH": os.environ["PATH"],
+            "F": str(target),
+            "HALTON_PROJECT": project,
+            "LANG": "C.UTF-8",
+        }
+        done = subprocess.run(
+            [shell_name, "-c", f'{source} "$F"; printf "%s" "$HTTPS_PROXY"'],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == proxy_url(8081, project), (shell_name, project)
+        parts = urlsplit(done.stdout)
+        assert (parts.hostname, parts.port) == ("127.0.0.1", 8081)
+        assert unquote(parts.username or "") == project
+        if shutil.which("curl"):
+            # 5: curl could not use the proxy URL; 7: it parsed it and found nothing on
+            # 127.0.0.1:9 (the discard port), which is what a valid URL gives here.
+            curl = subprocess.run(
+                ["curl", "-s", "-m", "5", "https://example.invalid/"],
+                env={**env, "HTTPS_PROXY": done.stdout.replace(":8081", ":9")},
+                capture_output=True,
+                timeout=30,
+            )
+            assert curl.returncode == 7, (project, curl.returncode)
+
+
+def test_published_environments_carry_urls_clients_accept() -> None:
+    """`proxy_url` is the one encoder behind `run --project` and the values the Windows and
+    macOS environments publish (`meter_environment`): every project comes back intact."""
+    for project in HOSTILE_PROJECTS:
+        url = proxy_url(8081, project)
+        parts = urlsplit(url)
+        assert (parts.hostname, parts.port, parts.password) == ("127.0.0.1", 8081, "meter")
+        assert unquote(parts.username or "") == project
+        assert not set(parts.username or "") - set(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%"
+        )
+        env = meter_environment({}, 8081, Path("/x/ca.pem"), project)
+        assert {env[name] for name in PROXY_VARIABLES} == {url}
+
+
 def test_init_then_status_is_healthy(installed: Install) -> None:
     code, report = installed.status()
     assert code == 0, report
@@ -298,7 +369,8 @@ def test_curl_through_the_edge_is_metered(installed: Install, tmp_path: Path) ->
     assert "content" in (tmp_path / "curl.out").read_text()
     wait_for(lambda: installed.rows() == before + 1, 15, "the row")
     _, report = installed.status()
-    assert report["rows_today"] >= before + 1
+    # Calls recorded today: this one at least, and never init's self-test rows.
+    assert 1 <= report["rows_today"] <= installed.rows() - installed.self_test_rows()
 
 
 def test_stop_leaves_the_edge_tunnelling_and_start_meters_again(
@@ -826,3 +898,180 @@ def test_a_stale_state_file_naming_a_reused_pid_is_not_ours(
     finally:
         lookalike.kill()
         lookalike.wait()
+
+
+def test_plain_init_says_what_it_did_to_the_shell(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 4: a plain `init` writes no shell file, so it must not send the person to
+    a new shell or `~/.profile` (there is none), nor claim a flag they did not give."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    try:
+        code, output = _run_in_terminal([METER, "init"], setup.env)
+        assert code == 0, output
+        assert not (setup.user_home / ".profile").exists()
+        assert "--no-shell-rc" not in output and "~/.profile" not in output, output
+        assert "Open a new shell" not in output, output
+        assert "halton-meter run -- CMD" in output and "init --apps" in output, output
+        helped = setup.meter("init", "--help")
+        assert "shell variables" not in helped.stdout.split("Options:")[0].replace("\n", " ")
+        assert "--apps" in helped.stdout
+        code, output = _run_in_terminal([METER, "init", "--apps", "--no-shell-rc"], setup.env)
+        assert code == 0, output
+        assert "--no-shell-rc" in output and not (setup.user_home / ".profile").exists()
+    finally:
+        setup.kill_all()
+
+
+def test_a_standalone_daemon_is_recognised_by_every_command(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 3: `halton-meter daemon` in the foreground (what ./scripts/meter runs)
+    is a supported way to meter. status is healthy (no "down"), doctor HEALTHY with nothing
+    to fix, `run` meters through it, and `init` takes over from it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    proxy = int(re.findall(r"proxy_port = (\d+)", (setup.home / "config.toml").read_text())[0])
+    foreground = subprocess.Popen(
+        [METER, "daemon"], env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(lambda: (setup.home / "daemon.json").exists(), 60, "the daemon to start")
+        code, report = setup.status()
+        assert (code, report["state"], report["mode"]) == (0, "healthy", "metering"), report
+        daemon = report["components"]["daemon"]
+        assert (daemon["port"], daemon["mode"], daemon["healthy"]) == (proxy, "standalone", True)
+        assert report["components"]["edge"]["healthy"] is None  # not used, not down
+        text = setup.meter("status").stdout
+        assert " down " not in text and "fail" not in text, text
+        done = setup.meter("doctor", "--json")
+        assert done.returncode == 0, done.stdout
+        verdict = json.loads(done.stdout)
+        assert verdict["verdict"] == "HEALTHY", verdict
+        fixed = json.loads(setup.meter("doctor", "--fix", "--json").stdout)
+        assert (fixed["verdict"], fixed["fixes"]) == ("HEALTHY", []), fixed
+        out = tmp_path / "out.json"
+        ran = setup.meter(
+            "run", "--project", "walk", "--",
+            "curl", "-sS", "--fail", "-o", str(out), "https://api.anthropic.com/v1/messages",
+            "-H", "content-type: application/json", "--data", MESSAGES,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        wait_for(lambda: setup.rows() == 1, 30, "the metered call's row")
+        # `start` does not fight it for the port; `init` takes over (the daemon exits 0).
+        started = setup.meter("start")
+        assert started.returncode == 0 and "already meters" in started.stderr, started.stderr
+        result = setup.init(apps=False)
+        assert result["ok"], result
+        assert "stopped the standalone daemon" in json.dumps(result["steps"])
+        assert foreground.wait(timeout=30) == 0
+        code, report = setup.status()
+        assert code == 0 and report["components"]["daemon"]["mode"] == "behind-edge", report
+        assert report["components"]["edge"]["port"] == proxy
+    finally:
+        if foreground.poll() is None:
+            foreground.kill()
+        foreground.wait()
+        setup.kill_all()
+
+
+def test_doctor_fix_reports_only_fixes_that_took(tmp_path: Path) -> None:
+    """Issue 16, item 3: a repair that raised nothing but left the check failing (a start
+    that returned while nothing runs) is reported as failed, with what the check sees now."""
+    from halton_meter import doctor
+    from halton_meter.config import Config, DaemonSettings
+    from halton_meter.paths import Paths
+
+    paths = Paths(home=tmp_path / "meter", home_overridden=True)
+    paths.home.mkdir()
+    config = Config(daemon=DaemonSettings(free_port(), free_port(), free_port()))
+    pretend = doctor.Check("edge", doctor.BROKEN, "nothing answers", "init", lambda: None)
+    repairs, after = doctor.fix_and_verify(config, paths, [pretend], user_home=tmp_path)
+    (repair,) = repairs
+    assert repair.outcome == "failed" and repair.detail.startswith("still broken"), repair
+    assert {c.name: c.severity for c in after}["edge"] == doctor.BROKEN
+
+
+def test_self_test_rows_stay_out_of_reports_unless_asked(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 5: init's self-test rows are real rows, but not spend: requests,
+    report, projects, status's count and the API (so the dashboard) leave them out unless
+    asked (`--include-self-test`, `?include_self_test=true`)."""
+    (tmp_path / "install").mkdir()
+    installed = make_install(tmp_path / "install", fake_upstream, rc_files=False)
+    try:
+        _self_test_rows_stay_out(installed, tmp_path)
+    finally:
+        installed.kill_all()
+
+
+def _self_test_rows_stay_out(installed: Install, tmp_path: Path) -> None:
+    assert installed.init()["ok"]  # --apps: the curl below reads ~/.profile
+    assert installed.init(apps=False)["ok"]  # a second self-test row
+    curl = installed.curl_through_profile(tmp_path)  # and a call
+    assert curl.returncode == 0, curl.stderr
+
+    def counts() -> tuple[int, int]:
+        con = sqlite3.connect(installed.home / "db.sqlite")
+        try:
+            own, calls = con.execute(
+                "SELECT SUM(provider = 'halton-meter'), SUM(provider != 'halton-meter') "
+                "FROM requests"
+            ).fetchone()
+        finally:
+            con.close()
+        return own or 0, calls or 0
+
+    wait_for(lambda: counts()[1] >= 1, 30, "the call's row")
+    own, calls = counts()
+    assert own >= 2 and calls >= 1
+    code, report = installed.status()
+    assert code == 0 and report["rows_today"] == calls
+
+    def listed(*args: str) -> Any:
+        done = installed.meter(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    rows = listed("requests", "--limit", "1000")
+    assert len(rows) == calls and "halton-meter" not in {r["provider"] for r in rows}
+    assert len(listed("requests", "--limit", "1000", "--include-self-test")) == own + calls
+    assert "halton-meter" not in {p["project"] for p in listed("projects")}
+    assert "halton-meter" in {p["project"] for p in listed("projects", "--include-self-test")}
+    assert listed("report", "--since", "30d")["totals"]["requests"] == calls
+    everything = listed("report", "--since", "30d", "--include-self-test")
+    assert everything["totals"]["requests"] == own + calls
+    assert "halton-meter" not in installed.meter("requests", "--limit", "1000").stdout
+    api = f"http://127.0.0.1:{installed.ports()['api_port']}"
+
+    def get(path: str) -> Any:
+        with urllib.request.urlopen(api + path, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    assert "halton-meter" not in {p["slug"] for p in get("/v1/projects")}
+    assert "halton-meter" in {p["slug"] for p in get("/v1/projects?include_self_test=true")}
+    assert get("/v1/stats")["summary"]["total_requests"] == calls
+    assert get("/v1/stats?include_self_test=true")["summary"]["total_requests"] == own + calls
+
+
+def test_uninstall_removes_a_config_fish_that_init_created(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 16, item 7: fish's folder appeared after the first init (fish installed later);
+    `init --apps` then created config.fish with only our block, and uninstall removes it."""
+    setup = make_install(tmp_path, fake_upstream, rc_files=False)
+    try:
+        assert setup.init(apps=False)["ok"]
+        fish = setup.user_home / ".config" / "fish"
+        fish.mkdir(parents=True)
+        assert setup.init()["ok"]
+        assert shell.has_block((fish / "config.fish").read_text())
+        (setup.user_home / ".zshrc").write_text("")  # the user's own, empty: it stays
+        assert setup.init()["ok"]
+        done = setup.meter("uninstall")
+        assert done.returncode == 0, done.stderr
+        assert not (fish / "config.fish").exists()
+        assert not (setup.user_home / ".profile").exists()
+        assert (setup.user_home / ".zshrc").exists()
+    finally:
+        setup.kill_all()

@@ -197,7 +197,7 @@ def test_cut_stream_gives_an_incomplete_row(meter: Meter, project: str, tmp_path
 @pytest.mark.parametrize(
     ("url", "body", "scenario", "status", "error_class", "code"),
     [
-        (ANTHROPIC, MESSAGES_BODY, "error-529", 529, "server_error", "overloaded_error"),
+        (ANTHROPIC, MESSAGES_BODY, "error-529", 529, "overloaded", "overloaded_error"),
         (ANTHROPIC, MESSAGES_BODY, "error-429", 429, "rate_limit", "rate_limit_error"),
         (ANTHROPIC, MESSAGES_BODY, "error-quota", 429, "auth", "enforced_spend_limit_reached"),
         (OPENAI_CHAT, chat_body("gpt-4.1"), "error-quota", 429, "auth", "insufficient_quota"),
@@ -210,7 +210,7 @@ def test_cut_stream_gives_an_incomplete_row(meter: Meter, project: str, tmp_path
             "bad_request",
             "INVALID_ARGUMENT",
         ),
-        (ANTHROPIC, MESSAGES_BODY, "stream-error", 200, "server_error", "overloaded_error"),
+        (ANTHROPIC, MESSAGES_BODY, "stream-error", 200, "overloaded", "overloaded_error"),
     ],
 )
 def test_errors_are_classified(
@@ -228,6 +228,8 @@ def test_errors_are_classified(
     (row,) = meter.wait_rows(project, 1)
     assert (row["http_status"], row["status"], row["error_class"]) == (status, "error", error_class)
     assert row["provider_error_code"] == code
+    if scenario != "stream-error":  # no usage came: it cost nothing, and says so (issue 16)
+        assert (row["cost_nanousd"], row["price_source"]) == (0, "no-usage")
 
 
 LOOPBACK_SPELLINGS = [

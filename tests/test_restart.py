@@ -131,7 +131,10 @@ def test_only_a_parent_cache_tag_makes_an_environment_disposable(tmp_path: Path)
     assert not supervisor.in_disposable_environment(str(tool))
 
 
-def test_the_uvx_launcher_is_pinned_versioned_and_written_once(tmp_path: Path) -> None:
+def test_the_uvx_launcher_is_pinned_versioned_and_written_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor, "installed_from_local_files", lambda: False)
     paths = Paths(home=tmp_path / "home", home_overridden=True)
     uv = tmp_path / "bin with space" / "uv"
     uv.parent.mkdir()
@@ -150,10 +153,24 @@ def test_the_uvx_launcher_is_pinned_versioned_and_written_once(tmp_path: Path) -
     assert script.stat().st_ino == inode  # unchanged content: not rewritten
 
 
-def test_without_any_uv_the_user_is_told_to_install_for_good(tmp_path: Path) -> None:
+def test_without_any_uv_the_user_is_told_to_install_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor, "installed_from_local_files", lambda: False)
     paths = Paths(home=tmp_path / "home", home_overridden=True)
-    with pytest.raises(supervisor.EphemeralInstallError, match="uv tool install halton-meter"):
+    with pytest.raises(supervisor.EphemeralInstallError, match=r"uv tool install \."):
         supervisor.uvx_launcher(paths, {"PATH": str(tmp_path)})
+
+
+def test_a_uvx_copy_from_a_checkout_is_never_fetched_by_name(tmp_path: Path) -> None:
+    """Issue 16, item 1: the launcher would ask the package index for `halton-meter==VERSION`,
+    another product's name there; a copy installed from a checkout (this test's own editable
+    install: PEP 610 names a file:// URL) is told to install for good instead."""
+    assert supervisor.installed_from_local_files()
+    paths = Paths(home=tmp_path / "home", home_overridden=True)
+    with pytest.raises(supervisor.EphemeralInstallError, match="from a checkout or a wheel"):
+        supervisor.uvx_launcher(paths, {"PATH": str(tmp_path)})
+    assert not (paths.home / "bin").exists()
 
 
 def test_the_supervisor_replaces_the_edge_and_falls_back_when_it_cannot_hand_over(

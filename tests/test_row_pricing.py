@@ -281,3 +281,48 @@ def test_a_row_without_wire_is_priced_by_the_backfill_rule() -> None:
     # Both at Gemini 2.5 Pro's list price; the Code Assist one is a subscription's value.
     assert arrays["cost_nanousd"] == [GEMINI_BODY_VALUE, GEMINI_BODY_VALUE]
     assert arrays["billing"] == ["subscription", "unknown"]
+
+
+def failed(route: Route, host: str, status: int, body: bytes) -> CapturedCall:
+    call = captured(route, host, body)
+    call.http_status = status
+    return call
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error_class"),
+    [
+        (401, b'{"type":"error","error":{"type":"authentication_error"}}', "auth"),
+        (429, b'{"type":"error","error":{"type":"rate_limit_error"}}', "rate_limit"),
+        (500, b'{"type":"error","error":{"type":"api_error"}}', "server_error"),
+        (529, b'{"type":"error","error":{"type":"overloaded_error"}}', "overloaded"),
+    ],
+)
+def test_a_failed_call_without_usage_costs_nothing_everywhere(
+    tmp_path: Path, status: int, body: bytes, error_class: str
+) -> None:
+    """Issue 16, item 6: a failed call that reported no usage costs 0 and says why
+    (price_source "no-usage"), in capture, reprice and the team server alike; it is not
+    "unpriced", which is left for usage we cannot price. Overloaded is its own class."""
+    route = route_for("api.anthropic.com", 443, "/v1/messages")
+    assert route is not None
+    row = RowBuilder().build(failed(route, "api.anthropic.com", status, body).facts())
+    assert (row.status, row.error_class, row.input_tokens) == ("error", error_class, None)
+    assert priced_three_ways(tmp_path, row) == [(0, "no-usage")] * 3
+
+
+def test_a_failed_call_with_usage_is_priced_and_an_unknown_model_stays_unpriced(
+    tmp_path: Path,
+) -> None:
+    """A call cut short after the provider counted tokens costs what they cost; a model
+    without a known price is unpriced whether the call failed or not."""
+    route = route_for("api.anthropic.com", 443, "/v1/messages")
+    assert route is not None
+    call = failed(route, "api.anthropic.com", 500, anthropic_body())
+    row = RowBuilder().build(call.facts())
+    assert row.status == "error"
+    expected = 1000 * SONNET_INPUT * 1000 + 100 * SONNET_OUTPUT * 1000  # nano-USD
+    assert [cost for cost, _ in priced_three_ways(tmp_path, row)] == [expected] * 3
+    mystery = anthropic_body().replace(b"claude-sonnet-4-5-20250929", b"mystery-model-9")
+    unknown = RowBuilder().build(failed(route, "api.anthropic.com", 500, mystery).facts())
+    assert priced_three_ways(tmp_path / "x", unknown) == [(None, None)] * 3

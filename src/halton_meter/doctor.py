@@ -22,7 +22,13 @@ from typing import Any
 from halton_meter.config import Config
 from halton_meter.lifecycle import ca, shell, this_os
 from halton_meter.lifecycle.environment import CA_VARIABLES
-from halton_meter.lifecycle.install import edge_status, ports_in_use, state_path
+from halton_meter.lifecycle.install import (
+    edge_status,
+    ports_in_use,
+    standalone_daemon,
+    standalone_words,
+    state_path,
+)
 from halton_meter.lifecycle.ports import (
     Ports,
     listening,
@@ -108,7 +114,8 @@ class Repair:
 
 
 def apply_fixes(checks: list[Check]) -> list[Repair]:
-    """Run every safe repair of a failed check: files first, then processes, edge first."""
+    """Run every safe repair of a failed check: files first, then processes, edge first.
+    "fixed" here only means the repair raised nothing: `fix_and_verify` checks it took."""
     order = {"edge": 1, "daemon": 2, "migrations": 3}
     failed = [c for c in checks if c.severity != OK and c.repair is not None]
     done = []
@@ -121,6 +128,32 @@ def apply_fixes(checks: list[Check]) -> list[Repair]:
         else:
             done.append(Repair(check.name, "fixed", check.fix or ""))
     return done
+
+
+def verified(repairs: list[Repair], after: list[Check]) -> list[Repair]:
+    """A repair is "fixed" only when its check passes when run again; otherwise "failed",
+    with what the check finds now (a start that returned is not a daemon that runs)."""
+    now = {check.name: check for check in after}
+    out = []
+    for repair in repairs:
+        check = now.get(repair.check)
+        if repair.outcome == "fixed" and check is not None and check.severity != OK:
+            out.append(Repair(repair.check, "failed", f"still {check.severity}: {check.detail}"))
+        else:
+            out.append(repair)
+    return out
+
+
+def fix_and_verify(
+    config: Config, paths: Paths, checks: list[Check], user_home: Path | None = None
+) -> tuple[list[Repair], list[Check]]:
+    """`doctor --fix`: the safe repairs, then every check again; each repair's outcome is the
+    one its check shows afterwards."""
+    repairs = apply_fixes(checks)
+    if not repairs:
+        return [], checks
+    after = run_checks(config, paths, user_home)
+    return verified(repairs, after), after
 
 
 def _init_fix(paths: Paths) -> str:
@@ -164,40 +197,21 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
 
     # Ports, and who holds them.
     ports = ports_in_use(config, paths)
-    if read_effective(paths) is None:
-        add(Check("effective_ports", INCONSISTENT, "no effective-ports.json: init never ran", init))
     answer = edge_status(ports.proxy_port)
-    edge_pid = running_pid(EDGE, paths)
-    if answer is not None and answer.get("pid") == edge_pid:
-        add(Check("edge", OK, f"pid {edge_pid} answers on 127.0.0.1:{ports.proxy_port}"))
-    elif not port_free(ports.proxy_port) and answer is None:
-        add(
-            Check(
-                "edge",
-                BROKEN,
-                f"127.0.0.1:{ports.proxy_port} is held by another program, not our edge",
-                f"ss -ltnp 'sport = :{ports.proxy_port}'  # stop it, then: {init}",
-            )
-        )
+    alone = standalone_daemon(paths) if answer is None else None
+    if read_effective(paths) is None:
+        if alone is not None:  # a standalone daemon takes config.toml's ports
+            add(Check("effective_ports", OK, "none: init never ran (not needed standalone)"))
+        else:
+            detail = "no effective-ports.json: init never ran"
+            add(Check("effective_ports", INCONSISTENT, detail, init))
+    if alone is not None:
+        # `halton-meter daemon` in the foreground (./scripts/meter): a supported way to run.
+        add(Check("edge", OK, f"not used: {standalone_words(alone)}"))
+        detail = f"pid {alone['pid']} meters on 127.0.0.1:{alone['listen_port']} (standalone)"
+        add(Check("daemon", OK, detail))
     else:
-        detail = f"nothing answers on 127.0.0.1:{ports.proxy_port}"
-        add(Check("edge", BROKEN, detail, init, _start(EDGE, paths)))
-    daemon_pid = running_pid(DAEMON, paths)
-    if daemon_pid is not None and listening(ports.internal_port):
-        add(Check("daemon", OK, f"pid {daemon_pid} listens on 127.0.0.1:{ports.internal_port}"))
-    elif daemon_pid is None and not port_free(ports.internal_port):
-        add(
-            Check(
-                "daemon",
-                INCONSISTENT,
-                f"127.0.0.1:{ports.internal_port} is held by another program: nothing is metered",
-                f"ss -ltnp 'sport = :{ports.internal_port}'  # stop it, then: {init}",
-            )
-        )
-    else:
-        start = init.removesuffix(" init") + " start"
-        detail = "the daemon is down: traffic is not metered"
-        add(Check("daemon", INCONSISTENT, detail, start, _start(DAEMON, paths)))
+        checks.extend(_process_checks(paths, ports, answer, init))
 
     # What init wrote: shell blocks and units, against what it would write now.
     for path in shell.shell_files(user_home):
@@ -235,6 +249,46 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
                 )
             )
     return checks
+
+
+def _process_checks(
+    paths: Paths, ports: Ports, answer: dict[str, Any] | None, init: str
+) -> list[Check]:
+    """The edge answers on the proxy port and the daemon listens behind it."""
+    found: list[Check] = []
+    add = found.append
+    edge_pid = running_pid(EDGE, paths)
+    if answer is not None and answer.get("pid") == edge_pid:
+        add(Check("edge", OK, f"pid {edge_pid} answers on 127.0.0.1:{ports.proxy_port}"))
+    elif not port_free(ports.proxy_port) and answer is None:
+        add(
+            Check(
+                "edge",
+                BROKEN,
+                f"127.0.0.1:{ports.proxy_port} is held by another program, not our edge",
+                f"ss -ltnp 'sport = :{ports.proxy_port}'  # stop it, then: {init}",
+            )
+        )
+    else:
+        detail = f"nothing answers on 127.0.0.1:{ports.proxy_port}"
+        add(Check("edge", BROKEN, detail, init, _start(EDGE, paths)))
+    daemon_pid = running_pid(DAEMON, paths)
+    if daemon_pid is not None and listening(ports.internal_port):
+        add(Check("daemon", OK, f"pid {daemon_pid} listens on 127.0.0.1:{ports.internal_port}"))
+    elif daemon_pid is None and not port_free(ports.internal_port):
+        add(
+            Check(
+                "daemon",
+                INCONSISTENT,
+                f"127.0.0.1:{ports.internal_port} is held by another program: nothing is metered",
+                f"ss -ltnp 'sport = :{ports.internal_port}'  # stop it, then: {init}",
+            )
+        )
+    else:
+        start = init.removesuffix(" init") + " start"
+        detail = "the daemon is down: traffic is not metered"
+        add(Check("daemon", INCONSISTENT, detail, start, _start(DAEMON, paths)))
+    return found
 
 
 def _platform_checks(

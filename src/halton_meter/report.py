@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from halton_meter.ledger.queries import Report, Totals
+from halton_meter.ledger.queries import Report, Totals, Window
 from halton_meter.money import usd_string
 
 REQUEST_FIELDS_HIDDEN = ("raw_usage",)
@@ -55,6 +55,56 @@ def report_json(
         ],
         "unpriced": report.unpriced,
     }
+
+
+def previous_json(
+    report: Report, before: Report, group_by: list[str], earlier: Window
+) -> dict[str, Any]:
+    """`report --vs-previous`: the previous window's totals, and per group and in total the
+    change (`change`: this window minus the previous one, for requests, tokens and cost)."""
+    then = dict(before.groups)
+    return {
+        "previous": {
+            "window": {"from": earlier.since, "to": earlier.until},
+            "totals": totals_json(before.totals),
+            "groups": [
+                {"key": dict(zip(group_by, key, strict=True)), **totals_json(totals)}
+                for key, totals in before.groups
+            ],
+        },
+        "change": {
+            "totals": _difference(report.totals, before.totals),
+            "groups": [
+                {
+                    "key": dict(zip(group_by, key, strict=True)),
+                    **_difference(totals, then.get(key, Totals())),
+                }
+                for key, totals in report.groups
+            ],
+        },
+    }
+
+
+_CHANGING = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_nanousd",
+    "unpriced_requests",
+)
+
+
+def _difference(now: Totals, then: Totals) -> dict[str, Any]:
+    found: dict[str, Any] = {name: getattr(now, name) - getattr(then, name) for name in _CHANGING}
+    found["cost_usd"] = usd_string(found["cost_nanousd"])
+    found["cost_change_pct"] = (
+        round(found["cost_nanousd"] * 100 / then.cost_nanousd, 1) if then.cost_nanousd else None
+    )
+    return found
 
 
 def report_csv(report: Report, group_by: list[str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from halton_meter.ledger.queries import Window
 from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
@@ -62,7 +62,8 @@ class RepricePlan:
 
 
 def _rows(con: sqlite3.Connection, window: Window) -> Iterator[tuple[object, ...]]:
-    where, params = window.where()
+    # Every row is priced by the one rule, the self-test's too (reports only hide them).
+    where, params = replace(window, include_self_test=True).where()
     yield from con.execute(f"SELECT {', '.join(_COLUMNS)} FROM requests{where}", params)
 
 

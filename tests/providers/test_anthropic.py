@@ -228,7 +228,7 @@ data: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}
     assert result.provider_error_code == "overloaded_error"
     assert result.tokens_complete is False
     assert result.usage.input_tokens == 1204
-    assert classify_error(200, result.provider_error_code) == "server_error"
+    assert classify_error(200, result.provider_error_code) == "overloaded"
 
 
 def test_error_bodies() -> None:
@@ -240,7 +240,7 @@ def test_error_bodies() -> None:
     assert result.provider_error_code == "overloaded_error"
     assert result.stream_error is False  # a 529, not an error inside a 200
     assert result.tokens_complete is False
-    assert classify_error(529, result.provider_error_code) == "server_error"
+    assert classify_error(529, result.provider_error_code) == "overloaded"
 
     rate = (
         b'{"type":"error","error":{"type":"rate_limit_error","message":"This request would '

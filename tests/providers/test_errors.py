@@ -34,11 +34,13 @@ from halton_meter.providers import classify_error
         (500, "api_error", "server_error"),
         (502, None, "server_error"),
         (503, "UNAVAILABLE", "server_error"),
-        (529, "overloaded_error", "server_error"),
+        (529, "overloaded_error", "overloaded"),  # its own class: users filter on it
+        (529, None, "overloaded"),
+        (500, "overloaded_error", "overloaded"),
         (409, None, "unknown"),
         (418, "teapot", "unknown"),
         # Errors that arrive inside a 200 stream: by their code, else server_error.
-        (200, "overloaded_error", "server_error"),
+        (200, "overloaded_error", "overloaded"),
         (200, "rate_limit_exceeded", "rate_limit"),
         (200, "invalid_request_error", "bad_request"),
         (200, "insufficient_quota", "auth"),

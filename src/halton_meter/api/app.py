@@ -108,6 +108,13 @@ SinceQuery = Annotated[
     Query(description="Start: a date (2026-11-01), 30d, 12h or an ISO timestamp. Default: all."),
 ]
 UntilQuery = Annotated[str | None, Query(description="End (exclusive), same forms as since.")]
+SelfTestQuery = Annotated[
+    bool,
+    Query(
+        description="Also count the self-test's rows (`init`'s free call, provider "
+        "`halton-meter`), left out by default."
+    ),
+]
 
 
 def create_app(settings: ApiSettings) -> Guard:
@@ -142,9 +149,15 @@ def create_app(settings: ApiSettings) -> Guard:
         return answer
 
     @app.get("/v1/stats", tags=["stats"], responses=BAD_PARAMETER)
-    def stats(since: SinceQuery = None, until: UntilQuery = None) -> dict[str, Any]:
+    def stats(
+        since: SinceQuery = None, until: UntilQuery = None, include_self_test: SelfTestQuery = False
+    ) -> dict[str, Any]:
         return views.stats(
-            readers.get(), _moment(since, "since"), _moment(until, "until"), project=None
+            readers.get(),
+            _moment(since, "since"),
+            _moment(until, "until"),
+            project=None,
+            include_self_test=include_self_test,
         )
 
     @app.get("/v1/unmetered", tags=["stats"], responses=BAD_PARAMETER)
@@ -154,8 +167,8 @@ def create_app(settings: ApiSettings) -> Guard:
         return views.unmetered(readers.get(), _moment(since, "since"), _moment(until, "until"))
 
     @app.get("/v1/projects", tags=["projects"])
-    def projects() -> list[dict[str, Any]]:
-        return views.projects(readers.get())
+    def projects(include_self_test: SelfTestQuery = False) -> list[dict[str, Any]]:
+        return views.projects(readers.get(), include_self_test=include_self_test)
 
     @app.get(
         "/v1/projects/{slug:path}/stats",
@@ -163,10 +176,17 @@ def create_app(settings: ApiSettings) -> Guard:
         responses={**BAD_PARAMETER, **NO_SUCH_PATH},
     )
     def project_stats(
-        slug: str, since: SinceQuery = None, until: UntilQuery = None
+        slug: str,
+        since: SinceQuery = None,
+        until: UntilQuery = None,
+        include_self_test: SelfTestQuery = False,
     ) -> dict[str, Any]:
         return views.stats(
-            readers.get(), _moment(since, "since"), _moment(until, "until"), project=slug
+            readers.get(),
+            _moment(since, "since"),
+            _moment(until, "until"),
+            project=slug,
+            include_self_test=include_self_test,
         )
 
     @app.get(
@@ -179,8 +199,11 @@ def create_app(settings: ApiSettings) -> Guard:
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
         provider: str | None = None,
+        include_self_test: SelfTestQuery = False,
     ) -> dict[str, Any]:
-        return views.request_page(readers.get(), slug, limit, cursor, provider)
+        return views.request_page(
+            readers.get(), slug, limit, cursor, provider, include_self_test=include_self_test
+        )
 
     @app.get(
         "/v1/projects/{slug:path}/requests.csv",
@@ -194,12 +217,14 @@ def create_app(settings: ApiSettings) -> Guard:
             }
         },
     )
-    def project_requests_csv(slug: str, provider: str | None = None) -> CsvResponse:
+    def project_requests_csv(
+        slug: str, provider: str | None = None, include_self_test: SelfTestQuery = False
+    ) -> CsvResponse:
         con = sqlite3.connect(settings.ledger, timeout=10, isolation_level=None)
 
         def lines() -> Iterator[str]:
             try:
-                yield from views.requests_csv(con, slug, provider)
+                yield from views.requests_csv(con, slug, provider, include_self_test)
             finally:
                 con.close()
 
@@ -212,8 +237,8 @@ def create_app(settings: ApiSettings) -> Guard:
         tags=["projects"],
         responses={404: {"model": ErrorBody, "description": "No calls for that project"}},
     )
-    def project(slug: str) -> dict[str, Any]:
-        found = views.projects(readers.get(), only=slug)
+    def project(slug: str, include_self_test: SelfTestQuery = False) -> dict[str, Any]:
+        found = views.projects(readers.get(), only=slug, include_self_test=include_self_test)
         if not found:
             raise HTTPException(404, f"no requests recorded for project {slug!r}")
         return found[0]

@@ -20,7 +20,7 @@ from typing import Any
 
 from halton_meter.api.contract import CSV_FIELDS, money, request_item, subscription_value
 from halton_meter.ledger import spans
-from halton_meter.ledger.rollup import Span, aggregate, aggregate_many
+from halton_meter.ledger.rollup import Span, aggregate, aggregate_many, self_test_filter
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import ledger_timestamp
 
@@ -52,17 +52,21 @@ def _subscription(sums: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def stats(
-    con: sqlite3.Connection, since: str | None, until: str | None, project: str | None
+    con: sqlite3.Connection,
+    since: str | None,
+    until: str | None,
+    project: str | None,
+    include_self_test: bool = False,
 ) -> dict[str, Any]:
     """Summary, by day, by day and provider, by provider, by model, for [since, until)."""
     total, days, projects, models, day_providers, providers = aggregate_many(
         con,
-        Span(since, until, project),
+        Span(since, until, project, include_self_test=include_self_test),
         [[], ["day"], ["project"], ["provider", "model"], ["day", "provider"], ["provider"]],
     )
     sums = total[0] if total else None
     by_day = {row["day"]: row for row in days}
-    where, params = _window_where(since, until, project)
+    where, params = _window_where(since, until, project, include_self_test)
     last = con.execute(f"SELECT MAX(requested_at) FROM requests{where}", params).fetchone()[0]
     summary: dict[str, Any] = {
         "total_requests": sums["requests"] if sums else 0,
@@ -155,9 +159,9 @@ def _fill_days(
 
 
 def _window_where(
-    since: str | None, until: str | None, project: str | None
+    since: str | None, until: str | None, project: str | None, include_self_test: bool = False
 ) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+    clauses, params = self_test_filter(include_self_test), []
     if project is not None:
         clauses.append("project = ?")
         params.append(project)
@@ -179,13 +183,24 @@ def _month_starts(now: datetime) -> tuple[str, str]:
     return this_month.isoformat(), previous.isoformat()
 
 
-def projects(con: sqlite3.Connection, only: str | None = None) -> list[dict[str, Any]]:
+def projects(
+    con: sqlite3.Connection, only: str | None = None, include_self_test: bool = False
+) -> list[dict[str, Any]]:
     """Every project seen in the ledger (projects are the `project` column), busiest first."""
     this_month, previous_month = _month_starts(datetime.now(UTC))
-    every = aggregate(con, Span(project=only), ["project", "provider", "model"])
-    current = {r["project"]: r for r in aggregate(con, Span(this_month, None, only), ["project"])}
+    mine = include_self_test
+    every = aggregate(
+        con, Span(project=only, include_self_test=mine), ["project", "provider", "model"]
+    )
+    current = {
+        r["project"]: r
+        for r in aggregate(con, Span(this_month, None, only, include_self_test=mine), ["project"])
+    }
     previous = {
-        r["project"]: r for r in aggregate(con, Span(previous_month, this_month, only), ["project"])
+        r["project"]: r
+        for r in aggregate(
+            con, Span(previous_month, this_month, only, include_self_test=mine), ["project"]
+        )
     }
     grouped: dict[str, list[dict[str, Any]]] = {}
     for row in every:
@@ -193,8 +208,9 @@ def projects(con: sqlite3.Connection, only: str | None = None) -> list[dict[str,
     result = []
     for slug, rows in grouped.items():
         # Two queries: SQLite answers a lone MIN or MAX from the index, both at once by a scan.
-        first = _one(con, "SELECT MIN(requested_at) FROM requests WHERE project = ?", slug)
-        last = _one(con, "SELECT MAX(requested_at) FROM requests WHERE project = ?", slug)
+        where = " AND ".join(["project = ?", *self_test_filter(mine)])
+        first = _one(con, f"SELECT MIN(requested_at) FROM requests WHERE {where}", slug)
+        last = _one(con, f"SELECT MAX(requested_at) FROM requests WHERE {where}", slug)
         busiest = max(rows, key=lambda r: (r["requests"], r["model"]))
         dearest = max(rows, key=lambda r: (r["cost_nanousd"], r["requests"], r["model"]))
         month = current.get(slug)
@@ -294,10 +310,12 @@ def request_page(
     limit: int,
     cursor: str | None,
     provider: str | None,
+    include_self_test: bool = False,
 ) -> dict[str, Any]:
     """Newest first, keyed on (requested_at, id): a page after a cursor never repeats or skips
     a row that existed when the first page was read, however many rows arrive meanwhile."""
-    clauses, params = ["project = ?"], [project]
+    only = self_test_filter(include_self_test, provider)
+    clauses, params = ["project = ?", *only], [project]
     if provider:
         clauses.append("provider = ?")
         params.append(provider)
@@ -314,7 +332,9 @@ def request_page(
     ]
     more = len(rows) > limit
     rows = rows[:limit]
-    total_sql = "SELECT COALESCE(SUM(requests), 0) FROM daily_rollup WHERE project = ?"
+    total_sql = "SELECT COALESCE(SUM(requests), 0) FROM daily_rollup WHERE " + " AND ".join(
+        ["project = ?", *only]
+    )
     total_params = [project]
     if provider:
         total_sql += " AND provider = ?"
@@ -328,12 +348,15 @@ def request_page(
     }
 
 
-def requests_csv(con: sqlite3.Connection, project: str, provider: str | None) -> Iterator[str]:
+def requests_csv(
+    con: sqlite3.Connection, project: str, provider: str | None, include_self_test: bool = False
+) -> Iterator[str]:
     """Every request of the project, newest first, a chunk of lines at a time."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE project = ?"
+    where = " AND ".join(["project = ?", *self_test_filter(include_self_test, provider)])
+    sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE {where}"
     params = [project]
     if provider:
         sql += " AND provider = ?"

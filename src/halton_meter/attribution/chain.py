@@ -137,7 +137,7 @@ def _decide(facts: ProcessFacts, run: _Run, read: ProcessReader) -> Decision:
         return Decision(found[0], HALTONRC, f"{found[1]}")
     parents = _Parents(facts, read)
     for process in (facts, *parents):
-        hint = ide_hint(process.cmdline, process.name)
+        hint = ide_hint(process.cmdline, process.name, process.cwd)
         if hint and (slug := run.slug(IDE, hint[0], hint[1])):
             return Decision(slug, IDE, f"{hint[1]} on the command line of pid {process.pid}")
     root = git_root(facts.cwd) if facts.cwd is not None else None
@@ -223,10 +223,15 @@ def git_root(folder: Path) -> Path | None:
     return None
 
 
-def ide_hint(cmdline: tuple[str, ...], name: str) -> tuple[str, str] | None:
+def ide_hint(
+    cmdline: tuple[str, ...], name: str, cwd: Path | None = None
+) -> tuple[str, str] | None:
     """(workspace name, what said so) from a VS Code / Cursor / Windsurf command line:
     `--folder-uri`, a `.code-workspace` file (the workspace's label), or, for the editor itself,
-    a folder argument."""
+    a folder argument.
+
+    A relative argument (`code .`) means a folder under the editor's own working folder `cwd`,
+    never the daemon's: without that cwd it is not a hint at all."""
     arguments = list(cmdline[1:])
     for index, argument in enumerate(arguments):
         key, _, inline = argument.partition("=")
@@ -236,15 +241,28 @@ def ide_hint(cmdline: tuple[str, ...], name: str) -> tuple[str, str] | None:
             if label and (key == "--folder-uri" or label[0].endswith(".code-workspace")):
                 return label[0].removesuffix(".code-workspace"), f"{key} {label[1]}"
         if argument.endswith(".code-workspace") and not argument.startswith("-"):
-            return Path(argument).name.removesuffix(".code-workspace"), f"workspace {argument}"
+            workspace = _against(argument, cwd) or Path(argument)
+            return workspace.name.removesuffix(".code-workspace"), f"workspace {workspace}"
     executable = Path(cmdline[0]).name.lower().removesuffix(".exe") if cmdline else ""
     editor = name in IDE_NAMES or executable in IDE_NAMES
     if editor and not any(a.startswith("--type=") for a in arguments):
         for argument in arguments:
-            if not argument.startswith("-") and Path(argument).is_dir():
-                folder = Path(argument).resolve()
+            if argument.startswith("-"):
+                continue
+            folder = _against(argument, cwd)
+            if folder is not None and folder.is_dir():
+                folder = folder.resolve()
                 return folder.name, f"folder {folder}"
     return None
+
+
+def _against(argument: str, cwd: Path | None) -> Path | None:
+    """`argument` as the process meant it: absolute as it is, relative under its own `cwd`
+    (None when that is unknown: the daemon's own folder would be a wrong answer)."""
+    path = Path(argument)
+    if path.is_absolute():
+        return path
+    return cwd / path if cwd is not None else None
 
 
 def _uri_name(uri: str) -> tuple[str, str] | None:

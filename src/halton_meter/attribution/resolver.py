@@ -33,6 +33,7 @@ from halton_meter.attribution.chain import (
 from halton_meter.attribution.process import ProcessFacts, ProcessGone, read_process
 from halton_meter.attribution.rules import TaggingRule, first_match
 from halton_meter.attribution.sockets import Address, find_socket_owner
+from halton_meter.slugs import normalise_slug
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,9 @@ class Attributor:
         context = self._settle(lookup)
         detail = context.detail()
         rule = None
-        if exact:
-            project, layer, saw = exact, TAG, "the project in the proxy URL (Proxy-Authorization)"
+        tag = project_tag(exact, detail)
+        if tag:
+            project, layer, saw = tag, TAG, "the project in the proxy URL (Proxy-Authorization)"
         elif rule := first_match(self.rules, context.process, context.cwd, user_agent):
             project, layer, saw = rule.project, RULE, rule.describe()
         else:
@@ -168,6 +170,23 @@ class Attributor:
                 self._aliases_read_at = now
                 self._aliases = read_aliases(self._ledger, self._aliases)
         return self._aliases.get(project)
+
+
+def project_tag(raw: str | None, detail: dict[str, object] | None = None) -> str | None:
+    """The proxy URL's tag as a slug (`Acme Web/API.v2` is `acme-web/api-v2`); a value that
+    cannot be one is logged and listed under `skipped` in `detail` (what `why` shows), and the
+    chain decides instead, as for an invalid `HALTON_PROJECT`."""
+    if not raw:
+        return None
+    slug = normalise_slug(raw)
+    if slug is None:
+        message = f"{TAG}: {raw!r} from the proxy URL is not a valid project name"
+        log.warning("attribution: %s; trying the next layer", message)
+        if detail is not None:
+            skipped = detail.setdefault("skipped", [])
+            if isinstance(skipped, list):
+                skipped.insert(0, message)
+    return slug
 
 
 def read_aliases(ledger: Path, keep: dict[str, str]) -> dict[str, str]:

@@ -32,7 +32,7 @@ from halton_meter.ledger.build import PendingCall
 from halton_meter.providers import ratelimits
 from halton_meter.providers.base import Endpoint, HostFamily
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
-from halton_meter.slugs import SLUG_RE
+from halton_meter.slugs import normalise_slug
 from halton_meter.upstream import is_loopback_name, resolve_target
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,10 @@ INLINE_DECODE_BYTES = 64 * 1024
 GATE_WAIT_SECONDS = 1.0
 
 
-def project_from_proxy_authorization(value: str | None) -> str | None:
-    """The user part of `http://PROJECT@127.0.0.1:8081`, sent by clients as Basic auth."""
+def tag_from_proxy_authorization(value: str | None) -> str | None:
+    """The user part of `http://PROJECT:meter@127.0.0.1:8081`, sent by clients as Basic auth,
+    percent-decoded but not yet a slug: the writer side normalises it (`Attributor.attribute`),
+    and records a value it must refuse, so `why` can show it and the log says why."""
     if not value or not value.lower().startswith("basic "):
         return None
     try:
@@ -53,8 +55,13 @@ def project_from_proxy_authorization(value: str | None) -> str | None:
         return None
     # rpartition: a project may itself contain ":" (`client:acme`); the password never does.
     user = decoded.rpartition(":")[0] if ":" in decoded else decoded
-    project = unquote(user).strip().lower()
-    return project if SLUG_RE.match(project) else None
+    return unquote(user).strip() or None
+
+
+def project_from_proxy_authorization(value: str | None) -> str | None:
+    """The project slug the proxy URL names (`Acme%20Web` is `acme-web`), or None."""
+    tag = tag_from_proxy_authorization(value)
+    return normalise_slug(tag) if tag else None
 
 
 class MeterAddon:
@@ -108,7 +115,7 @@ class MeterAddon:
         if self._is_own_listener(flow.request.host, flow.request.port):
             flow.response = _refusal()
             return
-        project = project_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
+        project = tag_from_proxy_authorization(flow.request.headers.get("proxy-authorization"))
         if project:
             self._connection_projects[flow.client_conn.id] = project
         self._take_client_header(flow)
@@ -237,7 +244,8 @@ class MeterAddon:
         self._open_calls[flow.id] = call
 
     def _project(self, flow: http.HTTPFlow, auth: str | None) -> str | None:
-        return project_from_proxy_authorization(auth) or self._connection_projects.get(
+        """The proxy URL's tag, as the client sent it: the writer normalises it."""
+        return tag_from_proxy_authorization(auth) or self._connection_projects.get(
             flow.client_conn.id
         )
 

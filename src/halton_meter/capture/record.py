@@ -25,7 +25,7 @@ class CapturedCall(PendingCall):
     route: Route
     host: str
     started_at: float  # epoch seconds when the proxy got the request
-    project: str | None  # the exact tag (proxy URL user part); None: the resolver decides
+    project: str | None  # the proxy URL's tag as sent (the writer makes it a slug); None: none
     user_agent: str | None
     request_body: bytes = b""
     request_encoding: str | None = None

@@ -25,12 +25,19 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
     """Run the metering proxy in the foreground (Ctrl-C or SIGTERM stops it cleanly)."""
     config = effective_config(ctx.config, ctx.paths)  # effective-ports.json wins
     setup_process_logging("daemon", log_path(ctx.paths.logs, "daemon"), config.daemon.log_level)
-    port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
-    click.echo(
-        f"Halton Meter proxy on http://127.0.0.1:{port}, ledger {ctx.paths.ledger}. "
-        "Use `halton-meter run -- CMD` in another shell.",
-        err=True,
-    )
+    if behind_edge:  # clients never connect here: the edge hands their LLM calls over
+        click.echo(
+            f"Halton Meter daemon behind the edge on 127.0.0.1:{config.daemon.internal_port} "
+            f"(internal); clients use the edge's proxy http://127.0.0.1:"
+            f"{config.daemon.proxy_port}. Ledger {ctx.paths.ledger}.",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"Halton Meter proxy on http://127.0.0.1:{config.daemon.proxy_port}, ledger "
+            f"{ctx.paths.ledger}. Use `halton-meter run -- CMD` in another shell.",
+            err=True,
+        )
     # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command.
     from halton_meter.capture.daemon import StartupError, run_daemon
 

@@ -67,7 +67,8 @@ def _err() -> Console:
 def init(
     ctx: Context, as_json: bool, apps: bool, no_shell_rc: bool, non_interactive: bool, clean: bool
 ) -> None:
-    """Set up and start the meter: CA, ports, shell variables, services, self-test.
+    """Set up and start the meter: CA, ports, services, self-test (with --apps, also the proxy
+    and CA variables for new shells).
 
     Safe to run again at any time (after an upgrade, it points the services at the new
     executable); a second run changes nothing when nothing changed.
@@ -102,6 +103,7 @@ def init(
             clean=clean,
             confirm=confirm if interactive else None,
             progress=report,
+            no_shell_rc=apps and no_shell_rc,
         )
 
     if as_json:
@@ -115,8 +117,8 @@ def init(
         ports = result.ports
         port = ports.proxy_port if ports else "?"
         console.print(
-            f"[green]Halton Meter is running[/]: proxy http://127.0.0.1:{port}. Open a new "
-            "shell (or `. ~/.profile`) so your tools use it; `halton-meter status` checks it."
+            f"[green]Halton Meter is running[/]: proxy http://127.0.0.1:{port}. "
+            f"{escape(next_step(result))} `halton-meter status` checks it."
         )
     else:
         console.print(f"[red]init failed[/] at {escape(result.error)}", soft_wrap=True)
@@ -126,8 +128,28 @@ def init(
     sys.exit(0 if result.error is None else EXIT_FAILURE)
 
 
+def next_step(result: install.InitResult) -> str:
+    """What to do so tools use the meter: only a shell step that wrote or kept variables
+    means a new shell picks them up (issue 16: a plain init writes no shell file)."""
+    shell_step = next((s for s in result.steps if s["step"] == "shell"), None)
+    if shell_step is not None and shell_step["outcome"] != "skipped":
+        return "Open a new shell (or start your apps again) so your tools use it."
+    return (
+        "No shell file was changed: meter a command with `halton-meter run -- CMD`, or run "
+        "`halton-meter init --apps` so new shells use the proxy."
+    )
+
+
 def _start(ctx: Context) -> None:
     config = effective_config(ctx.config, ctx.paths)
+    alone = install.standalone_daemon(ctx.paths)
+    if alone is not None:
+        click.echo(
+            f"halton-meter: {install.standalone_words(alone)}: it already meters. To run the "
+            "meter as a service instead, run `halton-meter init` (it takes over from it).",
+            err=True,
+        )
+        return
     supervisor = this_os.supervisor()
     if supervisor.kind == "background":
         click.echo(f"halton-meter: {NO_MANAGER}.", err=True)
@@ -176,6 +198,15 @@ def stop(ctx: Context) -> None:
     """Stop the daemon, after the calls in flight finish (up to [daemon] drain_seconds); the
     edge keeps tunnelling, unmetered, so no client breaks."""
     supervisor = this_os.supervisor()
+    alone = install.standalone_daemon(ctx.paths)
+    if alone is not None:
+        BackgroundSupervisor().stop(DAEMON, ctx.paths)
+        click.echo(
+            f"the standalone daemon (pid {alone['pid']}) stopped: nothing listens on "
+            f"127.0.0.1:{alone['listen_port']} now.",
+            err=True,
+        )
+        return
     pid = running_pid(DAEMON, ctx.paths)
     try:
         was = supervisor.stop(DAEMON, ctx.paths)
@@ -248,7 +279,11 @@ def status(ctx: Context, as_json: bool) -> None:
             name,
             str(part["pid"] or "-"),
             str(part["port"]),
-            "[green]up[/]" if part["healthy"] else "[red]down[/]",
+            "[dim]not used[/]"
+            if part["healthy"] is None
+            else "[green]up[/]"
+            if part["healthy"]
+            else "[red]down[/]",
             str(part["mode"] or "-"),
             str(part["version"] or "-"),
         )
@@ -334,9 +369,7 @@ def doctor(ctx: Context, as_json: bool, fix: bool) -> None:
     found = checks.run_checks(ctx.config, ctx.paths)
     repairs: list[checks.Repair] = []
     if fix:
-        repairs = checks.apply_fixes(found)
-        if repairs:
-            found = checks.run_checks(ctx.config, ctx.paths)
+        repairs, found = checks.fix_and_verify(ctx.config, ctx.paths, found)
     verdict = checks.verdict(found)
     code = checks.EXIT_CODES[verdict]
     if as_json:

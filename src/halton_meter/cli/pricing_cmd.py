@@ -130,7 +130,10 @@ def reprice(
     from halton_meter.reprice import apply_reprice, plan_reprice
 
     try:
-        window = Window(since=ledger_timestamp(parse_moment(since)), project=project)
+        # Every row, the self-test's too: they are priced by the same rule.
+        window = Window(
+            since=ledger_timestamp(parse_moment(since)), project=project, include_self_test=True
+        )
     except TimeParseError as error:
         raise click.BadParameter(str(error), param_hint="--since") from None
     console = Console(stderr=as_json)
@@ -149,6 +152,13 @@ def reprice(
             render_plan(console, changes, len(plan.updates), total)
         if dry_run or not plan.updates:
             return
+        if not yes and not as_json and not sys.stdin.isatty():
+            # Nobody to answer the question (a script, a pipe): say so, not "Aborted!".
+            console.print(
+                "Nothing changed: no terminal to confirm on. Add --yes to write these changes "
+                "(or --dry-run to only show them)."
+            )
+            sys.exit(EXIT_FAILURE)
         if (
             not yes
             and not as_json

@@ -11,9 +11,11 @@ import click
 from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
-from halton_meter.cli.report_cmd import _open_ledger
+from halton_meter.cli.report_cmd import SELF_TEST_HELP, _open_ledger
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.projects import (
+    MIN_PREFIX,
+    AmbiguousRequest,
     ProjectError,
     ProjectSummary,
     find_request,
@@ -59,14 +61,15 @@ def _summary_json(item: ProjectSummary) -> dict[str, Any]:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array (see docs/cli.md).")
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @click.pass_context
-def projects(click_context: click.Context, as_json: bool) -> None:
+def projects(click_context: click.Context, as_json: bool, include_self_test: bool) -> None:
     """Projects with this month's and all-time spend, last activity and top model."""
     if click_context.invoked_subcommand is not None:
         return
     ctx = click_context.ensure_object(Context)
     with _open_ledger(ctx) as con:
-        items = list_projects(con)
+        items = list_projects(con, include_self_test=include_self_test)
     if as_json:
         click.echo(json.dumps([_summary_json(item) for item in items], indent=2))
         return
@@ -175,10 +178,23 @@ def merge(ctx: Context, source: str, into: str, rewrite_history: bool, as_json: 
 @pass_context
 def why(ctx: Context, request_id: str, as_json: bool) -> None:
     """Which layer attributed a request to its project, and what it saw."""
-    with _open_ledger(ctx) as con:
-        row = find_request(con, request_id.strip().lower())
+    wanted = request_id.strip().lower()
+    try:
+        with _open_ledger(ctx) as con:
+            row = find_request(con, wanted)
+    except AmbiguousRequest as many:
+        more = "or more " if many.matches >= 1000 else ""
+        click.echo(
+            f"halton-meter: ambiguous: {many.matches} {more}rows match {request_id!r}, give more "
+            "characters (`halton-meter requests --json` lists the ids)",
+            err=True,
+        )
+        sys.exit(EXIT_FAILURE)
     if row is None:
-        click.echo(f"halton-meter: no request {request_id!r} in the ledger", err=True)
+        short = (
+            f" (a prefix needs {MIN_PREFIX} characters or more)" if len(wanted) < MIN_PREFIX else ""
+        )
+        click.echo(f"halton-meter: no request {request_id!r} in the ledger{short}", err=True)
         sys.exit(EXIT_FAILURE)
     explanation = explain(row)
     if as_json:

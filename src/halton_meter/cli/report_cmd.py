@@ -6,6 +6,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,10 @@ from halton_meter.ledger.queries import (
     recent_requests,
 )
 from halton_meter.money import DisplayCurrency
-from halton_meter.report import report_csv, report_json, request_json
+from halton_meter.report import previous_json, report_csv, report_json, request_json
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
+
+SELF_TEST_HELP = "Also show the self-test's rows (init's free call), left out by default."
 
 
 def _open_ledger(ctx: Context) -> sqlite3.Connection:
@@ -60,14 +63,21 @@ def _tokens(value: int | None) -> str:
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--since", help="Only rows since 30m, 1h, 7d, a date or an ISO timestamp.")
 @click.option("--project", "-p", help="Only this project.")
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @pass_context
 def requests(
-    ctx: Context, as_json: bool, limit: int, since: str | None, project: str | None
+    ctx: Context,
+    as_json: bool,
+    limit: int,
+    since: str | None,
+    project: str | None,
+    include_self_test: bool,
 ) -> None:
     """The latest metered calls, newest first."""
     since_ts = ledger_timestamp(_moment(since, "--since")) if since else None
+    window = Window(since=since_ts, project=project, include_self_test=include_self_test)
     with _open_ledger(ctx) as con:
-        rows = recent_requests(con, Window(since=since_ts, project=project), limit)
+        rows = recent_requests(con, window, limit)
         # The gaps among the calls shown: from the oldest one listed (or --since) on.
         oldest = rows[-1]["requested_at"] if len(rows) == limit else since_ts
         gaps = spans.holes(con, oldest, None)
@@ -120,6 +130,12 @@ def _print_holes(console: Console, gaps: list[spans.Hole]) -> None:
 @click.option("--project", "-p", help="Only this project.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/cli.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one line per group.")
+@click.option(
+    "--vs-previous",
+    is_flag=True,
+    help="Also the previous window of the same length, and the change, per row and in total.",
+)
+@click.option("--include-self-test", is_flag=True, help=SELF_TEST_HELP)
 @pass_context
 def report(
     ctx: Context,
@@ -131,6 +147,8 @@ def report(
     project: str | None,
     as_json: bool,
     as_csv: bool,
+    vs_previous: bool,
+    include_self_test: bool,
 ) -> None:
     """Where the money went: totals and grouped tables for a time window."""
     if sum(bool(x) for x in (since, from_ or to, today)) > 1:
@@ -149,26 +167,40 @@ def report(
                 end += timedelta(days=1)
     else:
         start = _moment(since or "7d", "--since")
+    if start is not None and end is not None and start >= end:
+        raise click.UsageError(
+            f"--from {from_} is after --to {to}: the window would be empty (--to includes its day)"
+        )
+    if vs_previous and start is None:
+        raise click.UsageError("--vs-previous needs a window with a start (--since, --from)")
     window = Window(
         since=ledger_timestamp(start) if start else None,
         until=ledger_timestamp(end) if end else None,
         project=project,
+        include_self_test=include_self_test,
     )
     groups = list(group_by)
+    before: Report | None = None
+    earlier: Window | None = None
     with _open_ledger(ctx) as con:
         result = build_report(con, window, groups)
         gaps = spans.holes(con, window.since, window.until)
+        if vs_previous and start is not None:
+            earlier = previous_window(window, start, end or datetime.now(UTC))
+            before = build_report(con, earlier, groups)
     if as_json:
         payload = report_json(result, groups, {"from": window.since, "to": window.until})
         # A window with a hole is incomplete: say so, with what the edge could count.
         payload["complete"] = not gaps
         payload["unmetered"] = [hole.as_json() for hole in gaps]
+        if before is not None and earlier is not None:
+            payload.update(previous_json(result, before, groups, earlier))
         click.echo(json.dumps(payload, indent=2))
         return
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
-    _render_report(result, groups, window, ctx.config.display)
+    _render_report(result, groups, window, ctx.config.display, before)
     if gaps:
         console = Console()
         _print_holes(console, gaps)
@@ -178,8 +210,21 @@ def report(
         )
 
 
+def previous_window(window: Window, start: datetime, end: datetime) -> Window:
+    """The window of the same length that ends where `window` starts."""
+    return replace(
+        window,
+        since=ledger_timestamp(start - (end - start)),
+        until=ledger_timestamp(start),
+    )
+
+
 def _render_report(
-    result: Report, group_by: list[str], window: Window, display: DisplayCurrency
+    result: Report,
+    group_by: list[str],
+    window: Window,
+    display: DisplayCurrency,
+    before: Report | None = None,
 ) -> None:
     console = Console()
     totals, grouped, unpriced = result.totals, result.groups, result.unpriced
@@ -216,6 +261,18 @@ def _render_report(
                 priority=priority,
             )
         )
+    if before is not None:
+        earlier = dict(before.groups)
+        columns.append(
+            Column(
+                "vs prev",
+                [change(group, earlier.get(key)) for key, group in rows]
+                if grouped
+                else [change(totals, before.totals)],
+                footer=change(totals, before.totals) if grouped else "",
+                numeric=True,
+            )
+        )
     table = fitted_table(console, title, columns)
     console.print(table)
     if unpriced:
@@ -249,7 +306,23 @@ def _render_report(
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if totals.unpriced_requests:
         console.print("[dim]* the cost covers priced calls only; see the unpriced calls[/dim]")
+    if totals.errors:
+        console.print(
+            f"[dim]{totals.errors:,} failed calls; a failed call without usage costs nothing[/dim]"
+        )
     console.print(f"[dim]{totals.requests:,} calls; read from the ledger at {stamp}[/dim]")
+
+
+def change(now: Totals, then: Totals | None) -> str:
+    """The cost's change against the previous window (calls' when nothing is priced)."""
+    if then is None or not then.requests:
+        return "new" if now.requests else "-"
+    old, new = (then.cost_nanousd, now.cost_nanousd)
+    if not old and not new:
+        old, new = then.requests, now.requests
+    if not old:
+        return "new"
+    return f"{(new - old) * 100 / old:+.0f}%"
 
 
 def _cost(totals: Totals, display: DisplayCurrency) -> str:
@@ -274,7 +347,8 @@ def _ms(value: float | None) -> str:
 def _outcome(row: dict[str, Any], display: DisplayCurrency) -> str:
     """The cost, or what went wrong instead."""
     if row["status"] != "ok":
-        return f"[red]{row['error_class']}[/red]"
+        charge = ", no charge" if row["price_source"] == "no-usage" else ""
+        return f"[red]{row['error_class']}[/red]{charge}"
     cost = display.format(row["cost_nanousd"])
     return cost if row["tokens_complete"] else f"[yellow]partial[/yellow] {cost}"
 

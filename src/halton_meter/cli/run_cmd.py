@@ -12,7 +12,7 @@ import click
 from halton_meter.cli import EXIT_NOT_RUNNING, Context, pass_context
 from halton_meter.lifecycle.ca import write_client_bundle
 from halton_meter.lifecycle.environment import meter_environment
-from halton_meter.lifecycle.ports import effective_config, listening
+from halton_meter.lifecycle.ports import effective_config, listening, read_effective
 from halton_meter.slugs import is_slug, not_a_slug
 
 
@@ -43,9 +43,15 @@ def run(ctx: Context, project: str | None, allow_unmetered: bool, command: tuple
     elif allow_unmetered:
         click.echo("halton-meter: the meter is not running; running unmetered.", err=True)
     else:
+        start = (
+            "Start it with `halton-meter start`"
+            if read_effective(ctx.paths) is not None  # init set it up as a service
+            else "Set it up and start it with `halton-meter init` (or run `halton-meter daemon` "
+            "in another terminal)"
+        )
         click.echo(
             f"halton-meter: the meter is not running on 127.0.0.1:{port}.\n"
-            "Start it with `halton-meter daemon` (or add --allow-unmetered to run unmetered).",
+            f"{start}, or add --allow-unmetered to run unmetered.",
             err=True,
         )
         sys.exit(EXIT_NOT_RUNNING)

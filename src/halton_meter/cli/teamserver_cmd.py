@@ -37,7 +37,11 @@ def _settings(config_file: Path | None, **overrides: Any) -> Any:
 
 
 def _missing_extra() -> None:
-    click.echo("halton-meter: the team server needs: pip install 'halton-meter[server]'", err=True)
+    click.echo(
+        "halton-meter: the team server needs its extras: pip install '.[server]' in this "
+        "project's checkout",
+        err=True,
+    )
     sys.exit(EXIT_FAILURE)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from halton_meter.attribution.resolver import Attribution, Attributor, Lookup
+from halton_meter.attribution.resolver import Attribution, Attributor, Lookup, project_tag
 from halton_meter.ledger.row import LedgerRow, utc_iso_ms
 from halton_meter.pricing import PriceOverride, RowFacts, price_row
 from halton_meter.providers import BILLING_UNKNOWN, classify_error, ratelimits, row_billing
@@ -36,7 +36,7 @@ class CallFacts:
     result: CallResult
     http_status: int | None
     failure: str | None  # "timeout" or "network" when the connection failed
-    project: str | None  # the exact tag (proxy URL user part); None: the resolver decides
+    project: str | None  # the proxy URL's tag as sent (the writer makes it a slug); None: none
     user_agent: str | None
     lookup: Lookup | None = None  # the client connection's pending attribution lookup
     # Decided by the caller (the self-test): no resolver is asked.
@@ -147,6 +147,7 @@ class RowBuilder:
         if facts.attribution is not None:
             return facts.attribution
         if self.attributor is None:  # no resolver (tools that build rows themselves)
-            layer = "tag" if facts.project else "default"
-            return Attribution(facts.project or self.default_project, layer, None, "{}")
+            tag = project_tag(facts.project)
+            layer = "tag" if tag else "default"
+            return Attribution(tag or self.default_project, layer, None, "{}")
         return self.attributor.attribute(facts.lookup, facts.project, facts.user_agent)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from halton_meter.ledger.rollup import self_test_filter
 from halton_meter.ledger.row import ROW_COLUMNS
 
 
@@ -39,17 +40,21 @@ def month_start(now: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-01T00:00:00.000Z")
 
 
-def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[ProjectSummary]:
+def list_projects(
+    con: sqlite3.Connection, now: datetime | None = None, *, include_self_test: bool = False
+) -> list[ProjectSummary]:
     """Every project with rows, most recently active first. Money sums priced calls only, and
     money spent leaves a subscription's calls out (their value is summed apart)."""
     since = month_start(now)
+    only = self_test_filter(include_self_test)
+    where = f" WHERE {' AND '.join(only)}" if only else ""
     spent = "CASE WHEN billing = 'subscription' THEN NULL ELSE cost_nanousd END"
     totals = con.execute(
         "SELECT project, COUNT(*), SUM(cost_nanousd IS NULL), "
         f"COALESCE(SUM(CASE WHEN requested_at >= ? THEN {spent} END), 0), "
         f"COALESCE(SUM({spent}), 0), MAX(requested_at), SUM(billing = 'subscription'), "
         "COALESCE(SUM(CASE WHEN billing = 'subscription' THEN cost_nanousd END), 0) "
-        "FROM requests GROUP BY project",
+        f"FROM requests{where} GROUP BY project",
         (since,),
     ).fetchall()
     # Top model: the most spent on; by number of calls when nothing is priced.
@@ -57,7 +62,7 @@ def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[
     for project, model, *_ in con.execute(
         "SELECT project, COALESCE(model, model_requested, '(unknown)') AS m, "
         "COALESCE(SUM(cost_nanousd), 0) AS spent, COUNT(*) AS calls "
-        "FROM requests GROUP BY project, m ORDER BY project, spent DESC, calls DESC, m"
+        f"FROM requests{where} GROUP BY project, m ORDER BY project, spent DESC, calls DESC, m"
     ):
         top.setdefault(project, model)
     aliases = dict(con.execute("SELECT name, target FROM project_aliases").fetchall())
@@ -131,12 +136,31 @@ def move_project(
     return moved, old_rows - moved
 
 
+class AmbiguousRequest(LookupError):
+    """A prefix that several rows share; `matches` says how many (counted up to 1000)."""
+
+    def __init__(self, prefix: str, matches: int) -> None:
+        super().__init__(prefix)
+        self.prefix, self.matches = prefix, matches
+
+
+MIN_PREFIX = 6
+
+
 def find_request(con: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:
-    """One row by id, or by a prefix that names exactly one row."""
+    """One row by id, or by a prefix (MIN_PREFIX characters or more) that names exactly one
+    row; None when nothing matches. Raises AmbiguousRequest when several rows share it."""
     sql = f"SELECT {', '.join(ROW_COLUMNS)} FROM requests WHERE id "
     rows = con.execute(sql + "= ?", (request_id,)).fetchall()
-    if not rows and len(request_id) >= 6:
-        rows = con.execute(sql + "LIKE ? LIMIT 2", (request_id.replace("%", "") + "%",)).fetchall()
+    if not rows and len(request_id) >= MIN_PREFIX:
+        pattern = request_id.replace("%", "").replace("_", "") + "%"
+        rows = con.execute(sql + "LIKE ? LIMIT 2", (pattern,)).fetchall()
+        if len(rows) > 1:
+            (count,) = con.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE id LIKE ? LIMIT 1000)",
+                (pattern,),
+            ).fetchone()
+            raise AmbiguousRequest(request_id, int(count))
     if len(rows) != 1:
         return None
     return dict(zip(ROW_COLUMNS, rows[0], strict=True))

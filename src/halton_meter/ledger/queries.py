@@ -10,7 +10,13 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from halton_meter.ledger.rollup import Span, aggregate_many, aggregate_rows, p95_latencies
+from halton_meter.ledger.rollup import (
+    Span,
+    aggregate_many,
+    aggregate_rows,
+    p95_latencies,
+    self_test_filter,
+)
 from halton_meter.ledger.row import ROW_COLUMNS
 
 GROUP_COLUMNS = {
@@ -38,11 +44,13 @@ TOKEN_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """Filters shared by every query: [since, until) as ledger timestamps, and a project."""
+    """Filters shared by every query: [since, until) as ledger timestamps, and a project;
+    the self-test's rows only when asked (see `rollup.Span`)."""
 
     since: str | None = None
     until: str | None = None
     project: str | None = None
+    include_self_test: bool = False
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, params = [], []
@@ -55,6 +63,7 @@ class Window:
         if self.project:
             clauses.append("project = ?")
             params.append(self.project)
+        clauses += self_test_filter(self.include_self_test)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -133,7 +142,9 @@ def build_report(con: sqlite3.Connection, window: Window, group_by: list[str]) -
 
     Sums come from the daily rollup (whole days) plus the raw rows of the window's partial
     days; only the 95th-percentile latency reads every row of the window (nearest rank)."""
-    span = Span(window.since, window.until, window.project)
+    span = Span(
+        window.since, window.until, window.project, include_self_test=window.include_self_test
+    )
     rolled_up = all(name in ROLLUP_NAMES for name in group_by)
     keys = [ROLLUP_NAMES[name] for name in group_by] if rolled_up else []
     everything, grouped, models = aggregate_many(con, span, [[], keys, ["provider", "model"]])

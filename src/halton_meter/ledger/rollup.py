@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from halton_meter.ledger.schema import ROLLUP_KEY, ROLLUP_SUMS, rollup_values
+from halton_meter.providers.selftest import SELF_TEST_PROVIDER
 
 ROLLUP_KEYS = frozenset(ROLLUP_KEY)
 _MIDNIGHT = ("", "T00:00:00.000Z")
@@ -22,12 +23,25 @@ _MIDNIGHT = ("", "T00:00:00.000Z")
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """[since, until) as ledger timestamps (None: open), optionally one project/provider."""
+    """[since, until) as ledger timestamps (None: open), optionally one project/provider.
+
+    The self-test's rows (`init`'s free call, provider `halton-meter`) are left out unless
+    `include_self_test`, or the provider asked for is that one: they are the meter checking
+    itself, not spend. This and `self_test_filter` are the one place that rule lives."""
 
     since: str | None = None
     until: str | None = None
     project: str | None = None
     provider: str | None = None
+    include_self_test: bool = False
+
+
+def self_test_filter(include_self_test: bool, provider: str | None = None) -> list[str]:
+    """The SQL condition (on `requests` or `daily_rollup`, both keyed by provider) that leaves
+    the self-test's rows out; none when they are asked for."""
+    if include_self_test or provider == SELF_TEST_PROVIDER:
+        return []
+    return [f"provider != '{SELF_TEST_PROVIDER}'"]
 
 
 def _next_day(day: str) -> str:
@@ -161,6 +175,7 @@ def _filters(span: Span, column: str, low: str | None, high: str | None) -> tupl
     if span.provider is not None:
         clauses.append("provider = ?")
         values.append(span.provider)
+    clauses += self_test_filter(span.include_self_test, span.provider)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", values
 
 

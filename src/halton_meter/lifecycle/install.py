@@ -58,9 +58,14 @@ from halton_meter.lifecycle.supervisor import (
     running_pid,
 )
 from halton_meter.paths import Paths, ensure_home
+from halton_meter.providers.selftest import SELF_TEST_PROVIDER
 from halton_meter.runstate import EDGE_STATE_FILE, GUARD_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
+# The shell files an init created (they did not exist when it wrote its block): uninstall
+# deletes such a file when only the block was in it. The snapshot cannot say so for a file
+# that appeared after the first init (fish installed later), and it is never rewritten.
+CREATED_FILE = "created-shell-files.json"
 SELF_TEST_TIMEOUT = 10.0
 Progress = Callable[[str, str, str], None]  # (step, outcome, detail)
 
@@ -173,6 +178,7 @@ def run_init(
     confirm: Confirm | None = None,
     progress: Progress = no_progress,
     user_home: Path | None = None,
+    no_shell_rc: bool = False,
 ) -> InitResult:
     """Set everything up; raises nothing: a failure is in `result.error` (what this run changed
     is put back: files, and through the platform registrations, trust and registry values).
@@ -182,7 +188,8 @@ def run_init(
     slate: both processes stopped, generated files (ports, bundle, units, state files, shell
     blocks) removed, ports chosen anew; the ledger, config, CA and snapshot are kept.
     `shell_rc` (`--apps`) publishes the variables; where a previous `--apps` published them
-    (Windows, macOS), a plain init keeps them current."""
+    (Windows, macOS), a plain init keeps them current. `no_shell_rc` only words the skipped
+    step (the person asked for it)."""
     user_home = user_home or Path.home()
     platform = this_os.platform(user_home)
     supervisor = platform.supervisor
@@ -249,6 +256,7 @@ def run_init(
         step = "shell"
         if shell_rc or platform.is_published(paths):
             touched = platform.publish(ports, bundle, paths, write)
+            _record_created(paths, user_home, undo, write)
             if words.records_published:
                 result.written += [item for item in touched if item not in result.written]
             changes = ", ".join(touched)
@@ -257,7 +265,9 @@ def run_init(
                 words.published.format(changes) if touched else words.current,
             )
         else:
-            done("skipped", words.skipped)
+            done(
+                "skipped", "--no-shell-rc: no shell file changed" if no_shell_rc else words.skipped
+            )
 
         step = "units"
         command = launcher()
@@ -274,6 +284,13 @@ def run_init(
         )
 
         step = "start"
+        took_over = ""
+        alone = standalone_daemon(paths)
+        if alone is not None:
+            # One daemon per home: the edge takes the proxy port, the daemon goes behind it.
+            # SIGTERM, as Ctrl-C: it writes every pending row first.
+            BackgroundSupervisor().stop(DAEMON, paths)
+            took_over = f"stopped the standalone daemon (pid {alone['pid']}); "
         for component in COMPONENTS:
             before_pid = running_before[component]
             pid = running_pid(component, paths)
@@ -301,7 +318,10 @@ def run_init(
             supervisor.ensure_guard(paths)  # respawns a crashed edge or daemon (guard.py)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         how = platform.supervision(confirm)
-        done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
+        done(
+            "changed" if acted else "ok",
+            f"{took_over}{', '.join(acted) or 'already running'}; {how}",
+        )
 
         step = "self-test"
         done("ok", self_test(config, paths, ports))
@@ -321,6 +341,21 @@ def run_init(
         if isinstance(error, KeyboardInterrupt):
             raise
     return result
+
+
+def _record_created(
+    paths: Paths, user_home: Path, undo: _Undo, write: Callable[[Path, bytes], bool]
+) -> None:
+    """Add the shell files this run created to CREATED_FILE (through `write`: a failed init
+    puts the record back with the files)."""
+    created = [str(p) for p in shell.shell_files(user_home) if p in undo.saved and p.exists()]
+    created = [p for p in created if undo.saved[Path(p)] is None]
+    if not created:
+        return
+    record = paths.home / CREATED_FILE
+    known = read_state(record) or {}
+    files = sorted({*known.get("files", []), *created})
+    write(record, (json.dumps({"files": files}, indent=2) + "\n").encode())
 
 
 def _clean_slate(
@@ -450,8 +485,10 @@ def rows_today(paths: Paths) -> int | None:
     try:
         con = sqlite3.connect(f"file:{paths.ledger.as_posix()}?mode=ro", uri=True, timeout=5)
         try:
+            # Calls, not the meter checking itself (init's self-test rows).
             row = con.execute(
-                "SELECT COUNT(*) FROM requests WHERE requested_at >= ?", (midnight,)
+                "SELECT COUNT(*) FROM requests WHERE requested_at >= ? AND provider != ?",
+                (midnight, SELF_TEST_PROVIDER),
             ).fetchone()
         finally:
             con.close()
@@ -460,8 +497,30 @@ def rows_today(paths: Paths) -> int | None:
     return int(row[0])
 
 
+def standalone_daemon(paths: Paths) -> dict[str, Any] | None:
+    """The state (`daemon.json`) of a live daemon started without `--behind-edge`, as
+    `./scripts/meter` and `halton-meter daemon` run it: a supported way to meter, on the proxy
+    port itself, with no edge. None when no such daemon runs."""
+    pid = running_pid(DAEMON, paths)
+    state = _read_json(paths.daemon_state)
+    if pid is None or state.get("pid") != pid or state.get("behind_edge") is not False:
+        return None
+    port = state.get("listen_port")
+    return {**state, "pid": pid} if isinstance(port, int) and listening(port) else None
+
+
+def standalone_words(state: dict[str, Any]) -> str:
+    return (
+        f"a standalone daemon (`halton-meter daemon`, pid {state['pid']}) meters on "
+        f"127.0.0.1:{state['listen_port']} itself; no edge runs"
+    )
+
+
 def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]:
     ports = ports_in_use(config, paths)
+    alone = standalone_daemon(paths)
+    if alone is not None and edge_status(ports.proxy_port) is None:
+        return _standalone_status(paths, ports, alone, supervisor_kind)
     edge_pid = running_pid(EDGE, paths)
     answer = edge_status(ports.proxy_port)
     edge_ok = answer is not None
@@ -499,18 +558,21 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "ports": ports.as_dict(),
         "rows_today": rows_today(paths),
         "components": {"edge": edge, "daemon": daemon},
-        # LLM traffic tunnelled without metering: today's holes in the ledger, connections
-        # the edge spooled that no daemon stored yet, and the edge's own counts.
-        "unmetered": {
-            **spans.summary(
-                paths.ledger, paths.home, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00.000Z")
-            ),
-            "edge": answer.get("unmetered") if answer else None,
-        },
+        "unmetered": _unmetered_today(paths, answer),
     }
     if supervisor_kind == "background":
         report["guard"] = guard_status(paths)
     return report
+
+
+def _unmetered_today(paths: Paths, edge_answer: dict[str, Any] | None) -> dict[str, Any]:
+    """LLM traffic tunnelled without metering: today's holes in the ledger, connections the
+    edge spooled that no daemon stored yet, and the edge's own counts."""
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+    return {
+        **spans.summary(paths.ledger, paths.home, today),
+        "edge": edge_answer.get("unmetered") if edge_answer else None,
+    }
 
 
 def guard_status(paths: Paths) -> dict[str, Any]:
@@ -529,6 +591,35 @@ def guard_status(paths: Paths) -> dict[str, Any]:
             "last_respawn_at": part.get("last_respawn_at"),
         }
     return {"pid": pid, "running": pid is not None, "components": respawns}
+
+
+def _standalone_status(
+    paths: Paths, ports: Ports, alone: dict[str, Any], supervisor_kind: str
+) -> dict[str, Any]:
+    """Healthy: LLM calls are metered. The edge is not used (`healthy` null), not down."""
+    port = alone["listen_port"]
+    return {
+        "state": STATES[HEALTHY],
+        "exit_code": HEALTHY,
+        "version": __version__,
+        "supervisor": supervisor_kind,
+        "note": f"{standalone_words(alone)} (`halton-meter init` sets up the always-on edge "
+        "and the services, and takes over from it)",
+        "mode": "metering",
+        "ports": {**ports.as_dict(), "proxy_port": port},
+        "rows_today": rows_today(paths),
+        "components": {
+            "edge": {"pid": None, "port": port, "healthy": None, "mode": None, "version": None},
+            "daemon": {
+                "pid": alone["pid"],
+                "port": port,
+                "healthy": True,
+                "mode": "standalone",
+                "version": alone.get("version"),
+            },
+        },
+        "unmetered": _unmetered_today(paths, None),
+    }
 
 
 # --- uninstall -------------------------------------------------------------------------------
@@ -565,6 +656,7 @@ def run_uninstall(
         script.unlink()
         removed.append(str(script))
     before = snapshot.get("shell_files", {})
+    created = set((read_state(paths.home / CREATED_FILE) or {}).get("files", []))
     for path in shell.shell_files(user_home):
         if not path.exists():
             continue
@@ -572,7 +664,7 @@ def run_uninstall(
         if not shell.has_block(text):
             continue
         rest = shell.without_block(text)
-        existed = before.get(str(path), {}).get("existed", True)
+        existed = before.get(str(path), {}).get("existed", True) and str(path) not in created
         if not existed and not rest.strip():
             path.unlink()
         else:
@@ -581,6 +673,7 @@ def run_uninstall(
     if snapshot and not snapshot.get("effective_ports_existed", True):
         effective_path(paths).unlink(missing_ok=True)
     state_path(paths).unlink(missing_ok=True)
+    (paths.home / CREATED_FILE).unlink(missing_ok=True)
     if purge and paths.home.exists():
         if include_logs and not graceful:
             shutil.rmtree(paths.home)

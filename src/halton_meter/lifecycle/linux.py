@@ -37,7 +37,7 @@ from halton_meter.runstate import STOP_TIMEOUT, write_atomic
 WORDING = Wording(
     published="env block written to {}",
     current="env block current",
-    skipped="--no-shell-rc",
+    skipped="no shell file changed (`init --apps` writes the env block)",
     registered="wrote {}",
     check_prefix="unit",
     records_published=False,

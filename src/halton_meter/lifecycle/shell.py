@@ -38,11 +38,24 @@ def block_for(path: Path, port: int, bundle: Path) -> str:
     return fish_block(port, bundle) if path.suffix == ".fish" else env_block(port, bundle)
 
 
+# Every byte outside RFC 3986's unreserved set (A-Z a-z 0-9 - . _ ~) as %XX, as
+# `environment.proxy_url` (Python's `quote(safe="")`) encodes it: a space, "#", "?" or "é" left
+# as it is makes the URL one that curl refuses ("Unsupported proxy syntax"). Bytes, not
+# characters: `od` and `awk` are in every POSIX system and behave the same in every locale.
+_URL_ENCODE_AWK = (
+    'BEGIN { for (i = 0; i < 256; i++) { h = sprintf("%02x", i); '
+    "if ((i >= 48 && i <= 57) || (i >= 65 && i <= 90) || (i >= 97 && i <= 122) || "
+    'i == 45 || i == 46 || i == 95 || i == 126) t[h] = sprintf("%c", i); '
+    'else t[h] = "%" toupper(h) } } '
+    '{ for (i = 1; i <= NF; i++) printf "%s", t[$i] }'
+)
+
+
 def _posix_url_part() -> str:
-    """sh code setting `_hm_user` to `HALTON_PROJECT` made safe for a URL's user part."""
+    """sh code setting `_hm_user` to `HALTON_PROJECT` percent-encoded for a URL's user part."""
     return (
-        "_hm_user=$(printf '%s' \"$HALTON_PROJECT\" | "
-        "sed -e 's/%/%25/g' -e 's/:/%3A/g' -e 's|/|%2F|g' -e 's/@/%40/g')"
+        "_hm_user=$(printf '%s' \"$HALTON_PROJECT\" | LC_ALL=C od -An -v -tx1 | "
+        f"LC_ALL=C awk '{_URL_ENCODE_AWK}')"
     )
 
 
@@ -98,7 +111,8 @@ def fish_block(port: int, bundle: Path) -> str:
         "function _halton_meter_proxy --on-variable HALTON_PROJECT",
         f"    set -l url {_fish_quote(proxy_url(port))}",
         '    if test -n "$HALTON_PROJECT"',
-        # fish's url style keeps "/", which would end the URL's authority.
+        # fish's url style encodes all but A-Z a-z 0-9 - . _ ~ and "/", which would end the
+        # URL's authority: the same bytes as `environment.proxy_url` then.
         "        set -l user (string escape --style=url -- $HALTON_PROJECT"
         " | string replace -a / %2F)",
         f'        set url "http://$user:{PROJECT_PASSWORD}@127.0.0.1:{port}"',

@@ -129,19 +129,45 @@ def uvx_launcher(paths: Paths, environ: Mapping[str, str] | None = None) -> Path
     when its content changes, so a newer `uvx halton-meter doctor` never changes what the
     running services start."""
     environ = os.environ if environ is None else environ
+    if installed_from_local_files():
+        # The launcher asks the package index for this version by name; this copy came from a
+        # checkout or a wheel, and the name on the index is another product's (issue 16).
+        raise EphemeralInstallError(
+            f"halton-meter runs from uv's cache ({sys.prefix}), installed from a checkout or a "
+            "wheel, which uv cannot fetch again after a cache clean. Install it for good from "
+            "that checkout (`uv tool install .` or `pipx install .` in it), then run "
+            "`halton-meter init`."
+        )
     uv = environ.get("UV", "")  # uv exports its own path to what it runs
     if not (uv and Path(uv).is_absolute() and os.access(uv, os.X_OK)):
         uv = shutil.which("uv", path=environ.get("PATH")) or ""
     if not uv:
         raise EphemeralInstallError(
             f"halton-meter runs from a cache folder ({sys.prefix}) that may be deleted at any "
-            "time, and no uv was found to start it again. Install it for good with "
-            f"`uv tool install {PACKAGE}` (or `pipx install {PACKAGE}`), then run "
-            "`halton-meter init`."
+            "time, and no uv was found to start it again. Install it for good (`uv tool "
+            "install .` or `pipx install .` in your checkout), then run `halton-meter init`."
         )
     script = paths.home / "bin" / f"{PACKAGE}-{__version__}"
     write_if_changed(script, uvx_launcher_text(os.path.abspath(uv), environ).encode(), 0o755)
     return script
+
+
+def installed_from_local_files() -> bool:
+    """Whether this copy was installed from a folder or a wheel file rather than by name from a
+    package index: PEP 610's `direct_url.json` names a `file://` URL then."""
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution(PACKAGE).read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return True  # not installed at all (run from a source tree)
+    if not raw:
+        return False
+    try:
+        url = json.loads(raw).get("url", "")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(url, str) and url.startswith("file:")
 
 
 def uvx_launcher_text(uv: str, environ: Mapping[str, str]) -> str:

@@ -21,6 +21,9 @@ from .overrides import PriceOverride
 
 # Zero-cost APIs of a row whose wire format this release does not know.
 _ZERO_COST_APIS = frozenset({"count_tokens"})
+# The price_source of a failed call that reported no usage: providers bill tokens, so it cost
+# nothing, and saying so keeps it out of "unpriced" (a price we do not know) for good.
+NO_USAGE = "no-usage"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +43,30 @@ class RowFacts:
     status: str = "ok"
 
 
+# The usage a provider bills (reasoning is part of output, so not counted twice here).
+_BILLED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "web_search_requests",
+)
+
+
 def price_row(facts: RowFacts, overrides: Sequence[PriceOverride] = ()) -> PriceQuote:
-    """A row's cost and its provenance. Pure and exception-free."""
+    """A row's cost and its provenance. Pure and exception-free.
+
+    A failed call (status "error") with no billed usage costs 0 with price_source "no-usage",
+    whatever its model; "unpriced" is left for usage we could not price."""
     wire = wire_format(facts.wire)
     billing = wire.billing if wire is not None else Billing.METERED
+    failed_unbilled = (
+        facts.status != "ok"
+        and facts.provider_cost_usd is None
+        and not any(getattr(facts.usage, name) for name in _BILLED)
+    )
+    if billing is not Billing.FREE and failed_unbilled:
+        return PriceQuote(0, NO_USAGE, None)
     if billing is Billing.FREE:
         assert wire is not None
         return PriceQuote(0, wire.name, None)

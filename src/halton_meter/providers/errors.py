@@ -1,8 +1,10 @@
 """Error classification: one small vocabulary for every provider's failures.
 
-The ledger stores a class (``rate_limit``, ``server_error``, ``bad_request``, ``auth``,
-``timeout``, ``unknown``; the capture layer adds ``network`` for failed connections), so
-reports can tell "retry later" apart from "fix your billing".
+The ledger stores a class (``rate_limit``, ``overloaded``, ``server_error``, ``bad_request``,
+``auth``, ``timeout``, ``unknown``; the capture layer adds ``network`` for failed connections),
+so reports can tell "retry later" apart from "fix your billing". ``overloaded`` (Anthropic's
+529 / ``overloaded_error``) is apart from other server errors: the provider is busy, not
+broken, and users filter on it.
 """
 
 from __future__ import annotations
@@ -51,9 +53,8 @@ _BY_CODE = {
         "unrecognizedclientexception",
         "expiredtokenexception",
     ),
+    "overloaded": ("overloaded_error", "overloaded"),
     "server_error": (
-        "overloaded_error",
-        "overloaded",
         "api_error",
         "internal",
         "internal_error",
@@ -91,6 +92,7 @@ _STATUS_CLASS = {
     413: "bad_request",
     422: "bad_request",
     504: "timeout",
+    529: "overloaded",  # Anthropic
 }
 
 
@@ -100,7 +102,7 @@ def _is_billing(code: str) -> bool:
 
 def _by_status(status: int) -> str | None:
     kind = _STATUS_CLASS.get(status)
-    if kind is None and 500 <= status <= 599:  # includes Anthropic's 529 overloaded
+    if kind is None and 500 <= status <= 599:
         kind = "server_error"
     return kind
 
@@ -115,8 +117,8 @@ def classify_error(http_status: int | None, provider_error_code: str | None) -> 
     code = provider_error_code.strip().lower() if provider_error_code else None
     if code and _is_billing(code):
         return "auth"
-    if code and _CODE_CLASS.get(code) == "timeout":
-        return "timeout"
+    if code and _CODE_CLASS.get(code) in ("timeout", "overloaded"):
+        return _CODE_CLASS[code]
     if http_status is not None and not 100 <= http_status < 400:
         return _by_status(http_status) or (_CODE_CLASS.get(code) if code else None) or "unknown"
     if code is None:

@@ -462,7 +462,8 @@ function requestsSection(slug, page) {
     el("td", { class: "num", text: tokens(r.input_tokens) }),
     el("td", { class: "num", text: tokens(r.output_tokens) }),
     el("td", { class: "num", text: tokens(r.cache_read_tokens) }),
-    el("td", { class: "num" }, r.unpriced ? el("span", { class: "badge", text: "unpriced" }) : usd(r.cost_usd)),
+    el("td", { class: "num" }, r.unpriced ? el("span", { class: "badge", text: "unpriced" })
+      : r.price_source === "no-usage" ? el("span", { class: "muted", text: "no charge" }) : usd(r.cost_usd)),
     el("td", { class: "num", text: r.latency_ms === null ? "—" : Math.round(r.latency_ms) + " ms" }),
     el("td", { text: r.status === "success" ? "ok" : (r.error_class || "error") })));
   return el("div", { class: "panel", id: "requests-panel" },
