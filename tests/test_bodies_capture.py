@@ -100,7 +100,7 @@ def test_on_for_one_project(fake_upstream: FakeUpstream, tmp_path: Path) -> None
             for kind, _, secret in SECRETS:
                 assert secret not in text, kind
                 assert f"[REDACTED:{kind}]" in text
-        streamed = [i for i in rows if rows[i]["stream"]][0]
+        streamed = next(i for i in rows if rows[i]["stream"])
         parts = store.get(streamed).document["message"]["parts"]  # type: ignore[union-attr]
         # What the client received, put together independently of the meter's copy.
         assert parts and parts == assemble_stream(received.encode(), "text/event-stream")["parts"]
