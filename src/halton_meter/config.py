@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from halton_meter.bodies.settings import CaptureRule, CaptureSettings
 from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
@@ -89,6 +90,8 @@ class Config:
     # [quota] warn_at: a quota window at or past this utilisation (0-1) is a warning in
     # `status`, the dashboard and `ledger.quota.warnings`.
     quota_warn_at: float = 0.8
+    # [[capture]] entries and [body_capture] limits: opt-in body capture (bodies/settings.py).
+    body_capture: CaptureSettings = field(default_factory=CaptureSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -265,6 +268,23 @@ def _batch_size(value: Any) -> int:
     return value
 
 
+def _positive_int(value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _Problem(f"expected an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise _Problem("expected a list of regular expressions")
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise _Problem(f"{pattern!r} is not a regular expression: {error}") from None
+    return tuple(value)
+
+
 Check = Callable[[Any], Any]
 
 _SECTIONS: dict[str, dict[str, Check]] = {
@@ -289,6 +309,13 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "batch_size": _batch_size,
     },
     "quota": {"warn_at": _fraction},
+    "body_capture": {
+        "max_call_kb": lambda v: _positive_int(v, 1, 64 * 1024),
+        "max_project_mb": lambda v: _positive_int(v, 1, 1024 * 1024),
+        "retention_days": lambda v: _positive_int(v, 1, 3650),
+        "raw_events": _bool,
+        "redact": lambda v: _patterns(v),
+    },
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -321,10 +348,10 @@ def parse_config(text: str, source: Path) -> Config:
     tagging_rules = _tagging_rules(data, text, source)
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
-        if section in ("endpoints", "pricing"):
+        if section in ("endpoints", "pricing", "capture"):
             continue
         if section not in _SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing"]))
+            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing", "capture"]))
             raise fail(section, None, f"unknown section (known: {known})")
         if not isinstance(content, dict):
             raise fail(section, None, "expected a table like [" + section + "]")
@@ -371,6 +398,16 @@ def parse_config(text: str, source: Path) -> Config:
         endpoints.append(Endpoint(port=checked.pop("port", 443), **checked))
 
     price_overrides = _price_overrides(data.get("pricing"), text, source)
+    capture_rules = _capture_rules(data.get("capture", []), fail)
+    limits = values.get("body_capture", {})
+    body_capture = CaptureSettings(
+        rules=capture_rules,
+        max_call_bytes=limits.get("max_call_kb", 1024) * 1024,
+        max_project_bytes=limits.get("max_project_mb", 200) * 1024 * 1024,
+        retention_days=limits.get("retention_days", 30),
+        raw_events=limits.get("raw_events", False),
+        redact=limits.get("redact", ()),
+    )
     display = values.get("display", {})
     if display.get("currency", "USD") != "USD" and "usd_rate" not in display:
         raise fail("display", "currency", "needs usd_rate too (units of that currency per USD)")
@@ -395,7 +432,38 @@ def parse_config(text: str, source: Path) -> Config:
         cloud=CloudSettings(**values.get("cloud", {})),
         chatgpt_clients=values.get("chatgpt", {}).get("clients", ("codex",)),
         quota_warn_at=values.get("quota", {}).get("warn_at", 0.8),
+        body_capture=body_capture,
     )
+
+
+_CAPTURE_KEYS: dict[str, Check] = {
+    "project": lambda v: _glob(v).lower(),
+    "model": lambda v: _glob(v),
+    "provider": _slug,
+}
+
+
+def _capture_rules(raw: Any, fail: Callable[..., ConfigError]) -> tuple[CaptureRule, ...]:
+    """`[[capture]]`: project globs whose bodies are kept, optionally per model/provider."""
+    if not isinstance(raw, list):
+        raise fail("capture", None, "expected an array of tables: [[capture]]")
+    rules = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise fail("capture", None, "expected a table", index)
+        checked: dict[str, str] = {}
+        for key, value in entry.items():
+            if key not in _CAPTURE_KEYS:
+                known = ", ".join(_CAPTURE_KEYS)
+                raise fail("capture", key, f"unknown key (known: {known})", index)
+            try:
+                checked[key] = _CAPTURE_KEYS[key](value)
+            except _Problem as problem:
+                raise fail("capture", key, str(problem), index) from None
+        if "project" not in checked:
+            raise fail("capture", None, 'needs project = "…" (a glob)', index)
+        rules.append(CaptureRule(**checked))
+    return tuple(rules)
 
 
 def _glob(value: Any) -> str:

@@ -29,6 +29,11 @@ class Paths:
         return self.home / "db.sqlite"
 
     @property
+    def bodies(self) -> Path:
+        """Captured bodies of the projects that opted in (bodies/store.py); absent otherwise."""
+        return self.home / "bodies.sqlite"
+
+    @property
     def ca_bundle(self) -> Path:
         return self.home / "ca-bundle.pem"
 

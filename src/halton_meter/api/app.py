@@ -23,6 +23,8 @@ from halton_meter import __version__
 from halton_meter.api import metrics, views
 from halton_meter.api.contract import csv_attachment
 from halton_meter.api.security import Guard
+from halton_meter.bodies.store import BodyStore
+from halton_meter.bodies.view import call_view
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
@@ -75,6 +77,7 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "Not found"}}
 BAD_PARAMETER: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A parameter the API cannot read"}
 }
@@ -242,6 +245,25 @@ def create_app(settings: ApiSettings) -> Guard:
         if not found:
             raise HTTPException(404, f"no requests recorded for project {slug!r}")
         return found[0]
+
+    bodies = BodyStore(settings.ledger.parent / "bodies.sqlite")
+
+    @app.get("/v1/requests/{call_id}", tags=["requests"], responses=NOT_FOUND)
+    def one_request(call_id: str) -> dict[str, Any]:
+        """One call's numbers and whether its body was captured (the body itself is not here)."""
+        found = call_view(readers.get(), bodies, call_id, with_body=False)
+        if found is None:
+            raise HTTPException(404, f"no call {call_id!r} in the ledger")
+        return found
+
+    @app.get("/v1/requests/{call_id}/body", tags=["requests"], responses={**NOT_FOUND, **REFUSED})
+    def request_body(call_id: str) -> dict[str, Any]:
+        """The captured conversation (opt-in projects only). Sensitive: needs the token and is
+        never served to another origin (api/security.py)."""
+        found = call_view(readers.get(), bodies, call_id, with_body=True)
+        if found is None or "body" not in found:
+            raise HTTPException(404, f"no captured body for call {call_id!r}")
+        return found
 
     @app.get("/v1/quota", tags=["quota"])
     def quota() -> dict[str, Any]:

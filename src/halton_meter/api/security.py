@@ -7,6 +7,8 @@
   state-changing request must carry the per-install token (a file only the user can read) and
   must not come from another origin (`Origin` / `Sec-Fetch-Site`), allow-listed or not.
 - Reads: CORS headers only for the origins in `[cors] allow_origins` (none by default).
+- Captured bodies (`/v1/requests/{id}/body`) are read like a state change: token required,
+  never from another origin, no CORS headers even for an allow-listed one.
 """
 
 from __future__ import annotations
@@ -111,7 +113,10 @@ class Guard:
         if method == "OPTIONS" and origin is not None:
             await self._preflight(send, allowed_cors)
             return
-        if method not in SAFE_METHODS:
+        sensitive = _is_sensitive(scope.get("path", ""))
+        if sensitive:
+            allowed_cors = False
+        if method not in SAFE_METHODS or sensitive:
             fetch_site = headers.get("sec-fetch-site", "")
             if cross_origin or fetch_site in ("cross-site", "same-site"):
                 await _refuse(
@@ -156,6 +161,11 @@ class Guard:
         ]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _is_sensitive(path: str) -> bool:
+    """A captured body: prompts and answers, which may hold what redaction could not know."""
+    return path.startswith("/v1/requests/") and path.rstrip("/").endswith("/body")
 
 
 def _bearer(value: str) -> str | None:

@@ -16,6 +16,7 @@ each layer saw is kept (without command lines or environment beyond the one vari
 from __future__ import annotations
 
 import logging
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class ClientContext:
     decision: Decision
     skipped: tuple[str, ...] = ()  # invalid values that fell through, and why
     note: str | None = None  # why there was no process to look at
+    # `body_capture` of the nearest `.haltonrc` at or above the cwd that sets it: "on", "off"
+    # or None (bodies/policy.py decides with it).
+    body_capture: str | None = None
 
     def detail(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "process": self.process, "cwd": self.cwd}
@@ -126,7 +130,10 @@ def resolve_process(
     run = _Run(default_project)
     decision = _decide(facts, run, read)
     cwd = str(facts.cwd) if facts.cwd else None
-    return ClientContext(pid, facts.name or None, cwd, decision, tuple(run.skipped))
+    capture = haltonrc_body_capture(facts.cwd) if facts.cwd is not None else None
+    return ClientContext(
+        pid, facts.name or None, cwd, decision, tuple(run.skipped), body_capture=capture
+    )
 
 
 def _decide(facts: ProcessFacts, run: _Run, read: ProcessReader) -> Decision:
@@ -200,7 +207,7 @@ def _haltonrc(folder: Path, run: _Run) -> tuple[str, str] | None:
         except (OSError, UnicodeDecodeError):
             continue
         try:
-            value = tomllib.loads(text).get("project")
+            value = load_haltonrc(text).get("project")
         except tomllib.TOMLDecodeError as error:
             message = f"{HALTONRC}: {path} is not valid TOML ({error})"
             log.warning("attribution: %s; trying the next layer", message)
@@ -211,6 +218,31 @@ def _haltonrc(folder: Path, run: _Run) -> tuple[str, str] | None:
             continue
         if slug := run.slug(HALTONRC, value, str(path)):
             return slug, str(path)
+    return None
+
+
+# `body_capture = on` is what users write, though TOML wants `"on"` or `true`.
+_BARE_SWITCH = re.compile(r"^(\s*body_capture\s*=\s*)(on|off)(\s*(?:#.*)?)$", re.MULTILINE)
+
+
+def load_haltonrc(text: str) -> dict[str, object]:
+    """A `.haltonrc` as TOML, accepting the bare `body_capture = on|off`."""
+    return tomllib.loads(_BARE_SWITCH.sub(r'\1"\2"\3', text))
+
+
+def haltonrc_body_capture(folder: Path) -> str | None:
+    """`on`/`off` from the nearest `.haltonrc` at or above `folder` that sets `body_capture`
+    (`true`/`false` also accepted); None when none does."""
+    for candidate in _upward(folder):
+        try:
+            text = (candidate / HALTONRC_NAME).read_text(encoding="utf-8")
+            value = load_haltonrc(text).get("body_capture")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if value in (True, "on"):
+            return "on"
+        if value in (False, "off"):
+            return "off"
     return None
 
 

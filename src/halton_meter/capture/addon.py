@@ -23,6 +23,8 @@ from mitmproxy.proxy import server_hooks
 from halton_meter import providers
 from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
+from halton_meter.bodies.material import StreamKeeper
+from halton_meter.bodies.policy import CapturePolicy
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
@@ -78,6 +80,7 @@ class MeterAddon:
         attributor: Attributor | None = None,
         proxy_port: int | None = None,
         gated_clients: Collection[str] = (),
+        capture: CapturePolicy | None = None,
     ) -> None:
         self._submit = submit
         self._own_ports = frozenset(own_ports)
@@ -102,6 +105,8 @@ class MeterAddon:
         # Client process names whose connections to a gated host (chatgpt.com) are decrypted.
         self._gated_clients = frozenset(name.lower() for name in gated_clients)
         self._accounts = AccountLabels()
+        # Body capture (bodies/policy.py): None or nothing configured costs one check per stream.
+        self._capture = capture
 
     # --- connection level -------------------------------------------------------------------
 
@@ -311,6 +316,9 @@ class MeterAddon:
             usage_filter = providers.InjectedUsageFilter()
         parser = providers.stream_parser(call.route, content_type)
         call.stream_parser = parser
+        if self._capture is not None and self._capture.may_capture(call.project, call.lookup):
+            call.body_keeper = StreamKeeper(self._capture.settings.max_call_bytes)
+            call.content_type = content_type
         response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
 
     def _take_quota_headers(self, flow: http.HTTPFlow, call: CapturedCall) -> None:

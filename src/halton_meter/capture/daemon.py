@@ -36,6 +36,9 @@ from halton_meter import __version__, providers
 from halton_meter.api.metrics import LedgerLag, fetch_edge_status
 from halton_meter.api.security import load_or_create_token
 from halton_meter.attribution.resolver import Attributor
+from halton_meter.bodies.policy import CapturePolicy
+from halton_meter.bodies.sink import BodySink
+from halton_meter.bodies.store import BodyStore, ExpiryLoop
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
@@ -128,7 +131,13 @@ async def run_daemon(
     lag = LedgerLag()
     attributor = Attributor(config.default_project, config.tagging_rules, paths.ledger)
     # The writer side owns the row rules: the price overrides and the attributor.
-    builder = RowBuilder(config.price_overrides, attributor, config.default_project)
+    # Body capture: off unless a project opted in; stored on the writer thread (bodies/).
+    capture = CapturePolicy(config.body_capture, tagging_rules=bool(config.tagging_rules))
+    bodies = BodyStore(paths.bodies)
+    body_sink = BodySink(capture, bodies)
+    builder = RowBuilder(
+        config.price_overrides, attributor, config.default_project, on_row=body_sink.row_built
+    )
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
@@ -154,6 +163,7 @@ async def run_daemon(
         attributor=attributor,
         proxy_port=config.daemon.proxy_port,
         gated_clients=config.chatgpt_clients,
+        capture=capture,
     )
     master.addons.add(
         core.Core(),
@@ -235,6 +245,8 @@ async def run_daemon(
     # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
     spool_ingest = SpoolIngest(paths.home, paths.ledger)
     spool_ingest.start()
+    body_expiry = ExpiryLoop(bodies, config.body_capture.retention_days)
+    body_expiry.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
@@ -248,6 +260,8 @@ async def run_daemon(
         attributor.close()
         cloud_sync.stop()
         spool_ingest.stop()
+        body_expiry.stop()
+        bodies.close()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1

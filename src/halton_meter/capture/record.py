@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from halton_meter import providers
 from halton_meter.attribution.resolver import Lookup
+from halton_meter.bodies.material import BodyMaterial, StreamKeeper
 from halton_meter.capture.decoding import decode_body
 from halton_meter.ledger.build import CallFacts, PendingCall
 from halton_meter.ledger.row import new_request_id
@@ -49,6 +50,9 @@ class CapturedCall(PendingCall):
     # The response's rate-limit/quota header families and the account they describe.
     quota_headers: ratelimits.Snapshot | None = None
     quota_account: str | None = None
+    # The stream's decoded bytes, bounded, only when its project may capture (bodies/policy.py).
+    body_keeper: StreamKeeper | None = None
+    content_type: str | None = None
     id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -74,6 +78,16 @@ class CapturedCall(PendingCall):
             billing=self.billing,
             quota_headers=self.quota_headers,
             quota_account=self.quota_account,
+            body=BodyMaterial(
+                wire=self.route.wire,
+                api=self.route.api,
+                request=self.request_body,
+                request_encoding=self.request_encoding,
+                response=self.response_body,
+                response_encoding=self.response_encoding,
+                stream=self.body_keeper,
+                content_type=self.content_type,
+            ),
         )
 
     def _request_bytes(self) -> bytes:

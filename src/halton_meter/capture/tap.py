@@ -38,7 +38,10 @@ class StreamTap:
             self._call.first_byte_at = time.time()
         if self._decoder is not None:
             try:
-                self._parser.feed(self._decoder.decompress(chunk) if chunk else b"")
+                decoded = self._decoder.decompress(chunk) if chunk else b""
+                self._parser.feed(decoded)
+                if self._call.body_keeper is not None and decoded:
+                    self._call.body_keeper.add(decoded)  # bounded (bodies/material.py)
             except Exception:
                 log.warning("usage parsing stopped for %s: undecodable stream", self._call.id)
                 self._decoder = None

@@ -29,6 +29,7 @@ from mitmproxy.websocket import WebSocketMessage
 
 from halton_meter import providers
 from halton_meter.attribution.resolver import Lookup
+from halton_meter.bodies.material import BodyMaterial
 from halton_meter.ledger.build import CallFacts, PendingCall
 from halton_meter.ledger.row import new_request_id
 from halton_meter.providers._common import get_int, loads
@@ -84,6 +85,13 @@ class SocketCall(PendingCall):
             project=self.project,
             user_agent=self.user_agent,
             lookup=self.lookup,
+            # The terminal event holds the whole response: nothing more is kept for capture.
+            body=BodyMaterial(
+                wire=route.wire,
+                api=route.api,
+                request=self.request_body,
+                socket_messages=tuple(m for m in (self.created, self.terminal) if m is not None),
+            ),
         )
 
     def _http_status(self) -> int | None:

@@ -95,5 +95,6 @@ def main() -> None:
         "lifecycle_cmd",
         "cloud_cmd",  # the team server (issue 8)
         "teamserver_cmd",
+        "bodies_cmd",  # show, capture (issue 22)
     )
     cli(prog_name="halton-meter")

@@ -10,7 +10,7 @@ overrides and the attributor live here, once, not in every call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,6 +45,8 @@ class CallFacts:
     # The response's rate-limit/quota header families and the account label they describe.
     quota_headers: ratelimits.Snapshot | None = None
     quota_account: str | None = None
+    # The raw bodies (bodies/material.py), as references: kept only if the project captures.
+    body: object | None = None
 
 
 class PendingCall(ABC):
@@ -65,10 +67,13 @@ class RowBuilder:
         overrides: Sequence[PriceOverride] = (),
         attributor: Attributor | None = None,
         default_project: str = "misc",
+        on_row: Callable[[LedgerRow, CallFacts], None] | None = None,
     ) -> None:
         self.overrides = tuple(overrides)
         self.attributor = attributor
         self.default_project = default_project
+        # Told of every row built (body capture, bodies/sink.py); must not raise.
+        self.on_row = on_row
 
     def build(self, facts: CallFacts) -> LedgerRow:
         result, request, route = facts.result, facts.request, facts.route
@@ -100,7 +105,7 @@ class RowBuilder:
             self.overrides,
         )
         who = self._attribution(facts)
-        return LedgerRow(
+        row = LedgerRow(
             id=facts.id,
             requested_at=utc_iso_ms(facts.started_at),
             provider=route.provider,
@@ -142,6 +147,9 @@ class RowBuilder:
             cloud_region=route.region,
             cloud_project=route.cloud_project,
         )
+        if self.on_row is not None:
+            self.on_row(row, facts)
+        return row
 
     def _attribution(self, facts: CallFacts) -> Attribution:
         if facts.attribution is not None:
