@@ -9,7 +9,7 @@ import brotli
 import pytest
 import zstandard
 
-from halton_meter.capture.decoding import chunk_decoder, decode_body
+from halton_meter.decoding import chunk_decoder, decode_body
 
 BODY = b'data: {"usage":{"input_tokens":12}}\n\n' * 200
 

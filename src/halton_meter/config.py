@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from halton_meter.bodies.settings import CaptureRule, CaptureSettings
+from halton_meter.body_capture import CaptureRule, CaptureSettings
 from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
@@ -90,7 +90,7 @@ class Config:
     # [quota] warn_at: a quota window at or past this utilisation (0-1) is a warning in
     # `status`, the dashboard and `ledger.quota.warnings`.
     quota_warn_at: float = 0.8
-    # [[capture]] entries and [body_capture] limits: opt-in body capture (bodies/settings.py).
+    # [[capture]] entries and [body_capture] limits: opt-in body capture (body_capture.py).
     body_capture: CaptureSettings = field(default_factory=CaptureSettings)
 
 

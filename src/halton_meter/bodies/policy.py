@@ -16,7 +16,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from halton_meter.bodies.settings import CaptureSettings
+from halton_meter.body_capture import CaptureSettings
 
 ON, OFF = "on", "off"
 

@@ -23,7 +23,7 @@ from halton_meter.bodies.material import BodyMaterial
 from halton_meter.bodies.policy import CapturePolicy, haltonrc_says
 from halton_meter.bodies.redact import Redactor
 from halton_meter.bodies.store import BodyStore
-from halton_meter.capture.decoding import decode_body
+from halton_meter.decoding import decode_body
 from halton_meter.ledger.build import CallFacts
 from halton_meter.ledger.row import LedgerRow
 

@@ -26,10 +26,10 @@ from halton_meter.attribution.sockets import Address
 from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
 from halton_meter.capture.accounts import AccountLabels
-from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.tap import StreamTap
 from halton_meter.capture.websocket import SocketMeter, SocketSession
+from halton_meter.decoding import chunk_decoder
 from halton_meter.ledger.build import PendingCall
 from halton_meter.providers import ratelimits
 from halton_meter.providers.base import Endpoint, HostFamily

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from halton_meter import providers
 from halton_meter.attribution.resolver import Lookup
 from halton_meter.bodies.material import BodyMaterial, StreamKeeper
-from halton_meter.capture.decoding import decode_body
+from halton_meter.decoding import decode_body
 from halton_meter.ledger.build import CallFacts, PendingCall
 from halton_meter.ledger.row import new_request_id
 from halton_meter.providers import ratelimits

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from halton_meter.capture.decoding import ChunkDecoder
 from halton_meter.capture.record import CapturedCall
+from halton_meter.decoding import ChunkDecoder
 from halton_meter.providers import InjectedUsageFilter
 from halton_meter.providers.base import StreamParser
 
