@@ -3,7 +3,8 @@
 shows the change per model and writes only when confirmed, the rollups stay equal to the rows,
 and the machine's own figure stays beside. Then a real daemon re-prices rows it had already
 synced: their new price is sent again and replaces the server's copy of the machine's figure,
-once, by id.
+once, by id. Through all of it a subscription's calls stay apart from money spent: every
+rollup table equals the sums worked out from the stored rows, split by billing.
 
 Expected costs from published prices per million tokens: GPT-4.1 input $2, output $8;
 the rate card in the test: Sonnet input $2, output $10."""
@@ -241,3 +242,200 @@ def test_rows_repriced_on_a_machine_are_sent_again(
         assert again == summary
     finally:
         meter.stop()
+
+
+# --- a subscription's calls stay apart from money spent, through reprice and resends --------
+
+# The rollup measures and how each one sums from a stored row (`subscribed`: billed by a
+# subscription). Money spent (`cost_nanousd`, the machine's too) leaves subscription rows out;
+# their API-equivalent value is `subscription_value_nanousd`.
+MEASURES: dict[str, Any] = {
+    "requests": lambda r: 1,
+    "errors": lambda r: int(r["status"] != "ok"),
+    "input_tokens": lambda r: r["input_tokens"] or 0,
+    "output_tokens": lambda r: r["output_tokens"] or 0,
+    "cost_nanousd": lambda r: 0 if r["subscribed"] else r["cost_nanousd"] or 0,
+    "unpriced_requests": lambda r: int(r["cost_nanousd"] is None),
+    "machine_cost_nanousd": lambda r: 0 if r["subscribed"] else r["machine_cost_nanousd"] or 0,
+    "machine_unpriced_requests": lambda r: int(r["machine_cost_nanousd"] is None),
+    "latency_count": lambda r: int(r["latency_ms"] is not None),
+    "subscription_requests": lambda r: int(r["subscribed"]),
+    "subscription_value_nanousd": lambda r: (r["cost_nanousd"] or 0) if r["subscribed"] else 0,
+}
+ROLLUP_KEYS = {
+    "daily_rollups": ("day", "machine_id", "project", "provider", "model"),
+    "daily_machine_rollups": ("day", "machine_id", "provider", "model"),
+    "daily_project_rollups": ("day", "machine_id", "project"),
+}
+
+
+def assert_rollups_split_by_billing(server: TeamServer, workspace_id: str) -> dict[str, int]:
+    """Every rollup table, key by key, equals the sums worked out here from the stored rows;
+    returns the workspace's totals."""
+    columns = (
+        "(requested_at AT TIME ZONE 'UTC')::date, machine_id::text, project, provider, "
+        "COALESCE(model, model_requested, '(unknown)'), status, input_tokens, output_tokens, "
+        "cost_nanousd, machine_cost_nanousd, latency_ms, billing"
+    )
+    names = [
+        "day",
+        "machine_id",
+        "project",
+        "provider",
+        "model",
+        "status",
+        "input_tokens",
+        "output_tokens",
+        "cost_nanousd",
+        "machine_cost_nanousd",
+        "latency_ms",
+        "billing",
+    ]
+    rows = [
+        dict(zip(names, found, strict=True))
+        for found in server.sql(
+            f"SELECT {columns} FROM ledger WHERE workspace_id = %s", workspace_id
+        )
+    ]
+    for stored in rows:
+        stored["subscribed"] = stored["billing"] == "subscription"
+    totals = {name: sum(add(r) for r in rows) for name, add in MEASURES.items()}
+    for table, keys in ROLLUP_KEYS.items():
+        expected: dict[tuple[Any, ...], dict[str, int]] = {}
+        for stored in rows:
+            sums = expected.setdefault(
+                tuple(str(stored[k]) for k in keys), dict.fromkeys(MEASURES, 0)
+            )
+            for name, add in MEASURES.items():
+                sums[name] += add(stored)
+        found = server.sql(
+            f"SELECT {', '.join(f'{k}::text' for k in keys)}, {', '.join(MEASURES)} FROM {table} "
+            "WHERE workspace_id = %s",
+            workspace_id,
+        )
+        actual = {
+            tuple(line[: len(keys)]): dict(zip(MEASURES, map(int, line[len(keys) :]), strict=True))
+            for line in found
+        }
+        assert actual == expected, table
+    return totals
+
+
+# GPT-4.1 at $2 / $8 per million tokens, less the test's discount; Sonnet at the test's card.
+PRICES_BEFORE = (GPT41 * 8 // 10, SONNET_CARD)
+PRICES_AFTER = (GPT41 // 2, 1000 * 4000 + 100 * 20_000)
+
+
+def test_subscription_rows_stay_apart_through_reprice_and_resend(
+    team_server: TeamServer, tmp_path: Path
+) -> None:
+    workspace = f"subs-{os.getpid()}"
+    machine = paired(team_server, workspace, f"{workspace}-m1")
+    space = machine["workspace_id"]
+    set_prices(team_server, workspace, TEAM_PRICES, tmp_path)
+    sonnet = {
+        "provider": "anthropic",
+        "api": "messages",
+        "host": "api.anthropic.com",
+        "model": "claude-sonnet-4-5-20250929",
+        "model_requested": "claude-sonnet-4-5",
+    }
+    codex = {"host": "chatgpt.com", "api": "responses", "wire": "chatgpt-codex"}
+    day2 = "2026-11-21T08:00:00.000Z"
+    api_gpt = row(billing="api", cost_nanousd=5)
+    api_sonnet = row(**sonnet, billing="api", cost_nanousd=None, project="other")
+    unknown_gpt = row(requested_at=day2, cost_nanousd=6)  # an older machine: no billing sent
+    sub_sonnet = row(**sonnet, billing="subscription", cost_nanousd=7)
+    sub_sonnet_2 = row(**sonnet, billing="subscription", cost_nanousd=None, requested_at=day2)
+    sub_codex = row(**codex, billing="subscription", cost_nanousd=8, project="other")
+    sub_failed = row(
+        **sonnet, billing="subscription", cost_nanousd=None, status="error", output_tokens=None
+    )
+    everything = [api_gpt, api_sonnet, unknown_gpt, sub_sonnet, sub_sonnet_2, sub_codex, sub_failed]
+    post(team_server, machine, everything)
+    ids = {
+        name: r["id"]
+        for name, r in zip(["a", "b", "u", "s", "t", "c", "f"], everything, strict=True)
+    }
+
+    stored = costs(team_server, list(ids.values()))
+    gpt, card = PRICES_BEFORE
+    assert {name: stored[i][0] for name, i in ids.items()} == {
+        "a": gpt,
+        "b": card,
+        "u": gpt,
+        "s": card,
+        "t": card,
+        "c": gpt,
+        "f": 1000 * 2000,
+    }
+    totals = assert_rollups_split_by_billing(team_server, space)
+    assert (totals["cost_nanousd"], totals["subscription_value_nanousd"]) == (
+        gpt + card + gpt,
+        card + card + gpt + 1000 * 2000,
+    )
+    assert (totals["machine_cost_nanousd"], totals["subscription_requests"]) == (5 + 6, 4)
+
+    # New team prices that change both kinds of row; the server's reprice moves each row's
+    # difference to its own measure.
+    set_prices(
+        team_server,
+        workspace,
+        TEAM_PRICES.replace("discount_pct = 20", "discount_pct = 50")
+        .replace("input_mtok = 2", "input_mtok = 4")
+        .replace("output_mtok = 10", "output_mtok = 20"),
+        tmp_path,
+    )
+    team_server.cli("reprice", "--workspace", workspace, "--yes")
+    gpt, card = PRICES_AFTER
+    stored = costs(team_server, list(ids.values()))
+    assert {name: stored[i][0] for name, i in ids.items()} == {
+        "a": gpt,
+        "b": card,
+        "u": gpt,
+        "s": card,
+        "t": card,
+        "c": gpt,
+        "f": 1000 * 4000,
+    }
+    totals = assert_rollups_split_by_billing(team_server, space)
+    assert (totals["cost_nanousd"], totals["subscription_value_nanousd"]) == (
+        gpt + card + gpt,
+        card + card + gpt + 1000 * 4000,
+    )
+
+    # The machine re-priced both kinds and sends its figures again (twice: counted once):
+    # priced to unpriced, unpriced to priced, and a new figure, on api and subscription rows.
+    resent = {"a": None, "b": 21, "u": 22, "s": 23, "t": 24, "c": None}
+    body = {
+        "workspace_id": space,
+        "machine_id": machine["machine_id"],
+        "rows": [
+            {
+                "id": ids[name],
+                "requested_at": next(r for r in everything if r["id"] == ids[name])["requested_at"],
+                "cost_nanousd": cost,
+                "price_source": "machine reprice",
+            }
+            for name, cost in resent.items()
+        ],
+    }
+    for _ in range(2):
+        code, answer = team_server.api(
+            "POST", "/v1/requests/machine-prices", body, token=machine["token"]
+        )
+        assert code == 200 and answer == {"received": 6, "updated": 6}
+    stored = costs(team_server, list(ids.values()))
+    assert {name: stored[ids[name]][2] for name in resent} == resent
+    assert {name: stored[i][0] for name, i in ids.items()}["s"] == card  # the server's stays
+    totals = assert_rollups_split_by_billing(team_server, space)
+    assert (totals["machine_cost_nanousd"], totals["machine_unpriced_requests"]) == (21 + 22, 3)
+    assert totals["cost_nanousd"] == gpt + card + gpt
+    # The team's report shows the same split.
+    summary = team_server.admin(f"/v1/stats?workspace={workspace}")["summary"]
+    assert summary["total_cost_nanousd"] == totals["cost_nanousd"]
+    assert summary["total_machine_cost_nanousd"] == totals["machine_cost_nanousd"]
+    assert (summary["subscription_requests"], summary["subscription_value_nanousd"]) == (
+        totals["subscription_requests"],
+        totals["subscription_value_nanousd"],
+    )

@@ -8,12 +8,15 @@ Sends a warm-up `response.create` (`generate: false`), one made with the SDK's t
 JSON: for each request, the text sent and every message received, byte for byte, so a test
 can compare them with what the fake server recorded. SCENARIO `cut` asks the server to drop
 the connection in the middle of the second response; `tunnel` trusts only CA_FILE (the fake's
-test CA), which works only if the meter did not decrypt the connection.
+test CA), which works only if the meter did not decrypt the connection. With
+CHATGPT_ACCOUNT_ID set, the upgrade names that account (`chatgpt-account-id`), as Codex
+logged in with ChatGPT does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import sys
 import uuid
@@ -44,7 +47,11 @@ def main() -> None:
     client = openai.OpenAI(api_key="sk-fake-ws-client-secret", base_url=base_url)
     exchanges: list[dict[str, Any]] = []
     outcome = "ok"
-    with client.responses.connect(websocket_connection_options=options) as connection:
+    account = os.environ.get("CHATGPT_ACCOUNT_ID")
+    headers = {"chatgpt-account-id": account} if account else {}
+    with client.responses.connect(
+        websocket_connection_options=options, extra_headers=headers
+    ) as connection:
         warmup = {
             "type": "response.create",
             "model": MODEL,

@@ -7,7 +7,8 @@ backend (`chatgpt.com/backend-api/codex/responses`) speak it to Codex CLI and th
 by the Responses stream's typed events, one JSON text message each, ending in
 `response.completed` with usage; every response gets its own id, so `previous_response_id`
 chains. The ChatGPT backend adds its quota: `x-codex-*` headers on the 101 and a
-`codex.rate_limits` event before each response. Scenarios (from the upgrade's
+`codex.rate_limits` event before each response (`rate_limits_event`: its own figures, which
+move with each response, so a test can tell them from the headers'). Scenarios (from the upgrade's
 `x-fake-scenario`, or per request from `metadata["x-fake-scenario"]`): `cut` drops the TCP
 connection halfway through the events, `error-429` / `quota` answer with the wrapped error
 Codex reads (`{"type":"error","status":429,…}`), `incomplete` / `failed` end the response so.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Protocol
 
 from wsproto import ConnectionType, WSConnection
@@ -55,6 +57,7 @@ CODEX_HEADERS: list[tuple[str, str]] = [
     ("x-codex-credits-has-credits", "False"),
     ("x-codex-credits-unlimited", "false"),
     ("x-codex-plan-type", "plus"),
+    ("x-codex-active-limit", "codex"),  # seen in third-party captures; not in the event
 ]
 API_HEADERS: list[tuple[str, str]] = [
     ("x-request-id", catalog.OPENAI_REQUEST_ID),
@@ -65,18 +68,36 @@ API_HEADERS: list[tuple[str, str]] = [
     ("x-ratelimit-remaining-tokens", "29999000"),
     ("x-ratelimit-reset-tokens", "2ms"),
 ]
-RATE_LIMITS_EVENT: dict[str, Any] = {
-    "type": "codex.rate_limits",
-    "plan_type": "plus",
-    "metered_limit_name": "codex",
-    "rate_limits": {
-        "allowed": True,
-        "limit_reached": False,
-        "primary": {"used_percent": 12.5, "window_minutes": 300, "reset_at": catalog.CREATED},
-        "secondary": {"used_percent": 41, "window_minutes": 10080, "reset_at": catalog.CREATED},
-    },
-    "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
-}
+# Before the socket's Nth response: 5-hour window at (RATE_LIMITS_PRIMARY_BASE + N) %.
+RATE_LIMITS_PRIMARY_BASE = 20
+RATE_LIMITS_SECONDARY = 59
+RATE_LIMITS_BALANCE = "9"
+
+
+def rate_limits_event(count: int) -> dict[str, Any]:
+    """The ChatGPT backend's `codex.rate_limits` event (openai/codex rate_limits.rs), its
+    windows resetting in the future so a quota view reads them as current."""
+    now = int(time.time())
+    return {
+        "type": "codex.rate_limits",
+        "plan_type": "plus",
+        "metered_limit_name": "codex",
+        "rate_limits": {
+            "allowed": True,
+            "limit_reached": False,
+            "primary": {
+                "used_percent": RATE_LIMITS_PRIMARY_BASE + count,
+                "window_minutes": 300,
+                "reset_at": now + 14400,
+            },
+            "secondary": {
+                "used_percent": RATE_LIMITS_SECONDARY,
+                "window_minutes": 10080,
+                "reset_at": now + 356000,
+            },
+        },
+        "credits": {"has_credits": True, "unlimited": False, "balance": RATE_LIMITS_BALANCE},
+    }
 
 
 class Recorder(Protocol):
@@ -212,7 +233,7 @@ class _Session:
         response_id = RESPONSE_ID.format(self.count)
         messages = [compact(event) for event in self._events(body, scenarios, response_id)]
         if self.host == CHATGPT_HOST:
-            messages.insert(0, compact(RATE_LIMITS_EVENT))
+            messages.insert(0, compact(rate_limits_event(self.count)))
         entry["sent"] = messages
         entry["response_id"] = response_id
         return messages, "cut" in scenarios

@@ -6,6 +6,9 @@ windows without ever keeping the credential, a hash of it, or the user's e-mail.
 - when the provider names the account's organisation in its response (Anthropic's
   `anthropic-organization-id`, OpenAI's `openai-organization`), the label is built from it
   (an identifier, not a secret);
+- when the request names its account (the ChatGPT login's `chatgpt-account-id`, which
+  Codex reads from its login file: kept off disk like the rest of the login), the account
+  gets a random id the same way, so a refreshed token stays the same account;
 - otherwise each credential gets a random id, generated here and kept in this process's
   memory only (a dict from the credential to the id: the daemon holds the credential anyway
   while it forwards the request). A restarted daemon hands out new ids.
@@ -45,18 +48,21 @@ class AccountLabels:
         for name in _ACCOUNT_HEADERS:
             account = request_headers.get(name)
             if account:
-                return f"{provider}:{billing}:acct-{_short(account)}"
+                return f"{provider}:{billing}:acct-{self._local_id('account:' + account)}"
         credential = next(
             (value for name in _CREDENTIAL_HEADERS if (value := request_headers.get(name))), None
         )
         if credential is None:
             return f"{provider}:{billing}:anonymous"
-        local = self._local.get(credential)
+        return f"{provider}:{billing}:local-{self._local_id(credential)}"
+
+    def _local_id(self, key: str) -> str:
+        local = self._local.get(key)
         if local is None:
             if len(self._local) >= MAX_CREDENTIALS:
                 self._local.clear()
-            local = self._local[credential] = secrets.token_hex(4)
-        return f"{provider}:{billing}:local-{local}"
+            local = self._local[key] = secrets.token_hex(4)
+        return local
 
 
 def _short(identifier: str) -> str:

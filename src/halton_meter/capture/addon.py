@@ -269,6 +269,7 @@ class MeterAddon:
             project=project or (None if self._attributor else self._default_project),
             user_agent=request.headers.get("user-agent"),
             lookup=self._lookups.get(flow.client_conn.id),
+            billing=providers.call_billing(route, request.headers, request.path),
         )
         self._sockets.upgrade(flow, session)
 
@@ -321,13 +322,16 @@ class MeterAddon:
             call.content_type = content_type
         response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
 
-    def _take_quota_headers(self, flow: http.HTTPFlow, call: CapturedCall) -> None:
+    def _take_quota_headers(
+        self, flow: http.HTTPFlow, call: CapturedCall | SocketSession, *, label: bool = False
+    ) -> None:
         """The response's rate-limit and quota headers, kept whole per family, with the
-        account they describe as an opaque label (capture/accounts.py). O(headers)."""
+        account they describe as an opaque label (capture/accounts.py); `label`: name the
+        account even without headers (a socket's events may bring them). O(headers)."""
         assert flow.response is not None
         fields = flow.response.headers.fields
         quota = ratelimits.collect((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
-        if quota is not None:
+        if quota is not None or label:
             call.quota_headers = quota
             call.quota_account = self._accounts.label(
                 call.route.provider, call.billing, flow.request.headers, flow.response.headers
@@ -357,7 +361,9 @@ class MeterAddon:
     # --- WebSockets (capture/websocket.py) ----------------------------------------------------
 
     def websocket_start(self, flow: http.HTTPFlow) -> None:
-        self._sockets.start(flow)
+        session = self._sockets.start(flow)
+        if session is not None and flow.response is not None:  # every row keeps the 101's quota
+            self._take_quota_headers(flow, session, label=True)
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         self._sockets.message(flow)

@@ -13,6 +13,12 @@ queue. It then forgets the message: mitmproxy would otherwise keep every message
 socket in `flow.websocket.messages` for as long as the socket lives. JSON is decoded on the
 ledger writer thread (`SocketCall.facts`). A call still open when the socket ends was cut:
 its row says `tokens_complete = 0`.
+
+Quota: every row of a socket carries the rate-limit headers of its 101 answer (taken by the
+addon at `websocket_start`), overlaid by the latest `codex.rate_limits` event the ChatGPT
+backend sent on the socket before the call closed (a reference kept in the hook, decoded on
+the writer thread and mapped to the `x-codex-*` names) and by the `headers` of a wrapped
+error that ended the call.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ from halton_meter.attribution.resolver import Lookup
 from halton_meter.bodies.material import BodyMaterial
 from halton_meter.ledger.build import CallFacts, PendingCall
 from halton_meter.ledger.row import new_request_id
+from halton_meter.providers import BILLING_UNKNOWN, ratelimits
 from halton_meter.providers._common import get_int, loads
 from halton_meter.providers.base import Route
-from halton_meter.providers.websocket import CREATE, CREATED, ERROR, TERMINAL
+from halton_meter.providers.websocket import CREATE, CREATED, ERROR, RATE_LIMITS, TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,11 @@ class SocketCall(PendingCall):
     created: bytes | None = None  # `response.created`: names the response of a cut call
     terminal: bytes | None = None  # the event that ended the call
     failure: str | None = None  # "network" when the socket ended first
+    billing: str = BILLING_UNKNOWN
+    # The 101's quota headers and their account (shared with the session, never copied).
+    quota_headers: ratelimits.Snapshot | None = None
+    quota_account: str | None = None
+    rate_limits: bytes | None = None  # the latest `codex.rate_limits` event when it closed
     id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -92,7 +104,21 @@ class SocketCall(PendingCall):
                 request=self.request_body,
                 socket_messages=tuple(m for m in (self.created, self.terminal) if m is not None),
             ),
+            billing=self.billing,
+            quota_headers=self._quota(),
+            quota_account=self.quota_account,
         )
+
+    def _quota(self) -> ratelimits.Snapshot | None:
+        """The upgrade's quota headers, then what the socket said since: the latest
+        `codex.rate_limits` event, then a wrapped error's `headers` (newest wins)."""
+        event = ratelimits.from_codex_event(loads(self.rate_limits)) if self.rate_limits else None
+        error = None
+        if self.terminal is not None and providers.message_type(self.terminal) == ERROR:
+            wrapped = loads(self.terminal)
+            if isinstance(wrapped, dict):
+                error = ratelimits.from_header_map(wrapped.get("headers"))
+        return ratelimits.merge(self.quota_headers, event, error)
 
     def _http_status(self) -> int | None:
         """What the same call would have had over HTTP: the status a wrapped error carries
@@ -113,6 +139,12 @@ class SocketSession:
     project: str | None
     user_agent: str | None
     lookup: Lookup | None
+    billing: str = BILLING_UNKNOWN  # from the upgrade's credential, as for a POST
+    # The 101 answer's quota headers and the account they describe (set at websocket_start).
+    quota_headers: ratelimits.Snapshot | None = None
+    quota_account: str | None = None
+    # The latest `codex.rate_limits` event: a reference, decoded on the writer thread.
+    rate_limits: bytes | None = None
     # Calls sent and not yet answered, oldest first (Codex sends one at a time).
     open: deque[SocketCall] = field(default_factory=deque)
 
@@ -122,21 +154,23 @@ class SocketSession:
             if message.is_text and providers.message_type(data) == CREATE:
                 self.open.append(self._call(message.timestamp, data))
             return
-        if not self.open:
-            return
-        call = self.open[0]
-        if call.first_byte_at is None:
+        call = self.open[0] if self.open else None
+        if call is not None and call.first_byte_at is None:
             call.first_byte_at = message.timestamp
         if not message.is_text:
             return
         kind = providers.message_type(data)
-        if kind == CREATED and call.created is None:
+        if kind == RATE_LIMITS:
+            self.rate_limits = data
+        elif call is None:
+            return
+        elif kind == CREATED and call.created is None:
             call.created = data
         elif kind in TERMINAL or kind == ERROR:
             call.terminal = data
             call.finished_at = message.timestamp
             self.open.popleft()
-            submit(call)
+            self._submit(call, submit)
 
     def _call(self, at: float, body: bytes) -> SocketCall:
         return SocketCall(
@@ -147,7 +181,14 @@ class SocketSession:
             user_agent=self.user_agent,
             lookup=self.lookup,
             request_body=body,
+            billing=self.billing,
         )
+
+    def _submit(self, call: SocketCall, submit: Callable[[PendingCall], None]) -> None:
+        """Hand a closed call over with what the socket knew of the quota at that moment."""
+        call.quota_headers, call.quota_account = self.quota_headers, self.quota_account
+        call.rate_limits = self.rate_limits
+        submit(call)
 
     def cut(self, submit: Callable[[PendingCall], None]) -> int:
         """The socket ended: every call still open is recorded as cut short."""
@@ -156,7 +197,7 @@ class SocketSession:
         while self.open:
             call = self.open.popleft()
             call.finished_at, call.failure = now, "network"
-            submit(call)
+            self._submit(call, submit)
         return count
 
 
@@ -182,7 +223,8 @@ class SocketMeter:
     def failed(self, flow: http.HTTPFlow) -> None:
         self._upgrading.pop(flow.id, None)
 
-    def start(self, flow: http.HTTPFlow) -> None:
+    def start(self, flow: http.HTTPFlow) -> SocketSession | None:
+        """The 101 came: the session is metered from here on (None: a socket not metered)."""
         session = self._upgrading.pop(flow.id, None)
         if session is not None:
             self._sessions[flow.id] = session
@@ -192,6 +234,7 @@ class SocketMeter:
                 flow.request.pretty_host,
                 flow.request.path.split("?", 1)[0],
             )
+        return session
 
     def message(self, flow: http.HTTPFlow) -> None:
         assert flow.websocket is not None

@@ -230,3 +230,64 @@ def _codex(members: dict[str, str], observed_at: float) -> list[Window]:
             )
         )
     return result
+
+
+def from_header_map(value: object) -> Snapshot | None:
+    """The quota families in a JSON map of headers (the `headers` of a WebSocket's wrapped
+    error, whose values may be JSON numbers)."""
+    if not isinstance(value, dict):
+        return None
+    return collect((str(k), _text(v)) for k, v in value.items() if v is not None)
+
+
+def from_codex_event(event: object) -> Snapshot | None:
+    """A `codex.rate_limits` WebSocket event (the ChatGPT backend's quota snapshot) as the
+    `x-codex-*` headers that carry the same facts, so one reader serves both: each window's
+    `used_percent`, `window_minutes`, `reset_at` / `reset_after_seconds` under
+    ``[<limit>-]primary|secondary-…``, the credits and the plan. The limit id names the family
+    the way Codex's headers do (`codex` → `x-codex-…`, `codex_other` → `x-codex-other-…`);
+    any other limit id is not a Codex family and is left out."""
+    if not isinstance(event, dict):
+        return None
+    limit = event.get("metered_limit_name") or event.get("limit_name") or "codex"
+    if not isinstance(limit, str) or not (limit == "codex" or limit.startswith("codex_")):
+        return None
+    prefix = limit[len("codex_") :].replace("_", "-") + "-" if limit != "codex" else ""
+    headers: list[tuple[str, str]] = []
+    limits = event.get("rate_limits")
+    if isinstance(limits, dict):
+        for position in ("primary", "secondary"):
+            window = limits.get(position)
+            if not isinstance(window, dict):
+                continue
+            for key in ("used_percent", "window_minutes", "reset_at", "reset_after_seconds"):
+                if window.get(key) is not None:
+                    name = f"x-codex-{prefix}{position}-{key.replace('_', '-')}"
+                    headers.append((name, _text(window[key])))
+    if limit == "codex":  # the account's own facts, once
+        credits = event.get("credits")
+        if isinstance(credits, dict):
+            for key in ("has_credits", "unlimited", "balance"):
+                if credits.get(key) is not None:
+                    headers.append(
+                        (f"x-codex-credits-{key.replace('_', '-')}", _text(credits[key]))
+                    )
+        if isinstance(event.get("plan_type"), str):
+            headers.append(("x-codex-plan-type", event["plan_type"]))
+    return collect(headers)
+
+
+def merge(*snapshots: Snapshot | None) -> Snapshot | None:
+    """Later snapshots win, member by member; None when none has anything."""
+    merged: Snapshot = {}
+    for snapshot in snapshots:
+        for family, members in (snapshot or {}).items():
+            merged.setdefault(family, {}).update(members)
+    return merged or None
+
+
+def _text(value: object) -> str:
+    """A JSON value as a header would carry it (`true`, `12.5`, `300`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

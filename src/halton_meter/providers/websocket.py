@@ -24,6 +24,8 @@ CREATED = "response.created"
 # A wrapped HTTP error (`status` = what a POST would have returned), or a bare stream error:
 # either ends the request in flight.
 ERROR = "error"
+# The ChatGPT backend's quota snapshot, sent before a response's events: not part of it.
+RATE_LIMITS = "codex.rate_limits"
 
 _HEAD = re.compile(rb'\A\s*\{\s*"type"\s*:\s*"([A-Za-z0-9_.\-]{1,100})"')
 _HEAD_BYTES = 160
