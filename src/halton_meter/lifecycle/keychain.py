@@ -155,4 +155,3 @@ def _use(replacement: Keychain) -> Iterator[None]:
 def use_keychain(replacement: Keychain) -> AbstractContextManager[None]:
     """Tests: answer lookups from `replacement` instead of the OS."""
     return _use(replacement)
-

@@ -180,10 +180,10 @@ def anthropic(transport: Transport, key: str, window: Window) -> Cells:
             except ArithmeticError:
                 continue
             nanousd = int((cents * NANO_PER_USD / 100).to_integral_value())
-            kind: str | None = _ANTHROPIC_TOKEN_TYPES.get(str(result.get("token_type")))
+            token_kind = _ANTHROPIC_TOKEN_TYPES.get(str(result.get("token_type")))
             if result.get("cost_type") == "web_search":
-                kind = "web_search"
-            _cell(cells, day, result.get("model")).add_cost(nanousd, kind)
+                token_kind = "web_search"
+            _cell(cells, day, result.get("model")).add_cost(nanousd, token_kind)
     return cells
 
 
@@ -240,7 +240,7 @@ def openai(transport: Transport, key: str, window: Window) -> Cells:
 
 
 def _line_item(value: Any) -> tuple[str | None, str | None]:
-    """"gpt-4o-2024-08-06, cached input" → (model, kind); without ", " not split by model."""
+    """ "gpt-4o-2024-08-06, cached input" → (model, kind); without ", " not split by model."""
     if not isinstance(value, str) or ", " not in value:
         return None, None
     model, _, label = value.rpartition(", ")
