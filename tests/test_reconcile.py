@@ -272,7 +272,8 @@ def test_five_percent_more_at_the_provider_is_unseen_traffic(
     with con:
         con.execute(
             "INSERT INTO unmetered_spans (id, host, port, kind, opened_at, last_at, closed_at, "
-            "closed_by, bytes_up, bytes_down, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "closed_by, bytes_up, bytes_down, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 "span-1",
                 "api.anthropic.com",

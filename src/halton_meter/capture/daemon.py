@@ -47,6 +47,7 @@ from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
 from halton_meter.pricing.catalogue_hosts import catalogue_families
+from halton_meter.reconcile.schedule import ReconcileLoop
 from halton_meter.runstate import (
     CLAIMED_HOSTS_FILE,
     DRAIN_FILE,
@@ -235,6 +236,9 @@ async def run_daemon(
     # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
     spool_ingest = SpoolIngest(paths.home, paths.ledger)
     spool_ingest.start()
+    # [reconcile]: the ledger against the providers' reports, daily (idle unless configured).
+    reconcile_loop = ReconcileLoop(paths.home, paths.ledger, config.reconcile, config.upstream)
+    reconcile_loop.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
@@ -248,6 +252,7 @@ async def run_daemon(
         attributor.close()
         cloud_sync.stop()
         spool_ingest.stop()
+        reconcile_loop.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1

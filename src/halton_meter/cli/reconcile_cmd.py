@@ -152,7 +152,7 @@ def reconcile(
             if not as_json:
                 click.echo(f"halton-meter: {message}", err=True)
             continue
-        summaries[name] = result.summary()
+        summaries[name] = result.summary(ctx.config.reconcile.alert_above_usd)
         payload["providers"][name] = result.as_json()
         if not result.matches:
             code = _worse(code, EXIT_DIFFERENCES)

@@ -14,6 +14,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,17 @@ class Result:
         ours = sum(item.ours.cost_nanousd or 0 for item in self.comparisons)
         return theirs - ours
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, alert_above_usd: Decimal = Decimal(1)) -> dict[str, Any]:
+        difference = self.cost_difference_nanousd()
         return {
+            "alert": abs(difference) > int(alert_above_usd * 10**9),
             "provider": self.provider,
             "from": self.window.first.isoformat(),
             "until": self.window.end.isoformat(),
             "days": len(self.window.days),
             "matches": self.matches,
             "verdicts": self.counts(),
-            "cost_difference_usd": usd_string(self.cost_difference_nanousd()),
+            "cost_difference_usd": usd_string(difference),
             "differences": [
                 {"day": item.day, "model": item.model, "verdict": item.verdict}
                 for item in self.comparisons
