@@ -422,3 +422,56 @@ def test_keychain_boundary_is_replaceable() -> None:
     finally:
         if saved is not None:
             os.environ["OPENAI_ADMIN_KEY"] = saved
+
+
+def test_scheduled_run_feeds_status_metrics_and_the_api(
+    home: Path, fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from halton_meter.api import metrics
+    from halton_meter.api.app import ApiSettings, create_app
+    from halton_meter.config import load_config
+    from halton_meter.paths import Paths
+    from halton_meter.reconcile.schedule import ReconcileLoop
+
+    days = [days_ago(2), days_ago(1)]
+    fill_ledger(home, "anthropic", [SONNET], days)
+    scale = {(days[0], SONNET): Decimal("1.05")}
+    report = provider_rows("anthropic", days, [SONNET], scale=scale)
+    set_reports(fake_upstream, dataset(anthropic=report))
+    (home / "config.toml").write_text(
+        (home / "config.toml").read_text()
+        + "\n[reconcile]\nenabled = true\ndays = 7\nalert_above_usd = 0.001\n"
+    )
+    config = load_config(Paths(home, True))
+    assert config.reconcile.enabled and config.reconcile.alert_above_usd == Decimal("0.001")
+    monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
+    monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ANTHROPIC_KEY)
+    loop = ReconcileLoop(home, home / "db.sqlite", config.reconcile, config.upstream)
+    assert loop.providers() == ["anthropic"]
+    state = loop.run_once()
+    summary = state["providers"]["anthropic"]
+    assert summary["matches"] is False and summary["alert"] is True
+    assert summary["verdicts"] == {"ledger_has_less": 1, "matches": 1}
+    assert summary["differences"] == [
+        {"day": days[0], "model": SONNET, "verdict": "ledger_has_less"}
+    ]
+    # The 5 % more the provider billed: input, cache, output of 4 calls, at published prices.
+    extra = cost_usd(
+        SONNET, {k: int(v * 4 * Decimal("1.05")) - v * 4 for k, v in CALL[SONNET].items()}
+    )
+    assert Decimal(summary["cost_difference_usd"]) == extra
+
+    con = connect(home / "db.sqlite")
+    text = metrics.render(con, None, None, lambda: None, 0.8, run.load(home))
+    con.close()
+    assert 'halton_meter_reconcile_matches{provider="anthropic"} 0' in text
+    assert f'halton_meter_reconcile_cost_difference_usd{{provider="anthropic"}} {extra:f}' in text
+
+    app = create_app(ApiSettings(ledger=home / "db.sqlite", port=18765, token="t" * 32))
+    client = TestClient(app, base_url="http://127.0.0.1:18765")
+    answer = client.get("/v1/reconcile").json()
+    assert answer["providers"]["anthropic"]["verdicts"]["ledger_has_less"] == 1
+    assert answer["line"].startswith("anthropic: differs from the provider's report")
+    assert ANTHROPIC_KEY not in json.dumps(answer) + text
