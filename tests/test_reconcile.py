@@ -25,7 +25,7 @@ import pytest
 
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.row import INSERT_SQL, LedgerRow, new_request_id
-from halton_meter.lifecycle.keychain import use_keychain
+from halton_meter.lifecycle.keychain import keychain, use_keychain
 from halton_meter.pricing import parse_overrides
 from halton_meter.reconcile import run
 from tests.conftest import METER, FakeUpstream, write_meter_config
@@ -416,9 +416,13 @@ def test_keychain_boundary_is_replaceable() -> None:
     saved = os.environ.pop("OPENAI_ADMIN_KEY", None)
     try:
         with use_keychain(Fake()):
-            assert run.find_key("openai") == (OPENAI_KEY, "keychain (halton-meter/openai-admin)")
+            lookup = keychain().lookup
+            assert run.find_key("openai", lookup) == (
+                OPENAI_KEY,
+                "keychain (halton-meter/openai-admin)",
+            )
             with pytest.raises(run.NoKey):  # the daemon reads the environment only
-                run.find_key("openai", keychain_allowed=False)
+                run.find_key("openai")
     finally:
         if saved is not None:
             os.environ["OPENAI_ADMIN_KEY"] = saved

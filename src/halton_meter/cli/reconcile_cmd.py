@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.tables import Column, fitted_table
+from halton_meter.lifecycle.keychain import keychain
 from halton_meter.reconcile import compare, reports, run
 from halton_meter.reconcile.fetch import FetchError, KeyRefused
 
@@ -142,7 +143,7 @@ def reconcile(
     code = 0
     for name in chosen:
         try:
-            result = run.reconcile(name, ctx.paths.ledger, ctx.config.upstream, window)
+            result = run.reconcile(name, ctx.paths.ledger, ctx.config.upstream, window, _lookup)
         except (run.NoKey, KeyRefused, FetchError, sqlite3.Error) as error:
             message = run.describe_error(name, error)
             summaries[name] = run.error_summary(name, error)
@@ -172,9 +173,14 @@ def _worse(current: int, new: int) -> int:
     return new if _SEVERITY[new] > _SEVERITY[current] else current
 
 
+def _lookup(account: str) -> str | None:
+    """The OS keychain (lifecycle/keychain.py): secret-tool, security, Credential Manager."""
+    return keychain().lookup(account)
+
+
 def _has_key(provider: str) -> bool:
     try:
-        run.find_key(provider)
+        run.find_key(provider, _lookup)
     except run.NoKey:
         return False
     return True

@@ -2,8 +2,9 @@
 ledger, and keep a short summary in `reconcile.json` (for `status`, the dashboard, /metrics).
 
 The key is read from the environment (ANTHROPIC_ADMIN_KEY, OPENAI_ADMIN_KEY) or, for the CLI,
-the OS keychain (lifecycle/keychain.py); it lives in memory for the duration of the fetch and is
-never written anywhere: not the ledger, config.toml, the state file or a log line.
+the OS keychain (lifecycle/keychain.py, whose lookup the CLI hands in); it lives in memory
+for the duration of the fetch and is never written anywhere: not the ledger, config.toml,
+the state file or a log line.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,6 +27,7 @@ from halton_meter.reconcile.fetch import FetchError, KeyRefused, Transport
 from halton_meter.runstate import read_state, write_atomic
 
 STATE_FILE = "reconcile.json"
+KEYCHAIN_SERVICE = "halton-meter"  # lifecycle/keychain.py's SERVICE
 KEYCHAIN_ACCOUNT = {"anthropic": "anthropic-admin", "openai": "openai-admin"}
 
 
@@ -32,18 +35,21 @@ class NoKey(Exception):
     """No admin key in the environment (or the keychain, where allowed)."""
 
 
-def find_key(provider: str, keychain_allowed: bool = True) -> tuple[str, str]:
+# Reads a named secret from the OS keychain (lifecycle/keychain.py, handed in by the CLI: this
+# part sits below lifecycle/); None for the daemon, which reads the environment only.
+KeyLookup = Callable[[str], str | None]
+
+
+def find_key(provider: str, lookup: KeyLookup | None = None) -> tuple[str, str]:
     """(key, where it came from, without the key). The environment first, then the keychain."""
     variable = reports.KEY_ENV[provider]
     value = os.environ.get(variable, "").strip()
     if value:
         return value, f"${variable}"
-    if keychain_allowed:
-        from halton_meter.lifecycle.keychain import SERVICE, keychain
-
-        found = keychain().lookup(KEYCHAIN_ACCOUNT[provider])
-        if found:
-            return found.strip(), f"keychain ({SERVICE}/{KEYCHAIN_ACCOUNT[provider]})"
+    if lookup is not None:
+        found = lookup(KEYCHAIN_ACCOUNT[provider])
+        if found and found.strip():
+            return found.strip(), f"keychain ({KEYCHAIN_SERVICE}/{KEYCHAIN_ACCOUNT[provider]})"
     raise NoKey(variable)
 
 
@@ -108,10 +114,10 @@ def reconcile(
     ledger: Path,
     upstream: UpstreamSettings,
     window: reports.Window,
-    keychain_allowed: bool = True,
+    lookup: KeyLookup | None = None,
 ) -> Result:
     """Raises NoKey, KeyRefused or FetchError; sqlite3.Error when the ledger cannot be read."""
-    key, source = find_key(provider, keychain_allowed)
+    key, source = find_key(provider, lookup)
     theirs = reports.FETCHERS[provider](Transport(upstream), key, window)
     del key
     con = sqlite3.connect(f"file:{ledger.as_posix()}?mode=ro", uri=True, timeout=10)

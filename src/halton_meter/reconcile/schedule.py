@@ -73,9 +73,7 @@ class ReconcileLoop:
         summaries: dict[str, dict[str, Any]] = {}
         for name in self.providers():
             try:
-                result = run.reconcile(
-                    name, self.ledger, self.upstream, window, keychain_allowed=False
-                )
+                result = run.reconcile(name, self.ledger, self.upstream, window)
             except (run.NoKey, KeyRefused, FetchError, sqlite3.Error, OSError) as error:
                 summaries[name] = run.error_summary(name, error)
                 log.warning("reconcile: %s", summaries[name]["message"])
