@@ -27,6 +27,7 @@ LAYERS: tuple[str, ...] = (
     "edge/",
     "api/",
     "lifecycle/",
+    "reconcile/",
     "cloud/",
     "bodies/",
     "reprice.py",

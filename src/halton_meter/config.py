@@ -70,6 +70,19 @@ class CloudSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileSettings:
+    """[reconcile]: the daemon compares the ledger with the providers' reports on a schedule
+    (docs/reconcile.md); only for providers whose admin key is in the daemon's environment."""
+
+    enabled: bool = False
+    days: int = 7
+    interval_hours: float = 24.0
+    providers: tuple[str, ...] = ("anthropic", "openai")
+    # A cost difference (either way, USD over the window) above this is an alert in status.
+    alert_above_usd: Decimal = Decimal("1")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ca_dir: Path | None = None
@@ -92,6 +105,7 @@ class Config:
     quota_warn_at: float = 0.8
     # [[capture]] entries and [body_capture] limits: opt-in body capture (body_capture.py).
     body_capture: CaptureSettings = field(default_factory=CaptureSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -285,6 +299,30 @@ def _patterns(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _days(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 31:
+        raise _Problem(f"expected a number of days from 1 to 31, got {value!r}")
+    return value
+
+
+def _hours(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= 168:
+        raise _Problem(f"expected hours from 0.01 to 168, got {value!r}")
+    return float(value)
+
+
+def _reconcile_providers(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise _Problem('expected a list like ["anthropic", "openai"]')
+    return tuple(_choice("anthropic", "openai")(item) for item in value)
+
+
+def _usd(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise _Problem(f"expected an amount in USD (0 or more), got {value!r}")
+    return Decimal(str(value))
+
+
 Check = Callable[[Any], Any]
 
 _SECTIONS: dict[str, dict[str, Check]] = {
@@ -315,6 +353,13 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "retention_days": lambda v: _positive_int(v, 1, 3650),
         "raw_events": _bool,
         "redact": lambda v: _patterns(v),
+    },
+    "reconcile": {
+        "enabled": _bool,
+        "days": _days,
+        "interval_hours": _hours,
+        "providers": _reconcile_providers,
+        "alert_above_usd": _usd,
     },
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
@@ -433,6 +478,7 @@ def parse_config(text: str, source: Path) -> Config:
         chatgpt_clients=values.get("chatgpt", {}).get("clients", ("codex",)),
         quota_warn_at=values.get("quota", {}).get("warn_at", 0.8),
         body_capture=body_capture,
+        reconcile=ReconcileSettings(**values.get("reconcile", {})),
     )
 
 

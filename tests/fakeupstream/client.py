@@ -39,12 +39,14 @@ class FakeUpstreamControl:
         """Trusts only the test CA (verification of 127.0.0.1 works: it is in the SANs)."""
         return ssl.create_default_context(cafile=str(self.pki.ca_cert))
 
-    def _call(self, method: str, path: str) -> Any:
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
         conn = http.client.HTTPSConnection(
             self.host, self.port, context=self.ssl_context(), timeout=10
         )
         try:
-            conn.request(method, path, headers={"content-length": "0"} if method == "POST" else {})
+            data = b"" if body is None else json.dumps(body).encode()
+            headers = {"content-length": str(len(data))} if method == "POST" else {}
+            conn.request(method, path, body=data or None, headers=headers)
             response = conn.getresponse()
             payload = response.read()
             if response.status != 200:
@@ -57,6 +59,12 @@ class FakeUpstreamControl:
         """Recorded requests: seq, method, host, path (with query), headers (lower-case names),
         body (text), json (parsed body or None), sni, provider, scenario."""
         return list(self._call("GET", "/__fake/requests"))
+
+    def set_admin_reports(self, dataset: dict[str, Any]) -> int:
+        """What the providers' organisation usage and cost reports contain (admin_wire.py):
+        `{"keys": {"anthropic": [...], "openai": [...]}, "anthropic": {"usage": [...], "cost":
+        [...], "page_size": N}, "openai": {...}}`, each row with its `day` (YYYY-MM-DD)."""
+        return int(self._call("POST", "/__fake/admin-reports", dataset)["usage_rows"])
 
     def reset(self) -> int:
         return int(self._call("POST", "/__fake/reset")["cleared"])

@@ -28,6 +28,7 @@ class Call:
     provider: str
     scenarios: frozenset[str]
     events: int = catalog.DEFAULT_EVENTS
+    query_string: str = ""  # as sent, for repeated parameters (`group_by[]=a&group_by[]=b`)
 
     @property
     def body_dict(self) -> dict[str, Any]:

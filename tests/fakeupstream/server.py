@@ -28,7 +28,16 @@ from urllib.parse import parse_qsl
 import brotli
 import zstandard
 
-from . import anthropic_wire, azure_wire, bedrock_wire, catalog, gemini_wire, openai_wire, ws_wire
+from . import (
+    admin_wire,
+    anthropic_wire,
+    azure_wire,
+    bedrock_wire,
+    catalog,
+    gemini_wire,
+    openai_wire,
+    ws_wire,
+)
 from .certs import TestPKI
 from .reply import Call, Reply, truncated
 
@@ -132,6 +141,8 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
         )
     if path in catalog.PROFILE_PATHS:
         return Route(provider or "plain", _profile, _plain_error)
+    if method == "GET" and path in admin_wire.ROUTES:  # the organisation usage/cost reports
+        return Route(provider or "admin", admin_wire.ROUTES[path], _plain_error)
     if method == "POST":
         if host.endswith(".azure.com") and azure_wire.PATH.match(path):
             return Route(provider or "azure", azure_wire.handle, azure_wire.error)
@@ -415,7 +426,7 @@ class FakeUpstream:
             )
             return False
         if path.startswith("/__fake/"):
-            status, payload = self._control(request.method, path)
+            status, payload = self._control(request.method, path, request.body)
             body = json.dumps(payload).encode()
             reply = Reply(status=status, headers=[("content-type", "application/json")], body=body)
             return await self._send_plain(reply, reply.body, writer, keep_alive, cut=False)
@@ -443,6 +454,7 @@ class FakeUpstream:
             provider=route.provider,
             scenarios=scenarios or frozenset({"ok"}),
             events=_int_header(request.headers, "x-fake-events", catalog.DEFAULT_EVENTS, 1),
+            query_string=query_string,
         )
         self._record(request, call)
 
@@ -493,7 +505,9 @@ class FakeUpstream:
         entry["sni"] = None
         self._recorded.append(entry)
 
-    def _control(self, method: str, path: str) -> tuple[int, Any]:
+    def _control(self, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
+        if path == "/__fake/admin-reports" and method == "POST":
+            return 200, {"usage_rows": admin_wire.set_dataset(json.loads(body or b"{}"))}
         if path == "/__fake/requests" and method == "GET":
             return 200, self._recorded
         if path == "/__fake/reset" and method == "POST":

@@ -30,6 +30,7 @@ from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
 from halton_meter.ledger.quota import quota_view, view_json, warnings
 from halton_meter.money import minor_units, usd_string
+from halton_meter.reconcile import run as reconcile_run
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
 MAX_PAGE = 500
@@ -169,6 +170,18 @@ def create_app(settings: ApiSettings) -> Guard:
         until): per host, and each connection. `complete` is false when there was any."""
         return views.unmetered(readers.get(), _moment(since, "since"), _moment(until, "until"))
 
+    @app.get("/v1/reconcile", tags=["stats"])
+    def reconciled() -> dict[str, Any]:
+        """The last comparison with the providers' own usage and cost reports (`halton-meter
+        reconcile` or `[reconcile]`): per provider the verdicts, the cost difference, and a
+        line for display; `checked_at` null when never run."""
+        state = reconcile_run.load(settings.ledger.parent) or {}
+        return {
+            "checked_at": state.get("checked_at"),
+            "providers": state.get("providers") or {},
+            "line": reconcile_run.status_line(state),
+        }
+
     @app.get("/v1/projects", tags=["projects"])
     def projects(include_self_test: SelfTestQuery = False) -> list[dict[str, Any]]:
         return views.projects(readers.get(), include_self_test=include_self_test)
@@ -286,6 +299,7 @@ def create_app(settings: ApiSettings) -> Guard:
             settings.lag,
             settings.edge_status,
             settings.quota_warn_at,
+            reconcile_run.load(settings.ledger.parent),
         )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -7,6 +7,7 @@ the writer's lag and backlog from the daemon itself, and the passthrough counts 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -91,6 +92,7 @@ def render(
     lag: LedgerLag | None,
     edge_status: Callable[[], dict[str, Any] | None],
     quota_warn_at: float = 0.8,
+    reconcile_state: dict[str, Any] | None = None,
 ) -> str:
     groups = aggregate(con, Span(), ["project", "provider", "model"])
     requests = _Family("halton_meter_requests_total", "counter", "LLM calls recorded.")
@@ -123,6 +125,7 @@ def render(
     families: list[_Family] = [requests, errors, unpriced, tokens, cost, value]
     families += _quota_families(con, quota_warn_at)
     families += _unmetered_families(con)
+    families += _reconcile_families(reconcile_state)
     if writer is not None:
         families += _writer_families(writer, lag)
     families += _edge_families(edge_status())
@@ -174,6 +177,38 @@ def _unmetered_families(con: sqlite3.Connection) -> Iterable[_Family]:
         sent.add(hole.bytes_up, host=hole.target, direction="up")
         sent.add(hole.bytes_down, host=hole.target, direction="down")
     yield from (connections, sent)
+
+
+def _reconcile_families(state: dict[str, Any] | None) -> Iterable[_Family]:
+    """The last comparison with each provider's own report (reconcile.json)."""
+    matches = _Family(
+        "halton_meter_reconcile_matches",
+        "gauge",
+        "1 when the ledger matched the provider's usage and cost report at the last check.",
+    )
+    difference = _Family(
+        "halton_meter_reconcile_cost_difference_usd",
+        "gauge",
+        "Provider's cost minus the ledger's over the reconciled window (USD).",
+    )
+    checked = _Family(
+        "halton_meter_reconcile_checked_timestamp_seconds", "gauge", "When it was checked."
+    )
+    providers = (state or {}).get("providers")
+    for name, summary in (providers if isinstance(providers, dict) else {}).items():
+        if not isinstance(summary, dict):
+            continue
+        if summary.get("error"):
+            matches.add(0, provider=name, error=str(summary["error"]))
+        else:
+            matches.add(int(bool(summary.get("matches"))), provider=name)
+            difference.add(str(summary.get("cost_difference_usd") or "0"), provider=name)
+        stamp = summary.get("checked_at")
+        if isinstance(stamp, str):
+            with contextlib.suppress(ValueError):
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+                checked.add(f"{moment.timestamp():.0f}", provider=name)
+    return [matches, difference, checked]
 
 
 def _decimal_usd(nanousd: int) -> str:

@@ -50,6 +50,7 @@ from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
 from halton_meter.pricing.catalogue_hosts import catalogue_families
+from halton_meter.reconcile.schedule import ReconcileLoop
 from halton_meter.runstate import (
     CLAIMED_HOSTS_FILE,
     DRAIN_FILE,
@@ -247,6 +248,9 @@ async def run_daemon(
     spool_ingest.start()
     body_expiry = ExpiryLoop(bodies, config.body_capture.retention_days)
     body_expiry.start()
+    # [reconcile]: the ledger against the providers' reports, daily (idle unless configured).
+    reconcile_loop = ReconcileLoop(paths.home, paths.ledger, config.reconcile, config.upstream)
+    reconcile_loop.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
@@ -262,6 +266,7 @@ async def run_daemon(
         spool_ingest.stop()
         body_expiry.stop()
         bodies.close()
+        reconcile_loop.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1

@@ -92,6 +92,7 @@ def main() -> None:
         "projects_cmd",
         "quota_cmd",
         "pricing_cmd",
+        "reconcile_cmd",  # the ledger against the providers' reports (issue 23)
         "lifecycle_cmd",
         "cloud_cmd",  # the team server (issue 8)
         "teamserver_cmd",

@@ -315,6 +315,17 @@ def status(ctx: Context, as_json: bool) -> None:
     live = (gaps["edge"] or {}).get("open")
     if live:
         console.print(f"[yellow]Open unmetered connections right now: {live}[/]")
+    reconciled = report.get("reconcile")
+    if reconciled and reconciled.get("line"):
+        alert = any(
+            isinstance(p, dict) and (p.get("alert") or p.get("error"))
+            for p in (reconciled.get("providers") or {}).values()
+        )
+        colour = "yellow" if alert else "default"
+        console.print(
+            f"[{colour}]Reconcile ({reconciled['checked_at'][:16]}Z): "
+            f"{escape(reconciled['line'])}[/]"
+        )
     if report["note"]:
         console.print(report["note"])
     if report["state"] == "degraded":

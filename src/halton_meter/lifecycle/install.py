@@ -59,6 +59,7 @@ from halton_meter.lifecycle.supervisor import (
 )
 from halton_meter.paths import Paths, ensure_home
 from halton_meter.providers.selftest import SELF_TEST_PROVIDER
+from halton_meter.reconcile import run as reconcile_run
 from halton_meter.runstate import EDGE_STATE_FILE, GUARD_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
@@ -560,6 +561,11 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "components": {"edge": edge, "daemon": daemon},
         "unmetered": _unmetered_today(paths, answer),
     }
+    # [reconcile] / `halton-meter reconcile`: the last comparison with the providers' reports.
+    reconciled = reconcile_run.load(paths.home)
+    report["reconcile"] = (
+        {"line": reconcile_run.status_line(reconciled), **reconciled} if reconciled else None
+    )
     if supervisor_kind == "background":
         report["guard"] = guard_status(paths)
     return report

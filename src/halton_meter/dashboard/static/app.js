@@ -224,6 +224,16 @@ function unmeteredWarning(gaps) {
     gaps.holes.map((h) => h.text).join("; "), ".");
 }
 
+function reconcileLine(reconciled) {
+  // GET /v1/reconcile: the last comparison with the providers' own usage and cost reports.
+  if (!reconciled || !reconciled.line) return null;
+  const providers = Object.values(reconciled.providers || {});
+  const differs = providers.some((p) => p.error || !p.matches);
+  return el("div", { class: differs ? "warning" : "note", id: "reconcile-line" },
+    `Reconciled ${when(reconciled.checked_at)}: ${reconciled.line}.`,
+    differs ? " Run `halton-meter reconcile` for the days, models and next steps." : "");
+}
+
 function subscriptionCard(month) {
   // What a subscription's calls would have cost at API prices: apart from spend, never added.
   const s = month.summary;
@@ -261,18 +271,20 @@ function quotaPanel(quota) {
 }
 
 async function overview(view) {
-  const [month, previous, recent, quota, gaps] = await Promise.all([
+  const [month, previous, recent, quota, gaps, reconciled] = await Promise.all([
     api(`/v1/stats?since=${monthStart(0)}`),
     api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
     api(`/v1/stats?since=${isoDay(29)}`),
     isTeam() ? null : api("/v1/quota").catch(() => null),
     isTeam() ? null : api(`/v1/unmetered?since=${isoDay(29)}`).catch(() => null),
+    isTeam() ? null : api("/v1/reconcile").catch(() => null),
   ]);
   const s = recent.summary;
   fill(view, 
     el("h1", { text: "Overview" }),
     unpricedWarning(recent),
     unmeteredWarning(gaps),
+    reconcileLine(reconciled),
     el("div", { class: "cards" },
       card("card-month-spend", "Spend this month", usd(month.summary.total_cost_usd),
         `last month ${usd(previous.summary.total_cost_usd)}`),
