@@ -168,7 +168,10 @@ NOW = datetime.now(UTC)
 
 
 def seed(home: Path) -> list[Any]:
-    """Rows with known values: two models, two projects, one unpriced, one old."""
+    """Rows with known values: two models, two projects, one unpriced, one old, placed
+    against the clock at seeding (the module's NOW is minutes old by the time a late test runs,
+    which pushed the 10-minute row out of a 12-minute window)."""
+    now = datetime.now(UTC)
     rows = []
     specs = [
         # (minutes ago, project, model, input, output, cost nano-USD, latency)
@@ -179,7 +182,7 @@ def seed(home: Path) -> list[Any]:
         (60 * 24 * 10, "acme", "claude-sonnet-4-5", 5000, 500, 9_000_000, 50.0),  # 10 days ago
     ]
     for minutes, project, model, tokens_in, tokens_out, cost, latency in specs:
-        moment = NOW - timedelta(minutes=minutes)
+        moment = now - timedelta(minutes=minutes)
         rows.append(
             replace(
                 sample_row(),

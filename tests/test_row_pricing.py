@@ -326,3 +326,16 @@ def test_a_failed_call_with_usage_is_priced_and_an_unknown_model_stays_unpriced(
     mystery = anthropic_body().replace(b"claude-sonnet-4-5-20250929", b"mystery-model-9")
     unknown = RowBuilder().build(failed(route, "api.anthropic.com", 500, mystery).facts())
     assert priced_three_ways(tmp_path / "x", unknown) == [(None, None)] * 3
+
+
+@pytest.mark.parametrize("failure", ["network", "timeout"])
+def test_a_call_cut_on_the_way_without_usage_stays_unpriced(tmp_path: Path, failure: str) -> None:
+    """A stream cut mid-answer (the socket dropped, or a timeout) was not refused by the
+    provider: what it generated before the cut may be billed, so it is not "no charge"."""
+    route = route_for("api.anthropic.com", 443, "/v1/messages")
+    assert route is not None
+    call = captured(route, "api.anthropic.com", b"")
+    call.http_status, call.response_body, call.failure = None, None, failure
+    row = RowBuilder().build(call.facts())
+    assert (row.status, row.error_class, row.output_tokens) == ("error", failure, None)
+    assert priced_three_ways(tmp_path, row) == [(None, None)] * 3

@@ -24,6 +24,7 @@ _COLUMNS = (
     "model",
     "model_requested",
     "status",
+    "error_class",
     "service_tier",
     "provider_cost_usd",
     "input_tokens",

@@ -101,6 +101,7 @@ class RowBuilder:
                 service_tier=result.service_tier,
                 provider_cost_usd=result.provider_cost_usd,
                 status=status,
+                error_class=error_class,
             ),
             self.overrides,
         )

@@ -41,7 +41,13 @@ class RowFacts:
     service_tier: str | None = None
     provider_cost_usd: str | None = None
     status: str = "ok"
+    # The ledger's error class; "network" and "timeout" mean the call was cut on the way, not
+    # refused by the provider, so what it generated before the cut may well have been billed.
+    error_class: str | None = None
 
+
+# A call cut on the way (the connection failed, or timed out) is not known to be free.
+_CUT = frozenset({"network", "timeout"})
 
 # The usage a provider bills (reasoning is part of output, so not counted twice here).
 _BILLED = (
@@ -56,12 +62,14 @@ _BILLED = (
 def price_row(facts: RowFacts, overrides: Sequence[PriceOverride] = ()) -> PriceQuote:
     """A row's cost and its provenance. Pure and exception-free.
 
-    A failed call (status "error") with no billed usage costs 0 with price_source "no-usage",
-    whatever its model; "unpriced" is left for usage we could not price."""
+    A call the provider refused (status "error", not cut on the way) with no billed usage costs
+    0 with price_source "no-usage", whatever its model; "unpriced" is left for usage we could
+    not price, a cut call's included."""
     wire = wire_format(facts.wire)
     billing = wire.billing if wire is not None else Billing.METERED
     failed_unbilled = (
         facts.status != "ok"
+        and facts.error_class not in _CUT
         and facts.provider_cost_usd is None
         and not any(getattr(facts.usage, name) for name in _BILLED)
     )
@@ -111,4 +119,5 @@ def stored_row_facts(row: Mapping[str, object]) -> RowFacts:
         service_tier=text("service_tier"),
         provider_cost_usd=text("provider_cost_usd"),
         status=str(row["status"]),
+        error_class=text("error_class"),
     )
