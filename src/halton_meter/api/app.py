@@ -46,6 +46,8 @@ class ApiSettings:
     started_at: float = field(default_factory=time.time)
     behind_edge: bool = False
     quota_warn_at: float = 0.8  # [quota] warn_at
+    # The daemon's budgets, live (budgets/tracker.py); None: read from the ledger instead.
+    budgets: Callable[[], dict[str, Any]] | None = None
 
 
 class _Readers:
@@ -217,6 +219,14 @@ def create_app(settings: ApiSettings) -> Guard:
         if not found:
             raise HTTPException(404, f"no requests recorded for project {slug!r}")
         return found[0]
+
+    @app.get("/v1/budgets", tags=["budgets"])
+    def budgets() -> dict[str, Any]:
+        """Each budget's window, spend, thresholds reached, blocking state and forecast, and
+        any alert that could not be delivered (docs/api.md)."""
+        if settings.budgets is not None:
+            return settings.budgets()
+        return {"known": False, "budgets": [], "alert_failures": []}
 
     @app.get("/v1/quota", tags=["quota"])
     def quota() -> dict[str, Any]:

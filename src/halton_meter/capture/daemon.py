@@ -36,6 +36,9 @@ from halton_meter import __version__, providers
 from halton_meter.api.metrics import LedgerLag, fetch_edge_status
 from halton_meter.api.security import load_or_create_token
 from halton_meter.attribution.resolver import Attributor
+from halton_meter.budgets.alerts import AlertDispatcher, CommandNotifier
+from halton_meter.budgets.keeper import BudgetKeeper
+from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
@@ -128,7 +131,21 @@ async def run_daemon(
     lag = LedgerLag()
     attributor = Attributor(config.default_project, config.tagging_rules, paths.ledger)
     # The writer side owns the row rules: the price overrides and the attributor.
-    builder = RowBuilder(config.price_overrides, attributor, config.default_project)
+    alerts = config.alerts
+    dispatcher = AlertDispatcher(
+        paths.home,
+        alerts.webhook_url,
+        alerts.webhook_format,
+        alerts.webhook_secret,
+        CommandNotifier() if alerts.desktop else None,
+    )
+    dispatcher.start()
+    budgets = BudgetTracker(config.budgets, paths.home, paths.ledger, dispatcher.submit)
+    budgets.seed()  # a ledger that cannot be read: logged, calls go through (fail open)
+    budget_keeper = BudgetKeeper(budgets, paths.config)
+    builder = RowBuilder(
+        config.price_overrides, attributor, config.default_project, on_row=budgets.add
+    )
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
@@ -154,6 +171,7 @@ async def run_daemon(
         attributor=attributor,
         proxy_port=config.daemon.proxy_port,
         gated_clients=config.chatgpt_clients,
+        budgets=budgets,
     )
     master.addons.add(
         core.Core(),
@@ -222,7 +240,9 @@ async def run_daemon(
 
     # Metering first: the API (FastAPI, uvicorn: about a second to import) comes up on a
     # thread of its own, so a restarted or respawned daemon takes hand-offs sooner.
-    api = ApiStarter(config, paths, writer, lag, behind_edge, publish, wait=intake.took_over)
+    api = ApiStarter(
+        config, paths, writer, lag, behind_edge, publish, wait=intake.took_over, budgets=budgets
+    )
     publish(config.daemon.api_port)
     api.begin()
     drain_task = asyncio.create_task(
@@ -232,6 +252,7 @@ async def run_daemon(
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
     cloud_sync.start()
+    budget_keeper.start()
     # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
     spool_ingest = SpoolIngest(paths.home, paths.ledger)
     spool_ingest.start()
@@ -246,6 +267,9 @@ async def run_daemon(
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
+        budget_keeper.stop()
+        budgets.write_state()
+        dispatcher.stop()
         cloud_sync.stop()
         spool_ingest.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
@@ -307,10 +331,11 @@ class ApiStarter:
         publish: Callable[[int | None], None],
         *,
         wait: bool,
+        budgets: BudgetTracker | None = None,
     ) -> None:
         # The token file now, not on the thread: it is the daemon's, there once it runs.
         token = load_or_create_token(paths)
-        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge)
+        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge, budgets)
         self._publish = publish
         self._wait = wait
         self._stopping = threading.Event()
@@ -363,6 +388,7 @@ def _make_api(
     writer: LedgerWriter,
     lag: LedgerLag,
     behind_edge: bool,
+    budgets: BudgetTracker | None = None,
 ) -> ApiThread:
     from halton_meter.api.app import ApiSettings
     from halton_meter.api.thread import ApiThread
@@ -379,6 +405,7 @@ def _make_api(
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
         quota_warn_at=config.quota_warn_at,
+        budgets=budgets.api_view if budgets is not None else None,
     )
     return ApiThread(settings)
 

@@ -10,7 +10,7 @@ overrides and the attributor live here, once, not in every call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,12 +65,22 @@ class RowBuilder:
         overrides: Sequence[PriceOverride] = (),
         attributor: Attributor | None = None,
         default_project: str = "misc",
+        on_row: Callable[[LedgerRow], None] | None = None,
     ) -> None:
         self.overrides = tuple(overrides)
+        # Told of each row as soon as it is built, on the writer thread (the budgets' running
+        # totals: budgets/tracker.py); before the commit, so a limit is seen at once.
+        self.on_row = on_row
         self.attributor = attributor
         self.default_project = default_project
 
     def build(self, facts: CallFacts) -> LedgerRow:
+        row = self._build(facts)
+        if self.on_row is not None:
+            self.on_row(row)
+        return row
+
+    def _build(self, facts: CallFacts) -> LedgerRow:
         result, request, route = facts.result, facts.request, facts.route
         usage = result.usage
         error_class = facts.failure or classify_error(facts.http_status, result.provider_error_code)
