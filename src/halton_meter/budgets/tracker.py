@@ -387,7 +387,7 @@ class BudgetTracker:
 
     def write_state(self) -> None:
         """The live view for `status` and `budget list` (they run in other processes)."""
-        state = {"written_at": self._clock(), "known": self.known, "budgets": self.views()}
+        state = {"written_at": self._clock(), **self.api_view()}
         write_atomic(self._home / STATE_FILE, json.dumps(state, indent=2))
 
 

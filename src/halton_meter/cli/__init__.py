@@ -91,6 +91,7 @@ def main() -> None:
         "dashboard_cmd",
         "projects_cmd",
         "quota_cmd",
+        "budget_cmd",
         "pricing_cmd",
         "lifecycle_cmd",
         "cloud_cmd",  # the team server (issue 8)
