@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from halton_meter.budgets.model import Budget, Scope
+from halton_meter.budget_model import Budget, Scope
 from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.ledger.db import connect
 

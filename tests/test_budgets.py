@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from halton_meter.budgets.model import Budget, Scope, window_at
+from halton_meter.budget_model import Budget, Scope, window_at
 from halton_meter.budgets.refusal import refusal_body
 from halton_meter.budgets.tracker import BudgetTracker, Crossing, forecast
 from halton_meter.config import ConfigError, parse_config

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from halton_meter.budgets.model import Budget, BudgetProblem, parse_budgets
+from halton_meter.budget_model import Budget, BudgetProblem, parse_budgets
 from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
@@ -100,7 +100,7 @@ class Config:
     # [quota] warn_at: a quota window at or past this utilisation (0-1) is a warning in
     # `status`, the dashboard and `ledger.quota.warnings`.
     quota_warn_at: float = 0.8
-    # [[budgets]]: spend limits per scope and period (budgets/model.py).
+    # [[budgets]]: spend limits per scope and period (budget_model.py).
     budgets: tuple[Budget, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
 

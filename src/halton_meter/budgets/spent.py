@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from halton_meter.budgets.model import Budget, Window
+from halton_meter.budget_model import Budget, Window
 from halton_meter.ledger.rollup import Span, aggregate
 from halton_meter.ledger.row import utc_iso_ms
 

@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from halton_meter.budgets.model import Budget, Window
+from halton_meter.budget_model import Budget, Window
 from halton_meter.budgets.spent import open_ledger, spent_in_windows
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.runstate import write_atomic

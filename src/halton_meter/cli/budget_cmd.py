@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
+from halton_meter.budget_model import Budget
 from halton_meter.budgets.editing import EditError, add_budget, edit_budget, remove_budget
-from halton_meter.budgets.model import Budget
 from halton_meter.budgets.spent import open_ledger, spent_in_windows
 from halton_meter.budgets.tracker import budget_view, read_alert_failures, read_holds, write_holds
 from halton_meter.cli import EXIT_CONFIG, EXIT_FAILURE, Context, pass_context
