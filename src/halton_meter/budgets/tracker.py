@@ -229,13 +229,19 @@ class BudgetTracker:
         elif moved:
             with self._lock:
                 for live in moved:
-                    live.window = live.budget.window(now, live.zone)
-                    live.spent = 0
-                    live.fired = set()
-                    live.blocked_calls = 0
+                    self._roll(live, now)
         self._read_holds()
         with self._lock:
             self._refresh()
+
+    @staticmethod
+    def _roll(live: _Live, when: float) -> None:
+        """A calendar period ended: the next one starts from nothing. (A rolling one is read
+        again from the ledger by `tick`; its rows meanwhile still count.)"""
+        live.window = live.budget.window(when, live.zone)
+        live.spent = 0
+        live.fired = set()
+        live.blocked_calls = 0
 
     def _read_holds(self) -> None:
         try:
@@ -273,8 +279,10 @@ class BudgetTracker:
             key = (row.project, row.client_process, row.user_agent, row.provider, row.model)
             with self._lock:
                 for live in self._matching(key):
-                    if not live.window.start <= started < live.window.end:
-                        continue
+                    if started >= live.window.end and live.budget.period != "rolling":
+                        self._roll(live, started)  # the first row of a new period
+                    if started < live.window.start:
+                        continue  # a row from before the period (a long call, a resend)
                     before = live.spent
                     live.spent += row.cost_nanousd
                     self._crossings(live, before)

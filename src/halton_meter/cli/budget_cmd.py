@@ -50,6 +50,21 @@ def _views(ctx: Context, budgets: tuple[Budget, ...]) -> list[dict[str, Any]]:
     return views
 
 
+def budget_status(ctx: Context) -> dict[str, Any]:
+    """For `status`: each budget's state in one line, and undelivered alerts. Never fails."""
+    try:
+        views = _views(ctx, ctx.config.budgets)
+    except SystemExit:
+        return {"budgets": [], "lines": ["spend unknown: the ledger cannot be read"]}
+    lines = [_line(view) + f"; {view['forecast_text']}" for view in views]
+    failures = read_alert_failures(ctx.paths.home)
+    lines += [
+        f"alert not delivered ({f.get('channel')}): {f.get('key')}: {f.get('problem')}"
+        for f in failures[-3:]
+    ]
+    return {"budgets": views, "alert_failures": failures, "lines": lines}
+
+
 def _find(ctx: Context, name: str) -> Budget:
     for budget in ctx.config.budgets:
         if budget.name == name:
@@ -63,7 +78,7 @@ def _line(view: dict[str, Any]) -> str:
     return (
         f"{view['name']}: ${view['spent_usd']:,.2f} of ${view['amount_usd']:,.2f} "
         f"({view['percent']}%) {view['period'] if not view['rolling_days'] else 'rolling'} "
-        f"[{view['action']}, {state}]"
+        f"- {view['action']}, {state}"
     )
 
 
