@@ -153,3 +153,58 @@ desktop = false
     time.sleep(2.0)
     assert len(_Hooks.received) == 3
     server.shutdown()
+
+
+def test_two_clients_racing_past_a_limit_overshoot_by_at_most_the_calls_in_flight(
+    budget_meter: Any,
+) -> None:
+    """The limit is 4.5 calls' worth, so the 5th call crosses it. Each client calls in a loop,
+    one call at a time. A call is counted when its row is built on the writer thread (a few ms
+    after its response), so the calls that can still pass after the crossing are those already
+    in flight then: at most one per client, i.e. at most 2 beyond the 5 here."""
+    meter = budget_meter(budget_config("race", "racing", amount=1000.0))
+    assert call(meter, "probe", "anthropic_message")["outcome"] == "ok"
+    (probe,) = meter.wait_rows("probe", 1)
+    cost = probe["cost_nanousd"]
+    assert cost > 0
+    done = subprocess.run(
+        [METER, "budget", "edit", "race", "--amount", str(cost * 4.5 / 1e9)],
+        env=meter.run_env(), capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    def reloaded() -> bool:
+        try:
+            state = json.loads((meter.home / "budget-state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return any(b["amount_usd"] < 1 for b in state["budgets"])
+
+    wait_for(reloaded, 15, "the daemon to reload the budget")
+    racers = [
+        subprocess.Popen(
+            [
+                METER,
+                "run",
+                "--project",
+                "racing",
+                "--",
+                sys.executable,
+                "-m",
+                "tests.clients.budget_race",
+            ],
+            env=meter.run_env(),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    passed = [json.loads(racer.communicate(timeout=120)[0])["passed"] for racer in racers]
+    rows = meter.wait_rows("racing", sum(passed))
+    spent = sum(row["cost_nanousd"] for row in rows)
+    overshoot_calls = sum(passed) - 5
+    print(f"calls passed per client {passed}; overshoot {overshoot_calls} calls, "
+          f"${(spent - cost * 4.5) / 1e9:.6f} over the limit")  # fmt: skip
+    assert 0 <= overshoot_calls <= 2
+    assert spent <= cost * 4.5 + 3 * cost
