@@ -164,3 +164,41 @@ def test_config_errors_name_key_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, tmp_path / "config.toml")
     assert caught.value.key == "budgets[1].period" and caught.value.line == 8
+
+
+def test_quota_share_budget_reads_the_scopes_part_of_the_window(tmp_path: Path) -> None:
+    from datetime import UTC
+
+    from halton_meter.budget_model import parse_budget
+    from halton_meter.budgets.quota_share import quota_share_views
+    from tests.test_billing_quota import _observe, sample_row
+
+    con = connect(tmp_path / "db.sqlite")
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+    reset = str(int(now) + 3 * 3600)
+    for minutes, project, prompt, used in ((30, "alpha", 4000, "0.30"), (10, "beta", 6000, "0.70")):
+        at = datetime.fromtimestamp(now - minutes * 60, UTC)
+        found = sample_row(
+            requested_at=at.strftime("%Y-%m-%dT%H:%M:%S.000Z"), project=project,
+            client_process="claude", input_tokens=prompt, cache_read_tokens=0,
+            cache_write_tokens=0, output_tokens=0, cost_nanousd=None,
+        )  # fmt: skip
+        families = {"anthropic-ratelimit-": {"unified-5h-utilization": used,
+                                             "unified-5h-reset": reset}}  # fmt: skip
+        _observe(con, found, "anthropic:subscription:org-test", families)
+    budget = parse_budget(
+        0,
+        {
+            "name": "alpha-5h",
+            "project": "alpha",
+            "quota_window": "unified-*",
+            "quota_percent": 50,
+        },
+    )
+    (view,) = quota_share_views(con, [budget], datetime.fromtimestamp(now, UTC))
+    (window,) = view["windows"]
+    # alpha made 4000 of 10000 tokens of a window at 70 %: 28 % of it, 56 % of its 50 %.
+    assert window["scope_used"] == pytest.approx(0.28)
+    assert window["percent"] == 56.0 and window["thresholds_reached"] == [50]
+    with pytest.raises(ValueError, match="not both"):
+        parse_budget(0, {"name": "x", "amount_usd": 5, "quota_percent": 5, "quota_window": "a"})

@@ -174,6 +174,14 @@ class Budget:
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     action: str = "warn"
     timezone: str | None = None  # IANA name; None: the user's local zone
+    # The other kind of amount: a share of a subscription's quota window (budgets/quota_share.py)
+    # instead of USD; e.g. quota_window = "unified-5h", quota_percent = 30.
+    quota_window: str | None = None
+    quota_percent: float | None = None
+
+    @property
+    def kind(self) -> str:
+        return "quota_share" if self.quota_percent is not None else "usd"
 
     @property
     def limit_nanousd(self) -> int:
@@ -198,6 +206,9 @@ class Budget:
             "thresholds": list(self.thresholds),
             "action": self.action,
             "timezone": self.timezone or zone_name(local_zone()),
+            "kind": self.kind,
+            "quota_window": self.quota_window,
+            "quota_percent": self.quota_percent,
         }
 
 
@@ -212,6 +223,8 @@ BUDGET_KEYS = (
     "thresholds",
     "action",
     "timezone",
+    "quota_window",
+    "quota_percent",
 )
 
 
@@ -235,7 +248,19 @@ def parse_budget(index: int, entry: Mapping[str, Any]) -> Budget:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise fail("name", "needs a name: lowercase letters, digits, '.', '_', '-'")
     amount = entry.get("amount_usd")
-    if isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
+    share = entry.get("quota_percent")
+    window_glob = entry.get("quota_window")
+    if share is not None or window_glob is not None:
+        if amount is not None:
+            raise fail("quota_percent", "a budget has amount_usd or quota_percent, not both")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 100:
+            raise fail("quota_percent", f"expected a percentage of the window, got {share!r}")
+        if not isinstance(window_glob, str) or not window_glob.strip():
+            raise fail("quota_window", 'needs the window, e.g. quota_window = "unified-5h"')
+        if entry.get("action", "warn") != "warn":
+            raise fail("action", "a quota-share budget only warns (for now)")
+        amount = 0.0
+    elif isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
         raise fail("amount_usd", f"expected an amount in USD above 0, got {amount!r}")
     period = entry.get("period", "month")
     if period not in PERIODS:
@@ -280,6 +305,8 @@ def parse_budget(index: int, entry: Mapping[str, Any]) -> Budget:
         thresholds=tuple(sorted(set(thresholds))),
         action=action,
         timezone=zone,
+        quota_window=window_glob,
+        quota_percent=None if share is None else float(share),
     )
 
 

@@ -185,6 +185,8 @@ class BudgetTracker:
         the ledger cannot be read; the keeper tries again."""
         if budgets is not None:
             self._budgets = tuple(budgets)
+        # Quota-share budgets are read from the quota windows (budgets/quota_share.py).
+        self._budgets = tuple(b for b in self._budgets if b.kind == "usd")
         now = self._clock()
         lives = []
         for budget in self._budgets:

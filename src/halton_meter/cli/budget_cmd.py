@@ -18,14 +18,16 @@ import click
 
 from halton_meter.budget_model import Budget
 from halton_meter.budgets.editing import EditError, add_budget, edit_budget, remove_budget
+from halton_meter.budgets.quota_share import quota_share_views
 from halton_meter.budgets.spent import open_ledger, spent_in_windows
 from halton_meter.budgets.tracker import budget_view, read_alert_failures, read_holds, write_holds
 from halton_meter.cli import EXIT_CONFIG, EXIT_FAILURE, Context, pass_context
 from halton_meter.config import ConfigError, load_config
 
 
-def _views(ctx: Context, budgets: tuple[Budget, ...]) -> list[dict[str, Any]]:
+def _views(ctx: Context, every: tuple[Budget, ...]) -> list[dict[str, Any]]:
     now = time.time()
+    budgets = tuple(budget for budget in every if budget.kind == "usd")
     windows = [(budget, budget.window(now)) for budget in budgets]
     spent = [0] * len(windows)
     if windows and ctx.paths.ledger.exists():
@@ -47,7 +49,18 @@ def _views(ctx: Context, budgets: tuple[Budget, ...]) -> list[dict[str, Any]]:
         elif (until := holds["allow_until"].get(budget.name)) and until > now:
             held = f"allowed until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"
         views.append(budget_view(budget, window, total, now, held=held))
-    return views
+    shares = [budget for budget in every if budget.kind == "quota_share"]
+    if shares and ctx.paths.ledger.exists():
+        try:
+            con = open_ledger(ctx.paths.ledger)
+            try:
+                views += quota_share_views(con, shares, warn_at=ctx.config.quota_warn_at)
+            finally:
+                con.close()
+        except Exception as error:
+            click.echo(f"halton-meter: cannot read the quota windows: {error}", err=True)
+    order = {budget.name: index for index, budget in enumerate(every)}
+    return sorted(views, key=lambda view: order[view["name"]])
 
 
 def budget_status(ctx: Context) -> dict[str, Any]:
@@ -56,7 +69,7 @@ def budget_status(ctx: Context) -> dict[str, Any]:
         views = _views(ctx, ctx.config.budgets)
     except SystemExit:
         return {"budgets": [], "lines": ["spend unknown: the ledger cannot be read"]}
-    lines = [_line(view) + f"; {view['forecast_text']}" for view in views]
+    lines = [_line(view) + f"; {view.get('forecast_text', '')}" for view in views]
     failures = read_alert_failures(ctx.paths.home)
     lines += [
         f"alert not delivered ({f.get('channel')}): {f.get('key')}: {f.get('problem')}"
@@ -74,6 +87,14 @@ def _find(ctx: Context, name: str) -> Budget:
 
 
 def _line(view: dict[str, Any]) -> str:
+    if view["kind"] == "quota_share":
+        windows = ", ".join(
+            f"{w['window']} ({w['account']}) {w['percent']}%" for w in view["windows"]
+        )
+        return (
+            f"{view['name']}: up to {view['quota_percent']:g}% of {view['quota_window']}: "
+            f"{windows or 'no current window seen'}"
+        )
     state = view["state"] + (f", {view['hold']}" if view["hold"] else "")
     return (
         f"{view['name']}: ${view['spent_usd']:,.2f} of ${view['amount_usd']:,.2f} "
@@ -261,6 +282,9 @@ def _show(ctx: Context, name: str, as_json: bool, reload: bool = False) -> None:
     (view,) = _views(ctx, (found[0],))
     if as_json:
         click.echo(json.dumps(view, indent=2))
+        return
+    if view["kind"] == "quota_share":
+        click.echo(f"budget {_line(view)}")
         return
     scope = ", ".join(f"{k}={'|'.join(v)}" for k, v in view["scope"].items()) or "all calls"
     period = f"rolling {view['rolling_days']} days" if view["rolling_days"] else view["period"]
