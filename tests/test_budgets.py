@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from halton_meter.budget_model import Budget, Scope, window_at
+from halton_meter.budget_model import Budget, Scope, forecast, window_at
 from halton_meter.budgets.refusal import refusal_body
-from halton_meter.budgets.tracker import BudgetTracker, Crossing, forecast
+from halton_meter.budgets.tracker import BudgetTracker, Crossing
 from halton_meter.config import ConfigError, parse_config
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.row import LedgerRow, utc_iso_ms
@@ -202,3 +202,43 @@ def test_quota_share_budget_reads_the_scopes_part_of_the_window(tmp_path: Path) 
     assert window["percent"] == 56.0 and window["thresholds_reached"] == [50]
     with pytest.raises(ValueError, match="not both"):
         parse_budget(0, {"name": "x", "amount_usd": 5, "quota_percent": 5, "quota_window": "a"})
+
+
+def test_cli_show_and_report_give_spend_and_forecast(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import time
+
+    from halton_meter.ledger.row import INSERT_SQL
+    from tests.conftest import METER
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text('# mine\n[tagging]\ndefault_project = "misc"\n')
+    env = {**os.environ, "HALTON_METER_HOME": str(home), "TZ": "UTC"}
+
+    def meter(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [METER, *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    added = meter("budget", "add", "acme", "--amount", "50", "--project", "acme", "--warn", "80")
+    assert added.returncode == 0, added.stderr
+    assert "# mine" in (home / "config.toml").read_text()  # comments kept
+    con = connect(home / "db.sqlite")
+    now = time.time()
+    con.execute(INSERT_SQL, row("acme", 12 * 10**9, now - 1).values())  # $12
+    con.execute(INSERT_SQL, row("acme", 99 * 10**9, now - 1, "subscription").values())
+    con.close()
+    shown = json.loads(meter("budget", "show", "acme", "--json").stdout)
+    assert shown["spent_usd"] == 12.0 and shown["percent"] == 24.0
+    assert shown["window"]["start"].endswith("T00:00:00+00:00")
+    assert shown["thresholds"] == [80] and shown["state"] == "ok"
+    report = json.loads(meter("report", "--json").stdout)
+    assert report["forecasts"]["budgets"][0]["name"] == "acme"
+    assert report["forecasts"]["projects"][0]["project"] == "acme"
+    assert meter("budget", "show", "nope").returncode == 1
+    assert meter("budget", "add", "acme", "--amount", "5").returncode == 1  # name taken
+    assert meter("budget", "edit", "acme", "--period", "year").returncode == 2
+    assert meter("budget", "rm", "acme").returncode == 0
+    assert "budgets" not in (home / "config.toml").read_text()

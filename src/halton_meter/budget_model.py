@@ -322,3 +322,17 @@ def parse_budgets(raw: Any) -> tuple[Budget, ...]:
             raise BudgetProblem(index, "name", f"another budget is already named {budget.name!r}")
         budgets.append(budget)
     return tuple(budgets)
+
+
+# A projection is only made once this much of the period has passed (a forecast from the
+# first minutes of a month is noise).
+MIN_FORECAST_SECONDS = 3600.0
+
+
+def forecast(spent: int, window: Window, now: float) -> int | None:
+    """Projected nano-USD at the window's end at the pace so far; None too early to tell."""
+    elapsed = now - window.start
+    if elapsed < MIN_FORECAST_SECONDS:
+        return None
+    remaining = max(0.0, window.end - now)
+    return round(spent + spent / elapsed * remaining)

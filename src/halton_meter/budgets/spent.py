@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from halton_meter.budget_model import Budget, Window
+from halton_meter.budget_model import Budget, Window, forecast, local_zone, window_at
 from halton_meter.ledger.rollup import Span, aggregate
 from halton_meter.ledger.row import utc_iso_ms
 
@@ -62,3 +62,26 @@ def _client_scoped(con: sqlite3.Connection, budget: Budget, window: Window) -> i
         if budget.scope.matches(project or "", (process, agent), provider or "", model or ""):
             total += int(cost or 0)
     return total
+
+
+def project_forecasts(con: sqlite3.Connection, now: float) -> list[dict[str, object]]:
+    """Each project's API spend this calendar month (the user's time zone) and where it ends
+    at the pace so far: the per-project forecast of `report`, the API and the dashboard."""
+    window = window_at("month", 0, local_zone(), now)
+    span = Span(since=utc_iso_ms(window.start), until=utc_iso_ms(window.end))
+    found = []
+    for group in aggregate(con, span, ["project"]):
+        spent = int(group["cost_nanousd"] or 0)
+        if spent <= 0:
+            continue
+        projected = forecast(spent, window, now)
+        found.append(
+            {
+                "project": group["project"],
+                "spent_usd": round(spent / 1e9, 6),
+                "forecast_usd": None if projected is None else round(projected / 1e9, 2),
+                "window": window.to_json(),
+            }
+        )
+    found.sort(key=lambda item: -float(item["spent_usd"]))
+    return found

@@ -21,7 +21,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
-from halton_meter.budget_model import Budget, Window
+from halton_meter.budget_model import Budget, Window, forecast
 from halton_meter.budgets.spent import open_ledger, spent_in_windows
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.runstate import write_atomic
@@ -32,9 +32,6 @@ HOLDS_FILE = "budget-holds.json"  # pause / allow --for, written by the CLI
 ALERTS_FILE = "budget-alerts.json"  # thresholds fired per period, written by the daemon
 STATE_FILE = "budget-state.json"  # the daemon's live view, for `status` and `budget list`
 CACHE_LIMIT = 4096
-# A projection is only made once this much of the period has passed (a forecast from the
-# first minutes of a month is noise).
-MIN_FORECAST_SECONDS = 3600.0
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
@@ -101,15 +98,6 @@ class _Live:
 
 def _key(budget: Budget, window: Window, threshold: int) -> str:
     return f"{budget.name}|{window.to_json()['start_utc']}|{threshold}"
-
-
-def forecast(spent: int, window: Window, now: float) -> int | None:
-    """Projected nano-USD at the window's end at the pace so far; None too early to tell."""
-    elapsed = now - window.start
-    if elapsed < MIN_FORECAST_SECONDS:
-        return None
-    remaining = max(0.0, window.end - now)
-    return round(spent + spent / elapsed * remaining)
 
 
 def read_holds(home: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import click
 from halton_meter.budget_model import Budget
 from halton_meter.budgets.editing import EditError, add_budget, edit_budget, remove_budget
 from halton_meter.budgets.quota_share import quota_share_views
-from halton_meter.budgets.spent import open_ledger, spent_in_windows
+from halton_meter.budgets.spent import open_ledger, project_forecasts, spent_in_windows
 from halton_meter.budgets.tracker import budget_view, read_alert_failures, read_holds, write_holds
 from halton_meter.cli import EXIT_CONFIG, EXIT_FAILURE, Context, pass_context
 from halton_meter.config import ConfigError, load_config
@@ -76,6 +76,35 @@ def budget_status(ctx: Context) -> dict[str, Any]:
         for f in failures[-3:]
     ]
     return {"budgets": views, "alert_failures": failures, "lines": lines}
+
+
+def forecasts(ctx: Context) -> dict[str, Any]:
+    """For `report`: each budget's forecast and each project's, this month at the pace so far."""
+    projects: list[dict[str, Any]] = []
+    if ctx.paths.ledger.exists():
+        try:
+            con = open_ledger(ctx.paths.ledger)
+            try:
+                projects = project_forecasts(con, time.time())
+            finally:
+                con.close()
+        except Exception as error:
+            click.echo(f"halton-meter: forecasts not read: {error}", err=True)
+    budgets = [v for v in _views(ctx, ctx.config.budgets) if v["kind"] == "usd"]
+    return {"budgets": budgets, "projects": projects}
+
+
+def print_forecasts(ctx: Context, found: dict[str, Any]) -> None:
+    lines = [f"  {v['name']}: {v['forecast_text']}" for v in found["budgets"]]
+    for item in found["projects"][:10]:
+        if item["forecast_usd"] is not None:
+            end = item["window"]["end"][:10]
+            lines.append(
+                f"  project {item['project']}: ${item['spent_usd']:,.2f} so far this month, "
+                f"${item['forecast_usd']:,.2f} by {end} at this pace"
+            )
+    if lines:
+        click.echo("Forecasts\n" + "\n".join(lines))
 
 
 def _find(ctx: Context, name: str) -> Budget:

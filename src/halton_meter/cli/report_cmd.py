@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.budget_cmd import forecasts, print_forecasts
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger import spans
 from halton_meter.ledger.db import connect
@@ -163,12 +164,14 @@ def report(
         # A window with a hole is incomplete: say so, with what the edge could count.
         payload["complete"] = not gaps
         payload["unmetered"] = [hole.as_json() for hole in gaps]
+        payload["forecasts"] = forecasts(ctx)  # budgets and projects, this period's pace
         click.echo(json.dumps(payload, indent=2))
         return
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
     _render_report(result, groups, window, ctx.config.display)
+    print_forecasts(ctx, forecasts(ctx))
     if gaps:
         console = Console()
         _print_holes(console, gaps)
