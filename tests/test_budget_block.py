@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.apihelpers import Api
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
 
 # Any priced call costs more than this: the first call in scope crosses 100 %.
@@ -142,6 +143,12 @@ desktop = false
         assert headers["X-Halton-Signature"] == expected
         thresholds.append(json.loads(body)["threshold"])
     assert sorted(thresholds) == [50, 80, 100]
+    # The API shows the state and the month's per-project forecast.
+    seen = Api.of(meter).json("/v1/budgets")
+    (acme,) = seen["budgets"]
+    assert seen["known"] and acme["state"] == "over" and acme["thresholds_reached"] == [50, 80, 100]
+    assert acme["window"]["end"] > acme["window"]["start"]
+    assert "acme" in [p["project"] for p in seen["projects"]]
     # Restart: the ledger still says 100 %+, but nothing fires again, even with a new call.
     assert meter.stop() == 0
     meter = budget_meter(extra, meter.home)

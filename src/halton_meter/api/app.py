@@ -23,6 +23,7 @@ from halton_meter import __version__
 from halton_meter.api import metrics, views
 from halton_meter.api.contract import csv_attachment
 from halton_meter.api.security import Guard
+from halton_meter.budgets.spent import project_forecasts
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
@@ -224,9 +225,12 @@ def create_app(settings: ApiSettings) -> Guard:
     def budgets() -> dict[str, Any]:
         """Each budget's window, spend, thresholds reached, blocking state and forecast, and
         any alert that could not be delivered (docs/api.md)."""
-        if settings.budgets is not None:
-            return settings.budgets()
-        return {"known": False, "budgets": [], "alert_failures": []}
+        found = (
+            settings.budgets()
+            if settings.budgets is not None
+            else {"known": False, "budgets": [], "alert_failures": []}
+        )
+        return {**found, "projects": project_forecasts(readers.get(), time.time())}
 
     @app.get("/v1/quota", tags=["quota"])
     def quota() -> dict[str, Any]:
