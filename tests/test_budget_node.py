@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
 from tests import test_budget_block
+from tests.conftest import ROOT
 from tests.test_budget_block import budget_config, wait_blocking
 from tests.test_clients import metered
 
