@@ -242,3 +242,22 @@ def test_cli_show_and_report_give_spend_and_forecast(tmp_path: Path) -> None:
     assert meter("budget", "edit", "acme", "--period", "year").returncode == 2
     assert meter("budget", "rm", "acme").returncode == 0
     assert "budgets" not in (home / "config.toml").read_text()
+
+
+def test_unreadable_holds_let_traffic_through(ledger: Path, tmp_path: Path) -> None:
+    now = epoch("2026-12-10T09:00", PARIS)
+    budget = Budget("acme", 1.0, "day", scope=Scope(project=("acme",)), action="block",
+                    timezone="Europe/Paris")  # fmt: skip
+    tracker = BudgetTracker([budget], tmp_path, ledger, clock=lambda: now)
+    assert tracker.seed()
+    tracker.add(row("acme", 2 * 10**9, now - 60))
+    assert tracker.check("anthropic", "acme", None, None, None) is not None
+    (tmp_path / "budget-holds.json").write_text("{not json")
+    tracker.tick()
+    assert tracker.check("anthropic", "acme", None, None, None) is None
+    (tmp_path / "budget-holds.json").write_text('{"paused": [], "allow_until": {}}')
+    tracker.tick()
+    assert tracker.check("anthropic", "acme", None, None, None) is not None
+    (tmp_path / "budget-holds.json").write_text('{"paused": ["acme"], "allow_until": {}}')
+    tracker.tick()
+    assert tracker.check("anthropic", "acme", None, None, None) is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 
 from halton_meter.budgets.tracker import BudgetTracker
@@ -15,6 +16,7 @@ from halton_meter.config import ConfigError, parse_config
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+STATE_REFRESH_SECONDS = 60.0
 
 
 class BudgetKeeper:
@@ -24,6 +26,7 @@ class BudgetKeeper:
         self._mtime = self._config_mtime()
         self._stop = threading.Event()
         self._last_view = ""
+        self._written_at = 0.0
         self._thread = threading.Thread(target=self._run, name="budget-keeper", daemon=True)
 
     def _config_mtime(self) -> float | None:
@@ -52,9 +55,25 @@ class BudgetKeeper:
             self._mtime = mtime
             self._reload()
         self._tracker.tick()
-        view = json.dumps(self._tracker.views(), sort_keys=True, default=str)
-        if view != self._last_view:
-            self._last_view = view
+        # Rewritten when something a reader acts on changed (not for every forecast tick), and
+        # at least once a minute so the forecasts in it stay fresh.
+        view = json.dumps(
+            [
+                (
+                    v["name"],
+                    v["amount_usd"],
+                    v["spent_usd"],
+                    v["state"],
+                    v["hold"],
+                    v["blocked_calls"],
+                )
+                for v in self._tracker.views()
+            ]
+            + [self._tracker.known]
+        )
+        now = time.monotonic()
+        if view != self._last_view or now - self._written_at >= STATE_REFRESH_SECONDS:
+            self._last_view, self._written_at = view, now
             self._tracker.write_state()
 
     def _reload(self) -> None:

@@ -107,10 +107,11 @@ def read_holds(home: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"paused": [], "allow_until": {}}
     except (OSError, ValueError) as error:
-        log.warning("budgets: %s unreadable (%s); no pause or allowance applies", HOLDS_FILE, error)
-        return {"paused": [], "allow_until": {}}
+        log.warning("budgets: %s unreadable (%s); nothing blocks until it is", HOLDS_FILE, error)
+        return {"paused": [], "allow_until": {}, "unreadable": True}
     if not isinstance(data, dict):
-        return {"paused": [], "allow_until": {}}
+        log.warning("budgets: %s is not a JSON object; nothing blocks until it is", HOLDS_FILE)
+        return {"paused": [], "allow_until": {}, "unreadable": True}
     return {
         "paused": list(data.get("paused", [])),
         "allow_until": dict(data.get("allow_until", {})),
@@ -250,6 +251,10 @@ class BudgetTracker:
 
     def _refresh(self) -> None:
         now = self._clock()
+        if self._holds.get("unreadable"):
+            # Which budgets the user paused is not known: block nothing (fail open).
+            self.blocking = ()
+            return
         self.blocking = tuple(
             live
             for live in self._lives
