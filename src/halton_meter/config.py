@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from halton_meter.body_capture import CaptureRule, CaptureSettings
+from halton_meter.budget_model import Budget, BudgetProblem, parse_budgets
 from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
@@ -83,6 +84,16 @@ class ReconcileSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """[alerts]: where budget threshold alerts go besides the log, `status` and the API."""
+
+    webhook_url: str | None = None
+    webhook_format: str = "chat"  # "chat": Slack/Teams/Discord JSON; "plain": signed JSON
+    webhook_secret: str | None = None  # HMAC-SHA256 key for the plain form's signature
+    desktop: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ca_dir: Path | None = None
@@ -106,6 +117,9 @@ class Config:
     # [[capture]] entries and [body_capture] limits: opt-in body capture (body_capture.py).
     body_capture: CaptureSettings = field(default_factory=CaptureSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    # [[budgets]]: spend limits per scope and period (budget_model.py).
+    budgets: tuple[Budget, ...] = ()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -276,6 +290,13 @@ def _drain(value: Any) -> float:
     return float(value)
 
 
+def _webhook_url(value: Any) -> str:
+    text = _string(value)
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", text):
+        raise _Problem(f"{text!r} is not an http(s) URL")
+    return text
+
+
 def _batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
@@ -361,6 +382,12 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "providers": _reconcile_providers,
         "alert_above_usd": _usd,
     },
+    "alerts": {
+        "webhook_url": lambda v: _webhook_url(v),
+        "webhook_format": _choice("chat", "plain"),
+        "webhook_secret": _string,
+        "desktop": _bool,
+    },
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -393,10 +420,10 @@ def parse_config(text: str, source: Path) -> Config:
     tagging_rules = _tagging_rules(data, text, source)
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
-        if section in ("endpoints", "pricing", "capture"):
+        if section in ("endpoints", "pricing", "capture", "budgets"):
             continue
         if section not in _SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing", "capture"]))
+            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing", "capture", "budgets"]))
             raise fail(section, None, f"unknown section (known: {known})")
         if not isinstance(content, dict):
             raise fail(section, None, "expected a table like [" + section + "]")
@@ -453,6 +480,17 @@ def parse_config(text: str, source: Path) -> Config:
         raw_events=limits.get("raw_events", False),
         redact=limits.get("redact", ()),
     )
+    try:
+        budgets = parse_budgets(data.get("budgets", []))
+    except BudgetProblem as problem:
+        key = f"budgets[{problem.index}]" + (f".{problem.key}" if problem.key else "")
+        line = _locate(text, "budgets", problem.key, problem.index) or _locate(
+            text, "budgets", None, problem.index
+        )
+        raise ConfigError(source, key, line, problem.problem) from None
+    alerts = AlertSettings(**values.get("alerts", {}))
+    if alerts.webhook_format == "plain" and alerts.webhook_url and not alerts.webhook_secret:
+        raise fail("alerts", "webhook_format", "the plain form is signed: set webhook_secret")
     display = values.get("display", {})
     if display.get("currency", "USD") != "USD" and "usd_rate" not in display:
         raise fail("display", "currency", "needs usd_rate too (units of that currency per USD)")
@@ -479,6 +517,8 @@ def parse_config(text: str, source: Path) -> Config:
         quota_warn_at=values.get("quota", {}).get("warn_at", 0.8),
         body_capture=body_capture,
         reconcile=ReconcileSettings(**values.get("reconcile", {})),
+        budgets=budgets,
+        alerts=alerts,
     )
 
 

@@ -25,6 +25,7 @@ from halton_meter.api.contract import csv_attachment
 from halton_meter.api.security import Guard
 from halton_meter.bodies.store import BodyStore
 from halton_meter.bodies.view import call_view
+from halton_meter.budgets.spent import project_forecasts
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
@@ -49,6 +50,8 @@ class ApiSettings:
     started_at: float = field(default_factory=time.time)
     behind_edge: bool = False
     quota_warn_at: float = 0.8  # [quota] warn_at
+    # The daemon's budgets, live (budgets/tracker.py); None: read from the ledger instead.
+    budgets: Callable[[], dict[str, Any]] | None = None
 
 
 class _Readers:
@@ -277,6 +280,17 @@ def create_app(settings: ApiSettings) -> Guard:
         if found is None or "body" not in found:
             raise HTTPException(404, f"no captured body for call {call_id!r}")
         return found
+
+    @app.get("/v1/budgets", tags=["budgets"])
+    def budgets() -> dict[str, Any]:
+        """Each budget's window, spend, thresholds reached, blocking state and forecast, and
+        any alert that could not be delivered (docs/api.md)."""
+        found = (
+            settings.budgets()
+            if settings.budgets is not None
+            else {"known": False, "budgets": [], "alert_failures": []}
+        )
+        return {**found, "projects": project_forecasts(readers.get(), time.time())}
 
     @app.get("/v1/quota", tags=["quota"])
     def quota() -> dict[str, Any]:

@@ -149,6 +149,27 @@ class Attributor:
             project = target
         return Attribution(project, layer, context.process, json.dumps(detail))
 
+    def peek(
+        self, lookup: Lookup | None, exact: str | None, user_agent: str | None
+    ) -> tuple[str | None, str | None]:
+        """(project, client process) as `attribute` would decide them, without waiting or
+        reading anything (the budget check, on the event loop); None where not known yet."""
+        context = None
+        if lookup is not None and lookup.done() and lookup.exception() is None:
+            context = lookup.result()
+        process = context.process if context is not None else None
+        if exact:
+            project: str | None = exact
+        elif context is None:
+            project = self.default_project if lookup is None else None
+        elif rule := first_match(self.rules, context.process, context.cwd, user_agent):
+            project = rule.project
+        else:
+            project = context.decision.project
+        if project is not None:
+            project = self._aliases.get(project, project)
+        return project, process
+
     def _settle(self, lookup: Lookup | None) -> ClientContext:
         if lookup is None:
             return no_process(self.default_project, "the connection was not looked up")

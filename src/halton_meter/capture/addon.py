@@ -25,6 +25,9 @@ from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
 from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
+from halton_meter.budgets.refusal import STATUS as REFUSAL_STATUS
+from halton_meter.budgets.refusal import refusal_body
+from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.tap import StreamTap
@@ -81,8 +84,10 @@ class MeterAddon:
         proxy_port: int | None = None,
         gated_clients: Collection[str] = (),
         capture: CapturePolicy | None = None,
+        budgets: BudgetTracker | None = None,
     ) -> None:
         self._submit = submit
+        self._budgets = budgets  # opt-in blocking (budgets/tracker.py); None: never blocks
         self._own_ports = frozenset(own_ports)
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
@@ -281,6 +286,10 @@ class MeterAddon:
             await self._owner_known(call.owner_known)
         call.request_body = flow.request.raw_content or b""
         call.request_encoding = flow.request.headers.get("content-encoding")
+        budgets = self._budgets
+        # One attribute read when no budget blocks; the rest only while one does.
+        if budgets is not None and budgets.blocking and await self._refused(flow, call, budgets):
+            return
         if call.request_encoding or not providers.may_inject_stream_usage(
             call.route, call.request_body
         ):
@@ -298,6 +307,32 @@ class MeterAddon:
             # The usage filter rewrites SSE text, so the stream must come back uncompressed.
             flow.request.headers["accept-encoding"] = "identity"
             call.usage_injected = True
+
+    async def _refused(
+        self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker
+    ) -> bool:
+        """Answer the call ourselves when a blocking budget covers it. Only reached while some
+        budget blocks; waits (≤ OWNER_WAIT_SECONDS) for the connection's owner if the project
+        or client is not known yet. Any doubt lets the call through."""
+        project, process = call.project, None
+        if self._attributor is not None:
+            if call.lookup is not None and not call.lookup.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        asyncio.shield(asyncio.wrap_future(call.lookup)), OWNER_WAIT_SECONDS
+                    )
+            project, process = self._attributor.peek(call.lookup, call.project, call.user_agent)
+        body = None if call.request_encoding else call.request_body
+        refusal = budgets.check(
+            call.route.provider, project, process, call.user_agent, body, call.route.model_from_path
+        )
+        if refusal is None:
+            return False
+        content, headers = refusal_body(call.route.wire, refusal.message())
+        flow.response = http.Response.make(REFUSAL_STATUS, content, headers)
+        self._open_calls.pop(flow.id, None)  # nothing was spent: no ledger row
+        log.info("budget %r refused a call to %s", refusal.budget.name, call.host)
+        return True
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response

@@ -39,6 +39,9 @@ from halton_meter.attribution.resolver import Attributor
 from halton_meter.bodies.policy import CapturePolicy
 from halton_meter.bodies.sink import BodySink
 from halton_meter.bodies.store import BodyStore, ExpiryLoop
+from halton_meter.budgets.alerts import AlertDispatcher, CommandNotifier
+from halton_meter.budgets.keeper import BudgetKeeper
+from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
@@ -136,8 +139,23 @@ async def run_daemon(
     capture = CapturePolicy(config.body_capture, tagging_rules=bool(config.tagging_rules))
     bodies = BodyStore(paths.bodies)
     body_sink = BodySink(capture, bodies)
+    alerts = config.alerts
+    dispatcher = AlertDispatcher(
+        paths.home,
+        alerts.webhook_url,
+        alerts.webhook_format,
+        alerts.webhook_secret,
+        CommandNotifier() if alerts.desktop else None,
+    )
+    dispatcher.start()
+    budgets = BudgetTracker(config.budgets, paths.home, paths.ledger, dispatcher.submit)
+    budgets.seed()  # a ledger that cannot be read: logged, calls go through (fail open)
+    budget_keeper = BudgetKeeper(budgets, paths.config)
     builder = RowBuilder(
-        config.price_overrides, attributor, config.default_project, on_row=body_sink.row_built
+        config.price_overrides,
+        attributor,
+        config.default_project,
+        on_row=(lambda row, _facts: budgets.add(row), body_sink.row_built),
     )
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
@@ -165,6 +183,7 @@ async def run_daemon(
         proxy_port=config.daemon.proxy_port,
         gated_clients=config.chatgpt_clients,
         capture=capture,
+        budgets=budgets,
     )
     master.addons.add(
         core.Core(),
@@ -233,7 +252,9 @@ async def run_daemon(
 
     # Metering first: the API (FastAPI, uvicorn: about a second to import) comes up on a
     # thread of its own, so a restarted or respawned daemon takes hand-offs sooner.
-    api = ApiStarter(config, paths, writer, lag, behind_edge, publish, wait=intake.took_over)
+    api = ApiStarter(
+        config, paths, writer, lag, behind_edge, publish, wait=intake.took_over, budgets=budgets
+    )
     publish(config.daemon.api_port)
     api.begin()
     drain_task = asyncio.create_task(
@@ -243,6 +264,7 @@ async def run_daemon(
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
     cloud_sync.start()
+    budget_keeper.start()
     # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
     spool_ingest = SpoolIngest(paths.home, paths.ledger)
     spool_ingest.start()
@@ -262,6 +284,9 @@ async def run_daemon(
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
+        budget_keeper.stop()
+        budgets.write_state()
+        dispatcher.stop()
         cloud_sync.stop()
         spool_ingest.stop()
         body_expiry.stop()
@@ -326,10 +351,11 @@ class ApiStarter:
         publish: Callable[[int | None], None],
         *,
         wait: bool,
+        budgets: BudgetTracker | None = None,
     ) -> None:
         # The token file now, not on the thread: it is the daemon's, there once it runs.
         token = load_or_create_token(paths)
-        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge)
+        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge, budgets)
         self._publish = publish
         self._wait = wait
         self._stopping = threading.Event()
@@ -382,6 +408,7 @@ def _make_api(
     writer: LedgerWriter,
     lag: LedgerLag,
     behind_edge: bool,
+    budgets: BudgetTracker | None = None,
 ) -> ApiThread:
     from halton_meter.api.app import ApiSettings
     from halton_meter.api.thread import ApiThread
@@ -398,6 +425,7 @@ def _make_api(
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
         quota_warn_at=config.quota_warn_at,
+        budgets=budgets.api_view if budgets is not None else None,
     )
     return ApiThread(settings)
 

@@ -91,6 +91,7 @@ def main() -> None:
         "dashboard_cmd",
         "projects_cmd",
         "quota_cmd",
+        "budget_cmd",
         "pricing_cmd",
         "reconcile_cmd",  # the ledger against the providers' reports (issue 23)
         "lifecycle_cmd",

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.budget_cmd import budget_status
 from halton_meter.cli.quota_cmd import status_warnings
 from halton_meter.lifecycle import install, this_os
 from halton_meter.lifecycle.ports import effective_config
@@ -267,6 +268,7 @@ def status(ctx: Context, as_json: bool) -> None:
     supervisor = this_os.supervisor()
     report = install.status(ctx.config, ctx.paths, supervisor.kind)
     report["quota_warnings"] = status_warnings(ctx.paths.ledger, ctx.config.quota_warn_at)
+    report["budgets"] = budget_status(ctx)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         sys.exit(report["exit_code"])
@@ -303,6 +305,8 @@ def status(ctx: Context, as_json: bool) -> None:
     console.print(f"Rows recorded today: {report['rows_today']}")
     for line in report["quota_warnings"]:
         console.print(f"[yellow]Quota warning:[/] {line}")
+    for line in report["budgets"]["lines"]:
+        console.print(f"Budget {line}")
     gaps = report["unmetered"]
     for hole in gaps["recorded"]:
         console.print(f"[yellow]Not metered today: {hole['text']}[/]")

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.budget_cmd import forecasts, print_forecasts
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger import spans
 from halton_meter.ledger.db import connect
@@ -195,12 +196,14 @@ def report(
         payload["unmetered"] = [hole.as_json() for hole in gaps]
         if before is not None and earlier is not None:
             payload.update(previous_json(result, before, groups, earlier))
+        payload["forecasts"] = forecasts(ctx)  # budgets and projects, this period's pace
         click.echo(json.dumps(payload, indent=2))
         return
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
     _render_report(result, groups, window, ctx.config.display, before)
+    print_forecasts(ctx, forecasts(ctx))
     if gaps:
         console = Console()
         _print_holes(console, gaps)

@@ -67,15 +67,23 @@ class RowBuilder:
         overrides: Sequence[PriceOverride] = (),
         attributor: Attributor | None = None,
         default_project: str = "misc",
-        on_row: Callable[[LedgerRow, CallFacts], None] | None = None,
+        on_row: Sequence[Callable[[LedgerRow, CallFacts], None]] = (),
     ) -> None:
         self.overrides = tuple(overrides)
+        # Told of each row as soon as it is built, on the writer thread and before the commit:
+        # the budgets' running totals (budgets/tracker.py: a limit is seen at once) and body
+        # capture (bodies/sink.py). None of them may raise.
+        self.on_row = tuple(on_row)
         self.attributor = attributor
         self.default_project = default_project
-        # Told of every row built (body capture, bodies/sink.py); must not raise.
-        self.on_row = on_row
 
     def build(self, facts: CallFacts) -> LedgerRow:
+        row = self._build(facts)
+        for observer in self.on_row:
+            observer(row, facts)
+        return row
+
+    def _build(self, facts: CallFacts) -> LedgerRow:
         result, request, route = facts.result, facts.request, facts.route
         usage = result.usage
         error_class = facts.failure or classify_error(facts.http_status, result.provider_error_code)
@@ -148,8 +156,6 @@ class RowBuilder:
             cloud_region=route.region,
             cloud_project=route.cloud_project,
         )
-        if self.on_row is not None:
-            self.on_row(row, facts)
         return row
 
     def _attribution(self, facts: CallFacts) -> Attribution:

@@ -270,14 +270,48 @@ function quotaPanel(quota) {
         el("td", { text: shares(w.clients, "client") })))))));
 }
 
+function budgetsPanel(budgets) {
+  // Local only (GET /v1/budgets): each budget's period, spend, state and forecast, and each
+  // project's forecast for the month.
+  if (!budgets || (!budgets.budgets.length && !budgets.projects.length)) return null;
+  const usdBudgets = budgets.budgets.filter((b) => b.kind === "usd");
+  const failures = budgets.alert_failures || [];
+  return el("div", { class: "panel", id: "budgets-panel" },
+    el("h2", { text: "Budgets and forecasts" }),
+    budgets.known ? null : el("div", { class: "warning", text: "Budget state unknown (the ledger could not be read): calls go through unchecked." }),
+    failures.length ? el("div", { class: "warning", id: "budget-alert-failures" },
+      `${failures.length} alert(s) not delivered; last: ${failures[failures.length - 1].channel}: ${failures[failures.length - 1].problem}`) : null,
+    usdBudgets.length ? el("div", { class: "scroll" }, el("table", { id: "budgets-table" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "budget" }), el("th", { text: "period" }),
+        el("th", { class: "num", text: "spent" }), el("th", { class: "num", text: "limit" }),
+        el("th", { class: "num", text: "used" }), el("th", { text: "state" }),
+        el("th", { text: "forecast" }))),
+      el("tbody", {}, usdBudgets.map((b) => el("tr", { class: b.state === "ok" ? "" : "quota-warn" },
+        el("td", { text: b.name }), el("td", { text: b.window_text }),
+        el("td", { class: "num", text: usd(b.spent_usd) }),
+        el("td", { class: "num", text: usd(b.amount_usd) }),
+        el("td", { class: "num", text: b.percent === null ? "—" : b.percent.toFixed(1) + "%" }),
+        el("td", { text: b.state + (b.hold ? ` (${b.hold})` : "") }),
+        el("td", { text: b.forecast_text })))))) : null,
+    budgets.projects.length ? el("div", { class: "scroll" }, el("table", { id: "project-forecasts" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "project" }), el("th", { class: "num", text: "this month" }),
+        el("th", { class: "num", text: "at this pace by month end" }))),
+      el("tbody", {}, budgets.projects.slice(0, 10).map((p) => el("tr", {},
+        el("td", { text: p.project }), el("td", { class: "num", text: usd(p.spent_usd) }),
+        el("td", { class: "num", text: p.forecast_usd === null ? "—" : usd(p.forecast_usd) })))))) : null);
+}
+
 async function overview(view) {
-  const [month, previous, recent, quota, gaps, reconciled] = await Promise.all([
+  const [month, previous, recent, quota, gaps, reconciled, budgets] = await Promise.all([
     api(`/v1/stats?since=${monthStart(0)}`),
     api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
     api(`/v1/stats?since=${isoDay(29)}`),
     isTeam() ? null : api("/v1/quota").catch(() => null),
     isTeam() ? null : api(`/v1/unmetered?since=${isoDay(29)}`).catch(() => null),
     isTeam() ? null : api("/v1/reconcile").catch(() => null),
+    isTeam() ? null : api("/v1/budgets").catch(() => null),
   ]);
   const s = recent.summary;
   fill(view, 
@@ -296,6 +330,7 @@ async function overview(view) {
       card("card-cache", "Cache hit rate, 30 days", (s.cache_hit_rate * 100).toFixed(1) + "%",
         s.last_request_at ? `last request ${s.last_request_at.replace("T", " ").slice(0, 19)} UTC` : "no requests yet")),
     quotaPanel(quota),
+    budgetsPanel(budgets),
     el("div", { class: "panel" },
       el("h2", { text: "Spend per day, last 30 days, by provider" }),
       el("div", { class: "chart" }, el("canvas", { id: "chart-spend-30d" }))),
