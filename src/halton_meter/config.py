@@ -265,8 +265,9 @@ def parse_config(text: str, source: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         # Python 3.12's error has no lineno attribute; its message ends "(at line N, column M)".
         found = re.search(r"line (\d+)", str(error))
-        line = int(found.group(1)) if found else None
-        raise ConfigError(source, "(syntax)", line, str(error)) from None
+        # "(at end of document)": the last line, so the message still says where to look.
+        at = int(found.group(1)) if found else text.count("\n") + 1
+        raise ConfigError(source, "(syntax)", at, str(error)) from None
 
     def fail(table: str, key: str | None, problem: str, index: int = 0) -> ConfigError:
         name = f"{table}.{key}" if key else table
