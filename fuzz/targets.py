@@ -31,11 +31,14 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from halton_meter import providers
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.resolve import is_loopback_name
 from halton_meter.capture.tap import StreamTap
+from halton_meter.config import ConfigError, parse_config
 from halton_meter.edge.wire import REASONS, WireError, parse_request, parse_response
 from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.row import INSERT_SQL
@@ -45,6 +48,7 @@ from halton_meter.providers.registry import WIRES
 from halton_meter.providers.sse import SseSplitter
 from halton_meter.providers.stream_usage import InjectedUsageFilter
 from halton_meter.providers.wireformat import WireFormat
+from halton_meter.teamserver import ingest
 
 # --- routes and content types, from the registry ----------------------------------------------
 
@@ -346,8 +350,6 @@ def target_body(data: bytes) -> None:
 
 def check_config(text: str) -> None:
     """A Config, or a ConfigError naming a key; a syntax error also names its line."""
-    from halton_meter.config import ConfigError, parse_config
-
     try:
         parse_config(text, Path("config.toml"))
     except ConfigError as error:
@@ -366,10 +368,6 @@ def target_config(data: bytes) -> None:
 def check_ingest(body: object) -> None:
     """A batch is refused by validation (422, nothing stored) or can be stored: the columns
     the server writes can be computed for every row it accepted."""
-    from pydantic import ValidationError
-
-    from halton_meter.teamserver import ingest
-
     try:
         batch = ingest.Batch.model_validate(body)
     except ValidationError:
