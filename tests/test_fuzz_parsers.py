@@ -8,7 +8,6 @@ formats come from the registry: one added later is tested here without a line ch
 from __future__ import annotations
 
 import json
-import string
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from tests.fuzzing import (
     json_objects,
     json_values,
     mutations,
+    request_heads,
     sse_streams,
 )
 
@@ -61,54 +61,6 @@ def test_every_kept_corpus_input_passes_its_target() -> None:
 
 
 # --- the edge's request head --------------------------------------------------------------------
-
-hosts = st.one_of(
-    st.sampled_from(["api.openai.com", "localhost", "127.1", "[::1]", "[fe80::1%eth0]", "0"]),
-    st.text(alphabet=string.ascii_lowercase + string.digits + ".-_", max_size=300),
-    st.text(max_size=40),
-    st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-    st.integers(0, 6000).map(lambda n: "a" * n),
-)
-ports = st.one_of(
-    st.integers(0, 70000).map(str),
-    st.sampled_from(["", "https", "\xb2", "٣", "9" * 5000, "-1", "443 "]),
-)
-
-
-@st.composite
-def request_heads(draw: st.DrawFn) -> bytes:
-    method = draw(st.sampled_from(["CONNECT", "GET", "POST", "OPTIONS", "G\x00T"]))
-    host, port = draw(hosts), draw(ports)
-    authority = f"{host}:{port}" if draw(st.booleans()) else host
-    target = draw(
-        st.sampled_from(
-            [authority, f"http://{authority}/p?q=1", f"https://{authority}/", "/status", "*"]
-        )
-    )
-    version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "http/1.1"]))
-    header_lines = draw(
-        st.lists(
-            st.one_of(
-                st.sampled_from(
-                    [
-                        "Host: x",
-                        "Content-Length: 5",
-                        "Content-Length: \xb2",
-                        "Content-Length: " + "9" * 5000,
-                        "Transfer-Encoding: chunked",
-                        "Transfer-Encoding: gzip",
-                        "Connection: close",
-                        "X-Halton-Client: 1.2.3.4:5",
-                        " folded",
-                    ]
-                ),
-                st.text(max_size=30).filter(lambda t: "\r\n" not in t),
-            ),
-            max_size=5,
-        )
-    )
-    head = "\r\n".join([f"{method} {target} {version}", *header_lines]) + "\r\n\r\n"
-    return head.encode("utf-8", "surrogatepass")
 
 
 @bounded(300)
