@@ -203,6 +203,9 @@ def status(ctx: Context, as_json: bool) -> None:
         )
     console.print(table)
     console.print(f"Rows recorded today: {report['rows_today']}")
+    if report["ledger_problem"]:
+        console.print(f"[red]Not recorded:[/] {escape(report['ledger_problem']['why'])}")
+        console.print(f"fix: {escape(report['ledger_problem']['fix'])}")
     if report["note"]:
         console.print(report["note"])
     if report["state"] == "degraded":
