@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import sys
@@ -71,9 +72,13 @@ def snapshot(procs: core.Processes) -> dict[str, Any]:
     }
 
 
-async def added_latency(direct: core.Target, meter: core.Target, requests: int) -> dict[str, Any]:
+async def added_latency(
+    direct: core.Target, meter: core.Target, requests: int, procs: core.Processes
+) -> dict[str, Any]:
     """Added p50/p90 of sequential non-streamed calls (alternating blocks, one keep-alive
-    connection each way)."""
+    connection each way), and the CPU other processes used meanwhile (% of one core)."""
+    pids = [os.getpid(), procs.meter_pid()] + ([procs.fake.pid] if procs.fake else [])
+    background = core.Background(pids)
     conns = {"direct": await direct.connect(), "meter": await meter.connect()}
     targets = {"direct": direct, "meter": meter}
     samples: dict[str, list[float]] = {"direct": [], "meter": []}
@@ -91,6 +96,7 @@ async def added_latency(direct: core.Target, meter: core.Target, requests: int) 
     figures |= {f"{n}_p90_ms": core.ms(core.pct(v, 90)) for n, v in samples.items()}
     figures["added_p50_ms"] = round(figures["meter_p50_ms"] - figures["direct_p50_ms"], 3)
     figures["added_p90_ms"] = round(figures["meter_p90_ms"] - figures["direct_p90_ms"], 3)
+    figures["background_cpu_pct"] = background.percent()
     return figures
 
 
@@ -164,6 +170,7 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
     # Within 10 % of the start; an added p50 below 0.1 ms is inside the noise either way.
     allowed = max(abs(start_p50) * 0.10, 0.1)
     missing = result["rows_expected"] - result["rows_added"]
+    fresh_p50 = result["latency_fresh_daemon"]["added_p50_ms"]
     # Threads are shown in the snapshots, not checked: worker pools start and retire threads.
     checks: list[tuple[str, Any, str, bool]] = [
         ("rss_growth_mb", rss_growth, "<= 5", rss_growth <= 5),
@@ -179,6 +186,12 @@ def verdicts(result: dict[str, Any]) -> list[tuple[str, Any, str, bool]]:
             round(end_p50 - start_p50, 3),
             f"within ±{allowed:.3f}",
             abs(end_p50 - start_p50) <= allowed,
+        ),
+        (
+            "aged_vs_fresh_p50_ms",
+            round(end_p50 - fresh_p50, 3),
+            f"within ±{max(abs(fresh_p50) * 0.10, 0.1):.3f}",
+            abs(end_p50 - fresh_p50) <= max(abs(fresh_p50) * 0.10, 0.1),
         ),
         ("rows_missing", missing, "0", missing == 0),
     ]
@@ -198,15 +211,17 @@ async def soak(args: argparse.Namespace, procs: core.Processes) -> dict[str, Any
     result: dict[str, Any] = {"config": vars(args).copy(), "days": []}
     await Day(meter, rng, args.warmup).run(0.0)
     procs.wait_ledger(args.prefill + meter.requests)
-    result["latency_start"] = await added_latency(direct, meter, args.latency_requests)
+    result["latency_start"] = await added_latency(direct, meter, args.latency_requests, procs)
     procs.wait_ledger(args.prefill + meter.requests)
     result["start"] = result["daemon_baseline"] = snapshot(procs)
     print(f"start: {result['start']} {result['latency_start']}", flush=True)
     failed = 0
+    baseline_day = 1  # the daemon's first full day of the mix is its warm-up
     for number in range(1, args.days + 1):
         day = Day(meter, rng, args.calls_per_day)
         began = time.monotonic()
         await day.run(args.idle_seconds)
+        await asyncio.sleep(1.0)  # the daemon sees the day's last closes before the snapshot
         failed += day.failed
         figures: dict[str, Any] = {
             "day": number,
@@ -223,19 +238,35 @@ async def soak(args: argparse.Namespace, procs: core.Processes) -> dict[str, Any
             figures["restart_exit_code"] = code
             await Day(meter, rng, args.warmup).run(0.0)  # the new daemon's warm-up
             procs.wait_ledger(args.prefill + meter.requests)
-            result["daemon_baseline"] = snapshot(procs)
+            result["after_restart"] = snapshot(procs)
+            baseline_day = number + 1  # its first full day completes its warm-up
+        if number == baseline_day:
+            result["daemon_baseline"] = figures | {"baseline": f"end of day {number}"}
         result["days"].append(figures)
         print(f"day {number}: {figures}", flush=True)
-    result["latency_end"] = await added_latency(direct, meter, args.latency_requests)
+    result["latency_end"] = await added_latency(direct, meter, args.latency_requests, procs)
     procs.wait_ledger(args.prefill + meter.requests, settle=10)
+    await asyncio.sleep(1.0)
     result["end"] = snapshot(procs)
+    # Control: a fresh daemon on the same ledger, measured right after. Aged and fresh alike
+    # means the week cost nothing; a start/end difference then comes from the machine.
+    procs.stop_meter()
+    procs.start_meter()
+    meter.address = ("127.0.0.1", procs.meter_port)
+    await Day(meter, rng, args.warmup).run(0.0)
+    result["latency_fresh_daemon"] = await added_latency(
+        direct, meter, args.latency_requests, procs
+    )
+    procs.wait_ledger(args.prefill + meter.requests, settle=10)
+    result["end_rows_after_control"] = procs.ledger_rows()
     result["rows_expected"] = meter.requests  # every LLM call answered through the meter
-    result["rows_added"] = result["end"]["ledger_rows"] - args.prefill
+    result["rows_added"] = result["end_rows_after_control"] - args.prefill
     result["calls_failed"] = failed  # connections that failed before an answer
     result["answers_not_200"] = meter.errors  # the errors the fake was asked for
     checks = verdicts(result)
     result["checks"] = {name: {"value": v, "target": t, "ok": ok} for name, v, t, ok in checks}
     print(f"end: {result['end']} {result['latency_end']}")
+    print(f"fresh daemon, same ledger, right after: {result['latency_fresh_daemon']}")
     for name, value, target, ok in checks:
         print(f"  {name:<22} {value!s:>12}  target {target:<14} {'ok' if ok else 'MISSED'}")
     return result

@@ -22,7 +22,7 @@ WORK = ROOT / "work"
 FINDINGS = ROOT / "findings"
 
 
-def _atheris(target: str, seconds: int, merge: bool, extra: list[str]) -> int:
+def _atheris(target: str, seconds: int, merge: bool, inner: bool, extra: list[str]) -> int:
     import atheris
 
     with atheris.instrument_imports(include=["halton_meter"]):
@@ -30,8 +30,15 @@ def _atheris(target: str, seconds: int, merge: bool, extra: list[str]) -> int:
     corpus, work = ROOT / "corpus" / target, WORK / target
     work.mkdir(parents=True, exist_ok=True)
     FINDINGS.mkdir(exist_ok=True)
-    if merge:  # keep only what adds coverage to the kept corpus
-        args = [sys.argv[0], "-merge=1", str(corpus), str(work)]
+    # libFuzzer's merge runs the fuzzer again as a command: its argv[0], which must be
+    # executable, so a small script that comes back here with the flags it is given.
+    again = WORK / f"again-{target}.sh"
+    again.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m fuzz.run {target} --inner "$@"\n')
+    again.chmod(0o755)
+    if inner:  # a merge's child: exactly the flags libFuzzer gave
+        args = [str(again), *extra]
+    elif merge:  # keep only what adds coverage to the kept corpus
+        args = [str(again), "-merge=1", str(corpus), str(work)]
     else:
         args = [
             sys.argv[0],
@@ -97,6 +104,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=1800)
     parser.add_argument("--merge", action="store_true", help="fold work/ into the corpus")
     parser.add_argument("--hypothesis", action="store_true", help="even if Atheris is there")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args, extra = parser.parse_known_args()
     try:
         import atheris  # noqa: F401
@@ -108,7 +116,7 @@ def main() -> None:
         # Loaded uninstrumented above; drop them so the fuzzer sees instrumented code.
         for name in [n for n in sys.modules if n.startswith(("halton_meter", "fuzz.targets"))]:
             del sys.modules[name]
-        sys.exit(_atheris(args.target, args.seconds, args.merge, extra))
+        sys.exit(_atheris(args.target, args.seconds, args.merge, args.inner, extra))
     sys.exit(_hypothesis(args.target, args.seconds))
 
 
