@@ -297,6 +297,28 @@ def test_config_syntax_errors_name_a_line(text: str, line: int) -> None:
     assert raised.value.line == line
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('# c\n[pricing]\noverrides = [""]\n', "pricing.overrides[0]", 3),
+        ("# c\n[pricing]\noverrides = [[]]\n", "pricing.overrides[0]", 3),
+        ("[tagging]\nrules = [1]\n", "tagging.rules[0]", 2),
+        ('[tagging]\n\nrules = [{ project = "x" }]\n', "tagging.rules[0]", 3),
+        ("[display]\nusd_rate = nan\n", "display.usd_rate", 2),  # was decimal.InvalidOperation
+        ("[display]\nusd_rate = inf\n", "display.usd_rate", 2),  # was accepted
+    ],
+)
+def test_config_errors_found_by_fuzzing_name_key_and_line(text: str, key: str, line: int) -> None:
+    """Regressions (issue 18, found by the property test above): a bad entry of an inline
+    array (`overrides = [...]`, not `[[pricing.overrides]]`) was reported without a line;
+    `usd_rate = nan` raised decimal.InvalidOperation instead of a ConfigError, and `inf` was
+    taken as a rate."""
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text, Path("config.toml"))
+    assert raised.value.key == key
+    assert raised.value.line == line
+
+
 # --- the team server's ingest (pydantic only, no PostgreSQL) -----------------------------------
 
 

@@ -108,6 +108,14 @@ def _locate(text: str, table: str, key: str | None, index: int = 0) -> int | Non
     return None
 
 
+def _locate_entry(text: str, table: str, key: str | None, index: int) -> int | None:
+    """`_locate` for an array of tables (`[[pricing.overrides]]`), falling back to the line
+    of the array itself when it is written inline (`overrides = [...]` under `[pricing]`,
+    found by fuzz/, issue 18)."""
+    parent, _, name = table.rpartition(".")
+    return _locate(text, table, key, index) or _locate(text, parent, name)
+
+
 # --- value checks ---------------------------------------------------------------------------
 
 
@@ -175,8 +183,8 @@ def _rate(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Problem(f"expected a number (units of your currency per USD), got {value!r}")
     rate = Decimal(str(value))
-    if rate <= 0:
-        raise _Problem("must be greater than 0")
+    if not rate.is_finite() or rate <= 0:  # nan compared raised InvalidOperation (fuzz/)
+        raise _Problem(f"must be a number greater than 0, got {value!r}")
     return rate
 
 
@@ -378,7 +386,7 @@ def _tagging_rules(data: dict[str, Any], text: str, source: Path) -> tuple[Taggi
 
     def fail(key: str | None, problem: str, index: int = 0) -> ConfigError:
         name = f"tagging.rules[{index}]" + (f".{key}" if key else "")
-        return ConfigError(source, name, _locate(text, "tagging.rules", key, index), problem)
+        return ConfigError(source, name, _locate_entry(text, "tagging.rules", key, index), problem)
 
     if not isinstance(raw, list):
         raise ConfigError(
@@ -432,7 +440,7 @@ def _price_overrides(pricing: Any, text: str, source: Path) -> tuple[PriceOverri
 
     try:
         return parse_overrides(
-            raw, lambda index, key: _locate(text, "pricing.overrides", key, index)
+            raw, lambda index, key: _locate_entry(text, "pricing.overrides", key, index)
         )
     except OverrideError as error:
         key = f"pricing.overrides[{error.index}]" + (f".{error.key}" if error.key else "")
