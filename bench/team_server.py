@@ -12,9 +12,10 @@ process, and 20 machines, each a real SQLite ledger drained by the real sync cli
 
 1. Ingest: every machine pushes its whole queue at once; rows/s = rows stored / wall time.
    Target >= 5,000 rows/s. Per-batch latency p50/p99 from the client side.
-2. Rollup: 10 M rows spread over 30 days, 20 machines, 12 projects, 6 models are generated
+2. Rollup: 10 M rows spread over 30 days, 20 machines, 200 projects, 6 models are generated
    in PostgreSQL with generate_series (INSERT ... SELECT, no client round trips), then the
-   daily rollups are rebuilt from them (timed, the same aggregation ingest keeps up to date),
+   daily rollups (and the two coarser tables, from them) are rebuilt (timed, the same sums
+   ingest keeps up to date),
    then `GET /v1/stats?since=30d` is timed over HTTP (p50/max of 10). Target <= 1 s. For
    scale, the same totals straight from the raw ledger rows are timed once.
 It prints figures and writes JSON; it asserts nothing.
@@ -49,12 +50,13 @@ from halton_meter.cloud.credentials import Credentials  # noqa: E402
 from halton_meter.config import CloudSettings  # noqa: E402
 from halton_meter.ledger.db import connect  # noqa: E402
 from halton_meter.ledger.row import INSERT_SQL, ROW_COLUMNS  # noqa: E402
-from halton_meter.teamserver import pairing  # noqa: E402
+from halton_meter.teamserver import accounts, pairing  # noqa: E402
 from halton_meter.teamserver.schema import migrate  # noqa: E402
 
 METER = str(Path(sys.executable).parent / "halton-meter")
 OWN_ROOTS: list[int] = [os.getpid()]  # + the server and the postmaster, once started
 MACHINES = 20
+PROJECTS = 200
 
 
 class CpuMeter:
@@ -275,7 +277,7 @@ SELECT %(workspace)s, (%(machines)s::uuid[])[1 + g %% 20], 'gen' || g,
            'gemini-2.5-pro'])[1 + (g / 3) %% 6],
     true, 1000 + g %% 500, 2000, 300, 400 + g %% 100, 200,
     CASE WHEN g %% 50 = 0 THEN 'error' ELSE 'ok' END, 900 + g %% 300, true,
-    'project-' || ((g / 7) %% 12), 1234567, 1234567 + g %% 7, 'generated'
+    'project-' || ((g / 7) %% %(projects)s), 1234567, 1234567 + g %% 7, 'generated'
 FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g
 """
 
@@ -299,7 +301,11 @@ FROM ledger WHERE workspace_id = %(workspace)s GROUP BY 1, 2, 3, 4, 5, 6
 def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
     from datetime import UTC, datetime, timedelta
 
-    from halton_meter.teamserver.schema import ensure_partitions, month_start
+    from halton_meter.teamserver.schema import (
+        coarser_rollup_statements,
+        ensure_partitions,
+        month_start,
+    )
 
     with psycopg.connect(dsn, autocommit=True) as pg:
         pg.execute("INSERT INTO workspaces (name) VALUES ('bench-rollup')")
@@ -327,6 +333,7 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
                     "workspace": workspace,
                     "machines": machines,
                     "total": total,
+                    "projects": PROJECTS,
                     "start": start,
                     "stop": min(total, start + chunk) - 1,
                 },
@@ -336,11 +343,21 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
         pg.execute("VACUUM ANALYZE ledger")
         started = time.perf_counter()
         pg.execute(REBUILD_SQL, {"workspace": workspace})
+        for table in ("daily_machine_rollups", "daily_project_rollups"):
+            pg.execute(coarser_rollup_statements(table)[1])  # filled from daily_rollups
         rebuild_seconds = time.perf_counter() - started
         pg.execute("VACUUM ANALYZE daily_rollups")
+        pg.execute("VACUUM ANALYZE daily_machine_rollups")
+        pg.execute("VACUUM ANALYZE daily_project_rollups")
         rollup_rows = pg.execute(
             "SELECT count(*) FROM daily_rollups WHERE workspace_id = %s", (workspace,)
         ).fetchone()[0]  # type: ignore[index]
+        coarse_rows = [
+            pg.execute(
+                f"SELECT count(*) FROM {table} WHERE workspace_id = %s", (workspace,)
+            ).fetchone()[0]  # type: ignore[index]
+            for table in ("daily_machine_rollups", "daily_project_rollups")
+        ]
         started = time.perf_counter()
         raw = pg.execute(
             "SELECT count(*), sum(cost_nanousd) FROM ledger WHERE workspace_id = %s "
@@ -363,6 +380,8 @@ def bench_rollup(dsn: str, url: str, admin: str, total: int) -> dict[str, Any]:
         "generate_seconds": round(generate_seconds, 1),
         "rollup_rebuild_seconds": round(rebuild_seconds, 1),
         "daily_rollup_rows": rollup_rows,
+        "machine_rollup_rows": coarse_rows[0],
+        "project_rollup_rows": coarse_rows[1],
         "stats_30d_ms_p50": round(statistics.median(timings), 1),
         "stats_30d_ms_max": round(max(timings), 1),
         "stats_30d_requests": answer["summary"]["total_requests"],
@@ -388,7 +407,7 @@ def main() -> None:
         dsn = cluster.dsn()
         with psycopg.connect(dsn, autocommit=True) as pg:
             migrate(pg)
-            admin = pairing.create_admin_token(pg, "bench")
+            admin = accounts.create_admin_token(pg, "bench")
         port = free_port()
         server = start_server(dsn, port, work)
         OWN_ROOTS.append(server.pid)

@@ -36,7 +36,6 @@ from pydantic import ValidationError
 from halton_meter import providers
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
-from halton_meter.capture.resolve import is_loopback_name
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import ConfigError, parse_config
 from halton_meter.edge.wire import REASONS, WireError, parse_request, parse_response
@@ -49,6 +48,7 @@ from halton_meter.providers.sse import SseSplitter
 from halton_meter.providers.stream_usage import InjectedUsageFilter
 from halton_meter.providers.wireformat import WireFormat
 from halton_meter.teamserver import ingest
+from halton_meter.upstream import is_loopback_name
 
 # --- routes and content types, from the registry ----------------------------------------------
 

@@ -43,6 +43,17 @@ UPSTREAM_HOSTS = (
     "api.fireworks.ai",
     "api.cerebras.ai",
     "api.perplexity.ai",
+    "chatgpt.com",
+    "bedrock-runtime.us-east-1.amazonaws.com",
+    "bedrock-runtime.us-west-2.amazonaws.com",
+    "bedrock-runtime-fips.us-east-1.amazonaws.com",
+    "aiplatform.googleapis.com",
+    "us-east5-aiplatform.googleapis.com",
+    "us-central1-aiplatform.googleapis.com",
+    "halton-test.openai.azure.com",
+    "halton-test.cognitiveservices.azure.com",
+    "halton-test.services.ai.azure.com",
+    "api.moonshot.ai",
     "example.org",
 )
 

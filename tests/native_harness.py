@@ -60,6 +60,7 @@ CA_NAMES = (
     "NODE_EXTRA_CA_CERTS",
     "GIT_SSL_CAINFO",
     "AWS_CA_BUNDLE",
+    "CODEX_CA_CERTIFICATE",
 )
 
 

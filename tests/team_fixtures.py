@@ -93,7 +93,7 @@ class TeamServer:
         if not self.admin_token:  # `server admin-token` itself is tested once, in test_team_server
             import psycopg
 
-            from halton_meter.teamserver.pairing import create_admin_token
+            from halton_meter.teamserver.accounts import create_admin_token
 
             with psycopg.connect(self.dsn, autocommit=True) as con:
                 self.admin_token = create_admin_token(con, "tests")
@@ -186,21 +186,27 @@ def meter_cli(meter: Meter, *args: str, timeout: float = 60) -> subprocess.Compl
     )
 
 
-def pair(meter: Meter, server: TeamServer, workspace: str, name: str) -> dict[str, Any]:
-    """`cloud connect` on the machine, `server approve CODE` on the server, as users do."""
+def pair(
+    meter: Meter,
+    server: TeamServer,
+    workspace: str,
+    name: str,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """`cloud connect` on the machine, `server approve CODE` on the server, as users do.
+    `command`: the exact `cloud connect ...` words to run (e.g. as doctor printed them)."""
+    words = command or [
+        "cloud",
+        "connect",
+        "--server",
+        server.url,
+        "--workspace",
+        workspace,
+        "--name",
+        name,
+    ]
     connecting = subprocess.Popen(
-        [
-            METER,
-            "cloud",
-            "connect",
-            "--server",
-            server.url,
-            "--workspace",
-            workspace,
-            "--name",
-            name,
-            "--json",
-        ],
+        [METER, *words, "--json"],
         env=meter.run_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -61,6 +61,7 @@ def test_run_sets_proxy_and_ca_variables_and_keeps_no_proxy(meter: Meter) -> Non
         "NODE_EXTRA_CA_CERTS",
         "GIT_SSL_CAINFO",
         "AWS_CA_BUNDLE",
+        "CODEX_CA_CERTIFICATE",
     ):
         assert seen[name] == str(meter.bundle)
     assert seen["NODE_USE_ENV_PROXY"] == "1"

@@ -71,6 +71,9 @@ provider = "corp-gateway"
         ("[daemon]\n\nproxy_port = 'x'\n", "daemon.proxy_port", 3, "expected an integer port"),
         ("[daemon]\nproxy_port = 70000\n", "daemon.proxy_port", 2, "out of range"),
         ("[daemon]\nlog_level = 'loud'\n", "daemon.log_level", 2, "not one of"),
+        ("[daemon]\ndrain_seconds = 61\n", "daemon.drain_seconds", 2, "out of range 0-60"),
+        ("[daemon]\ndrain_seconds = -1\n", "daemon.drain_seconds", 2, "out of range"),
+        ("[daemon]\ndrain_seconds = '30'\n", "daemon.drain_seconds", 2, "number of seconds"),
         ("[deamon]\nproxy_port = 1\n", "deamon", 1, "unknown section"),
         ("[tagging]\ndefault_project = 'Acme Corp'\n", "tagging.default_project", 2, "slug"),
         ("[upstream]\nproxy = 'socks5://x'\n", "upstream.proxy", 2, "proxy URL"),
@@ -115,3 +118,9 @@ def test_cors_allow_origins() -> None:
         with pytest.raises(ConfigError) as error:
             parse_config(f"[cors]\nallow_origins = {bad}\n", SOURCE)
         assert "cors.allow_origins" in str(error.value) and "line 2" in str(error.value)
+
+
+def test_drain_seconds_defaults_to_30_and_takes_fractions() -> None:
+    assert parse_config("", SOURCE).daemon.drain_seconds == 30.0
+    assert parse_config("[daemon]\ndrain_seconds = 2.5\n", SOURCE).daemon.drain_seconds == 2.5
+    assert parse_config("[daemon]\ndrain_seconds = 0\n", SOURCE).daemon.drain_seconds == 0.0

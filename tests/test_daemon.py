@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import select
 import signal
@@ -109,7 +110,9 @@ def test_sigterm_under_load_loses_no_row(fake_upstream: FakeUpstream, tmp_path: 
 def test_call_in_flight_at_shutdown_gets_its_row(
     fake_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    meter = start_meter(tmp_path, fake_upstream)
+    """A call still running when the drain ends (here after 1 s; the stream takes 12 s) is cut
+    and recorded as cut; the drain report says so."""
+    meter = start_meter(tmp_path, fake_upstream, daemon_extra="drain_seconds = 1")
     context = ssl.create_default_context(cafile=str(meter.bundle))
     got_first = threading.Event()
 
@@ -145,6 +148,9 @@ def test_call_in_flight_at_shutdown_gets_its_row(
     (row,) = meter.rows("slow")
     assert (row["tokens_complete"], row["status"], row["error_class"]) == (0, "error", "network")
     assert row["input_tokens"] == catalog.ANTHROPIC_USAGE["input_tokens"]  # what had arrived
+    report = json.loads((tmp_path / "daemon-drain.json").read_text())
+    assert (report["calls"], report["finished"], report["cut"]) == (1, 0, 1), report
+    assert 1.0 <= report["seconds"] < 3.0 and report["limit"] == 1.0, report
 
 
 def _corporate_proxy(upstream_port: int, seen: list[tuple[str, str]]) -> tuple[int, socket.socket]:

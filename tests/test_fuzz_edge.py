@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from halton_meter.edge.listener import Edge, EdgeSettings, UpstreamError
 from halton_meter.edge.log import JsonLog
+from halton_meter.providers import claimed_hosts
 from tests.conftest import free_port
 from tests.fuzzing import bounded, mutations, request_heads
 
@@ -64,7 +65,7 @@ class Harness:
             port=self.port,
             internal_port=free_port(),  # nothing listens: a claimed host falls back
             own_ports=frozenset({self.port}),
-            claimed=frozenset({("api.openai.com", 443)}),
+            claimed=claimed_hosts(),  # the built-in LLM hosts and host patterns
             resolve={},
             home=home,
             log_file=None,

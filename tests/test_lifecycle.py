@@ -112,7 +112,7 @@ class Install:
 
     def pids(self) -> set[int]:
         found = set()
-        for name in ("edge.json", "daemon.json", "edge.pid", "daemon.pid"):
+        for name in ("guard.json", "edge.json", "daemon.json", "edge.pid", "daemon.pid"):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 found.add(int(json.loads((self.home / name).read_text())["pid"]))
         return found

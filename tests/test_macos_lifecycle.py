@@ -86,6 +86,7 @@ def expected_plists(install: NativeInstall) -> dict[str, dict[str, Any]]:
     common = {
         "WorkingDirectory": str(install.home),
         "EnvironmentVariables": {"HALTON_METER_HOME": str(install.home)},
+        "ExitTimeOut": 75,  # above the longest drain (runstate.STOP_TIMEOUT)
     }
     return {
         EDGE: {
@@ -118,7 +119,7 @@ def test_init_loads_the_agents_publishes_and_skips_trust_already_given(
     wanted = {
         **dict.fromkeys(("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"), proxy),
         **dict.fromkeys(("NO_PROXY", "no_proxy"), "corp.example,localhost,127.0.0.1,::1"),
-        **{name: bundle for name in PUBLISHED[6:12]},
+        **{name: bundle for name in PUBLISHED[6 : 6 + len(CA_NAMES)]},
         "NODE_USE_ENV_PROXY": "1",
     }
     assert changes(fake.commands) == [

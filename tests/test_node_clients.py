@@ -1,5 +1,6 @@
 """Node clients through `halton-meter run`: the Anthropic and OpenAI TypeScript SDKs, and
-Claude Code's CLI (2.1.112, the last pure-JavaScript release, which runs on Node 20)."""
+Claude Code's CLI (2.1.112, the last pure-JavaScript release, which runs on Node 20), on
+Anthropic's API, on Amazon Bedrock and on Google Vertex AI."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import pytest
 
 from tests.conftest import ROOT, Meter
 from tests.fakeupstream import catalog
-from tests.test_clients import metered
+from tests.test_clients import metered, nano
+from tests.test_cloud_clients import (
+    BEDROCK_SONNET_4_5_GLOBAL,
+    VERTEX_SONNET_4_5_GLOBAL,
+    claude_on_bedrock_cost,
+)
 
 NODE_DIR = ROOT / "tests" / "node"
 pytestmark = pytest.mark.skipif(
@@ -74,3 +80,78 @@ def test_claude_code_cli(meter: Meter, project: str, tmp_path: Path) -> None:
     assert row["user_agent"].startswith("claude-cli/2.1.112")
     assert (row["api"], row["stream"], row["tokens_complete"]) == ("messages", 1, 1)
     assert row["output_tokens"] == catalog.ANTHROPIC_USAGE["output_tokens"]
+
+
+def _claude_code(meter: Meter, project: str, home: Path, **env: str) -> str:
+    claude = NODE_DIR / "node_modules" / ".bin" / "claude"
+    done = metered(
+        meter,
+        project,
+        str(claude),
+        "-p",
+        "say hello",
+        HOME=str(home),
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+        **env,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+def test_claude_code_on_bedrock(meter: Meter, project: str, tmp_path: Path) -> None:
+    model = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    out = _claude_code(
+        meter,
+        project,
+        tmp_path,
+        CLAUDE_CODE_USE_BEDROCK="1",
+        AWS_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLEFAKE00002",
+        AWS_SECRET_ACCESS_KEY="fake-secret-key-never-sent-anywhere-0002",
+        AWS_EC2_METADATA_DISABLED="true",
+        ANTHROPIC_MODEL=model,
+        ANTHROPIC_SMALL_FAST_MODEL=model,
+    )
+    assert catalog.full_text(catalog.DEFAULT_EVENTS) in out
+    rows = meter.wait_rows(project, 1)
+    (row,) = rows
+    assert row["user_agent"].startswith("claude-cli/2.1.112")
+    assert (row["provider"], row["api"], row["model"]) == ("bedrock", "invoke_stream", model)
+    assert (row["stream"], row["tokens_complete"], row["model_family"]) == (1, 1, "anthropic")
+    assert row["output_tokens"] == catalog.BEDROCK_ANTHROPIC_USAGE["output_tokens"]
+    assert row["cost_nanousd"] == claude_on_bedrock_cost(BEDROCK_SONNET_4_5_GLOBAL)
+
+
+def test_claude_code_on_vertex(meter: Meter, project: str, tmp_path: Path) -> None:
+    out = _claude_code(
+        meter,
+        project,
+        tmp_path,
+        CLAUDE_CODE_USE_VERTEX="1",
+        CLAUDE_CODE_SKIP_VERTEX_AUTH="1",  # no Google credentials, no token request
+        CLOUD_ML_REGION="global",
+        ANTHROPIC_VERTEX_PROJECT_ID="proj-halton-test",
+        ANTHROPIC_MODEL="claude-sonnet-4-5@20250929",
+        ANTHROPIC_SMALL_FAST_MODEL="claude-sonnet-4-5@20250929",
+    )
+    assert catalog.full_text(catalog.DEFAULT_EVENTS) in out
+    (row,) = meter.wait_rows(project, 1)
+    assert (row["provider"], row["api"], row["model"]) == (
+        "vertex",
+        "messages",
+        "claude-sonnet-4-5@20250929",
+    )
+    assert (row["cloud_project"], row["cloud_region"]) == ("proj-halton-test", "global")
+    assert (row["stream"], row["tokens_complete"]) == (1, 1)
+    assert row["output_tokens"] == catalog.VERTEX_MESSAGES_USAGE["output_tokens"]
+    raw = catalog.VERTEX_MESSAGES_USAGE
+    one_hour = raw["cache_creation"]["ephemeral_1h_input_tokens"]
+    prices = VERTEX_SONNET_4_5_GLOBAL
+    assert row["cost_nanousd"] == int(
+        nano(prices["input"], raw["input_tokens"])
+        + nano(prices["cache_read"], raw["cache_read_input_tokens"])
+        + nano(prices["write_5m"], raw["cache_creation_input_tokens"] - one_hour)
+        + nano(prices["write_1h"], one_hour)
+        + nano(prices["output"], raw["output_tokens"])
+    )

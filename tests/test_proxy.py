@@ -272,7 +272,7 @@ def test_resolver_refuses_names_that_lead_to_own_ports() -> None:
     connection time, whatever the name looked like."""
     import asyncio
 
-    from halton_meter.capture.resolve import OwnListenerError, install_resolver
+    from halton_meter.upstream import OwnListenerError, install_resolver
 
     async def attempt(host: str, port: int) -> str:
         loop = asyncio.get_running_loop()

@@ -40,6 +40,7 @@ def random_rows(count: int, seed: int) -> list[Any]:
                 cost_nanousd=rng.choice([None, rng.randrange(10**9)]),
                 latency_ms=rng.choice([None, rng.random() * 1000]),
                 status=rng.choice(["ok", "ok", "error"]),
+                billing=rng.choice(["api", "subscription", "unknown"]),
             )
         )
     return rows
@@ -57,10 +58,12 @@ def by_hand(con: sqlite3.Connection, since: str | None, until: str | None) -> di
     sql = (
         "SELECT substr(requested_at, 1, 10), project, "
         "COUNT(*), SUM(status != 'ok'), SUM(COALESCE(input_tokens, 0)), "
-        "SUM(COALESCE(output_tokens, 0)), SUM(COALESCE(cost_nanousd, 0)), "
-        "SUM(cost_nanousd IS NULL), COUNT(latency_ms) FROM requests"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + " GROUP BY 1, 2"
+        "SUM(COALESCE(output_tokens, 0)), "
+        # Money spent leaves subscription calls out; their API-equivalent value is apart.
+        "SUM(CASE WHEN billing = 'subscription' THEN 0 ELSE COALESCE(cost_nanousd, 0) END), "
+        "SUM(cost_nanousd IS NULL), COUNT(latency_ms), SUM(billing = 'subscription'), "
+        "SUM(CASE WHEN billing = 'subscription' THEN COALESCE(cost_nanousd, 0) ELSE 0 END) "
+        "FROM requests" + (" WHERE " + " AND ".join(where) if where else "") + " GROUP BY 1, 2"
     )
     return {(row[0], row[1]): row[2:] for row in con.execute(sql, params)}
 
@@ -74,6 +77,8 @@ def from_rollup(con: sqlite3.Connection, since: str | None, until: str | None) -
         "cost_nanousd",
         "unpriced_requests",
         "latency_count",
+        "subscription_requests",
+        "subscription_value_nanousd",
     )
     return {
         (item["day"], item["project"]): tuple(item[name] for name in names)
@@ -103,6 +108,8 @@ def test_rollup_follows_inserts_updates_and_deletes(tmp_path: Path) -> None:
     con.execute("UPDATE requests SET project = 'renamed' WHERE project = 'b'")
     con.execute("UPDATE requests SET cost_nanousd = NULL WHERE id < ?", (f"{40:024x}",))
     check(con)
+    con.execute("UPDATE requests SET billing = 'subscription' WHERE billing = 'unknown'")
+    check(con)
     con.execute("DELETE FROM requests WHERE project = 'c'")
     check(con)
     # A key whose rows all moved away is not reported as a group with zero requests.
@@ -123,8 +130,8 @@ def test_migration_fills_the_rollup_from_existing_rows(tmp_path: Path) -> None:
         for statement in statements:
             old.execute(statement)
         old.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (number, name))
-    # That release's columns: those of migrations 1 and 2 (`wire` came with migration 5).
-    columns = [name for name in ROW_COLUMNS if name != "wire"]
+    # That release's columns: those of migrations 1 and 2 (later ones came with migration 5 on).
+    columns = list(ROW_COLUMNS[: ROW_COLUMNS.index("wire")])
     insert = f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     old.executemany(insert, [row.values()[: len(columns)] for row in random_rows(400, seed=2)])
     old.close()

@@ -4,8 +4,10 @@ ingest price the same row identically, through `pricing.price_row`.
 The cases are the ones where they used to disagree: a user endpoint declared with Code Assist's
 wire format (capture decided by wire, reprice and the server by host), and the self-test row.
 Expected costs: Anthropic's published prices (claude.com/pricing), Claude Sonnet 4.5 at $3
-input and $15 output per million tokens. Also: ledger migration 5 backfills `wire` on existing
-rows with the one rule the server uses for rows from older machines.
+input and $15 output per million tokens; Google's (ai.google.dev/gemini-api/docs/pricing),
+Gemini 2.5 Pro at $1.25 input (prompts up to 200k tokens) and $10 output per million tokens.
+Also: ledger migration 5 backfills `wire` on existing rows with the one rule the server uses for
+rows from older machines, and migration 6 tells Code Assist's rows to be subscription calls.
 """
 
 from __future__ import annotations
@@ -39,8 +41,11 @@ from halton_meter.teamserver.ingest import WireRow, columns_for
 from tests.test_ledger import Ready, sample_row
 
 SONNET_INPUT, SONNET_OUTPUT = 3, 15  # USD per million tokens
+GEMINI_25_PRO_INPUT, GEMINI_25_PRO_OUTPUT = Decimal("1.25"), 10  # USD per million tokens
+# 1000 prompt and 100 output tokens (gemini_body) at Gemini 2.5 Pro's list price, in nano-USD.
+GEMINI_BODY_VALUE = int(1000 * GEMINI_25_PRO_INPUT * 1000 + 100 * GEMINI_25_PRO_OUTPUT * 1000)
 STARTED = 1_767_000_000.0  # 2025-12-29, inside Sonnet 4.5's current price
-# Provider "google", so a list price exists: only the billing rule keeps the row unpriced.
+# Provider "google", so a list price exists: a subscription row gets it as API-equivalent value.
 GATEWAY = Endpoint("gateway.internal", 8443, "gemini-code-assist", "google")
 
 
@@ -107,16 +112,21 @@ def priced_three_ways(tmp_path: Path, row: LedgerRow) -> list[tuple[int | None, 
     return [(row.cost_nanousd, row.price_source), repriced, server]
 
 
-def test_a_user_endpoint_speaking_code_assist_is_unpriced_everywhere(tmp_path: Path) -> None:
+def test_a_user_endpoint_speaking_code_assist_is_valued_at_api_price_everywhere(
+    tmp_path: Path,
+) -> None:
     route = route_for("gateway.internal", 8443, "/v1internal:generateContent", (GATEWAY,))
     assert route is not None and route.wire == "gemini-code-assist"
     row = RowBuilder().build(
         captured(route, "gateway.internal", gemini_body("gemini-2.5-pro")).facts()
     )
     assert (row.model, row.input_tokens, row.wire) == ("gemini-2.5-pro", 1000, "gemini-code-assist")
-    # Reprice and the server used to decide by host: this host is not cloudcode-pa, so they
-    # priced it at Gemini 2.5 Pro's list price. Billed by subscription: unpriced, all three.
-    assert priced_three_ways(tmp_path, row) == [(None, None)] * 3
+    # Billed by subscription (the wire's rule): its price is the API-equivalent value, the same
+    # in all three places, and `billing` keeps it out of money spent.
+    assert row.billing == "subscription"
+    prices = priced_three_ways(tmp_path, row)
+    assert [cost for cost, _ in prices] == [GEMINI_BODY_VALUE] * 3
+    assert len({source for _, source in prices}) == 1
 
 
 def test_the_self_test_row_costs_zero_everywhere(tmp_path: Path) -> None:
@@ -193,8 +203,9 @@ def test_backfill_sql_is_the_same_rule() -> None:
 
 
 def test_migration_5_backfills_wire_and_leaves_the_rollup_alone(tmp_path: Path) -> None:
-    """A ledger written by a release before migration 5 gets `wire` on the next open; the
-    daily rollup's sums are what they were."""
+    """A ledger written by a release before migration 5 gets `wire` on the next open, and
+    migration 6 its `billing`: the daily rollup's sums are what they were, except that the
+    Code Assist rows' cost moved from money spent to subscription value."""
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path, isolation_level=None)
     old.execute(
@@ -206,7 +217,7 @@ def test_migration_5_backfills_wire_and_leaves_the_rollup_alone(tmp_path: Path) 
             for statement in statements:
                 old.execute(statement)
             old.execute("INSERT INTO _migrations VALUES (?, ?, 0)", (number, name))
-    columns = [name for name in ROW_COLUMNS if name != "wire"]
+    columns = list(ROW_COLUMNS[: ROW_COLUMNS.index("wire")])  # columns of migrations 1 and 2
     insert = f"INSERT INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     rows = [
         sample_row(id=f"{i:024x}", host=host, api=api, cost_nanousd=1000 + i)
@@ -219,11 +230,25 @@ def test_migration_5_backfills_wire_and_leaves_the_rollup_alone(tmp_path: Path) 
     assert 5 in {row[0] for row in con.execute("SELECT id FROM _migrations")}
     found = dict(con.execute("SELECT id, wire FROM requests").fetchall())
     assert found == {row.id: wire for row, (_, _, wire) in zip(rows, OLD_ROWS, strict=True)}
-    assert con.execute("SELECT * FROM daily_rollup ORDER BY 1, 2, 3, 4, 5").fetchall() == rollup
+    billing = dict(con.execute("SELECT id, billing FROM requests").fetchall())
+    assert billing == {
+        row.id: "subscription" if wire == "gemini-code-assist" else "unknown"
+        for row, (_, _, wire) in zip(rows, OLD_ROWS, strict=True)
+    }
+    subscribed = [row for row in rows if billing[row.id] == "subscription"]
+    assert len(subscribed) == 2
+    value = sum(row.cost_nanousd or 0 for row in subscribed)
+    after = con.execute(
+        "SELECT day, project, provider, api, model, requests, cost_nanousd, "
+        "subscription_requests, subscription_value_nanousd FROM daily_rollup ORDER BY 1, 2, 3, 4, 5"
+    ).fetchall()
+    assert [tuple(r[:6]) for r in after] == [tuple(r[:6]) for r in rollup]
+    assert sum(r[6] for r in after) == sum(r[12] for r in rollup) - value  # spent
+    assert (sum(r[7] for r in after), sum(r[8] for r in after)) == (2, value)
     # The update trigger is back: a reprice still moves a row's cost in the rollup.
     con.execute("UPDATE requests SET cost_nanousd = cost_nanousd + 5 WHERE id = ?", (rows[0].id,))
     total = con.execute("SELECT SUM(cost_nanousd) FROM daily_rollup").fetchone()[0]
-    assert total == sum(row.cost_nanousd or 0 for row in rows) + 5
+    assert total == sum(row.cost_nanousd or 0 for row in rows) - value + 5
 
 
 def test_a_row_without_wire_is_priced_by_the_backfill_rule() -> None:
@@ -253,5 +278,6 @@ def test_a_row_without_wire_is_priced_by_the_backfill_rule() -> None:
     )
     arrays = columns_for([code_assist, developer])
     assert arrays["wire"] == ["gemini-code-assist", "gemini"]
-    assert arrays["cost_nanousd"][0] is None
-    assert arrays["cost_nanousd"][1] is not None and arrays["cost_nanousd"][1] > 0
+    # Both at Gemini 2.5 Pro's list price; the Code Assist one is a subscription's value.
+    assert arrays["cost_nanousd"] == [GEMINI_BODY_VALUE, GEMINI_BODY_VALUE]
+    assert arrays["billing"] == ["subscription", "unknown"]

@@ -132,6 +132,7 @@ def test_state_files_round_trip_and_name_a_live_pid(tmp_path: Path) -> None:
         "version": "1.0",
         "started_at": now,
         "handover": True,
+        "drains": False,
     }
     assert live_pid(edge) == os.getpid()
     daemon = tmp_path / runstate.DAEMON_STATE_FILE
@@ -143,6 +144,8 @@ def test_state_files_round_trip_and_name_a_live_pid(tmp_path: Path) -> None:
         "behind_edge": True,
         "started_at": now - 3600,
         "api_port": None,
+        "drains": False,
+        "handover": False,
     }
     assert live_pid(daemon) is None  # stale: written before this process existed
     (tmp_path / "broken.json").write_text("{")
@@ -167,6 +170,12 @@ def test_the_timeouts_order_is_checked() -> None:
         check_timeout_order(answer=0.5, owner_wait=0.5)
     with pytest.raises(ValueError, match="grace"):
         check_timeout_order(grace=30.0, stop=20.0)
+    # A stop timeout at or below the longest drain would kill a draining daemon.
+    with pytest.raises(ValueError, match="longest drain"):
+        check_timeout_order(stop=runstate.DRAIN_SECONDS_MAX)
+    with pytest.raises(ValueError, match="default drain"):
+        check_timeout_order(drain=runstate.DRAIN_SECONDS_MAX + 1)
+    assert runstate.STOP_TIMEOUT > runstate.DRAIN_SECONDS_MAX >= runstate.DRAIN_SECONDS
 
 
 def test_the_edge_and_the_daemon_use_the_contract_constants() -> None:

@@ -144,6 +144,9 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sonnet, gpt = sonnet_call_nanousd(), gpt41_call_nanousd()
     server = team.server
+    # A manager's read-only view: a viewer of this workspace is all the dashboard needs.
+    viewer = server.cli("account-add", "manager", "--workspace", WORKSPACE).stdout.strip()
+    assert viewer.startswith("hmv_")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
@@ -152,7 +155,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             page = context.new_page()
             page.goto(f"{server.url}/dashboard/?workspace={WORKSPACE}")
             page.wait_for_selector("#login-link")
-            assert "admin token" in page.inner_text("main")
+            assert "account's token" in page.inner_text("main")
             context.close()
 
             context = browser.new_context(
@@ -162,7 +165,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.on("requestfailed", lambda request: errors.append(request.url))
-            page.goto(f"{server.url}/dashboard/?workspace={WORKSPACE}#token={server.admin_token}")
+            page.goto(f"{server.url}/dashboard/?workspace={WORKSPACE}#token={viewer}")
             page.wait_for_selector("#chart-spend-30d")
             page.wait_for_selector("#machines-table")
             assert "#token" not in page.url and f"workspace={WORKSPACE}" in page.url
@@ -209,7 +212,7 @@ def test_team_dashboard_in_chromium(team: Team) -> None:
             # waits evaluate strings, which the page's CSP forbids: this part bypasses it.)
             context = browser.new_context(viewport={"width": 1280, "height": 1100}, bypass_csp=True)
             page = context.new_page()
-            page.goto(f"{server.url}/dashboard/?workspace={WORKSPACE}#token={server.admin_token}")
+            page.goto(f"{server.url}/dashboard/?workspace={WORKSPACE}#token={viewer}")
             page.wait_for_selector("#machines-table")
             page.select_option("#machine-filter", team.machine_ids["bob-desktop"])
             page.wait_for_function(

@@ -150,14 +150,14 @@ def test_two_machines_one_team_report(
         bob.stop()
 
 
-def test_rollups_need_an_admin_token(team_server: TeamServer) -> None:
+def test_rollups_need_an_account_token(team_server: TeamServer) -> None:
     made = team_server.cli("admin-token", "--label", "ops").stdout.strip()
     assert made.startswith("hma_")
     status, _ = team_server.api("GET", "/v1/stats", token=made)
     assert status == 200
     for path in ("/v1/stats", "/v1/projects", "/v1/machines", "/v1/export.csv"):
         status, body = team_server.api("GET", path)
-        assert status == 401 and "admin token" in body["error"]
+        assert status == 401 and "access token required" in body["error"]
         status, _ = team_server.api("GET", path, token="hma_not-a-token")
         assert status == 401
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -183,13 +184,29 @@ def test_revoked_token_pauses_until_paired_again(rig: Rig) -> None:
     doctor = json.loads(meter_cli(meter, "doctor", "--json").stdout)
     (cloud,) = [c for c in doctor["checks"] if c["check"] == "cloud"]
     assert cloud["status"] == "inconsistent" and "4 rows wait" in cloud["detail"], cloud
-    assert cloud["fix"].startswith(f"halton-meter cloud connect --server {server.url}"), cloud
-    # Paired again: the same machine on the server, the sync resumes where it stopped.
-    pair(meter, server, WORKSPACE, MACHINE)
+    printed = (
+        f"halton-meter cloud connect --server {server.url} --workspace {WORKSPACE} --name {MACHINE}"
+    )
+    assert cloud["fix"] == f"{printed}  # pair again", cloud
+    # Doctor's advice followed as printed: the same machine, in its workspace, on the server;
+    # the sync resumes where it stopped.
+    answer = pair(meter, server, WORKSPACE, MACHINE, shlex.split(cloud["fix"], comments=True)[1:])
+    assert answer["workspace"] == WORKSPACE
     assert_exactly_once(meter, server)
     machines = json.loads(server.cli("machines", "--json").stdout)
-    assert [(m["name"], m["status"], m["requests"]) for m in machines] == [
-        (MACHINE, "active", len(local_ids(meter)))
+    assert [(m["workspace"], m["name"], m["status"], m["requests"]) for m in machines] == [
+        (WORKSPACE, MACHINE, "active", len(local_ids(meter)))
+    ]
+    # And the short form (no workspace or name) remembers them too.
+    server.cli("revoke", MACHINE)
+    send_calls(meter, "rev", anthropic=1)
+    wait_for(lambda: cloud_status(meter)["state"] == "PAUSED", 60, "PAUSED again")
+    answer = pair(meter, server, "", "", ["cloud", "connect", "--server", server.url])
+    assert (answer["workspace"], answer["machine"]) == (WORKSPACE, MACHINE)
+    assert_exactly_once(meter, server)
+    machines = json.loads(server.cli("machines", "--json").stdout)
+    assert [(m["workspace"], m["name"], m["status"]) for m in machines] == [
+        (WORKSPACE, MACHINE, "active")
     ]
 
 
@@ -277,10 +294,14 @@ def test_daemon_killed_after_the_server_stored_its_batch(rig: Rig) -> None:
     sends the batch again, and the server stores each row once."""
     server, meter = rig.server, rig.meter
     before = len(server_ids(server, WORKSPACE))
+    # Paused while the calls are written, so the six leave in one batch: without the pause the
+    # sync may send the first rows alone while the others are still being written.
+    assert meter_cli(meter, "cloud", "pause").returncode == 0
+    send_calls(meter, "crash", anthropic=6)
+    meter.wait_rows("crash", 6)
     with psycopg.connect(server.dsn) as blocker:
         blocker.execute("LOCK TABLE daily_rollups IN EXCLUSIVE MODE")
-        send_calls(meter, "crash", anthropic=6)
-        meter.wait_rows("crash", 6)
+        assert meter_cli(meter, "cloud", "resume").returncode == 0
         wait_for_ingest_blocked(server)
         meter.process.kill()  # SIGKILL: the daemon never learns the answer
         meter.process.wait(10)

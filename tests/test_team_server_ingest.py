@@ -123,27 +123,41 @@ def test_a_good_batch_is_stored_and_repriced(
 def test_rows_are_priced_by_wire_and_old_rows_get_one(
     team_server: TeamServer, machine: dict[str, Any]
 ) -> None:
-    """A user endpoint speaking Code Assist's wire is billed by subscription: unpriced here as on
-    the machine, whatever its host. A row from a machine that sends no `wire` gets the one the
-    backfill rule derives from host and api, and is priced by it."""
-    gemini = {"provider": "google", "model": "gemini-2.5-pro", "model_requested": None}
+    """A user endpoint speaking Code Assist's wire is billed by subscription: priced at its
+    API-equivalent value here as on the machine, whatever its host, and kept out of money spent
+    in the rollups. A row from a machine that sends no `wire` gets the one the backfill rule
+    derives from host and api, and is priced (and billed) by it."""
+    gemini = {
+        "provider": "google",
+        "model": "gemini-2.5-pro",
+        "model_requested": None,
+        "project": "ingest-billing",
+    }
     endpoint = row(**gemini, host="gateway.internal", api="generate_content")
-    endpoint.update(wire="gemini-code-assist", cost_nanousd=None)  # provider google: listed
+    endpoint.update(wire="gemini-code-assist", cost_nanousd=None, billing="unknown")
     older = row(**gemini, host="cloudcode-pa.googleapis.com", api="generate_content")
     developer = row(**gemini, host="generativelanguage.googleapis.com", api="generate_content")
+    developer["billing"] = "api"
     status, answer = post(team_server, machine, batch(machine, [endpoint, older, developer]))
     assert status == 200 and answer["stored"] == 3
     found = {
-        found_id: (wire, cost)
-        for found_id, wire, cost in team_server.sql(
-            "SELECT id, wire, cost_nanousd FROM ledger WHERE id = ANY(%s)",
+        found_id: (wire, billing, cost)
+        for found_id, wire, billing, cost in team_server.sql(
+            "SELECT id, wire, billing, cost_nanousd FROM ledger WHERE id = ANY(%s)",
             [endpoint["id"], older["id"], developer["id"]],
         )
     }
-    assert found[endpoint["id"]] == ("gemini-code-assist", None)
-    assert found[older["id"]] == ("gemini-code-assist", None)
     # Gemini 2.5 Pro at $1.25 input and $10 output per million tokens (up to 200k prompt).
-    assert found[developer["id"]] == ("gemini", 1000 * 1250 + 100 * 10_000)
+    value = 1000 * 1250 + 100 * 10_000
+    assert found[endpoint["id"]] == ("gemini-code-assist", "subscription", value)
+    assert found[older["id"]] == ("gemini-code-assist", "subscription", value)
+    assert found[developer["id"]] == ("gemini", "api", value)
+    # Money spent is the API row alone; the two subscription rows are valued apart.
+    (sums,) = team_server.sql(
+        "SELECT sum(requests), sum(cost_nanousd), sum(subscription_requests), "
+        "sum(subscription_value_nanousd) FROM daily_rollups WHERE project = 'ingest-billing'"
+    )
+    assert tuple(int(x) for x in sums) == (3, value, 2, 2 * value)
 
 
 BAD_ROWS = [

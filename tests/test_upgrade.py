@@ -44,6 +44,7 @@ import pytest
 
 from halton_meter import __version__
 from tests.conftest import ROOT, UPSTREAM_HOSTS, VENV_BIN, FakeUpstream, free_port, wait_for
+from tests.streams import Streams
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -96,12 +97,14 @@ def _wheelhouse() -> Path:
     return folder
 
 
-def _patched_tree(target: Path, version: str, schema: Callable[[str], str]) -> Path:
+def _patched_tree(
+    target: Path, version: str, schema: Callable[[str], str], root: Path = ROOT
+) -> Path:
     target.mkdir(parents=True)
-    shutil.copy2(ROOT / "pyproject.toml", target)
-    shutil.copy2(ROOT / "README.md", target)
+    shutil.copy2(root / "pyproject.toml", target)
+    shutil.copy2(root / "README.md", target)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
-    shutil.copytree(ROOT / "src", target / "src", ignore=ignore)
+    shutil.copytree(root / "src", target / "src", ignore=ignore)
     init = target / "src" / "halton_meter" / "__init__.py"
     text, count = re.subn(
         r'^__version__ = ".*"$', f'__version__ = "{version}"', init.read_text(), flags=re.M
@@ -140,23 +143,49 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     built = {}
     for version, schema in ((OLD, _same_schema), (NEW, _newer_schema)):
         tree = _patched_tree(base / f"tree-{version}", version, schema)
-        out = base / f"dist-{version}"
-        subprocess.run(
-            [
-                *(str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config"),
-                *("--no-index", "--find-links", str(wheelhouse), "--out-dir", str(out), str(tree)),
-            ],
-            env={
-                **_clean_environment(),
-                "UV_CACHE_DIR": str(base / "uv-cache"),
-                "UV_PYTHON": BASE_PYTHON,
-                "UV_PYTHON_DOWNLOADS": "never",
-            },
-            check=True,
-            timeout=120,
-        )
-        (built[version],) = out.glob("halton_meter-*.whl")
+        built[version] = _build_wheel(tree, base / f"dist-{version}", wheelhouse, base)
     return Releases(wheelhouse, built[OLD], built[NEW])
+
+
+def _build_wheel(tree: Path, out: Path, wheelhouse: Path, base: Path) -> Path:
+    subprocess.run(
+        [
+            *(str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config"),
+            *("--no-index", "--find-links", str(wheelhouse), "--out-dir", str(out), str(tree)),
+        ],
+        env={
+            **_clean_environment(),
+            "UV_CACHE_DIR": str(base / "uv-cache"),
+            "UV_PYTHON": BASE_PYTHON,
+            "UV_PYTHON_DOWNLOADS": "never",
+        },
+        check=True,
+        timeout=120,
+    )
+    (wheel,) = out.glob("halton_meter-*.whl")
+    return wheel
+
+
+# The release before issue 14 (drain, restart without a gap, the guard): main's last commit
+# before that work. Its wheel is built from git history, versioned below OLD.
+PRIOR_COMMIT = "8aba29c"
+PRIOR = f"{RELEASE}.post0"
+
+
+@pytest.fixture(scope="module")
+def prior_wheel(releases: Releases, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("prior")
+    source = base / "source"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", PRIOR_COMMIT, "pyproject.toml", "README.md", "src"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    tree = _patched_tree(base / "tree", PRIOR, _same_schema, root=source)
+    return _build_wheel(tree, base / "dist", releases.wheelhouse, base)
 
 
 def _clean_environment() -> dict[str, str]:
@@ -490,7 +519,7 @@ def _command(channel: Channel, version: str) -> tuple[str, ...]:
 def _stop_everything(machine: Machine) -> None:
     """Whatever happened, leave no process of this test running (the ones it started)."""
     pids = set()
-    for name in ("edge.json", "daemon.json", "edge.pid", "daemon.pid"):
+    for name in ("guard.json", "edge.json", "daemon.json", "edge.pid", "daemon.pid"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             pids.add(int(machine.state(name)["pid"]))
     for pid in pids:
@@ -617,3 +646,76 @@ def _upgrade_and_roll_back(
     assert not list(machine.meter_home.glob("bin/*"))
     assert not (machine.meter_home / "edge.sock").exists()
     assert len(_rows(machine)) >= 7 and (machine.home / PROMISED[0]).exists()
+
+
+# --- from the release before, and back, with traffic in flight --------------------------------
+
+
+def _streams_through(machine: Machine, project: str) -> Streams:
+    """10 Anthropic SDK streams of about 20 s through the edge, each on its own connection."""
+    port = machine.ports()["proxy_port"]
+    proxy = f"http://{project}:meter@127.0.0.1:{port}"
+    return Streams(proxy, machine.meter_home / "ca-bundle.pem", events=100).start()
+
+
+def _all_complete(machine: Machine, project: str, streams: Streams) -> None:
+    assert streams.errors == [], streams.errors
+    assert sorted(streams.completed) == list(range(10))
+    rows = _wait_rows(machine, project, 10)
+    assert [(r["status"], r["tokens_complete"]) for r in rows] == [("ok", 1)] * 10
+
+
+def test_upgrade_from_the_release_before_and_roll_back_cut_nothing(
+    prior_wheel: Path,
+    releases: Releases,
+    fake_upstream: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The upgrade page's uv tool sequence from the release before this work (built from git
+    history) to this tree, and its rollback, each with a connection loop and 10 streams in
+    flight: no connection refused, no stream cut, every stream metered."""
+    root = tmp_path_factory.mktemp("prior-upgrade")
+    machine = _machine(root, releases, fake_upstream)
+    channel = CHANNELS[0]  # uv tool
+    try:
+        machine.release(prior_wheel)
+        machine.run("uv", "tool", "install", "halton-meter")
+        assert machine.run("halton-meter", "--version").stdout.split()[-1] == PRIOR
+        machine.run("halton-meter", "init")
+        assert machine.state("daemon.json")["version"] == PRIOR
+
+        with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
+            streams = _streams_through(machine, "upgrade")
+            machine.release(releases.old)
+            machine.run("uv", "tool", "upgrade", "halton-meter")
+            machine.run("halton-meter", "init")
+            streams.join()
+        assert tunnels.done >= 20, tunnels.done
+        assert tunnels.failures == [], tunnels.failures
+        _all_complete(machine, "upgrade", streams)
+        _check_running(machine, channel, OLD)
+        assert machine.state("guard.json")["version"] == OLD
+
+        # Back to the release before, as the page says.
+        with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
+            streams = _streams_through(machine, "rollback")
+            machine.run("uv", "tool", "install", "--force", f"halton-meter=={PRIOR}")
+            machine.run("halton-meter", "init")
+            streams.join()
+        assert tunnels.done >= 20, tunnels.done
+        assert tunnels.failures == [], tunnels.failures
+        _all_complete(machine, "rollback", streams)
+        for name in ("edge.json", "daemon.json"):
+            assert machine.state(name)["version"] == PRIOR, name
+        status = json.loads(machine.run("halton-meter", "status", "--json").stdout)
+        assert status["state"] == "healthy", status
+        _meter_calls(machine, "after-rollback", 2)
+        _wait_rows(machine, "after-rollback", 2)
+    except BaseException:
+        print("\n".join(machine.log))
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            machine.run("halton-meter", "uninstall", check=False, timeout=60)
+        _stop_everything(machine)
+        (root / "commands.log").write_text("\n".join(machine.log))

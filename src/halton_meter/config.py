@@ -19,6 +19,7 @@ from halton_meter.money import DisplayCurrency
 from halton_meter.paths import Paths
 from halton_meter.providers.base import Endpoint
 from halton_meter.providers.registry import DECLARABLE
+from halton_meter.runstate import DRAIN_SECONDS, DRAIN_SECONDS_MAX
 
 # Re-exported while capture/addon.py still imports it from here; new code imports slugs.
 from halton_meter.slugs import is_slug, not_a_slug
@@ -44,6 +45,8 @@ class DaemonSettings:
     internal_port: int = 8090
     api_port: int = 8765
     log_level: str = "info"
+    # On SIGTERM, how long calls in flight may take to finish (runstate.DRAIN_SECONDS).
+    drain_seconds: float = DRAIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,12 @@ class Config:
     # [cors] allow_origins: web origins allowed to read the loopback API (none by default).
     cors_allow_origins: tuple[str, ...] = ()
     cloud: CloudSettings = field(default_factory=CloudSettings)
+    # [chatgpt] clients: the process names whose chatgpt.com connections are decrypted to
+    # meter Codex's model calls; every other process's chatgpt.com traffic is tunnelled.
+    chatgpt_clients: tuple[str, ...] = ("codex",)
+    # [quota] warn_at: a quota window at or past this utilisation (0-1) is a warning in
+    # `status`, the dashboard and `ledger.quota.warnings`.
+    quota_warn_at: float = 0.8
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -114,6 +123,10 @@ def _locate_entry(text: str, table: str, key: str | None, index: int) -> int | N
     found by fuzz/, issue 18)."""
     parent, _, name = table.rpartition(".")
     return _locate(text, table, key, index) or _locate(text, parent, name)
+
+
+# The same lookup for other TOML files holding config.toml's tables (the team server's prices).
+locate_key = _locate
 
 
 # --- value checks ---------------------------------------------------------------------------
@@ -191,6 +204,12 @@ def _rate(value: Any) -> Decimal:
 _ORIGIN_RE = re.compile(r"^https?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
 
 
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise _Problem(f"expected a fraction above 0 and at most 1 (0.8 = 80%), got {value!r}")
+    return float(value)
+
+
 def _origins(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise _Problem('expected a list of origins like ["http://localhost:3000"]')
@@ -224,6 +243,30 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _process_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _Problem('expected a list of process names like ["codex"]')
+    names = []
+    for item in value:
+        text = _string(item).strip().lower().removesuffix(".exe")
+        if not re.match(r"^[a-z0-9][a-z0-9._+-]*$", text):
+            raise _Problem(f"{item!r} is not a process name (no path, no wildcard)")
+        names.append(text)
+    return tuple(names)
+
+
+def _drain(value: Any) -> float:
+    """0 (cut calls at once, as before) up to the longest drain the stop timeouts allow."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Problem(f"expected a number of seconds, got {value!r}")
+    if not 0 <= value <= DRAIN_SECONDS_MAX:
+        raise _Problem(
+            f"{value} is out of range 0-{DRAIN_SECONDS_MAX:g} seconds (the supervisors kill a "
+            "daemon that takes longer to stop)"
+        )
+    return float(value)
+
+
 def _batch_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
         raise _Problem(f"expected an integer from 1 to 1000, got {value!r}")
@@ -238,12 +281,14 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "internal_port": _port,
         "api_port": _port,
         "log_level": _choice("debug", "info", "warning", "error"),
+        "drain_seconds": lambda v: _drain(v),
     },
     "ca": {"dir": _folder},
     "upstream": {"ca_bundle": _existing_file, "proxy": _proxy_url, "resolve": lambda v: v},
     "tagging": {"default_project": _slug},
     "display": {"currency": lambda v: _currency(v), "usd_rate": lambda v: _rate(v)},
     "cors": {"allow_origins": _origins},
+    "chatgpt": {"clients": _process_names},
     "cloud": {
         "privacy": _choice("metadata", "minimal"),
         "hash_projects": _bool,
@@ -251,6 +296,7 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "max_backoff_seconds": _seconds,
         "batch_size": _batch_size,
     },
+    "quota": {"warn_at": _fraction},
 }
 _ENDPOINT_KEYS: dict[str, Check] = {
     "host": lambda v: _string(v).lower(),
@@ -356,6 +402,8 @@ def parse_config(text: str, source: Path) -> Config:
         tagging_rules=tagging_rules,
         cors_allow_origins=values.get("cors", {}).get("allow_origins", ()),
         cloud=CloudSettings(**values.get("cloud", {})),
+        chatgpt_clients=values.get("chatgpt", {}).get("clients", ("codex",)),
+        quota_warn_at=values.get("quota", {}).get("warn_at", 0.8),
     )
 
 

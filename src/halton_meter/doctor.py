@@ -364,7 +364,7 @@ def _cloud_checks(config: Config, paths: Paths) -> list[Check]:
     if state["state"] == sync.PAUSED:
         reason = state["pause_reason"]
         fix = (
-            f"halton-meter cloud connect --server {state['server']}  # pair again"
+            pair_again_command(state) + "  # pair again"
             if str(reason).startswith(("unauthorised", "forbidden"))
             else "halton-meter cloud resume"
         )
@@ -377,6 +377,17 @@ def _cloud_checks(config: Config, paths: Paths) -> list[Check]:
         fix = "halton-meter cloud disconnect && halton-meter cloud connect --server URL"
         return [Check("cloud", INCONSISTENT, detail, fix)]
     return [Check("cloud", OK, f"syncing to {state['server']}; {state['unsynced_rows']} unsent")]
+
+
+def pair_again_command(state: dict[str, object]) -> str:
+    """The `cloud connect` that pairs this machine again where it was: same server, workspace
+    and name (pasted as printed, it must not land the machine in another workspace)."""
+    words = ["halton-meter", "cloud", "connect", "--server", str(state["server"])]
+    if state.get("workspace"):
+        words += ["--workspace", str(state["workspace"])]
+    if state.get("machine"):
+        words += ["--name", str(state["machine"])]
+    return shlex.join(words)
 
 
 def verdict(checks: list[Check]) -> str:

@@ -35,6 +35,10 @@ def totals_json(totals: Totals) -> dict[str, Any]:
         "unpriced_requests": totals.unpriced_requests,
         "avg_latency_ms": totals.avg_latency_ms,
         "p95_latency_ms": totals.p95_latency_ms,
+        # `cost_*` is money spent; a subscription's calls are valued apart, never added to it.
+        "subscription_requests": totals.subscription_requests,
+        "subscription_value_nanousd": totals.subscription_value_nanousd,
+        "subscription_value_usd": usd_string(totals.subscription_value_nanousd),
     }
 
 

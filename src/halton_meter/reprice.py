@@ -108,6 +108,14 @@ def apply_reprice(con: sqlite3.Connection, plan: RepricePlan, batch: int = 1000)
                 "UPDATE requests SET cost_nanousd = ?, price_source = ? WHERE id = ?",
                 [(cost, source, row_id) for row_id, cost, source in chunk],
             )
+            # Paired with a team server: the server's copy of this machine's figure follows
+            # (the sync sends these rows' new price again, cloud/sync.py).
+            con.executemany(
+                "INSERT INTO cloud_resend (id) SELECT ? WHERE EXISTS (SELECT 1 FROM cloud_sync "
+                "WHERE id = 1 AND sync_target IS NOT NULL) "
+                "ON CONFLICT (id) DO UPDATE SET version = version + 1",
+                [(row_id,) for row_id, _, _ in chunk],
+            )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -32,6 +32,15 @@ from typing import Any
 
 EDGE_STATE_FILE = "edge.json"
 DAEMON_STATE_FILE = "daemon.json"
+# The hosts the daemon decrypts (`providers.ClaimedHosts` as JSON), written at its start: the
+# edge hands these to the daemon, and so learns hosts the daemon takes from the price catalogue
+# without importing it. Re-read by the edge when it changes.
+CLAIMED_HOSTS_FILE = "claimed-hosts.json"
+# What a daemon's drain did at its last stop (`DrainReport`): `stop` and `restart` print it.
+DRAIN_FILE = "daemon-drain.json"
+# The background guard's state (`GuardState`): its pid and the respawns it made; `status`
+# shows them.
+GUARD_STATE_FILE = "guard.json"
 
 # The edge's addition to the request head of a connection it hands to the daemon: the client's
 # `ip:port`, which the daemon needs to find the owning process (the daemon only sees the edge).
@@ -40,6 +49,9 @@ CLIENT_HEADER = "X-Halton-Client"
 # Set to "1" by the supervisor when it starts a successor edge: a second edge started by hand
 # must not quietly share the port with the running one.
 TAKE_OVER_ENV = "HALTON_METER_EDGE_TAKE_OVER"
+# The same for a successor daemon: it takes the running daemon's listening socket (internal
+# port) over, so a restart refuses no hand-off and tunnels nothing unmetered.
+DAEMON_TAKE_OVER_ENV = "HALTON_METER_DAEMON_TAKE_OVER"
 
 # The daemon holds a new connection's CONNECT answer until it knows which process owns the
 # client's socket (a client that got its answer could close the socket first), at most this
@@ -52,9 +64,18 @@ OWNER_WAIT_SECONDS = 0.5
 DAEMON_ANSWER_TIMEOUT = 2.0
 # At a stop the edge lets open connections finish for this long, then cuts them.
 EDGE_GRACE_SECONDS = 3.0
-# A supervisor waits this long after SIGTERM before SIGKILL (the daemon writes every pending
-# row first). It must stay above EDGE_GRACE_SECONDS, or a stopping edge is killed mid-drain.
-STOP_TIMEOUT = 20.0
+# On SIGTERM the daemon stops taking connections and lets the calls in flight finish for
+# `[daemon] drain_seconds` (this default; config accepts 0 to DRAIN_SECONDS_MAX), then writes
+# their rows and exits. An edge that handed its socket to a successor drains as long.
+DRAIN_SECONDS = 30.0
+DRAIN_SECONDS_MAX = 60.0
+# After the drain: cut calls recorded, the ledger writer's queue committed, the API stopped.
+AFTER_DRAIN_SECONDS = 15.0
+# A supervisor waits this long after SIGTERM before SIGKILL (systemd's TimeoutStopSec, the
+# background and native supervisors). It must stay above the longest drain plus what follows
+# it, or a stopping daemon is killed mid-drain and its calls are cut after all; and above
+# EDGE_GRACE_SECONDS, or a stopping edge is killed mid-grace.
+STOP_TIMEOUT = DRAIN_SECONDS_MAX + AFTER_DRAIN_SECONDS
 
 # A process writes its state file after it was created: allow for the clock's granularity.
 CREATE_TIME_SLACK = 2.0
@@ -77,6 +98,8 @@ def check_timeout_order(
     owner_wait: float = OWNER_WAIT_SECONDS,
     grace: float = EDGE_GRACE_SECONDS,
     stop: float = STOP_TIMEOUT,
+    drain: float = DRAIN_SECONDS,
+    drain_max: float = DRAIN_SECONDS_MAX,
 ) -> None:
     """Raise when the timeouts are in an order that silently breaks metering or stopping."""
     if not answer > owner_wait:
@@ -87,6 +110,13 @@ def check_timeout_order(
     if not stop > grace:
         raise ValueError(
             f"the supervisor's stop timeout ({stop} s) must exceed the edge's grace ({grace} s)"
+        )
+    if not 0 <= drain <= drain_max:
+        raise ValueError(f"the default drain ({drain} s) must lie within 0-{drain_max} s")
+    if not stop > drain_max:
+        raise ValueError(
+            f"the supervisor's stop timeout ({stop} s) must exceed the longest drain "
+            f"({drain_max} s): a draining daemon would be killed and its calls cut"
         )
 
 
@@ -173,6 +203,9 @@ class EdgeState:
     version: str
     started_at: float
     handover: bool  # it offers its listening socket to a successor (edge/handover.py)
+    # Once a successor took its socket over, it lets its open connections finish (up to
+    # `[daemon] drain_seconds`) instead of cutting them after EDGE_GRACE_SECONDS.
+    drains: bool = False
 
     def write(self, path: Path) -> None:
         write_atomic(path, json.dumps(asdict(self)))
@@ -190,6 +223,28 @@ class DaemonState:
     started_at: float
     # The loopback API's port, or None when it could not listen (the daemon meters anyway).
     api_port: int | None = None
+    # It drains on SIGTERM (lets calls in flight finish); an older daemon without this key
+    # cuts them, so a newer supervisor waits for it to go quiet first.
+    drains: bool = False
+    # It offers its listening socket to a successor (`daemon.sock`, edge/handover.py).
+    handover: bool = False
+
+    def write(self, path: Path) -> None:
+        write_atomic(path, json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True, slots=True)
+class DrainReport:
+    """`daemon-drain.json`: what a stopping daemon waited for. Written when the drain ends, so
+    the command that stopped it can say how many calls it waited for and how long."""
+
+    pid: int
+    calls: int  # calls in flight when the drain began
+    finished: int  # of those, how many ended within the drain
+    cut: int  # still open at its end: recorded as cut short (error_class network)
+    seconds: float  # how long the drain took
+    limit: float  # `[daemon] drain_seconds`
+    handed_over: bool  # a successor took the listening socket over (restart, upgrade)
 
     def write(self, path: Path) -> None:
         write_atomic(path, json.dumps(asdict(self)))

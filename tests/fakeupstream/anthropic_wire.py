@@ -27,16 +27,30 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 
 
-def headers(*, stream: bool = False) -> list[tuple[str, str]]:
+def headers(call: Call | None = None, *, stream: bool = False) -> list[tuple[str, str]]:
     content_type = "text/event-stream; charset=utf-8" if stream else "application/json"
+    org = (call.headers.get("x-fake-org") if call else None) or catalog.ANTHROPIC_ORG_ID
     result = [
         ("content-type", content_type),
         ("request-id", catalog.ANTHROPIC_REQUEST_ID),
-        ("anthropic-organization-id", "00000000-0000-4000-8000-00000000fa4e"),
+        ("anthropic-organization-id", org),
     ]
     if stream:
         result.append(("cache-control", "no-cache"))
-    return result
+    return result + rate_limit_headers(call)
+
+
+def rate_limit_headers(call: Call | None) -> list[tuple[str, str]]:
+    """A subscription's OAuth token gets the unified windows (`x-fake-unified-5h` sets the
+    5-hour utilisation); an API key gets the standard per-minute limits."""
+    if call is None:
+        return []
+    if call.headers.get("authorization", "").startswith("Bearer sk-ant-oat"):
+        five_hour = call.headers.get("x-fake-unified-5h") or catalog.UNIFIED_5H_UTILIZATION
+        return catalog.anthropic_unified_headers(five_hour)
+    if call.headers.get("x-api-key"):
+        return catalog.anthropic_api_limit_headers()
+    return []
 
 
 def _wants_thinking(call: Call) -> bool:
@@ -108,7 +122,7 @@ def messages(call: Call) -> Reply:
             )
         content.append({"type": "text", "text": "".join(pieces)})
         body = compact(_message(call, content, usage, done=True))
-        return Reply(headers=headers(), body=body.encode())
+        return Reply(headers=headers(call), body=body.encode())
 
     def ev(name: str, data: str) -> bytes:
         return sse(data, name)
@@ -145,7 +159,7 @@ def messages(call: Call) -> Reply:
     overloaded = {"type": "overloaded_error", "message": "Overloaded"}
     error_data = {"type": "error", "error": overloaded, "request_id": catalog.ANTHROPIC_REQUEST_ID}
     return Reply(
-        headers=headers(stream=True),
+        headers=headers(call, stream=True),
         chunks=chunks,
         garbage=ev("content_block_delta", garbage_data),
         error_event=ev("error", _spaced(error_data)),
@@ -207,4 +221,4 @@ def error(call: Call, code: str) -> Reply:
         err = {"type": kind, "message": message}
     body = {"type": "error", "error": err, "request_id": catalog.ANTHROPIC_REQUEST_ID}
     extra = [("retry-after", "1")] if status == 429 else []
-    return Reply(status=status, headers=headers() + extra, body=compact(body).encode())
+    return Reply(status=status, headers=headers(call) + extra, body=compact(body).encode())

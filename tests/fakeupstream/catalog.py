@@ -7,6 +7,8 @@ All numbers differ per field so a field mix-up in the meter shows up as a wrong 
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 JSON = dict[str, Any]
@@ -18,6 +20,7 @@ HTTP_DATE = "Thu, 01 Jan 2026 00:00:00 GMT"
 
 ANTHROPIC_MESSAGE_ID = "msg_01FakeUpstreamMessage0001"
 ANTHROPIC_REQUEST_ID = "req_011CFakeUpstreamRequest01"
+ANTHROPIC_ORG_ID = "00000000-0000-4000-8000-00000000fa4e"
 ANTHROPIC_MODEL = "claude-sonnet-4-5-20250929"
 ANTHROPIC_SIGNATURE = "EqQBCkYIBxgCKkBfakeSignature0000000000000000"
 
@@ -83,6 +86,14 @@ XAI_MESSAGES_USAGE: JSON = {
     "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
     "output_tokens": 246,
     "service_tier": "standard",
+}
+# Claude on Vertex AI (rawPredict/streamRawPredict): Anthropic's shape, no server tools.
+VERTEX_MESSAGES_USAGE: JSON = {
+    "input_tokens": 1642,
+    "cache_creation_input_tokens": 736,
+    "cache_read_input_tokens": 2915,
+    "cache_creation": {"ephemeral_5m_input_tokens": 600, "ephemeral_1h_input_tokens": 136},
+    "output_tokens": 389,
 }
 DEEPSEEK_MESSAGES_USAGE: JSON = {
     "input_tokens": 1471,
@@ -249,6 +260,22 @@ PERPLEXITY_CHAT_USAGE: JSON = {
     },
 }
 
+# --- Azure OpenAI ------------------------------------------------------------------------------
+
+AZURE_MODEL = "gpt-4.1-2025-04-14"  # what Azure's responses name, whatever the deployment
+AZURE_CHAT_USAGE: JSON = {
+    "completion_tokens": 318,
+    "completion_tokens_details": {
+        "accepted_prediction_tokens": 0,
+        "audio_tokens": 0,
+        "reasoning_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+    "prompt_tokens": 2741,
+    "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 1152},
+    "total_tokens": 3059,
+}
+
 # --- provider table ----------------------------------------------------------------------------
 
 # Host -> provider key. Unknown hosts (127.0.0.1, localhost) act as the first-party API that
@@ -267,6 +294,7 @@ PROVIDER_HOSTS: dict[str, str] = {
     "api.fireworks.ai": "fireworks",
     "api.cerebras.ai": "cerebras",
     "api.perplexity.ai": "perplexity",
+    "chatgpt.com": "openai",
 }
 
 # Chat Completions usage by provider ("openai" also serves unknown hosts).
@@ -281,6 +309,7 @@ CHAT_USAGE: dict[str, JSON] = {
     "fireworks": FIREWORKS_CHAT_USAGE,
     "cerebras": CEREBRAS_CHAT_USAGE,
     "perplexity": PERPLEXITY_CHAT_USAGE,
+    "azure": AZURE_CHAT_USAGE,
 }
 
 # Messages usage by provider; any other host serving /v1/messages uses ANTHROPIC_USAGE.
@@ -288,6 +317,7 @@ MESSAGES_USAGE: dict[str, JSON] = {
     "anthropic": ANTHROPIC_USAGE,
     "xai": XAI_MESSAGES_USAGE,
     "deepseek": DEEPSEEK_MESSAGES_USAGE,
+    "vertex": VERTEX_MESSAGES_USAGE,
 }
 
 # Providers whose stream carries usage on the last chunk even without include_usage.
@@ -302,3 +332,116 @@ def chat_usage(provider: str) -> JSON:
 def messages_usage(provider: str) -> JSON:
     """Anthropic-shaped usage served for `provider` at its Messages path."""
     return MESSAGES_USAGE.get(provider, ANTHROPIC_USAGE)
+
+
+# --- rate-limit and quota headers --------------------------------------------------------------
+
+# A Claude subscription's (OAuth) unified windows, as real 200 responses carry them
+# (subscriptions.md §3.3), plus members no parser knows yet, which the meter must keep whole.
+UNIFIED_5H_UTILIZATION = "0.31"
+UNIFIED_7D_UTILIZATION = "0.12"
+UNIFIED_UNKNOWN_MEMBERS = (
+    ("anthropic-ratelimit-unified-7d_cinder-utilization", "0.05"),
+    ("anthropic-ratelimit-unified-cinder-cove", "glimmer"),
+)
+
+
+def unified_resets(now: float | None = None) -> tuple[int, int]:
+    """(5-hour reset, 7-day reset): a whole hour 4 h ahead and a whole day 3 days ahead, so a
+    test's calls fall inside both windows."""
+    moment = int(now if now is not None else time.time())
+    return moment - moment % 3600 + 4 * 3600, moment - moment % 86400 + 3 * 86400
+
+
+def anthropic_unified_headers(five_hour: str = UNIFIED_5H_UTILIZATION) -> list[tuple[str, str]]:
+    reset_5h, reset_7d = unified_resets()
+    return [
+        ("anthropic-ratelimit-unified-status", "allowed"),
+        ("anthropic-ratelimit-unified-reset", str(reset_5h)),
+        ("anthropic-ratelimit-unified-representative-claim", "five_hour"),
+        ("anthropic-ratelimit-unified-fallback-percentage", "0.5"),
+        ("anthropic-ratelimit-unified-5h-status", "allowed"),
+        ("anthropic-ratelimit-unified-5h-utilization", five_hour),
+        ("anthropic-ratelimit-unified-5h-reset", str(reset_5h)),
+        ("anthropic-ratelimit-unified-7d-status", "allowed"),
+        ("anthropic-ratelimit-unified-7d-utilization", UNIFIED_7D_UTILIZATION),
+        ("anthropic-ratelimit-unified-7d-reset", str(reset_7d)),
+        ("anthropic-ratelimit-unified-overage-status", "rejected"),
+        ("anthropic-ratelimit-unified-overage-disabled-reason", "org_level_disabled"),
+        *UNIFIED_UNKNOWN_MEMBERS,
+    ]
+
+
+# An API key's standard limits (docs.claude.com/en/api/rate-limits): resets in RFC 3339.
+ANTHROPIC_API_LIMITS = {"requests": (1000, 999), "input-tokens": (80000, 79000)}
+
+
+def anthropic_api_limit_headers() -> list[tuple[str, str]]:
+    reset = datetime.fromtimestamp(int(time.time()) + 60, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = []
+    for kind, (limit, remaining) in ANTHROPIC_API_LIMITS.items():
+        result += [
+            (f"anthropic-ratelimit-{kind}-limit", str(limit)),
+            (f"anthropic-ratelimit-{kind}-remaining", str(remaining)),
+            (f"anthropic-ratelimit-{kind}-reset", reset),
+        ]
+    return result
+
+
+# Code Assist's control plane as a Google login's Gemini CLI sees it at start-up
+# (subscriptions.md §4): a free-tier user already onboarded, with a companion project, and
+# `retrieveUserQuota`'s buckets (Code Assist sends no quota headers).
+CODE_ASSIST_PROJECT = "fake-companion-project-42"
+CODE_ASSIST_CONTROL: dict[str, Any] = {
+    "loadCodeAssist": {
+        "currentTier": {
+            "id": "free-tier",
+            "name": "Gemini Code Assist for individuals",
+            "hasOnboardedPreviously": True,
+        },
+        "allowedTiers": [{"id": "free-tier", "isDefault": True}],
+        "cloudaicompanionProject": CODE_ASSIST_PROJECT,
+    },
+    "retrieveUserQuota": {
+        "buckets": [
+            {
+                "modelId": "gemini-2.5-pro",
+                "tokenType": "REQUESTS",
+                "remainingFraction": 0.83,
+                "remainingAmount": "830",
+                "resetTime": "2026-12-31T07:00:00Z",
+            }
+        ]
+    },
+}
+
+# What a login's profile endpoints answer (Claude Code's /api/oauth/profile, Google's userinfo):
+# the meter must never keep it.
+ACCOUNT_EMAIL = "dev.person@example.test"
+PROFILE_PATHS = ("/api/oauth/profile", "/oauth2/v2/userinfo", "/api/oauth/claude_cli/roles")
+
+
+# --- Amazon Bedrock ----------------------------------------------------------------------------
+
+BEDROCK_REQUEST_ID = "6f5c1b7e-0000-4000-8000-00000000bed0"
+BEDROCK_MESSAGE_ID = "msg_bdrk_01FakeUpstreamBedrock0001"
+# Claude on Bedrock: Anthropic's own usage object inside InvokeModel bodies and stream chunks.
+BEDROCK_ANTHROPIC_USAGE: JSON = {
+    "input_tokens": 1510,
+    "cache_creation_input_tokens": 620,
+    "cache_read_input_tokens": 2730,
+    "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 120},
+    "output_tokens": 433,
+}
+# Converse's TokenUsage: inputTokens excludes the cache counts; 1h writes in cacheDetails.
+BEDROCK_CONVERSE_USAGE: JSON = {
+    "inputTokens": 1820,
+    "outputTokens": 291,
+    "totalTokens": 3647,
+    "cacheReadInputTokens": 1024,
+    "cacheWriteInputTokens": 512,
+    "cacheDetails": [{"ttl": "1h", "inputTokens": 128}, {"ttl": "5m", "inputTokens": 384}],
+}
+BEDROCK_COUNT_TOKENS: JSON = {"inputTokens": 1618}
+# Meta Llama's own InvokeModel body counts.
+BEDROCK_LLAMA_USAGE: JSON = {"prompt_token_count": 311, "generation_token_count": 97}

@@ -182,6 +182,8 @@ def code_assist(call: Call, method: str) -> Reply:
     """`/v1internal:{method}` on cloudcode-pa.googleapis.com (Gemini CLI, IDE plugins)."""
     if method == "countTokens":
         return Reply(headers=headers(), body=pretty(catalog.CODE_ASSIST_COUNT_TOKENS).encode())
+    if method in catalog.CODE_ASSIST_CONTROL:  # a signed-in Gemini CLI's start-up
+        return Reply(headers=headers(), body=pretty(catalog.CODE_ASSIST_CONTROL[method]).encode())
     if method not in {"generateContent", "streamGenerateContent"}:
         return Reply(headers=headers(), body=b"{}\n")  # control plane: no usage
     model = call.model(catalog.CODE_ASSIST_MODEL)

@@ -807,6 +807,21 @@ class _Responses:
 
     def chunks(self) -> tuple[list[bytes], bytes, bytes]:
         """(events, garbage event, mid-stream error event)."""
+        events = self.events()
+        chunks = [sse(compact(obj), kind) for kind, obj in events]
+        mid_kind, mid_obj = events[len(events) // 2]
+        garbage = sse(truncated(compact(mid_obj)), mid_kind)
+        err = {
+            "type": "error",
+            "sequence_number": len(events) // 2,
+            "code": "server_error",
+            "message": "The server had an error while processing your request. Sorry about that!",
+            "param": None,
+        }
+        return chunks, garbage, sse(compact(err), "error")
+
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        """The typed events of one streamed response, as (type, event) pairs."""
         events: list[tuple[str, dict[str, Any]]] = []
 
         def add(kind: str, **fields: Any) -> None:
@@ -838,18 +853,7 @@ class _Responses:
             f"response.{self.status}",
             response=self.response(self.status, self.final_output(), usage),
         )
-
-        chunks = [sse(compact(obj), kind) for kind, obj in events]
-        mid_kind, mid_obj = events[len(events) // 2]
-        garbage = sse(truncated(compact(mid_obj)), mid_kind)
-        err = {
-            "type": "error",
-            "sequence_number": len(events) // 2,
-            "code": "server_error",
-            "message": "The server had an error while processing your request. Sorry about that!",
-            "param": None,
-        }
-        return chunks, garbage, sse(compact(err), "error")
+        return events
 
 
 def responses(call: Call) -> Reply:

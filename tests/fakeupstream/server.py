@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl
 import brotli
 import zstandard
 
-from . import anthropic_wire, catalog, gemini_wire, openai_wire
+from . import anthropic_wire, azure_wire, bedrock_wire, catalog, gemini_wire, openai_wire, ws_wire
 from .certs import TestPKI
 from .reply import Call, Reply, truncated
 
@@ -40,6 +40,11 @@ REASONS = {529: "Site is overloaded"}
 GEMINI_PATH = re.compile(
     r"^/(v1|v1beta|v1alpha)/models/([^/:]+):"
     r"(generateContent|streamGenerateContent|embedContent|batchEmbedContents|countTokens)$"
+)
+# Vertex AI: the publisher's model below a project and location (express mode: without them).
+VERTEX_PATH = re.compile(
+    r"^/(v1|v1beta1)(?:/projects/[^/]+/locations/[^/]+)?/publishers/(google|anthropic)/models/"
+    r"([^/:]+):([A-Za-z]+)$"
 )
 CODE_ASSIST_PATH = re.compile(r"^/v1internal:([A-Za-z]+)$")
 BASE_PREFIXES = ("/openai", "/api", "/inference", "/anthropic")  # Groq, OpenRouter, ...
@@ -61,15 +66,92 @@ def _plain(call: Call) -> Reply:
     return Reply(headers=[("content-type", "text/plain")], body=f"hello from {call.host}".encode())
 
 
+def _profile(call: Call) -> Reply:
+    body = {"email": catalog.ACCOUNT_EMAIL, "account": {"email": catalog.ACCOUNT_EMAIL}}
+    return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
+
+
 def _plain_error(call: Call, code: str) -> Reply:
     status = int(code) if code.isdigit() and 400 <= int(code) <= 599 else 500
     return Reply(status=status, headers=[("content-type", "text/plain")], body=b"fake error")
 
 
+def _wham_usage(call: Call) -> Reply:
+    """`GET /backend-api/wham/usage`: the ChatGPT plan's quota windows (Codex's `/status`)."""
+    body = {
+        "plan_type": "plus",
+        "rate_limit": {
+            "allowed": True,
+            "limit_reached": False,
+            "primary_window": {"used_percent": 12, "limit_window_seconds": 18000},
+            "secondary_window": {"used_percent": 41, "limit_window_seconds": 604800},
+        },
+        "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
+    }
+    return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
+
+
+def _accounts_check(call: Call) -> Reply:
+    """`GET /backend-api/wham/accounts/check`: the ChatGPT accounts of the signed-in user (Codex
+    routes its workspace by it; the account id is the one its token names)."""
+    account = call.headers.get("chatgpt-account-id", "")
+    body = {
+        "accounts": [
+            {
+                "id": account,
+                "name": None,
+                "structure": "personal",
+                "workspace_backend_origin": "https://chatgpt.com",
+                "account_routing_override": "NO_CONSTRAINT",
+            }
+        ],
+        "account_ordering": [account],
+        "default_account_id": account,
+    }
+    return Reply(headers=[("content-type", "application/json")], body=json.dumps(body).encode())
+
+
+def _not_found(call: Call) -> Reply:
+    return Reply(
+        status=404, headers=[("content-type", "application/json")], body=b'{"detail":"Not Found"}'
+    )
+
+
 def resolve(method: str, host: str, path: str, query: dict[str, str], forced: str) -> Route:
     """Pick the format by path (as the meter must) and the provider by Host (or x-fake-provider)."""
     provider = forced or catalog.PROVIDER_HOSTS.get(host, "")
+    if path == "/backend-api/wham/usage":
+        return Route(provider or "openai", _wham_usage, openai_wire.error)
+    if path == "/backend-api/wham/accounts/check":
+        return Route(provider or "openai", _accounts_check, openai_wire.error)
+    if method == "POST" and path == "/backend-api/codex/responses":
+        return Route(
+            provider or "openai",
+            lambda call: ws_wire.codex_headers(openai_wire.responses(call)),
+            openai_wire.error,
+        )
+    if path in catalog.PROFILE_PATHS:
+        return Route(provider or "plain", _profile, _plain_error)
     if method == "POST":
+        if host.endswith(".azure.com") and azure_wire.PATH.match(path):
+            return Route(provider or "azure", azure_wire.handle, azure_wire.error)
+        if bedrock_wire.PATH.match(path):
+            return Route(provider or "bedrock", bedrock_wire.handle, bedrock_wire.error)
+        if match := VERTEX_PATH.match(path):
+            publisher, model, verb = match.group(2), match.group(3), match.group(4)
+            if publisher == "anthropic":
+                handler = (
+                    anthropic_wire.count_tokens
+                    if model == "count-tokens"
+                    else anthropic_wire.messages
+                )
+                return Route(provider or "vertex", handler, anthropic_wire.error)
+            array = verb == "streamGenerateContent" and query.get("alt") != "sse"
+            return Route(
+                provider or "vertex",
+                lambda call: gemini_wire.generate(call, model, verb),
+                lambda call, code: gemini_wire.error(call, code, array=array),
+            )
         if match := GEMINI_PATH.match(path):
             model, verb = match.group(2), match.group(3)
             array = verb == "streamGenerateContent" and query.get("alt") != "sse"
@@ -104,6 +186,8 @@ def resolve(method: str, host: str, path: str, query: dict[str, str], forced: st
         }
         if tail in openai_routes:
             return Route(provider or "openai", openai_routes[tail], openai_wire.error)
+    if path.startswith("/backend-api/"):  # the ChatGPT backend's other paths
+        return Route(provider or "openai", _not_found, openai_wire.error)
     return Route(provider or "plain", _plain, _plain_error)
 
 
@@ -165,6 +249,7 @@ def decompress(data: bytes, kind: str) -> bytes:
 
 @dataclass
 class _Request:
+    head: bytes
     method: str
     target: str
     version: str
@@ -258,7 +343,7 @@ class FakeUpstream:
                 request = await self._read_request(reader, writer, sni)
                 if request is None:
                     break
-                if not await self._respond(request, writer):
+                if not await self._respond(request, reader, writer):
                     break
         except (
             ConnectionError,
@@ -303,7 +388,7 @@ class FakeUpstream:
             body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
         if "content-encoding" in headers:
             body = decompress(body, headers["content-encoding"])
-        return _Request(method.upper(), target, version, headers, body, sni)
+        return _Request(head, method.upper(), target, version, headers, body, sni)
 
     @staticmethod
     async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
@@ -317,10 +402,18 @@ class FakeUpstream:
             parts.append(await reader.readexactly(size))
             await reader.readexactly(2)
 
-    async def _respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(
+        self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         """Answer one request; False when the connection must not be reused."""
         path, _, query_string = request.target.partition("?")
         keep_alive = _keep_alive(request)
+        if ws_wire.is_upgrade(request.method, request.headers):
+            host = request.headers.get("host", "").lower().rsplit(":", 1)[0]
+            await ws_wire.serve(
+                request.head, path, host, request.headers, reader, writer, self._record_ws, _abort
+            )
+            return False
         if path.startswith("/__fake/"):
             status, payload = self._control(request.method, path)
             body = json.dumps(payload).encode()
@@ -393,6 +486,12 @@ class FakeUpstream:
                 "scenario": ",".join(sorted(call.scenarios)),
             }
         )
+
+    def _record_ws(self, entry: dict[str, Any]) -> None:
+        """A client message on a WebSocket: one record each (what it sent, what it got)."""
+        entry["seq"] = len(self._recorded)
+        entry["sni"] = None
+        self._recorded.append(entry)
 
     def _control(self, method: str, path: str) -> tuple[int, Any]:
         if path == "/__fake/requests" and method == "GET":

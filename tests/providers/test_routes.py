@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from halton_meter.providers import Endpoint, Route, claimed_hosts, route_for
+from halton_meter.providers import ClaimedHosts, Endpoint, Route, claimed_hosts, route_for
 
 
 @pytest.mark.parametrize(
@@ -25,6 +27,16 @@ from halton_meter.providers import Endpoint, Route, claimed_hosts, route_for
         ("api.openai.com", "/v1/completions", ("openai", "openai-completions", "completions")),
         ("api.openai.com", "/v1/responses", ("openai", "openai-responses", "responses")),
         ("api.openai.com", "/v1/embeddings", ("openai", "openai-embeddings", "embeddings")),
+        (
+            "chatgpt.com",
+            "/backend-api/codex/responses",
+            ("openai", "chatgpt-codex", "responses"),
+        ),
+        (
+            "chatgpt.com",
+            "/backend-api/codex/responses/compact",
+            ("openai", "chatgpt-codex", "responses_compact"),
+        ),
         ("api.x.ai", "/v1/chat/completions", ("xai", "openai-chat", "chat")),
         ("api.x.ai", "/v1/responses", ("xai", "openai-responses", "responses")),
         ("api.x.ai", "/v1/messages", ("xai", "anthropic-messages", "messages")),
@@ -156,8 +168,83 @@ def test_user_endpoints_take_precedence_over_builtins() -> None:
 
 def test_claimed_hosts() -> None:
     claimed = claimed_hosts(ENDPOINTS)
-    assert ("api.anthropic.com", 443) in claimed
-    assert ("cloudcode-pa.googleapis.com", 443) in claimed
-    assert ("localhost", 4000) in claimed and ("gateway.internal", 8443) in claimed
-    assert len(claimed) == len(set(claimed))  # api.openai.com:443 listed once
-    assert ("api.openai.com", 443) in claimed_hosts()
+    assert claimed.claims("api.anthropic.com", 443)
+    assert claimed.claims("cloudcode-pa.googleapis.com", 443)
+    assert claimed.claims("localhost", 4000) and claimed.claims("gateway.internal", 8443)
+    assert claimed.claims("API.OpenAI.com.", 443)  # any case, a trailing dot
+    assert not claimed.claims("api.openai.com", 8443)
+    assert not claimed.claims("example.com", 443)
+    assert claimed_hosts().claims("api.openai.com", 443)
+
+
+def test_claimed_host_patterns_are_anchored_and_per_port() -> None:
+    claimed = ClaimedHosts.of(
+        [("api.openai.com", 443)],
+        [
+            (r"bedrock-runtime(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com", 443),
+            (r"api\.moonshot\.(?:ai|cn)", 443),
+        ],
+    )
+    assert claimed.claims("bedrock-runtime.us-east-1.amazonaws.com", 443)
+    assert claimed.claims("bedrock-runtime-fips.us-east-1.amazonaws.com", 443)
+    assert claimed.claims("api.moonshot.cn", 443)  # a pattern without a literal tail
+    assert not claimed.claims("bedrock-runtime.us-east-1.amazonaws.com", 8443)
+    assert not claimed.claims("s3.amazonaws.com", 443)
+    assert not claimed.claims("bedrock-runtime.us-east-1.amazonaws.com.evil.net", 443)
+    assert not claimed.claims("x.bedrock-runtime.us-east-1.amazonaws.com", 443)
+    assert not claimed.claims("api.moonshot.cn.evil.net", 443)
+    again = ClaimedHosts.from_json(claimed.to_json())
+    assert again == claimed and again.claims("api.moonshot.ai", 443)
+    patterns = claimed.mitmproxy_patterns()
+    assert r"^api\.openai\.com:443$" in patterns
+    assert any(re.fullmatch(p, "bedrock-runtime.eu-west-1.amazonaws.com:443") for p in patterns)
+    assert not any(re.search(p, "s3.amazonaws.com:443") for p in patterns)
+
+
+def test_a_damaged_claims_file_is_refused_whole() -> None:
+    with pytest.raises(ValueError):
+        ClaimedHosts.from_json('{"exact": [["a.example", 443]], "patterns": [["(", 443]]}')
+    with pytest.raises(ValueError):
+        ClaimedHosts.from_json("[]")
+
+
+def test_the_builtin_host_families_are_claimed_together() -> None:
+    claimed = claimed_hosts()
+    for host in (
+        "bedrock-runtime.us-east-1.amazonaws.com",
+        "bedrock-runtime-fips.us-gov-west-1.amazonaws.com",
+        "bedrock-runtime.cn-north-1.amazonaws.com.cn",
+        "us-east5-aiplatform.googleapis.com",
+        "aiplatform.googleapis.com",
+        "aiplatform.eu.rep.googleapis.com",
+    ):
+        assert claimed.claims(host, 443), host
+    for host in ("s3.amazonaws.com", "storage.googleapis.com", "bedrock.us-east-1.amazonaws.com"):
+        assert not claimed.claims(host, 443), host
+    assert all(re.compile(p) for p in claimed.mitmproxy_patterns())
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/backend-api/wham/usage", "/backend-api/codex/models", "/backend-api/conversation", "/"],
+)
+def test_chatgpt_backend_meters_only_codex_model_paths(path: str) -> None:
+    assert route_for("chatgpt.com", 443, path) is None
+
+
+def test_websocket_routes_only_where_a_wire_format_reads_sockets() -> None:
+    from halton_meter.providers import socket_route_for
+
+    route = socket_route_for("api.openai.com", 443, "/v1/responses")
+    assert route is not None and route.wire == "openai-responses"
+    chatgpt = socket_route_for("chatgpt.com", 443, "/backend-api/codex/responses")
+    assert chatgpt is not None and chatgpt.wire == "chatgpt-codex"
+    # Realtime and Chat have no socket reader: relayed, not metered (docs say so).
+    assert socket_route_for("api.openai.com", 443, "/v1/realtime?model=gpt-realtime") is None
+    assert socket_route_for("api.openai.com", 443, "/v1/chat/completions") is None
+
+
+def test_chatgpt_is_claimed_only_while_a_client_may_use_it() -> None:
+    assert claimed_hosts().claims("chatgpt.com", 443)
+    assert not claimed_hosts(gated=False).claims("chatgpt.com", 443)
+    assert claimed_hosts(gated=False).claims("api.openai.com", 443)

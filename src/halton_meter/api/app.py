@@ -26,6 +26,7 @@ from halton_meter.api.security import Guard
 from halton_meter.dashboard import mount_dashboard
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
+from halton_meter.ledger.quota import quota_view, view_json, warnings
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
@@ -44,6 +45,7 @@ class ApiSettings:
     edge_status: Callable[[], dict[str, Any] | None] = field(default=lambda: None)
     started_at: float = field(default_factory=time.time)
     behind_edge: bool = False
+    quota_warn_at: float = 0.8  # [quota] warn_at
 
 
 class _Readers:
@@ -148,6 +150,12 @@ def create_app(settings: ApiSettings) -> Guard:
             readers.get(), _moment(since, "since"), _moment(until, "until"), project=None
         )
 
+    @app.get("/v1/unmetered", tags=["stats"], responses=BAD_PARAMETER)
+    def unmetered(since: SinceQuery = None, until: UntilQuery = None) -> dict[str, Any]:
+        """LLM traffic the edge passed through unmetered (the daemon was away) in [since,
+        until): per host, and each connection. `complete` is false when there was any."""
+        return views.unmetered(readers.get(), _moment(since, "since"), _moment(until, "until"))
+
     @app.get("/v1/projects", tags=["projects"])
     def projects() -> list[dict[str, Any]]:
         return views.projects(readers.get())
@@ -213,9 +221,28 @@ def create_app(settings: ApiSettings) -> Guard:
             raise HTTPException(404, f"no requests recorded for project {slug!r}")
         return found[0]
 
+    @app.get("/v1/quota", tags=["quota"])
+    def quota() -> dict[str, Any]:
+        """Quota windows per account: utilisation, reset, trend, shares (docs/api.md)."""
+        accounts = quota_view(readers.get(), warn_at=settings.quota_warn_at)
+        return {
+            "warn_at": settings.quota_warn_at,
+            "accounts": [view_json(view) for view in accounts],
+            "warnings": [
+                {"account": account.account, "window": window.name}
+                for account, window in warnings(accounts)
+            ],
+        }
+
     @app.get("/metrics", tags=["daemon"], response_class=PlainTextResponse)
     def prometheus() -> PlainTextResponse:
-        text = metrics.render(readers.get(), settings.writer, settings.lag, settings.edge_status)
+        text = metrics.render(
+            readers.get(),
+            settings.writer,
+            settings.lag,
+            settings.edge_status,
+            settings.quota_warn_at,
+        )
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.post("/v1/reprice", tags=["pricing"], responses={**BAD_PARAMETER, **REFUSED})

@@ -22,6 +22,17 @@ def money(nanousd: int | None, prefix: str = "") -> dict[str, Any]:
     }
 
 
+def subscription_value(requests: int, nanousd: int) -> dict[str, Any]:
+    """What a subscription's calls would have cost at API prices: apart from money spent
+    (`cost_*` counts only calls not billed by a subscription), never added to it."""
+    return {
+        "subscription_requests": requests,
+        "subscription_value_usd_minor_units": minor_units(nanousd),
+        "subscription_value_usd": usd_string(nanousd),
+        "subscription_value_nanousd": nanousd,
+    }
+
+
 def request_item(row: dict[str, Any]) -> dict[str, Any]:
     """One stored request (its ledger columns by name) as the contract's request item."""
     reasoning = row["reasoning_tokens"] or 0
@@ -48,6 +59,8 @@ def request_item(row: dict[str, Any]) -> dict[str, Any]:
         "error_class": row["error_class"],
         "http_status": row["http_status"],
         "stream": bool(row["stream"]),
+        # api | subscription | unknown: a subscription call's cost is its API-equivalent value.
+        "billing": row.get("billing") or "unknown",
     }
 
 
@@ -73,6 +86,7 @@ CSV_FIELDS = (
     "status",
     "error_class",
     "tokens_complete",
+    "billing",
 )
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from halton_meter.ledger import spans
+from halton_meter.ledger.quota import quota_view
 from halton_meter.ledger.rollup import Span, aggregate
 
 
@@ -90,6 +92,7 @@ def render(
     writer: WriterLike | None,
     lag: LedgerLag | None,
     edge_status: Callable[[], dict[str, Any] | None],
+    quota_warn_at: float = 0.8,
 ) -> str:
     groups = aggregate(con, Span(), ["project", "provider", "model"])
     requests = _Family("halton_meter_requests_total", "counter", "LLM calls recorded.")
@@ -98,7 +101,16 @@ def render(
         "halton_meter_unpriced_requests_total", "counter", "Calls whose model has no price."
     )
     tokens = _Family("halton_meter_tokens_total", "counter", "Tokens by kind.")
-    cost = _Family("halton_meter_cost_usd_total", "counter", "Cost of priced calls in USD.")
+    cost = _Family(
+        "halton_meter_cost_usd_total",
+        "counter",
+        "Money spent in USD: priced calls not billed by a subscription.",
+    )
+    value = _Family(
+        "halton_meter_subscription_value_usd_total",
+        "counter",
+        "API-equivalent value in USD of calls billed by a subscription (not money spent).",
+    )
     for row in groups:
         key = {"project": row["project"], "provider": row["provider"], "model": row["model"]}
         requests.add(row["requests"], **key)
@@ -108,11 +120,62 @@ def render(
             tokens.add(row[f"{kind}_tokens"], **key, kind=kind)
         # Exact decimal text: a float would lose nano-dollars on large totals.
         cost.add(_decimal_usd(int(row["cost_nanousd"])), **key)
-    families: list[_Family] = [requests, errors, unpriced, tokens, cost]
+        if row["subscription_requests"]:
+            value.add(_decimal_usd(int(row["subscription_value_nanousd"])), **key)
+    families: list[_Family] = [requests, errors, unpriced, tokens, cost, value]
+    families += _quota_families(con, quota_warn_at)
+    families += _unmetered_families(con)
     if writer is not None:
         families += _writer_families(writer, lag)
     families += _edge_families(edge_status())
     return "".join(line + "\n" for family in families for line in family.lines)
+
+
+def _quota_families(con: sqlite3.Connection, warn_at: float) -> Iterable[_Family]:
+    """Each current quota window's utilisation and reset, per opaque account label."""
+    used = _Family(
+        "halton_meter_quota_utilisation",
+        "gauge",
+        "Latest utilisation (1 = full) of a provider quota window, per account.",
+    )
+    resets = _Family(
+        "halton_meter_quota_reset_timestamp_seconds", "gauge", "When a quota window resets."
+    )
+    warning = _Family(
+        "halton_meter_quota_warning",
+        "gauge",
+        "1 when a quota window is at or past [quota] warn_at (or flagged by the provider).",
+    )
+    threshold = _Family("halton_meter_quota_warn_at", "gauge", "The [quota] warn_at threshold.")
+    threshold.add(warn_at)
+    for account in quota_view(con, warn_at=warn_at):
+        for window in account.windows:
+            if window.expired:
+                continue
+            key = {"account": account.account, "provider": account.provider, "window": window.name}
+            used.add(window.utilisation, **key)
+            warning.add(int(window.warning), **key)
+            if window.resets_at is not None:
+                moment = datetime.fromisoformat(window.resets_at.replace("Z", "+00:00"))
+                resets.add(f"{moment.timestamp():.3f}", **key)
+    return [used, resets, warning, threshold]
+
+
+def _unmetered_families(con: sqlite3.Connection) -> Iterable[_Family]:
+    """The ledger's unmetered spans: LLM traffic passed through while the daemon was away."""
+    connections = _Family(
+        "halton_meter_unmetered_connections_total",
+        "counter",
+        "LLM connections the edge passed through unmetered (daemon away), from the ledger.",
+    )
+    sent = _Family(
+        "halton_meter_unmetered_bytes_total", "counter", "Bytes on those connections, each way."
+    )
+    for hole in spans.holes(con, None, None):
+        connections.add(hole.connections, host=hole.target)
+        sent.add(hole.bytes_up, host=hole.target, direction="up")
+        sent.add(hole.bytes_down, host=hole.target, direction="down")
+    yield from (connections, sent)
 
 
 def _decimal_usd(nanousd: int) -> str:
@@ -173,6 +236,19 @@ def _edge_families(status: dict[str, Any] | None) -> Iterable[_Family]:
             family = _Family(f"halton_meter_edge_{name}_total", "counter", help_text)
             family.add(counters[name])
             yield family
+    unmetered = status.get("unmetered")
+    if isinstance(unmetered, dict):
+        open_now = _Family(
+            "halton_meter_edge_unmetered_open", "gauge", "LLM connections open unmetered now."
+        )
+        open_now.add(int(unmetered.get("open", 0)))
+        resumed = _Family(
+            "halton_meter_edge_resumed_total",
+            "counter",
+            "Unmetered connections the edge closed at a quiet moment so metering resumes.",
+        )
+        resumed.add(int(unmetered.get("resumed", 0)))
+        yield from (open_now, resumed)
 
 
 def fetch_edge_status(port: int, timeout: float = 0.5) -> dict[str, Any] | None:

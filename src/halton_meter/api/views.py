@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from halton_meter.api.contract import CSV_FIELDS, money, request_item
+from halton_meter.api.contract import CSV_FIELDS, money, request_item, subscription_value
+from halton_meter.ledger import spans
 from halton_meter.ledger.rollup import Span, aggregate, aggregate_many
 from halton_meter.money import minor_units, usd_string
 from halton_meter.timewindow import ledger_timestamp
@@ -39,6 +40,12 @@ def _cache_hit_rate(sums: dict[str, Any]) -> float:
 def _cost(sums: dict[str, Any]) -> int | None:
     """Null only when every request of the group is unpriced; see `unpriced_requests`."""
     return None if sums["unpriced_requests"] == sums["requests"] else int(sums["cost_nanousd"])
+
+
+def _subscription(sums: dict[str, Any] | None) -> dict[str, Any]:
+    if not sums:
+        return subscription_value(0, 0)
+    return subscription_value(sums["subscription_requests"], sums["subscription_value_nanousd"])
 
 
 # --- stats ----------------------------------------------------------------------------------
@@ -67,6 +74,9 @@ def stats(
         "total_cache_write_tokens": sums["cache_write_tokens"] if sums else 0,
         **money(int(sums["cost_nanousd"]) if sums else 0, "total_"),
         "unpriced_requests": sums["unpriced_requests"] if sums else 0,
+        # Money spent is `total_cost_*` (calls not billed by a subscription); what the
+        # subscription's calls would have cost at API prices is apart, never added to it.
+        **_subscription(sums),
         "cache_hit_rate": _cache_hit_rate(sums) if sums else 0.0,
         "avg_latency_ms": round(sums["latency_ms_sum"] / sums["latency_count"], 1)
         if sums and sums["latency_count"]
@@ -98,6 +108,7 @@ def stats(
             {"provider": row["provider"], "requests": row["requests"]}
             | money(_cost(row))
             | {"unpriced_requests": row["unpriced_requests"]}
+            | _subscription(row)
             for row in providers
         ],
         "by_model": sorted(
@@ -113,6 +124,7 @@ def stats(
                     **money(_cost(row)),
                     "unpriced_requests": row["unpriced_requests"],
                     "unpriced": row["unpriced_requests"] > 0,
+                    **_subscription(row),
                 }
                 for row in models
             ),
@@ -216,6 +228,11 @@ def projects(con: sqlite3.Connection, only: str | None = None) -> list[dict[str,
                     "primary_provider": busiest["provider"],
                     "top_model": dearest["model"] if dearest["cost_nanousd"] else None,
                     "top_provider": dearest["provider"] if dearest["cost_nanousd"] else None,
+                    # All time, apart from money spent (the cost figures above).
+                    **subscription_value(
+                        sum(r["subscription_requests"] for r in rows),
+                        sum(r["subscription_value_nanousd"] for r in rows),
+                    ),
                 },
             }
         )
@@ -251,6 +268,7 @@ REQUEST_COLUMNS = (
     "error_class",
     "http_status",
     "stream",
+    "billing",
 )
 
 
@@ -339,3 +357,15 @@ def daemon_status(con: sqlite3.Connection, now: datetime) -> dict[str, Any]:
         "SELECT COUNT(*) FROM requests WHERE requested_at >= ?", (hour_ago,)
     ).fetchone()[0]
     return {"last_seen_at": last, "request_count_last_hour": int(count)}
+
+
+def unmetered(con: sqlite3.Connection, since: str | None, until: str | None) -> dict[str, Any]:
+    """The window's unmetered spans: per host (`holes`) and per connection (`spans`)."""
+    gaps = spans.holes(con, since, until)
+    return {
+        "since": since,
+        "until": until,
+        "complete": not gaps,
+        "holes": [hole.as_json() for hole in gaps],
+        "spans": spans.spans(con, since, until),
+    }

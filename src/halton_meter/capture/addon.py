@@ -17,23 +17,30 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import unquote
 
-from mitmproxy import connection, http
+from mitmproxy import connection, http, tls
 from mitmproxy.proxy import server_hooks
 
 from halton_meter import providers
 from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
+from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.decoding import chunk_decoder
 from halton_meter.capture.record import CapturedCall
-from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.capture.tap import StreamTap
-from halton_meter.providers.base import Endpoint
+from halton_meter.capture.websocket import SocketMeter, SocketSession
+from halton_meter.ledger.build import PendingCall
+from halton_meter.providers import ratelimits
+from halton_meter.providers.base import Endpoint, HostFamily
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import SLUG_RE
+from halton_meter.upstream import is_loopback_name, resolve_target
 
 log = logging.getLogger(__name__)
 
 INLINE_DECODE_BYTES = 64 * 1024
+# How long a gated host's TLS handshake waits for its client process to be known (usually a
+# few ms); past it the connection is tunnelled, never decrypted.
+GATE_WAIT_SECONDS = 1.0
 
 
 def project_from_proxy_authorization(value: str | None) -> str | None:
@@ -53,20 +60,23 @@ def project_from_proxy_authorization(value: str | None) -> str | None:
 class MeterAddon:
     def __init__(
         self,
-        submit: Callable[[CapturedCall], None],
+        submit: Callable[[PendingCall], None],
         *,
         own_ports: Collection[int],
         default_project: str = "misc",
         endpoints: Sequence[Endpoint] = (),
+        families: Sequence[HostFamily] = (),
         resolve: Mapping[tuple[str, int], tuple[str, int]] | None = None,
         behind_edge: bool = False,
         attributor: Attributor | None = None,
         proxy_port: int | None = None,
+        gated_clients: Collection[str] = (),
     ) -> None:
         self._submit = submit
         self._own_ports = frozenset(own_ports)
         self._default_project = default_project
         self._endpoints = tuple(endpoints)
+        self._families = tuple(families)
         self._resolve = dict(resolve or {})
         self._behind_edge = behind_edge
         self._attributor = attributor
@@ -80,12 +90,17 @@ class MeterAddon:
         # Metered calls between their request and their response, by flow id: the hooks find
         # their call here, and a shutdown records whatever is still open.
         self._open_calls: dict[str, CapturedCall] = {}
+        # Calls made over WebSockets (capture/websocket.py).
+        self._sockets = SocketMeter(submit)
+        # Client process names whose connections to a gated host (chatgpt.com) are decrypted.
+        self._gated_clients = frozenset(name.lower() for name in gated_clients)
+        self._accounts = AccountLabels()
 
     # --- connection level -------------------------------------------------------------------
 
     def _is_own_listener(self, host: str, port: int) -> bool:
         """Names that need no DNS are checked here; names that resolve to loopback are
-        refused by the resolver (capture/resolve.py) when the connection is opened."""
+        refused by the resolver (upstream.py) when the connection is opened."""
         host, port = resolve_target(self._resolve, host, port)
         return port in self._own_ports and is_loopback_name(host)
 
@@ -159,6 +174,31 @@ class MeterAddon:
         if address is not None and self._is_own_listener(address[0], address[1]):
             data.server.error = "Halton Meter refuses to forward to its own listeners"
 
+    async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        """A gated host (chatgpt.com, where only Codex's model calls are metered) is decrypted
+        only for the client processes `[chatgpt] clients` names; any other process's
+        connection, or one whose process is not known in time, is tunnelled untouched."""
+        address = data.context.server.address
+        names = {(address[0] if address else "").lower(), (data.client_hello.sni or "").lower()}
+        if names.isdisjoint(providers.GATED_HOSTS):
+            return
+        process = await self._client_process(data.context.client)
+        if process is None or process.lower() not in self._gated_clients:
+            data.ignore_connection = True
+            log.debug("tunnelled %s for %s (not a gated client)", sorted(names), process)
+
+    async def _client_process(self, client: connection.Client) -> str | None:
+        lookup = self._lookups.get(client.id)
+        if lookup is None:
+            return None
+        try:
+            context = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(lookup)), GATE_WAIT_SECONDS
+            )
+        except Exception:  # a timeout or a failed lookup: not known, so not decrypted
+            return None
+        return context.process
+
     # --- request / response -----------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -171,15 +211,18 @@ class MeterAddon:
         # Plain-HTTP proxy requests carry the project on every request; never forward it.
         auth = request.headers.pop("proxy-authorization", None)
         self._take_client_header(flow)
+        if request.method == "GET" and _is_websocket_upgrade(request):
+            self._socket_upgrade(flow, auth)
+            return
         if request.method != "POST":  # every metered API call is a POST; GET lists, OPTIONS…
             return
         host = request.pretty_host.lower()
-        route = providers.route_for(host, request.port, request.path, self._endpoints)
+        route = providers.route_for(
+            host, request.port, request.path, self._endpoints, self._families
+        )
         if route is None:
             return
-        project = project_from_proxy_authorization(auth) or self._connection_projects.get(
-            flow.client_conn.id
-        )
+        project = self._project(flow, auth)
         owner_known = self._start_lookup(flow.client_conn)
         call = CapturedCall(
             route=route,
@@ -190,7 +233,31 @@ class MeterAddon:
             lookup=self._lookups.get(flow.client_conn.id),
         )
         call.owner_known = owner_known
+        call.billing = providers.call_billing(route, request.headers, request.path)
         self._open_calls[flow.id] = call
+
+    def _project(self, flow: http.HTTPFlow, auth: str | None) -> str | None:
+        return project_from_proxy_authorization(auth) or self._connection_projects.get(
+            flow.client_conn.id
+        )
+
+    def _socket_upgrade(self, flow: http.HTTPFlow, auth: str | None) -> None:
+        """A WebSocket upgrade on a metered path: its calls are tracked from the 101 on."""
+        request = flow.request
+        host = request.pretty_host.lower()
+        route = providers.socket_route_for(host, request.port, request.path, self._endpoints)
+        if route is None:
+            return
+        project = self._project(flow, auth)
+        self._start_lookup(flow.client_conn)  # a plain-HTTP upgrade: not waited for
+        session = SocketSession(
+            route=route,
+            host=host,
+            project=project or (None if self._attributor else self._default_project),
+            user_agent=request.headers.get("user-agent"),
+            lookup=self._lookups.get(flow.client_conn.id),
+        )
+        self._sockets.upgrade(flow, session)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         call = self._open_calls.get(flow.id)
@@ -226,6 +293,7 @@ class MeterAddon:
             response.stream = True  # not metered: pass through without buffering
             return
         call.http_status = response.status_code
+        self._take_quota_headers(flow, call)
         content_type = response.headers.get("content-type")
         if not providers.is_streaming_response(call.route, content_type):
             return  # a JSON body: buffered by mitmproxy, parsed later on the writer thread
@@ -237,7 +305,20 @@ class MeterAddon:
         call.stream_parser = parser
         response.stream = StreamTap(call, parser, chunk_decoder(encoding), usage_filter)
 
+    def _take_quota_headers(self, flow: http.HTTPFlow, call: CapturedCall) -> None:
+        """The response's rate-limit and quota headers, kept whole per family, with the
+        account they describe as an opaque label (capture/accounts.py). O(headers)."""
+        assert flow.response is not None
+        fields = flow.response.headers.fields
+        quota = ratelimits.collect((k.decode("latin-1"), v.decode("latin-1")) for k, v in fields)
+        if quota is not None:
+            call.quota_headers = quota
+            call.quota_account = self._accounts.label(
+                call.route.provider, call.billing, flow.request.headers, flow.response.headers
+            )
+
     def response(self, flow: http.HTTPFlow) -> None:
+        self._sockets.answered(flow)
         call = self._open_calls.pop(flow.id, None)
         if call is None or flow.response is None:
             return
@@ -248,6 +329,7 @@ class MeterAddon:
         self._submit(call)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._sockets.failed(flow)
         call = self._open_calls.pop(flow.id, None)
         if call is None:
             return
@@ -256,6 +338,17 @@ class MeterAddon:
         call.failure = "timeout" if "timeout" in message or "timed out" in message else "network"
         self._submit(call)
 
+    # --- WebSockets (capture/websocket.py) ----------------------------------------------------
+
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        self._sockets.start(flow)
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        self._sockets.message(flow)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self._sockets.end(flow)
+
     def done(self) -> None:
         """mitmproxy is shutting down: calls still in flight get their row too."""
         self.record_open_calls()
@@ -263,6 +356,7 @@ class MeterAddon:
     def record_open_calls(self) -> None:
         """Submit every call still open as cut short (network). Also called once the proxy has
         stopped, for calls that arrived on still-open connections after the `done` hook."""
+        self._sockets.cut_all()
         for call in self._open_calls.values():
             call.finished_at = time.time()
             call.failure = "network"
@@ -270,6 +364,10 @@ class MeterAddon:
         if self._open_calls:
             log.info("shutdown cut %d calls short; recorded them", len(self._open_calls))
         self._open_calls.clear()
+
+
+def _is_websocket_upgrade(request: http.Request) -> bool:
+    return str(request.headers.get("upgrade", "")).strip().lower() == "websocket"
 
 
 def _refusal() -> http.Response:

@@ -1,8 +1,9 @@
 """The daemon's proxy: mitmproxy 12 embedded as a library, never as a subprocess.
 
 Only hosts an adapter claims are decrypted (anchored `allow_hosts` patterns); every other
-CONNECT becomes a raw TCP tunnel, so the client sees the real server certificate. The ledger
-writer is flushed before the process exits on SIGTERM/SIGINT.
+CONNECT becomes a raw TCP tunnel, so the client sees the real server certificate. On
+SIGTERM/SIGINT the daemon stops taking connections, lets the calls in flight finish for
+`[daemon] drain_seconds` (capture/intake.py), and flushes the ledger writer before it exits.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import asyncio
 import gc
 import logging
 import os
-import re
 import signal
+import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from mitmproxy import options
@@ -27,23 +30,36 @@ from mitmproxy.addons import (
     upstream_auth,
 )
 from mitmproxy.master import Master
+from mitmproxy.proxy.mode_servers import ServerInstance
 
 from halton_meter import __version__, providers
-from halton_meter.api.app import ApiSettings
 from halton_meter.api.metrics import LedgerLag, fetch_edge_status
 from halton_meter.api.security import load_or_create_token
-from halton_meter.api.thread import ApiThread
 from halton_meter.attribution.resolver import Attributor
 from halton_meter.capture.addon import MeterAddon
-from halton_meter.capture.resolve import install_resolver
+from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.build import RowBuilder
+from halton_meter.ledger.spans import SpoolIngest
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
 from halton_meter.paths import Paths, ensure_home
-from halton_meter.runstate import DaemonState
+from halton_meter.pricing.catalogue_hosts import catalogue_families
+from halton_meter.runstate import (
+    CLAIMED_HOSTS_FILE,
+    DRAIN_FILE,
+    STOP_TIMEOUT,
+    DaemonState,
+    DrainReport,
+    remove_own_state,
+    write_atomic,
+)
+from halton_meter.upstream import install_resolver
+
+if TYPE_CHECKING:
+    from halton_meter.api.thread import ApiThread
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +72,17 @@ class StartupError(RuntimeError):
     """The daemon could not start; the message says what to do."""
 
 
+def claimed(config: Config) -> providers.ClaimedHosts:
+    """Every host this daemon decrypts: the built-in table's, the user's endpoints and the
+    price catalogue's providers (pricing/catalogue_hosts.py)."""
+    return providers.claimed_hosts(
+        config.endpoints, catalogue_families(), gated=bool(config.chatgpt_clients)
+    )
+
+
 def intercept_patterns(config: Config) -> list[str]:
-    """Anchored `host:port` regexes: mitmproxy matches them unanchored otherwise, so
-    `anthropic.com` would also match `anthropic.com.evil.net`."""
-    hosts = providers.claimed_hosts(config.endpoints)
-    return [f"^{re.escape(host)}:{port}$" for host, port in sorted(set(hosts))]
+    """Anchored `host:port` regexes for mitmproxy's `allow_hosts` (claimed.py says why)."""
+    return claimed(config).mitmproxy_patterns()
 
 
 def own_ports(config: Config) -> set[int]:
@@ -69,28 +91,36 @@ def own_ports(config: Config) -> set[int]:
 
 
 class _ReadyCheck:
-    """Learns, once mitmproxy says it is running, whether the listener really came up."""
+    """Learns when mitmproxy's addons are all running, so connections are taken only then."""
 
     def __init__(self) -> None:
         self.ready: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
 
     def running(self) -> None:
-        from mitmproxy import ctx
-
-        server = ctx.master.addons.get("proxyserver")
-        failed = [s for s in server.servers if not s.is_running]
-        problem = str(failed[0].last_exception) if failed else None
         if not self.ready.done():
-            self.ready.set_result(problem)
+            self.ready.set_result(None)
 
 
-async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False) -> int:
-    """Run the proxy until SIGTERM/SIGINT; every pending ledger row is written before return.
+async def run_daemon(
+    config: Config, paths: Paths, *, behind_edge: bool = False, take_over: bool = False
+) -> int:
+    """Run the proxy until SIGTERM/SIGINT, then drain; every pending ledger row is written
+    before return.
 
     Standalone, the daemon listens on the proxy port clients use; behind the always-on edge it
-    listens on the internal port and the edge hands it the LLM connections."""
+    listens on the internal port and the edge hands it the LLM connections. `take_over`: the
+    supervisor is replacing a running daemon, whose listening socket this one takes over."""
     listen_port = config.daemon.internal_port if behind_edge else config.daemon.proxy_port
     ensure_home(paths)
+    intake = Intake(paths.home, "127.0.0.1", listen_port, take_over=take_over)
+    try:
+        intake.bind()
+    except OSError as error:
+        raise StartupError(
+            f"cannot listen on 127.0.0.1:{listen_port}: {error.strerror or error}. Stop the "
+            "program using that port or set [daemon] "
+            f"{'internal_port' if behind_edge else 'proxy_port'} in config.toml."
+        ) from None
     ensure_ca(config, paths)
     write_client_bundle(config, paths)
     upstream_bundle = write_upstream_bundle(config, paths)
@@ -102,6 +132,9 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
+    claims = claimed(config)
+    # The edge reads what we decrypt from this file (it never imports the catalogue).
+    write_atomic(paths.home / CLAIMED_HOSTS_FILE, claims.to_json())
     opts = options.Options(
         listen_host="127.0.0.1",
         listen_port=listen_port,
@@ -109,18 +142,22 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     )
     master = Master(opts)
     ready = _ReadyCheck()
+    in_flight = InFlight()
     addon = MeterAddon(
         writer.submit,
         own_ports=own_ports(config),
         default_project=config.default_project,
         endpoints=config.endpoints,
+        families=catalogue_families(),
         resolve=config.upstream.resolve,
         behind_edge=behind_edge,
         attributor=attributor,
         proxy_port=config.daemon.proxy_port,
+        gated_clients=config.chatgpt_clients,
     )
     master.addons.add(
         core.Core(),
+        in_flight,
         disable_h2c.DisableH2C(),
         proxyserver.Proxyserver(),
         dns_resolver.DnsResolver(),
@@ -134,7 +171,9 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
         ready,
     )
     update: dict[str, object] = {
-        "allow_hosts": intercept_patterns(config),
+        # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
+        "server": False,
+        "allow_hosts": claims.mitmproxy_patterns(),
         "tcp_timeout": TCP_TIMEOUT_SECONDS,
         "connection_strategy": "lazy",
     }
@@ -148,45 +187,161 @@ async def run_daemon(config: Config, paths: Paths, *, behind_edge: bool = False)
     opts.update(**update)
 
     install_resolver(asyncio.get_running_loop(), config.upstream.resolve, own_ports(config))
-    _install_signal_handlers(master)
+    stopping = asyncio.Event()
+    _install_signal_handlers(stopping.set)
     run_task = asyncio.create_task(master.run())
     problem = await _wait_ready(ready, run_task)
+    if problem is None:
+        # The handler mitmproxy's own listener would use, fed by our socket instead.
+        instance: ServerInstance[Any] = ServerInstance.make(
+            opts.mode[0], master.addons.get("proxyserver")
+        )
+        try:
+            await intake.serve(instance)
+        except OSError as error:
+            problem = str(error)
     if problem is not None:
         master.shutdown()
         await run_task
+        await intake.stop_accepting()
         writer.close()
-        raise StartupError(
-            f"cannot listen on 127.0.0.1:{listen_port}: {problem}. Stop the program using that "
-            f"port or set [daemon] {'internal_port' if behind_edge else 'proxy_port'} in "
-            "config.toml."
-        )
-    api = _start_api(config, paths, writer, lag, behind_edge)
-    state = DaemonState(
-        os.getpid(),
-        __version__,
-        listen_port,
-        behind_edge,
-        time.time(),
-        config.daemon.api_port if api.listening else None,
+        raise StartupError(f"cannot serve on 127.0.0.1:{listen_port}: {problem}.")
+    started_at = time.time()
+
+    def publish(api_port: int | None) -> None:
+        DaemonState(
+            os.getpid(),
+            __version__,
+            listen_port,
+            behind_edge,
+            started_at,
+            api_port,
+            drains=True,
+            handover=intake.offers_handover,
+        ).write(paths.daemon_state)
+
+    # Metering first: the API (FastAPI, uvicorn: about a second to import) comes up on a
+    # thread of its own, so a restarted or respawned daemon takes hand-offs sooner.
+    api = ApiStarter(config, paths, writer, lag, behind_edge, publish, wait=intake.took_over)
+    publish(config.daemon.api_port)
+    api.begin()
+    drain_task = asyncio.create_task(
+        _drain_on_signal(stopping, intake, in_flight, api, master, config, paths)
     )
-    state.write(paths.daemon_state)
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise stall the event loop ~60 ms every few thousand requests.
     gc.freeze()
     cloud_sync.start()
+    # What the edge tunnelled unmetered while no daemon ran (only an edge spools).
+    spool_ingest = SpoolIngest(paths.home, paths.ledger)
+    spool_ingest.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
         await run_task
     finally:
+        drain_task.cancel()
         api.stop()
+        await intake.stop_accepting()
         await _finish_connections()
         addon.record_open_calls()
         intact = writer.close()
         attributor.close()
         cloud_sync.stop()
+        spool_ingest.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
-        paths.daemon_state.unlink(missing_ok=True)
+        remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1
+
+
+async def _drain_on_signal(
+    stopping: asyncio.Event,
+    intake: Intake,
+    in_flight: InFlight,
+    api: ApiStarter,
+    master: Master,
+    config: Config,
+    paths: Paths,
+) -> None:
+    """At SIGTERM: stop taking connections, free the API port (a successor takes it), let the
+    calls in flight finish for `[daemon] drain_seconds`, say what was waited for, stop."""
+    await stopping.wait()
+    limit = config.daemon.drain_seconds
+    log.info("draining: %d calls in flight, up to %g s", len(in_flight.open), limit)
+    await intake.stop_accepting()
+    await asyncio.to_thread(api.stop)
+    result = await in_flight.drain(limit)
+    report = DrainReport(
+        pid=os.getpid(),
+        calls=result.calls,
+        finished=result.finished,
+        cut=result.cut,
+        seconds=round(result.seconds, 3),
+        limit=limit,
+        handed_over=intake.handed_over,
+    )
+    report.write(paths.home / DRAIN_FILE)
+    log.info(
+        "drained: waited %.1f s for %d calls, %d finished, %d cut%s",
+        result.seconds,
+        result.calls,
+        result.finished,
+        result.cut,
+        "; the successor took the listening socket" if intake.handed_over else "",
+    )
+    master.shutdown()
+
+
+class ApiStarter:
+    """The loopback API and dashboard, brought up on a thread after metering has begun. A
+    taken port is logged, not fatal (metering matters more than the dashboard); while the
+    daemon this one replaces still holds it (`wait`), it is tried again until that one frees it
+    at the start of its drain, for at most STOP_TIMEOUT."""
+
+    def __init__(
+        self,
+        config: Config,
+        paths: Paths,
+        writer: LedgerWriter,
+        lag: LedgerLag,
+        behind_edge: bool,
+        publish: Callable[[int | None], None],
+        *,
+        wait: bool,
+    ) -> None:
+        # The token file now, not on the thread: it is the daemon's, there once it runs.
+        token = load_or_create_token(paths)
+        self._make = lambda: _make_api(config, paths, token, writer, lag, behind_edge)
+        self._publish = publish
+        self._wait = wait
+        self._stopping = threading.Event()
+        self._api: ApiThread | None = None
+        self._thread = threading.Thread(target=self._run, name="api-start", daemon=True)
+
+    def begin(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        api = self._make()
+        self._api = api
+        deadline = time.monotonic() + (STOP_TIMEOUT if self._wait else 0.0)
+        while True:
+            problem = api.start()
+            if problem is None:
+                log.info("API and dashboard on http://127.0.0.1:%d/", api.settings.port)
+                return
+            if self._stopping.is_set() or time.monotonic() >= deadline:
+                log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
+                self._publish(None)
+                return
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop it (waiting for a start in progress to finish first)."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(10.0)
+        if self._api is not None:
+            self._api.stop()
 
 
 async def _finish_connections(timeout: float = 5.0) -> None:
@@ -201,29 +356,31 @@ async def _finish_connections(timeout: float = 5.0) -> None:
         await asyncio.wait(others, timeout=timeout)
 
 
-def _start_api(
-    config: Config, paths: Paths, writer: LedgerWriter, lag: LedgerLag, behind_edge: bool
+def _make_api(
+    config: Config,
+    paths: Paths,
+    token: str,
+    writer: LedgerWriter,
+    lag: LedgerLag,
+    behind_edge: bool,
 ) -> ApiThread:
-    """The loopback API and dashboard on their own thread; a taken port is logged, not fatal."""
+    from halton_meter.api.app import ApiSettings
+    from halton_meter.api.thread import ApiThread
+
     edge_port = config.daemon.proxy_port
     settings = ApiSettings(
         ledger=paths.ledger,
         port=config.daemon.api_port,
-        token=load_or_create_token(paths),
+        token=token,
         cors_origins=config.cors_allow_origins,
         price_overrides=config.price_overrides,
         writer=writer,
         lag=lag,
         edge_status=(lambda: fetch_edge_status(edge_port)) if behind_edge else lambda: None,
         behind_edge=behind_edge,
+        quota_warn_at=config.quota_warn_at,
     )
-    api = ApiThread(settings)
-    problem = api.start()
-    if problem is None:
-        log.info("API and dashboard on http://127.0.0.1:%d/", config.daemon.api_port)
-    else:
-        log.error("%s; metering goes on without the API. Set [daemon] api_port.", problem)
-    return api
+    return ApiThread(settings)
 
 
 async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str | None:
@@ -234,13 +391,13 @@ async def _wait_ready(ready: _ReadyCheck, run_task: asyncio.Task[None]) -> str |
     return "the proxy stopped during start-up"
 
 
-def _install_signal_handlers(master: Master) -> None:
+def _install_signal_handlers(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(signum, master.shutdown)
+            loop.add_signal_handler(signum, stop)
         except NotImplementedError:  # Windows' Proactor loop
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(master.shutdown))
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop))
 
 
 def _upstream_mode(url: str) -> tuple[str, str | None]:

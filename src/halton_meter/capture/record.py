@@ -16,6 +16,7 @@ from halton_meter.attribution.resolver import Lookup
 from halton_meter.capture.decoding import decode_body
 from halton_meter.ledger.build import CallFacts, PendingCall
 from halton_meter.ledger.row import new_request_id
+from halton_meter.providers import ratelimits
 from halton_meter.providers.base import CallResult, Route, StreamParser
 
 
@@ -42,6 +43,12 @@ class CapturedCall(PendingCall):
     lookup: Lookup | None = None
     # Set on the first request of a plain-HTTP connection: done once its client is known.
     owner_known: asyncio.Future[None] | None = None
+    # How the call is paid for (`api`, `subscription`, `unknown`), decided in requestheaders
+    # from the wire format and the kind of credential; never the credential itself.
+    billing: str = "unknown"
+    # The response's rate-limit/quota header families and the account they describe.
+    quota_headers: ratelimits.Snapshot | None = None
+    quota_account: str | None = None
     id: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -64,6 +71,9 @@ class CapturedCall(PendingCall):
             project=self.project,
             user_agent=self.user_agent,
             lookup=self.lookup,
+            billing=self.billing,
+            quota_headers=self.quota_headers,
+            quota_account=self.quota_account,
         )
 
     def _request_bytes(self) -> bytes:

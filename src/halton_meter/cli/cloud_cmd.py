@@ -56,17 +56,33 @@ def cloud() -> None:
 @click.option(
     "--server", "server_url", required=True, help="The team server, e.g. https://meter.example.com"
 )
-@click.option("--workspace", default="default", show_default=True, help="Workspace to join.")
-@click.option("--name", help="This machine's name on the server (default: the host name).")
+@click.option(
+    "--workspace",
+    help="Workspace to join (default: the one this machine is paired in on that server, else "
+    "'default').",
+)
+@click.option(
+    "--name",
+    help="This machine's name on the server (default: its name there, else the host name).",
+)
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for approval.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def connect(
-    ctx: Context, server_url: str, workspace: str, name: str | None, timeout: float, as_json: bool
+    ctx: Context,
+    server_url: str,
+    workspace: str | None,
+    name: str | None,
+    timeout: float,
+    as_json: bool,
 ) -> None:
-    """Ask for a pairing code, wait until an admin approves it, keep the token (0600)."""
+    """Ask for a pairing code, wait until an admin approves it, keep the token (0600).
+
+    Pairing again with the same server (after a revoke) keeps the machine in its workspace
+    and under its name unless told otherwise."""
     try:
         url = normalise_server_url(server_url)
+        workspace, name = _remembered(ctx, url, workspace, name)
         with closing(connect_ledger(ctx)) as con:
             pending = request_code(url, con, workspace, name)
             click.echo(f"Pairing code: {pending['code']}", err=as_json)
@@ -98,6 +114,20 @@ def connect(
             f"Paired: {credentials.machine_name} in workspace {credentials.workspace} on "
             f"{credentials.server_url}. The daemon syncs in the background."
         )
+
+
+def _remembered(
+    ctx: Context, url: str, workspace: str | None, name: str | None
+) -> tuple[str, str | None]:
+    """The workspace and name to ask for: as given, else those of this machine's pairing with
+    the same server (kept in its credentials, revoked or not), else 'default' and the host's."""
+    try:
+        previous = load_credentials(ctx.paths)
+    except CredentialsError:
+        previous = None
+    if previous is not None and previous.server_url == url:
+        return workspace or previous.workspace, name or previous.machine_name
+    return workspace or "default", name
 
 
 def connect_ledger(ctx: Context) -> sqlite3.Connection:
@@ -167,6 +197,7 @@ def sync_now(ctx: Context, as_json: bool) -> None:
         "state": result.state,
         "rows_sent": result.rows_sent,
         "rows_stored": result.rows_stored,
+        "rows_resent": result.rows_resent,
         "unsynced_rows": left,
         "error": result.error,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import click
@@ -10,6 +11,7 @@ import click
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.logs import log_path, setup_process_logging
+from halton_meter.runstate import DAEMON_TAKE_OVER_ENV
 
 
 @click.command()
@@ -33,7 +35,11 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
     from halton_meter.capture.daemon import StartupError, run_daemon
 
     try:
-        code = asyncio.run(run_daemon(config, ctx.paths, behind_edge=behind_edge))
+        # Set by the supervisor only, when it replaces a running daemon (restart, upgrade).
+        take_over = os.environ.get(DAEMON_TAKE_OVER_ENV) == "1"
+        code = asyncio.run(
+            run_daemon(config, ctx.paths, behind_edge=behind_edge, take_over=take_over)
+        )
     except StartupError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)

@@ -16,15 +16,19 @@ from rich.table import Table
 
 from halton_meter import __version__
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
+from halton_meter.cli.quota_cmd import status_warnings
 from halton_meter.lifecycle import install, this_os
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.lifecycle.supervisor import (
     DAEMON,
     EDGE,
     NO_MANAGER,
+    BackgroundSupervisor,
     SupervisorError,
     launcher,
+    running_pid,
 )
+from halton_meter.runstate import DRAIN_FILE, read_state
 
 STEPS = ("home", "snapshot", "clean", "ca", "ports", "shell", "units", "start", "self-test")
 MARKS = {
@@ -131,6 +135,9 @@ def _start(ctx: Context) -> None:
         for component in (EDGE, DAEMON):
             pid = supervisor.start(component, ctx.paths)
             click.echo(f"{component.name} running (pid {pid})", err=True)
+        if isinstance(supervisor, BackgroundSupervisor) and supervisor.kind == "background":
+            pid = supervisor.ensure_guard(ctx.paths)
+            click.echo(f"guard running (pid {pid}): respawns a crashed edge or daemon", err=True)
     except SupervisorError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -147,19 +154,43 @@ def start(ctx: Context) -> None:
     _start(ctx)
 
 
+def _drained(ctx: Context, pid: int | None) -> str:
+    """What the stopped daemon (pid) waited for, from the report it wrote at the end of its
+    drain; empty when it wrote none (an older release, or killed)."""
+    report = read_state(ctx.paths.home / DRAIN_FILE)
+    if pid is None or report is None or report.get("pid") != pid:
+        return ""
+    calls, seconds, cut = report.get("calls", 0), report.get("seconds", 0.0), report.get("cut", 0)
+    if not calls:
+        return "no call was in flight"
+    waited = f"waited {seconds:.1f} s for {calls} call{'s' if calls != 1 else ''} in flight"
+    if cut:
+        limit = report.get("limit", 0.0)
+        return f"{waited}; {cut} still running after {limit:g} s were cut (recorded as cut)"
+    return f"{waited}; all finished"
+
+
 @click.command()
 @pass_context
 def stop(ctx: Context) -> None:
-    """Stop the daemon; the edge keeps tunnelling, unmetered, so no client breaks."""
+    """Stop the daemon, after the calls in flight finish (up to [daemon] drain_seconds); the
+    edge keeps tunnelling, unmetered, so no client breaks."""
     supervisor = this_os.supervisor()
+    pid = running_pid(DAEMON, ctx.paths)
     try:
         was = supervisor.stop(DAEMON, ctx.paths)
     except SupervisorError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)
+    drained = _drained(ctx, pid)
     click.echo(
-        ("daemon stopped" if was else "the daemon was not running")
-        + "; the edge keeps tunnelling (passthrough, nothing metered). "
+        (f"daemon stopped ({drained})" if was and drained else "daemon stopped")
+        if was
+        else "the daemon was not running",
+        err=True,
+    )
+    click.echo(
+        "The edge keeps tunnelling (passthrough, nothing metered). "
         "`halton-meter start` resumes metering.",
         err=True,
     )
@@ -168,10 +199,29 @@ def stop(ctx: Context) -> None:
 @click.command()
 @pass_context
 def restart(ctx: Context) -> None:
-    """Restart the daemon (and start the edge if it is not running)."""
+    """Restart the daemon without a gap (and start the edge if it is not running): in
+    background mode the new daemon takes the listening socket over before the old one stops
+    taking connections; the old one then finishes its calls in flight."""
     supervisor = this_os.supervisor()
+    pid = running_pid(DAEMON, ctx.paths)
     try:
-        supervisor.stop(DAEMON, ctx.paths)
+        if (
+            pid is not None
+            and isinstance(supervisor, BackgroundSupervisor)
+            and (supervisor.kind == "background")
+        ):
+            new = supervisor.replace(DAEMON, ctx.paths)
+            drained = _drained(ctx, pid)
+            click.echo(
+                f"daemon restarted (pid {pid} -> {new})"
+                + (f"; the old one {drained}" if drained else ""),
+                err=True,
+            )
+        else:
+            supervisor.stop(DAEMON, ctx.paths)
+            drained = _drained(ctx, pid)
+            if drained:
+                click.echo(f"daemon stopped ({drained})", err=True)
     except SupervisorError as error:
         click.echo(f"halton-meter: {error}", err=True)
         sys.exit(EXIT_FAILURE)
@@ -185,6 +235,7 @@ def status(ctx: Context, as_json: bool) -> None:
     """Is the meter running? Exit 0 healthy, 1 degraded (edge up, daemon down), 2 down."""
     supervisor = this_os.supervisor()
     report = install.status(ctx.config, ctx.paths, supervisor.kind)
+    report["quota_warnings"] = status_warnings(ctx.paths.ledger, ctx.config.quota_warn_at)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         sys.exit(report["exit_code"])
@@ -202,10 +253,36 @@ def status(ctx: Context, as_json: bool) -> None:
             str(part["version"] or "-"),
         )
     console.print(table)
+    guard = report.get("guard")
+    if guard is not None:
+        respawned = ", ".join(
+            f"{name} {part['respawns']} times" + (" (crash loop)" if part["crash_loop"] else "")
+            for name, part in guard["components"].items()
+        )
+        console.print(
+            f"Guard: pid {guard['pid']}, respawned {respawned}"
+            if guard["running"]
+            else "[yellow]Guard: not running[/]: a crashed edge or daemon stays down; "
+            "`halton-meter start` starts it"
+        )
     console.print(f"Rows recorded today: {report['rows_today']}")
     if report["ledger_problem"]:
         console.print(f"[red]Not recorded:[/] {escape(report['ledger_problem']['why'])}")
         console.print(f"fix: {escape(report['ledger_problem']['fix'])}")
+    for line in report["quota_warnings"]:
+        console.print(f"[yellow]Quota warning:[/] {line}")
+    gaps = report["unmetered"]
+    for hole in gaps["recorded"]:
+        console.print(f"[yellow]Not metered today: {hole['text']}[/]")
+    for target, count in gaps["spooled"].items():
+        plural = "" if count == 1 else "s"
+        console.print(
+            f"[yellow]Not metered: {count} connection{plural} to {target}, "
+            "stored in the ledger when the daemon runs[/]"
+        )
+    live = (gaps["edge"] or {}).get("open")
+    if live:
+        console.print(f"[yellow]Open unmetered connections right now: {live}[/]")
     if report["note"]:
         console.print(report["note"])
     if report["state"] == "degraded":

@@ -146,7 +146,7 @@ def reprice(
         if as_json:
             click.echo(json.dumps(_plan_json(changes, len(plan.updates), dry_run), indent=2))
         else:
-            _render_plan(console, changes, len(plan.updates), total)
+            render_plan(console, changes, len(plan.updates), total)
         if dry_run or not plan.updates:
             return
         if (
@@ -186,7 +186,7 @@ def _plan_json(changes: list[Any], updates: int, dry_run: bool) -> dict[str, Any
     }
 
 
-def _render_plan(console: Console, changes: list[Any], updates: int, total: int) -> None:
+def render_plan(console: Console, changes: list[Any], updates: int, total: int) -> None:
     columns = [
         Column("provider", [c.provider for c in changes], priority=2),
         Column("model", [c.model for c in changes]),

@@ -20,7 +20,7 @@ from halton_meter.ledger.projects import (
     list_projects,
     move_project,
 )
-from halton_meter.money import usd_string
+from halton_meter.money import DisplayCurrency, usd_string
 from halton_meter.slugs import is_slug, not_a_slug
 
 LAYER_WORDS = {
@@ -50,6 +50,10 @@ def _summary_json(item: ProjectSummary) -> dict[str, Any]:
         "last_active": item.last_active,
         "top_model": item.top_model,
         "renamed_to": item.renamed_to,
+        # Apart from money spent (the cost figures above), never added to it.
+        "subscription_requests": item.subscription_requests,
+        "subscription_value_nanousd": item.subscription_value_nanousd,
+        "subscription_value_usd": usd_string(item.subscription_value_nanousd),
     }
 
 
@@ -76,12 +80,33 @@ def projects(click_context: click.Context, as_json: bool) -> None:
         Column("this month", [display.format(i.month_cost_nanousd) for i in items], numeric=True),
         Column("all time", [display.format(i.total_cost_nanousd) for i in items], numeric=True),
         Column("calls", [f"{item.requests:,}" for item in items], numeric=True, priority=2),
+    ]
+    if any(item.subscription_requests for item in items):
+        columns.append(
+            Column(
+                "subscription value",
+                [_subscription(item, display) for item in items],
+                numeric=True,
+                priority=1,
+            )
+        )
+    columns += [
         Column("last active UTC", [_when(item.last_active) for item in items], priority=1),
         Column("top model", [item.top_model or "-" for item in items], priority=3),
     ]
     console.print(fitted_table(console, f"{len(items)} projects", columns))
     if any(item.unpriced_requests for item in items):
         console.print("[dim]spend covers priced calls only (see `report` for unpriced)[/dim]")
+    if any(item.subscription_requests for item in items):
+        console.print(
+            "[dim]money spent leaves subscription calls out; their value at API prices is "
+            "shown apart[/dim]"
+        )
+
+
+def _subscription(item: ProjectSummary, display: DisplayCurrency) -> str:
+    """All-time API-equivalent value of the project's subscription calls (not money spent)."""
+    return display.format(item.subscription_value_nanousd) if item.subscription_requests else ""
 
 
 def _name(item: ProjectSummary) -> str:

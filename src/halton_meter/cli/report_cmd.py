@@ -14,6 +14,7 @@ from rich.console import Console
 
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.tables import Column, fitted_table
+from halton_meter.ledger import spans
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import (
     GROUP_COLUMNS,
@@ -67,12 +68,16 @@ def requests(
     since_ts = ledger_timestamp(_moment(since, "--since")) if since else None
     with _open_ledger(ctx) as con:
         rows = recent_requests(con, Window(since=since_ts, project=project), limit)
+        # The gaps among the calls shown: from the oldest one listed (or --since) on.
+        oldest = rows[-1]["requested_at"] if len(rows) == limit else since_ts
+        gaps = spans.holes(con, oldest, None)
     if as_json:
         click.echo(json.dumps([request_json(row) for row in rows], indent=2))
         return
     console = Console()
     if not rows:
         console.print("No metered calls yet. Run a tool with `halton-meter run -- CMD`.")
+        _print_holes(console, gaps)
         return
     columns = [
         Column("time UTC", [row["requested_at"][11:19] for row in rows], priority=3),
@@ -91,6 +96,13 @@ def requests(
     ]
     table = fitted_table(console, f"Latest {len(rows)} calls", columns)
     console.print(table)
+    _print_holes(console, gaps)
+
+
+def _print_holes(console: Console, gaps: list[spans.Hole]) -> None:
+    """Unmetered traffic (the daemon was away): those calls are missing above."""
+    for hole in gaps:
+        console.print(f"[yellow]not metered: {hole.describe()}[/yellow]")
 
 
 @click.command()
@@ -145,14 +157,25 @@ def report(
     groups = list(group_by)
     with _open_ledger(ctx) as con:
         result = build_report(con, window, groups)
+        gaps = spans.holes(con, window.since, window.until)
     if as_json:
         payload = report_json(result, groups, {"from": window.since, "to": window.until})
+        # A window with a hole is incomplete: say so, with what the edge could count.
+        payload["complete"] = not gaps
+        payload["unmetered"] = [hole.as_json() for hole in gaps]
         click.echo(json.dumps(payload, indent=2))
         return
     if as_csv:
         click.echo(report_csv(result, groups), nl=False)
         return
     _render_report(result, groups, window, ctx.config.display)
+    if gaps:
+        console = Console()
+        _print_holes(console, gaps)
+        console.print(
+            "[yellow]The totals miss the calls on these connections: the daemon was not "
+            "running, and the edge passed them through unmetered.[/yellow]"
+        )
 
 
 def _render_report(
@@ -175,11 +198,14 @@ def _render_report(
         ("output", 0, lambda t: _tokens(t.output_tokens)),
         ("cost", 0, lambda t: _cost(t, display)),
         ("unpriced", 1, lambda t: f"{t.unpriced_requests:,}" if t.unpriced_requests else ""),
+        ("subscription value", 1, lambda t: _subscription(t, display)),
         ("avg ms", 5, lambda t: _ms(t.avg_latency_ms)),
         ("p95 ms", 2, lambda t: _ms(t.p95_latency_ms)),
     ]
     for name, priority, cell in measures:
         if name == "unpriced" and not totals.unpriced_requests:
+            continue
+        if name == "subscription value" and not totals.subscription_requests:
             continue
         columns.append(
             Column(
@@ -213,6 +239,13 @@ def _render_report(
             ],
         )
         console.print(section)
+    if totals.subscription_requests:
+        console.print(
+            f"Money spent (API billing): {display.format(totals.cost_nanousd)}. "
+            f"Subscription use, apart: {totals.subscription_requests:,} calls worth "
+            f"{display.format(totals.subscription_value_nanousd)} at API prices "
+            "(paid by the plan, not added to money spent)."
+        )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     if totals.unpriced_requests:
         console.print("[dim]* the cost covers priced calls only; see the unpriced calls[/dim]")
@@ -225,6 +258,13 @@ def _cost(totals: Totals, display: DisplayCurrency) -> str:
         return "unpriced"
     # "*": some calls in this group have no price, so the sum covers the priced ones only.
     return display.format(totals.cost_nanousd) + ("*" if totals.unpriced_requests else "")
+
+
+def _subscription(totals: Totals, display: DisplayCurrency) -> str:
+    """The API-equivalent value of a group's subscription calls (never part of its cost)."""
+    if not totals.subscription_requests:
+        return ""
+    return display.format(totals.subscription_value_nanousd)
 
 
 def _ms(value: float | None) -> str:

@@ -1,4 +1,5 @@
-"""`halton-meter server run|migrate|approve|pending|machines|revoke|admin-token`: the team
+"""`halton-meter server run|migrate|approve|pending|machines|revoke|admin-token|account-add|
+accounts|account-remove|prices|reprice`: the team
 server (needs the `server` extra). Everything but `run` talks to PostgreSQL directly, so an
 admin on the server's host needs no token."""
 
@@ -184,12 +185,187 @@ def revoke(machine: str, config_file: Path | None) -> None:
 @_config_option
 @click.option("--label", default="admin", show_default=True, help="A note to tell tokens apart.")
 def admin_token(config_file: Path | None, label: str) -> None:
-    """Create an admin token for the web pages and the rollup API (shown once, stored hashed)."""
-    from halton_meter.teamserver import pairing
+    """Create an admin account of every workspace; prints its token (shown once, stored
+    hashed). The same as `account-add LABEL --role admin`."""
+    from halton_meter.teamserver import accounts
 
     with _database(config_file) as con:
-        token = pairing.create_admin_token(con, label)
+        token = accounts.create_admin_token(con, label)
     click.echo(token)
+
+
+@server.command("account-add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "admin"]),
+    default="viewer",
+    show_default=True,
+    help="viewer: reads figures and the dashboard; admin: also approves, revokes, prices.",
+)
+@click.option("--workspace", help="Only this workspace (default: every workspace).")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def account_add(
+    name: str, role: str, workspace: str | None, config_file: Path | None, as_json: bool
+) -> None:
+    """Add an account; prints its token once (only its hash is stored)."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        try:
+            made, token = accounts.create_account(con, name, role, workspace)
+        except accounts.AccountError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_FAILURE)
+    if as_json:
+        payload = {"id": made.id, "name": made.name, "role": made.role, "workspace": workspace}
+        click.echo(json.dumps({**payload, "token": token}, indent=2))
+    else:
+        click.echo(token)
+
+
+@server.command("accounts")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def accounts_cmd(config_file: Path | None, as_json: bool) -> None:
+    """Accounts (viewers and admins), their workspace and when they were made."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        found = accounts.list_accounts(con)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for a in found:
+        click.echo(
+            f"{a['id']:>4}  {a['name']}  {a['role']}  {a['workspace'] or '(every workspace)'}  "
+            f"{a['created_at'][:10]}"
+        )
+    if not found:
+        click.echo("No account yet: `halton-meter server admin-token` makes the first.")
+
+
+@server.command("account-remove")
+@click.argument("account")
+@_config_option
+def account_remove(account: str, config_file: Path | None) -> None:
+    """Remove an account (by id or name): its token stops working at once."""
+    from halton_meter.teamserver import accounts
+
+    with _database(config_file) as con:
+        try:
+            done = accounts.remove_account(con, account)
+        except accounts.AccountError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_FAILURE)
+    click.echo(f"Removed account {done['name']} ({done['id']}).")
+
+
+def _workspace_id(con: Any, name: str) -> str:
+    row = con.execute("SELECT id FROM workspaces WHERE name = %s", (name,)).fetchone()
+    if row is None:
+        click.echo(f"halton-meter: no workspace {name!r}", err=True)
+        sys.exit(EXIT_FAILURE)
+    return str(row[0])
+
+
+@server.command("prices")
+@click.option("--workspace", default="default", show_default=True)
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def prices_cmd(workspace: str, config_file: Path | None, as_json: bool) -> None:
+    """The workspace's own prices ([[pricing.overrides]] TOML), as last set."""
+    from halton_meter.teamserver import prices
+
+    with _database(config_file) as con:
+        found = prices.prices_info(con, _workspace_id(con, workspace))
+    if as_json:
+        click.echo(json.dumps({"workspace": workspace, **found}, indent=2))
+    elif found["entries"]:
+        click.echo(
+            f"# {found['entries']} entries, set {found['updated_at']} by {found['updated_by']}"
+        )
+        click.echo(found["toml"].rstrip())
+    else:
+        click.echo(f"Workspace {workspace} has no prices of its own: the catalogue's apply.")
+
+
+@server.command("prices-set")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--workspace", default="default", show_default=True)
+@_config_option
+def prices_set(file: Any, workspace: str, config_file: Path | None) -> None:
+    """Set the workspace's prices from FILE (`-`: stdin): [[pricing.overrides]] tables, as in
+    a machine's config.toml. An empty file removes them. New rows are priced with them;
+    `server reprice` applies them to rows already stored."""
+    from halton_meter.teamserver import prices
+
+    text = file.read()
+    with _database(config_file) as con:
+        try:
+            entries = prices.set_prices(con, _workspace_id(con, workspace), text, "server cli")
+        except prices.PricesError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+    click.echo(
+        f"Workspace {workspace}: {entries} price entries. New rows use them; "
+        f"`halton-meter server reprice --workspace {workspace} --since …` re-prices stored rows."
+    )
+
+
+@server.command("reprice")
+@click.option("--workspace", default="default", show_default=True)
+@click.option("--since", default="all", show_default=True, help="30d, a date, or all.")
+@click.option("--project", "-p", help="Only this project.")
+@click.option("--dry-run", is_flag=True, help="Show the change per model; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the change as JSON.")
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+@_config_option
+def reprice_cmd(
+    workspace: str,
+    since: str,
+    project: str | None,
+    dry_run: bool,
+    as_json: bool,
+    yes: bool,
+    config_file: Path | None,
+) -> None:
+    """Re-price the team's stored rows with today's catalogue and the workspace's prices.
+
+    Shows the change per model first and asks; only the server's figure changes (each
+    machine's own stays beside it)."""
+    from rich.console import Console
+
+    from halton_meter.cli.pricing_cmd import render_plan
+    from halton_meter.teamserver import prices, reprice
+    from halton_meter.timewindow import TimeParseError, parse_moment
+
+    try:
+        start = None if since == "all" else parse_moment(since)
+    except TimeParseError as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
+    console = Console(stderr=as_json)
+    with _database(config_file) as con:
+        space = _workspace_id(con, workspace)
+        plan = reprice.plan_reprice(con, space, prices.load_prices(con, space), start, project)
+        if as_json:
+            click.echo(json.dumps(reprice.plan_json(plan, dry_run), indent=2))
+        else:
+            changes = sorted(plan.changes.values(), key=lambda c: (c.provider, c.model))
+            render_plan(console, changes, len(plan.updates), plan.rows)
+        if dry_run or not plan.updates:
+            return
+        if (
+            not yes
+            and not as_json
+            and not click.confirm(f"Re-price {len(plan.updates):,} rows?", default=False)
+        ):
+            click.echo("Nothing changed.")
+            return
+        written = reprice.apply_reprice(con, space, plan)
+    if not as_json:
+        console.print(f"Re-priced {written:,} rows on the server; the machines' figures stay.")
 
 
 COMMANDS = [server]

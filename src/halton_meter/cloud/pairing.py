@@ -73,7 +73,10 @@ def wait_for_approval(
 def finish(
     paths: Paths, con: sqlite3.Connection, server_url: str, answer: dict[str, Any]
 ) -> Credentials:
-    """Keep the token (0600) and point the sync at this server and workspace."""
+    """Keep the token (0600) and point the sync at this server and workspace. An answer
+    without a workspace is refused rather than kept: such a token could never sync."""
+    if not answer.get("workspace_id") or not answer.get("workspace"):
+        raise PairingFailed("the server approved the code but named no workspace; pair again")
     credentials = Credentials(
         server_url=server_url,
         token=answer["token"],

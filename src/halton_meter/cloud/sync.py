@@ -67,6 +67,7 @@ WIRE_COLUMNS = (
     "attribution",
     "client_process",
     "wire",
+    "billing",
 )
 MINIMAL_DROPS = ("user_agent", "response_id", "client_process")
 
@@ -109,14 +110,25 @@ def _update(con: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> 
 
 
 def set_target(con: sqlite3.Connection, target: str) -> None:
-    """A new server or workspace starts from the first row; the same one keeps its place."""
-    _update(
-        con,
-        "UPDATE cloud_sync SET synced_rowid = CASE WHEN sync_target IS ? THEN synced_rowid "
-        "ELSE 0 END, synced_id = CASE WHEN sync_target IS ? THEN synced_id ELSE NULL END, "
-        "sync_target = ?, paused_reason = NULL, last_error = NULL WHERE id = 1",
-        (target, target, target),
-    )
+    """A new server or workspace starts from the first row (with today's prices, so nothing is
+    left to resend); the same one keeps its place."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        con.execute(
+            "DELETE FROM cloud_resend WHERE (SELECT sync_target FROM cloud_sync WHERE id = 1) "
+            "IS NOT ?",
+            (target,),
+        )
+        con.execute(
+            "UPDATE cloud_sync SET synced_rowid = CASE WHEN sync_target IS ? THEN synced_rowid "
+            "ELSE 0 END, synced_id = CASE WHEN sync_target IS ? THEN synced_id ELSE NULL END, "
+            "sync_target = ?, paused_reason = NULL, last_error = NULL WHERE id = 1",
+            (target, target, target),
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def pause(con: sqlite3.Connection, reason: str) -> None:
@@ -192,6 +204,7 @@ class DrainResult:
     rows_sent: int = 0
     rows_stored: int = 0
     error: str | None = None
+    rows_resent: int = 0  # re-priced rows whose new price was sent again
 
 
 def drain(
@@ -250,7 +263,85 @@ def drain(
             return DrainResult(PAUSED, result.rows_sent, result.rows_stored, reason)
         _record_failure(con, message)
         return DrainResult(DEGRADED, result.rows_sent, result.rows_stored, message)
+    if max_batches is None or batches < max_batches:
+        return _resend(con, credentials, settings, position, result)
     return result
+
+
+RESEND_COLUMNS = ("id", "requested_at", "cost_nanousd", "price_source")
+
+
+def rows_to_resend(con: sqlite3.Connection) -> int:
+    return int(con.execute("SELECT COUNT(*) FROM cloud_resend").fetchone()[0])
+
+
+def _resend(
+    con: sqlite3.Connection,
+    credentials: Credentials,
+    settings: CloudSettings,
+    position: int,
+    result: DrainResult,
+) -> DrainResult:
+    """Rows re-priced here after the server took them: send their new price, which replaces
+    the server's copy of this machine's figure (by id; sent twice, it is set twice to the same
+    value). Only rows the server has confirmed (at or before the position) go this way; the
+    others carry their new price in the normal flow. A queue entry is removed only if no
+    re-price bumped its version meanwhile."""
+    while True:
+        found = con.execute(
+            "SELECT q.id, q.version, r.requested_at, r.cost_nanousd, r.price_source "
+            "FROM cloud_resend q JOIN requests r ON r.id = q.id WHERE r.rowid <= ? LIMIT ?",
+            (position, settings.batch_size),
+        ).fetchall()
+        if not found:
+            # Entries for rows deleted since (or never confirmed as sent) are dropped.
+            _update(
+                con,
+                "DELETE FROM cloud_resend WHERE id NOT IN (SELECT id FROM requests)",
+            )
+            return result
+        body = {
+            "workspace_id": credentials.workspace_id,
+            "machine_id": credentials.machine_id,
+            "rows": [
+                {
+                    "id": row[0],
+                    "requested_at": row[2],
+                    "cost_nanousd": row[3],
+                    "price_source": row[4],
+                }
+                for row in found
+            ],
+        }
+        try:
+            status, answer = request_json(
+                "POST",
+                f"{credentials.server_url}/v1/requests/machine-prices",
+                body,
+                token=credentials.token,
+            )
+        except TransportError as error:
+            _record_failure(con, f"server unreachable: {error}")
+            return DrainResult(DEGRADED, result.rows_sent, result.rows_stored, str(error))
+        if status != 200:
+            message = f"HTTP {status} resending re-priced rows: {answer.get('error', answer)}"
+            if status in (401, 403):
+                reason = ("unauthorised" if status == 401 else "forbidden") + f" ({message})"
+                pause(con, reason)
+                return DrainResult(PAUSED, result.rows_sent, result.rows_stored, reason)
+            _record_failure(con, message)
+            return DrainResult(DEGRADED, result.rows_sent, result.rows_stored, message)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany(
+                "DELETE FROM cloud_resend WHERE id = ? AND version = ?",
+                [(row[0], row[1]) for row in found],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        result.rows_resent += len(found)
 
 
 def status(paths: Paths, con: sqlite3.Connection, settings: CloudSettings) -> dict[str, Any]:
@@ -283,6 +374,7 @@ def status(paths: Paths, con: sqlite3.Connection, settings: CloudSettings) -> di
         if same_target
         else int(con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]),
         "rows_sent": state.rows_sent,
+        "rows_to_resend": rows_to_resend(con),
         "pause_reason": state.paused_reason,
         "last_error": problem or state.last_error,
         "privacy": settings.privacy,

@@ -10,6 +10,10 @@ published its state (edge.json).
 The supervisor asks for a take-over with runstate.TAKE_OVER_ENV: a second edge started by hand
 must not quietly share the port with the running one.
 Not available on Windows (no descriptor passing); the edge then binds as usual.
+
+The daemon hands its own listening socket (the internal port) over the same way, on
+`daemon.sock` (DAEMON_SOCKET_NAME), so a restarted or upgraded daemon takes every hand-off from
+the first moment and the old one drains what it already has.
 """
 
 from __future__ import annotations
@@ -22,26 +26,28 @@ import struct
 from pathlib import Path
 
 SOCKET_NAME = "edge.sock"
+DAEMON_SOCKET_NAME = "daemon.sock"
 ASK_TIMEOUT = 2.0
 MAX_PATH = 100  # sun_path holds 104-108 bytes depending on the system
 
 
-def supported(home: Path) -> bool:
+def supported(home: Path, name: str = SOCKET_NAME) -> bool:
     return (
         hasattr(socket, "AF_UNIX")
         and hasattr(socket, "send_fds")
-        and len(os.fsencode(home / SOCKET_NAME)) < MAX_PATH
+        and len(os.fsencode(home / name)) < MAX_PATH
     )
 
 
-def take_over(home: Path, host: str, port: int) -> socket.socket | None:
-    """The listening socket of a running edge on host:port, when one hands it over."""
-    if not supported(home):
+def take_over(home: Path, host: str, port: int, name: str = SOCKET_NAME) -> socket.socket | None:
+    """The listening socket of a running edge (or daemon, by `name`) on host:port, when one
+    hands it over."""
+    if not supported(home, name):
         return None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(ASK_TIMEOUT)
-            conn.connect(str(home / SOCKET_NAME))
+            conn.connect(str(home / name))
             _, fds, _, _ = socket.recv_fds(conn, 16, 1)
     except OSError:
         return None
@@ -61,15 +67,16 @@ def take_over(home: Path, host: str, port: int) -> socket.socket | None:
 class Offer:
     """Serves the listening socket's descriptor on `edge.sock` while this edge runs."""
 
-    def __init__(self, home: Path, listener_fd: int) -> None:
-        self.path = home / SOCKET_NAME
+    def __init__(self, home: Path, listener_fd: int, name: str = SOCKET_NAME) -> None:
+        self.path = home / name
         self.listener_fd = listener_fd
+        self.given = 0  # how many successors got the socket
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
 
     async def start(self) -> bool:
         """True when offered; a failure only means the next restart binds instead."""
-        if not supported(self.path.parent):
+        if not supported(self.path.parent, self.path.name):
             return False
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a predecessor's: it is handing over to us, or gone
@@ -91,6 +98,7 @@ class Offer:
                     conn.setblocking(True)
                     conn.settimeout(ASK_TIMEOUT)
                     socket.send_fds(conn, [b"edge"], [self.listener_fd])
+                    self.given += 1
         except OSError:
             pass
         finally:

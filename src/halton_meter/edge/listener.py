@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from halton_meter import __version__
-from halton_meter.capture.resolve import is_loopback_name, resolve_target
 from halton_meter.edge import handover
+from halton_meter.edge.claims import ClaimsWatch
 from halton_meter.edge.health import DaemonHealth, describe
 from halton_meter.edge.log import JsonLog
 from halton_meter.edge.relay import Stream, close, relay
+from halton_meter.edge.resume import RESUME_QUIET, Unmetered
 from halton_meter.edge.wire import (
     HEAD_LIMIT,
     REASONS,
@@ -40,8 +42,11 @@ from halton_meter.edge.wire import (
     read_head,
     reply,
 )
+from halton_meter.providers.claimed import ClaimedHosts
 from halton_meter.runstate import (
+    CLAIMED_HOSTS_FILE,
     DAEMON_ANSWER_TIMEOUT,
+    DRAIN_SECONDS,
     EDGE_GRACE_SECONDS,
     EDGE_STATE_FILE,
     TAKE_OVER_ENV,
@@ -49,6 +54,7 @@ from halton_meter.runstate import (
     live_pid,
     remove_own_state,
 )
+from halton_meter.upstream import is_loopback_name, resolve_target
 
 if TYPE_CHECKING:
     import ssl
@@ -104,7 +110,7 @@ class EdgeSettings:
     port: int
     internal_port: int
     own_ports: frozenset[int]
-    claimed: frozenset[tuple[str, int]]
+    claimed: ClaimedHosts
     resolve: Mapping[tuple[str, int], tuple[str, int]]
     home: Path
     log_file: Path | None
@@ -113,6 +119,9 @@ class EdgeSettings:
     log_level: str = "info"
     grace: float = EDGE_GRACE_SECONDS
     take_over: bool = False  # ask a running edge for its listening socket (handover.py)
+    resume_quiet: float = RESUME_QUIET  # edge/resume.py
+    # How long open connections may take once a successor has taken the socket over.
+    drain: float = DRAIN_SECONDS
 
     @classmethod
     def from_config(cls, config: Config, paths: Paths) -> EdgeSettings:
@@ -124,7 +133,7 @@ class EdgeSettings:
             port=daemon.proxy_port,
             internal_port=daemon.internal_port,
             own_ports=frozenset({daemon.proxy_port, daemon.internal_port, daemon.api_port}),
-            claimed=frozenset(claimed_hosts(config.endpoints)),
+            claimed=claimed_hosts(config.endpoints, gated=bool(config.chatgpt_clients)),
             resolve=dict(upstream.resolve),
             home=paths.home,
             log_file=paths.logs / "edge.jsonl",
@@ -132,6 +141,7 @@ class EdgeSettings:
             ca_bundle=upstream.ca_bundle,
             log_level=daemon.log_level,
             take_over=os.environ.get(TAKE_OVER_ENV) == "1",
+            drain=daemon.drain_seconds,
         )
 
     @property
@@ -174,6 +184,8 @@ class Edge:
         self.counters = Counters()
         self.started_at = time.time()
         self.health = DaemonHealth(settings.internal_port, self._switched, DAEMON_HOST)
+        self.claims = ClaimsWatch(settings.claimed, settings.home / CLAIMED_HOSTS_FILE)
+        self.unmetered = Unmetered(settings.home, settings.resume_quiet)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         self._idle: set[asyncio.Task[object]] = set()  # waiting for a request head
@@ -227,11 +239,14 @@ class Edge:
 
     async def shutdown(self) -> None:
         """Stop accepting, let open connections finish for the grace period, then cut them.
-        (A successor that took the listening socket over keeps accepting on it.)"""
+        (A successor that took the listening socket over keeps accepting on it; then nothing
+        is in a hurry, and open connections get the drain period instead.)"""
+        handed_over = self._offer is not None and self._offer.given > 0
         if self._offer is not None:
             await self._offer.close()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.grace
+        wait = max(self.settings.grace, self.settings.drain if handed_over else 0.0)
+        deadline = loop.time() + wait
         if self._server is not None:
             # Stop accepting first, then close: asyncio gives an accepted connection its
             # transport a few loop turns later and drops it (a reset) if the server closed
@@ -266,6 +281,7 @@ class Edge:
             "daemon_healthy": self.health.healthy,
             "daemon_reason": self.health.reason,
             "counters": asdict(self.counters),
+            "unmetered": self.unmetered.status(),
         }
 
     def _switched(self, previous: bool | None, healthy: bool, reason: str) -> None:
@@ -358,10 +374,11 @@ class Edge:
         )
 
     def _claimed(self, head: RequestHead) -> bool:
-        return (head.host, head.port) in self.settings.claimed
+        return self.claims.claims(head.host, head.port)
 
     async def _connect(self, head: RequestHead, client: Stream) -> None:
-        if self._claimed(head):
+        claimed = self._claimed(head)
+        if claimed:
             if self.health.worth_trying() and await self._hand_off(head, client):
                 return
             self.counters.fallbacks += 1
@@ -372,7 +389,38 @@ class Edge:
             return
         client[1].write(CONNECTED)
         self.counters.tunnelled += 1
-        await relay(client, server)
+        if claimed:
+            await self._unmetered_tunnel(head, client, server)
+        else:
+            await relay(client, server)
+
+    async def _unmetered_tunnel(self, head: RequestHead, client: Stream, server: Stream) -> None:
+        """An LLM connection tunnelled because the daemon is down: counted and spooled as
+        unmetered, and closed at a quiet moment once the daemon is back (edge/resume.py)."""
+
+        sock = client[1].get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+
+        def close_both() -> None:
+            # The client's end of stream goes out now, not a loop turn later: a pooled client
+            # that sees it before its next request opens a new connection instead.
+            with contextlib.suppress(OSError):
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_WR)
+            close(client[1])
+            close(server[1])
+
+        watched = self.unmetered.start(
+            head.host, head.port, "tunnel", close_both, fileno, self.health.check
+        )
+        closed_by = "client"
+        try:
+            await relay(client, server, watched.up, watched.down)
+        except asyncio.CancelledError:
+            closed_by = "edge-stop"
+            raise
+        finally:
+            self.unmetered.end(watched, closed_by)
 
     async def _hand_off(self, head: RequestHead, client: Stream) -> bool:
         """Give the connection to the daemon; False (nothing sent to the client) when the
@@ -592,6 +640,7 @@ def _write_state(edge: Edge) -> None:
         version=__version__,
         started_at=edge.started_at,
         handover=edge.offers_handover,
+        drains=True,
     )
     state.write(settings.state_file)
 

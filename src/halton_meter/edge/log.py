@@ -22,12 +22,19 @@ class JsonLog:
     """Structured events to the edge's rotating file; to stderr too when a person watches
     (`stderr=None`) or when asked (`stderr=True`)."""
 
-    def __init__(self, path: Path | None, level: str = "info", *, stderr: bool | None = None):
+    def __init__(
+        self,
+        path: Path | None,
+        level: str = "info",
+        *,
+        stderr: bool | None = None,
+        process: str = "edge",
+    ):
         # A logger of its own (not the root): tests run several edges in one process.
         self._logger = logging.getLogger(f"halton_meter.edge.events.{next(_instances)}")
         self._logger.propagate = False
         self._logger.setLevel(LEVELS.get(level, logging.INFO))
-        self._handlers = process_handlers("edge", path, console=stderr)
+        self._handlers = process_handlers(process, path, console=stderr)
         for handler in self._handlers:
             self._logger.addHandler(handler)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from halton_meter.attribution.resolver import Attribution, Attributor, Lookup
 from halton_meter.ledger.row import LedgerRow, utc_iso_ms
 from halton_meter.pricing import PriceOverride, RowFacts, price_row
-from halton_meter.providers import classify_error
+from halton_meter.providers import BILLING_UNKNOWN, classify_error, ratelimits, row_billing
 from halton_meter.providers.base import CallResult, RequestInfo, Route
 
 
@@ -41,6 +41,10 @@ class CallFacts:
     lookup: Lookup | None = None  # the client connection's pending attribution lookup
     # Decided by the caller (the self-test): no resolver is asked.
     attribution: Attribution | None = None
+    billing: str = BILLING_UNKNOWN  # api | subscription | unknown (decided in the hook)
+    # The response's rate-limit/quota header families and the account label they describe.
+    quota_headers: ratelimits.Snapshot | None = None
+    quota_account: str | None = None
 
 
 class PendingCall(ABC):
@@ -131,6 +135,12 @@ class RowBuilder:
             attribution_detail=who.detail,
             client_process=who.client_process,
             wire=route.wire,
+            billing=row_billing(route.wire, facts.billing),
+            quota_account=facts.quota_account if facts.quota_headers else None,
+            quota_headers=ratelimits.dumps(facts.quota_headers) if facts.quota_headers else None,
+            model_family=route.model_family,
+            cloud_region=route.region,
+            cloud_project=route.cloud_project,
         )
 
     def _attribution(self, facts: CallFacts) -> Attribution:

@@ -29,6 +29,9 @@ class ProjectSummary:
     last_active: str | None
     top_model: str | None
     renamed_to: str | None
+    # Money spent above leaves subscription calls out; their API-equivalent value is here.
+    subscription_requests: int = 0
+    subscription_value_nanousd: int = 0
 
 
 def month_start(now: datetime | None = None) -> str:
@@ -37,12 +40,15 @@ def month_start(now: datetime | None = None) -> str:
 
 
 def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[ProjectSummary]:
-    """Every project with rows, most recently active first. Money sums priced calls only."""
+    """Every project with rows, most recently active first. Money sums priced calls only, and
+    money spent leaves a subscription's calls out (their value is summed apart)."""
     since = month_start(now)
+    spent = "CASE WHEN billing = 'subscription' THEN NULL ELSE cost_nanousd END"
     totals = con.execute(
         "SELECT project, COUNT(*), SUM(cost_nanousd IS NULL), "
-        "COALESCE(SUM(CASE WHEN requested_at >= ? THEN cost_nanousd END), 0), "
-        "COALESCE(SUM(cost_nanousd), 0), MAX(requested_at) "
+        f"COALESCE(SUM(CASE WHEN requested_at >= ? THEN {spent} END), 0), "
+        f"COALESCE(SUM({spent}), 0), MAX(requested_at), SUM(billing = 'subscription'), "
+        "COALESCE(SUM(CASE WHEN billing = 'subscription' THEN cost_nanousd END), 0) "
         "FROM requests GROUP BY project",
         (since,),
     ).fetchall()
@@ -65,8 +71,10 @@ def list_projects(con: sqlite3.Connection, now: datetime | None = None) -> list[
             last_active=last,
             top_model=top.get(project),
             renamed_to=aliases.get(project),
+            subscription_requests=subscribed or 0,
+            subscription_value_nanousd=value,
         )
-        for project, count, unpriced, month, total, last in totals
+        for project, count, unpriced, month, total, last, subscribed, value in totals
     ]
     return sorted(summaries, key=lambda s: (s.last_active or "", s.project), reverse=True)
 

@@ -20,6 +20,10 @@ GROUP_COLUMNS = {
     "day": "substr(requested_at, 1, 10)",
     "api": "api",
     "client": "COALESCE(client_process, '(unknown)')",
+    "billing": "billing",
+    # A cloud's rows (Bedrock, Vertex, Azure) by the family of the model it resold.
+    "family": "COALESCE(model_family, provider)",
+    "region": "COALESCE(cloud_region, '(none)')",
 }
 # The rollup's column for each --by key it keeps (not client: that one reads the rows).
 ROLLUP_NAMES = {name: name for name in ("project", "model", "provider", "day", "api")}
@@ -85,6 +89,10 @@ class Totals:
     latency_ms_sum: float = 0.0
     latency_count: int = 0
     p95_latency_ms: float | None = None
+    # Calls billed by a subscription, and what they would have cost at API prices: apart
+    # from `cost_nanousd` (money spent), never added to it.
+    subscription_requests: int = 0
+    subscription_value_nanousd: int = 0
 
     @classmethod
     def from_sums(cls, sums: dict[str, Any], p95: float | None) -> Totals:
@@ -102,6 +110,8 @@ class Totals:
             latency_ms_sum=float(sums["latency_ms_sum"]),
             latency_count=sums["latency_count"],
             p95_latency_ms=None if p95 is None else round(p95, 1),
+            subscription_requests=sums["subscription_requests"],
+            subscription_value_nanousd=sums["subscription_value_nanousd"],
         )
 
     @property

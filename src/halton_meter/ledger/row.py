@@ -1,4 +1,5 @@
-"""One ledger row: what the meter records for one LLM call. Never bodies, keys or headers."""
+"""One ledger row: what the meter records for one LLM call. Never bodies or keys; of the
+headers only the rate-limit/quota families (kept beside the row, in `quota_observations`)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,18 @@ class LedgerRow:
     # Migration 5: the wire format that carried the call (providers/registry.py); rows written
     # before it get one derived from host and api (`providers.backfill_wire`).
     wire: str | None = None
+    # Migration 6: how the call was paid for: api | subscription | unknown (providers'
+    # BILLING_KINDS). A subscription row's cost is its API-equivalent value, never money spent.
+    billing: str = "unknown"
+    # Migration 6, stored in `quota_observations` (not a `requests` column): the opaque account
+    # label and the response's rate-limit/quota header families (compact JSON).
+    quota_account: str | None = None
+    quota_headers: str | None = None
+    # Migration 8: where a cloud ran the call (providers.base.Route): the family of the model a
+    # cloud resells (anthropic on Bedrock), its region and the cloud's own project (Vertex).
+    model_family: str | None = None
+    cloud_region: str | None = None
+    cloud_project: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a
@@ -79,10 +92,26 @@ def _storable(value: object) -> object:
     return value
 
 
-ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow))
+# Fields kept in `quota_observations` beside the row rather than in `requests`.
+SIDE_FIELDS = ("quota_account", "quota_headers")
+ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRow) if f.name not in SIDE_FIELDS)
 # Ten times faster than dataclasses.astuple, which deep-copies.
 _ROW_VALUES = operator.attrgetter(*ROW_COLUMNS)
 INSERT_SQL = (
     f"INSERT OR IGNORE INTO requests ({', '.join(ROW_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
 )
+INSERT_QUOTA_SQL = (
+    "INSERT OR IGNORE INTO quota_observations (request_id, observed_at, provider, account, "
+    "headers) VALUES (?, ?, ?, ?, ?)"
+)
+
+
+def quota_values(row: LedgerRow) -> tuple[object, ...] | None:
+    """The row's `quota_observations` entry, or None when its response had no quota headers."""
+    if row.quota_headers is None or row.quota_account is None:
+        return None
+    return tuple(
+        _storable(v)
+        for v in (row.id, row.requested_at, row.provider, row.quota_account, row.quota_headers)
+    )

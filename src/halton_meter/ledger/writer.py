@@ -21,7 +21,7 @@ from typing import Protocol, cast
 
 from halton_meter.ledger.build import PendingCall, RowBuilder
 from halton_meter.ledger.db import connect
-from halton_meter.ledger.row import INSERT_SQL, LedgerRow
+from halton_meter.ledger.row import INSERT_QUOTA_SQL, INSERT_SQL, LedgerRow, quota_values
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,9 @@ class LedgerWriter:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 self._con.executemany(INSERT_SQL, [row.values() for row in batch])
+                quota = [values for row in batch if (values := quota_values(row)) is not None]
+                if quota:
+                    self._con.executemany(INSERT_QUOTA_SQL, quota)
                 self._con.execute("COMMIT")
             except BaseException:
                 # SQLite has already rolled back after some errors (a full disk): a second
@@ -252,6 +255,8 @@ class LedgerWriter:
             try:
                 self._con.execute("BEGIN IMMEDIATE")
                 self._con.execute(INSERT_SQL, row.values())
+                if (values := quota_values(row)) is not None:
+                    self._con.execute(INSERT_QUOTA_SQL, values)
                 self._con.execute("COMMIT")
                 self.rows_written += 1
             except Exception:  # sqlite3.Error, or a value it cannot bind: counted, never lost

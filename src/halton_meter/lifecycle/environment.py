@@ -14,6 +14,10 @@ CA_VARIABLES = (
     "NODE_EXTRA_CA_CERTS",
     "GIT_SSL_CAINFO",
     "AWS_CA_BUNDLE",
+    # Codex CLI: read before SSL_CERT_FILE and added to the system roots, for its HTTPS and
+    # its WebSockets (openai/codex codex-rs/codex-client/src/custom_ca.rs); set so that a value
+    # left from elsewhere cannot hide the meter's CA.
+    "CODEX_CA_CERTIFICATE",
 )
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")

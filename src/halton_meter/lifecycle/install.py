@@ -29,6 +29,7 @@ from typing import Any
 
 from halton_meter import __version__
 from halton_meter.config import Config
+from halton_meter.ledger import spans
 from halton_meter.lifecycle import ca, selftest, shell, this_os
 from halton_meter.lifecycle.environment import (
     CA_VARIABLES,
@@ -49,6 +50,7 @@ from halton_meter.lifecycle.supervisor import (
     COMPONENTS,
     DAEMON,
     EDGE,
+    GUARD,
     NO_MANAGER,
     BackgroundSupervisor,
     Component,
@@ -57,7 +59,7 @@ from halton_meter.lifecycle.supervisor import (
     running_pid,
 )
 from halton_meter.paths import Paths, ensure_home
-from halton_meter.runstate import EDGE_STATE_FILE, read_state, write_atomic
+from halton_meter.runstate import EDGE_STATE_FILE, GUARD_STATE_FILE, read_state, write_atomic
 
 STATE_FILE = "system_state.json"
 SELF_TEST_TIMEOUT = 10.0
@@ -296,6 +298,8 @@ def run_init(
                 platform.started_by_registration(component)
                 continue
             started.append(component)
+        if isinstance(supervisor, BackgroundSupervisor) and supervisor.kind == "background":
+            supervisor.ensure_guard(paths)  # respawns a crashed edge or daemon (guard.py)
         acted = [*result.started, *(f"{n} (restarted)" for n in result.restarted)]
         how = platform.supervision(confirm)
         done("changed" if acted else "ok", f"{', '.join(acted) or 'already running'}; {how}")
@@ -538,7 +542,7 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
     code = HEALTHY if edge_ok and daemon_ok else DEGRADED if edge_ok else DOWN
     writer = ledger_writer_status(ports.api_port) if daemon_pid is not None else None
     problem = ledger_problem(writer, paths)
-    return {
+    report: dict[str, Any] = {
         "ledger_writer": writer,
         "ledger_problem": {"why": problem[0], "fix": problem[1]} if problem else None,
         "state": STATES[code],
@@ -550,7 +554,36 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "ports": ports.as_dict(),
         "rows_today": rows_today(paths),
         "components": {"edge": edge, "daemon": daemon},
+        # LLM traffic tunnelled without metering: today's holes in the ledger, connections
+        # the edge spooled that no daemon stored yet, and the edge's own counts.
+        "unmetered": {
+            **spans.summary(
+                paths.ledger, paths.home, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT00:00:00.000Z")
+            ),
+            "edge": answer.get("unmetered") if answer else None,
+        },
     }
+    if supervisor_kind == "background":
+        report["guard"] = guard_status(paths)
+    return report
+
+
+def guard_status(paths: Paths) -> dict[str, Any]:
+    """The background guard (guard.py): whether it runs, and what it respawned."""
+    pid = running_pid(GUARD, paths)
+    state = _read_json(paths.home / GUARD_STATE_FILE) if pid is not None else {}
+    found = state.get("components")
+    components: dict[str, Any] = found if isinstance(found, dict) else {}
+    respawns = {}
+    for name in ("edge", "daemon"):
+        entry = components.get(name)
+        part: dict[str, Any] = entry if isinstance(entry, dict) else {}
+        respawns[name] = {
+            "respawns": part.get("respawns", 0),
+            "crash_loop": part.get("crash_loop", 0),
+            "last_respawn_at": part.get("last_respawn_at"),
+        }
+    return {"pid": pid, "running": pid is not None, "components": respawns}
 
 
 # --- uninstall -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from halton_meter.lifecycle.platforms import Write
 from halton_meter.lifecycle.ports import Ports
 from halton_meter.lifecycle.supervisor import COMPONENTS, DAEMON, EDGE, Component, SupervisorError
 from halton_meter.paths import HOME_ENV, Paths
+from halton_meter.runstate import STOP_TIMEOUT
 
 KIND = "launchd"
 LABELS = {EDGE: "com.haltonmeter.edge", DAEMON: "com.haltonmeter.daemon"}
@@ -68,6 +69,8 @@ def agent(component: Component, launch: list[str], paths: Paths) -> dict[str, An
         "WorkingDirectory": str(paths.home),
         "StandardOutPath": log,
         "StandardErrorPath": log,
+        # SIGKILL after this, not launchd's default 20 s: a draining daemon finishes its calls.
+        "ExitTimeOut": int(STOP_TIMEOUT),
     }
     if component is EDGE:
         job |= {"RunAtLoad": True, "KeepAlive": True, "ThrottleInterval": EDGE_THROTTLE}

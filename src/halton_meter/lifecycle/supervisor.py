@@ -31,7 +31,11 @@ from halton_meter.logs import output_path, rotate_output
 from halton_meter.paths import Paths, resolve_paths
 from halton_meter.runstate import (
     DAEMON_STATE_FILE,
+    DAEMON_TAKE_OVER_ENV,
+    DRAIN_SECONDS,
+    EDGE_GRACE_SECONDS,
     EDGE_STATE_FILE,
+    GUARD_STATE_FILE,
     STOP_TIMEOUT,
     TAKE_OVER_ENV,
     pid_alive,
@@ -77,6 +81,9 @@ DAEMON = Component(
     "Halton Meter daemon",
 )
 COMPONENTS = (EDGE, DAEMON)
+# Background mode only: respawns a crashed edge or daemon (guard.py). No unit: where a service
+# manager runs, it does this itself.
+GUARD = Component("guard", ("guard",), "", GUARD_STATE_FILE, "Halton Meter guard")
 
 
 PACKAGE = "halton-meter"
@@ -228,18 +235,26 @@ class BackgroundSupervisor:
         return self._spawn(component, paths, previous=None)
 
     def replace(self, component: Component, paths: Paths) -> int:
-        """Restart without a gap where the component supports it: a running edge that offers
-        its listening socket (edge.json "handover") is stopped only once its successor, which
-        took that socket over, has published its state. Otherwise stop, then start."""
+        """Restart without a gap where the running process supports it: a running edge or
+        daemon that offers its listening socket (`handover` in its state file) is stopped
+        only once its successor, which took that socket over, has published its state; the
+        old one then drains what it has (a daemon its calls in flight, an edge its open
+        connections). Otherwise stop, then start. A process of an older release that cannot
+        drain (no `drains` in its state file) is first given up to DRAIN_SECONDS to go quiet,
+        so its stop cuts nothing that was in flight."""
         old = running_pid(component, paths)
         state = read_state(paths.home / component.state_file) or {}
-        if old is None or component is not EDGE or state.get("handover") is not True:
+        drains = state.get("drains") is True
+        if old is None or state.get("handover") is not True:
+            if old is not None and not drains:
+                wait_quiet(old, DRAIN_SECONDS)
             self.stop(component, paths)
             return self.start(component, paths)
         record = read_state(component.pid_file(paths)) or {}
         recorded, recorded_start = record.get("pid"), record.get("started_at")
+        variable = TAKE_OVER_ENV if component is EDGE else DAEMON_TAKE_OVER_ENV
         try:
-            pid = self._spawn(component, paths, previous=old, extra_env={TAKE_OVER_ENV: "1"})
+            pid = self._spawn(component, paths, previous=old, extra_env={variable: "1"})
         except SupervisorError:  # it could not take over (and found the port taken)
             self.stop(component, paths)
             return self.start(component, paths)
@@ -250,7 +265,16 @@ class BackgroundSupervisor:
             and _is_ours(recorded, component, started_by=recorded_start)
         ):
             olds.add(recorded)
-        _terminate(sorted(olds))
+        if component is EDGE and not drains:
+            # An older edge cuts what it relays 3 s after SIGTERM: wait until it is quiet.
+            for each in olds:
+                wait_quiet(each, DRAIN_SECONDS)
+        if component is EDGE and drains:
+            # It drains on its own (its relays may be pooled connections that last): give it
+            # the usual grace, then leave it finishing in the background.
+            _terminate(sorted(olds), timeout=EDGE_GRACE_SECONDS + 1.0, kill=False)
+        else:
+            _terminate(sorted(olds))  # a daemon: its drain, then its rows, then exit
         return pid
 
     def _spawn(
@@ -296,8 +320,20 @@ class BackgroundSupervisor:
         """SIGTERM, then SIGKILL after STOP_TIMEOUT; True when something was running."""
         return bool(self.stop_all((component,), paths))
 
+    def ensure_guard(self, paths: Paths) -> int:
+        """The guard of this version runs (one of another version is replaced)."""
+        pid = running_pid(GUARD, paths)
+        state = read_state(paths.home / GUARD_STATE_FILE) or {}
+        if pid is not None and state.get("version") != __version__:
+            self.stop_all((GUARD,), paths)
+        return self.start(GUARD, paths)
+
     def stop_all(self, components: tuple[Component, ...], paths: Paths) -> list[Component]:
-        """Stop several at once (SIGTERM to all, then wait); the ones that were running."""
+        """Stop several at once (SIGTERM to all, then wait); the ones that were running. The
+        pid files go first: they say what should run, so the guard (guard.py) respawns none
+        of them; stopping the edge stops the guard too (before anything else)."""
+        if EDGE in components and GUARD not in components:
+            self.stop_all((GUARD,), paths)
         found: dict[int, Component] = {}
         for component in components:
             pid = running_pid(component, paths)
@@ -309,9 +345,9 @@ class BackgroundSupervisor:
                 recorded, component, started_by=record.get("started_at")
             ):
                 found[recorded] = component
-        _terminate(list(found))
         for component in components:
             component.pid_file(paths).unlink(missing_ok=True)
+        _terminate(list(found))
         return [c for c in components if c in found.values()]
 
     def command_of(self, component: Component, paths: Paths) -> list[str] | None:
@@ -343,19 +379,54 @@ def _is_ours(pid: int, component: Component, *, started_by: object = None) -> bo
     return component.args[0] in cmdline
 
 
-def _terminate(pids: list[int]) -> None:
-    """SIGTERM to all, then SIGKILL to those still alive after STOP_TIMEOUT. A zombie counts
-    as gone: our children are re-parented, and some init processes reap them late."""
+def _terminate(pids: list[int], timeout: float = STOP_TIMEOUT, *, kill: bool = True) -> None:
+    """SIGTERM to all, then SIGKILL to those still alive after `timeout` (or, without `kill`,
+    leave them finishing). A zombie counts as gone: our children are re-parented, and some
+    init processes reap them late."""
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-    if wait_gone(pids, STOP_TIMEOUT):
+    if wait_gone(pids, timeout) or not kill:
         return
     for pid in pids:
         if pid_alive(pid):
             with contextlib.suppress(OSError):
                 os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))
     wait_gone(pids, 5.0)
+
+
+QUIET_SECONDS = 1.0
+QUIET_WAKES = 2  # main-thread wake-ups a quiet process may still have in QUIET_SECONDS
+
+
+def wait_quiet(pid: int, limit: float, quiet: float = QUIET_SECONDS) -> float:
+    """Wait until a process has no established TCP connection, or its main thread (the event
+    loop, in the edge and the daemon alike) has slept through `quiet` seconds, at most `limit`;
+    the seconds waited. For replacing a process of an older release that cuts whatever is in
+    flight when it stops: a stream in flight wakes the loop every few hundred milliseconds, an
+    idle pooled connection never. (Not bytes written: /proc's write counters miss send().)"""
+    started = time.monotonic()
+    deadline = started + limit
+    last: int | None = None
+    since = started
+    try:
+        process = psutil.Process(pid)
+        while time.monotonic() < deadline:
+            established = [
+                c for c in process.net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED
+            ]
+            if not established:
+                break
+            wakes = process.num_ctx_switches().voluntary
+            now = time.monotonic()
+            if last is None or wakes - last > QUIET_WAKES:
+                last, since = wakes, now
+            elif now - since >= quiet:
+                break
+            time.sleep(0.05)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        pass
+    return time.monotonic() - started
 
 
 def wait_gone(pids: list[int], timeout: float) -> bool:

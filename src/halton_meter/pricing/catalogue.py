@@ -46,6 +46,10 @@ PROVIDER_IDS: Final[Mapping[str, str]] = {
     "fireworks": "fireworks",
     "cerebras": "cerebras",
     "perplexity": "perplexity",
+    # The clouds: a row's provider is the cloud that served (and bills) the call.
+    "bedrock": "aws",
+    "vertex": "google",
+    "azure": "azure",
 }
 _OUR_NAMES: Final = {catalogue_id: ours for ours, catalogue_id in PROVIDER_IDS.items()}
 # Catalogue rows some providers only list under their full resource path.

@@ -2,8 +2,9 @@
 
 Capture (the ledger writer's row builder), `reprice` and the team server's ingest all call it,
 so the same row gets the same price wherever it is priced. The wire format decides how its
-calls are billed (`providers.Billing`): metered calls go to `price_call`; a subscription's are
-unpriced (never a list price nobody is invoiced); the meter's own are free.
+calls are billed (`providers.Billing`): metered and subscription calls go to `price_call` (a
+subscription call's price is its API-equivalent value: the row's `billing` keeps it out of
+money spent, never the price); the meter's own are free.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from ..providers.base import Usage
 from ..providers.registry import row_wire, wire_format
 from ..providers.wireformat import Billing
-from .engine import UNPRICED, PriceQuote, price_call
+from .engine import PriceQuote, price_call
 from .overrides import PriceOverride
 
 # Zero-cost APIs of a row whose wire format this release does not know.
@@ -43,8 +44,6 @@ def price_row(facts: RowFacts, overrides: Sequence[PriceOverride] = ()) -> Price
     """A row's cost and its provenance. Pure and exception-free."""
     wire = wire_format(facts.wire)
     billing = wire.billing if wire is not None else Billing.METERED
-    if billing is Billing.SUBSCRIPTION:
-        return UNPRICED
     if billing is Billing.FREE:
         assert wire is not None
         return PriceQuote(0, wire.name, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Mapping
 
 from ._common import (
     JsonDict,
@@ -24,7 +25,7 @@ from ._common import (
 from .base import CallResult, Route, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
-from .wireformat import PathRule, WireFormat
+from .wireformat import BILLING_SUBSCRIPTION, PathRule, WireFormat
 
 # An error event: `event: error`, or a JSON `"type":"error"` outside any string.
 _ERROR_HINT = re.compile(rb'^event:\s*error|"type"\s*:\s*"error"|"error"\s*:\s*\{', re.M)
@@ -140,6 +141,14 @@ class AnthropicMessages(WireFormat):
         PathRule("/messages/count_tokens", "count_tokens", zero_cost=True),
     )
     zero_cost_apis = frozenset({"count_tokens"})
+
+    def call_billing(self, headers: Mapping[str, str], path: str) -> str:
+        """A Claude subscription's OAuth token (``Bearer sk-ant-oat…``, sent with the
+        ``oauth-…`` beta flag) is a subscription call; an API key (``x-api-key``) is API."""
+        authorization = headers.get("authorization") or ""
+        if authorization[7:17] == "sk-ant-oat" or "oauth-" in (headers.get("anthropic-beta") or ""):
+            return BILLING_SUBSCRIPTION
+        return super().call_billing(headers, path)
 
     def sse_parser(self, route: Route) -> AnthropicStreamParser:
         return AnthropicStreamParser(route)

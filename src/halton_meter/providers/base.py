@@ -41,6 +41,9 @@ class RequestInfo:
 
     model: str | None = None
     stream: bool = False
+    # A Responses `response.create` with `generate: false` (Codex's WebSocket warm-up): it
+    # primes the connection and generates nothing.
+    warmup: bool = False
 
 
 @dataclass(slots=True)
@@ -85,7 +88,9 @@ class Route:
     ``wire`` names a wire format in ``registry.WIRES``; ``api`` is the operation recorded in
     the ledger (``messages``, ``count_tokens``, ``chat``, ``responses``, ``embeddings``,
     ``completions``, ``generate_content``, ``stream_generate_content``, ``embed_content``,
-    ``batch_embed_contents``); ``model_from_path`` is the model named in a Gemini URL.
+    ``batch_embed_contents``, and Bedrock's ``invoke``, ``invoke_stream``, ``converse``,
+    ``converse_stream``); ``model_from_path`` is the model named in the URL (Gemini, Vertex,
+    Bedrock).
     ``zero_cost`` marks calls that are recorded but never billed (token counting).
     """
 
@@ -97,6 +102,25 @@ class Route:
     # From a user's [[endpoints]]: a gateway we know less about. Its requests are never
     # rewritten (some, such as older Azure OpenAI versions, reject `stream_options`).
     user_declared: bool = False
+    # What a cloud's URL says about where the call ran: the region (Bedrock's host, Vertex's
+    # location), the cloud's project (Vertex), and the family of the model the cloud resells
+    # (`anthropic` on Bedrock or Vertex, `google`, `meta`, `openai`, …).
+    region: str | None = None
+    cloud_project: str | None = None
+    model_family: str | None = None
+    # The `api-version` the URL names (Azure): what a request may be asked for depends on it.
+    api_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostFamily:
+    """Hosts known from elsewhere (the price catalogue's provider list): an anchored regex over
+    the host name on port 443, the provider rows name, and the wire formats it speaks, whose
+    paths are matched by suffix (a catalogue does not say the base path)."""
+
+    pattern: str
+    provider: str
+    wires: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

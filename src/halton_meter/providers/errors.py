@@ -28,8 +28,18 @@ _BY_CODE = {
         "resource_exhausted",
         "rate_limited",
         "too_many_requests",
+        # Amazon Bedrock's exception names (a stream's `:exception-type`, capitalised)
+        "throttlingexception",
+        "modelnotreadyexception",
+        "servicequotaexceededexception",
     ),
-    "timeout": ("deadline_exceeded", "timeout", "request_timeout", "timeout_error"),
+    "timeout": (
+        "deadline_exceeded",
+        "timeout",
+        "request_timeout",
+        "timeout_error",
+        "modeltimeoutexception",
+    ),
     "auth": (
         "authentication_error",
         "permission_error",
@@ -37,6 +47,9 @@ _BY_CODE = {
         "unauthenticated",
         "permission_denied",
         "unauthorized",
+        "accessdeniedexception",
+        "unrecognizedclientexception",
+        "expiredtokenexception",
     ),
     "server_error": (
         "overloaded_error",
@@ -48,6 +61,10 @@ _BY_CODE = {
         "unavailable",
         "service_unavailable",
         "server_error",
+        "internalserverexception",
+        "serviceunavailableexception",
+        "modelstreamerrorexception",
+        "modelerrorexception",
     ),
     "bad_request": (
         "invalid_request_error",
@@ -58,6 +75,8 @@ _BY_CODE = {
         "request_too_large",
         "context_length_exceeded",
         "out_of_range",
+        "validationexception",
+        "resourcenotfoundexception",
     ),
 }
 _CODE_CLASS = {code: kind for kind, codes in _BY_CODE.items() for code in codes}

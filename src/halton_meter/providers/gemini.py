@@ -11,14 +11,21 @@ from __future__ import annotations
 import json
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
 from ._common import JsonDict, as_dict, dumps, get_int, get_str, loads, merge_running, minus
 from .base import CallResult, RequestInfo, Route, StreamParser, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
-from .wireformat import Billing, BufferedParser, WireFormat, is_sse
+from .wireformat import (
+    BILLING_API,
+    BILLING_UNKNOWN,
+    Billing,
+    BufferedParser,
+    WireFormat,
+    is_sse,
+)
 
 _KEEP_BYTES = 4 * 1024 * 1024  # SSE: recent usage-bearing events kept for result()
 _SOFT_CAP = 4 * 1024 * 1024  # JSON array: buffer size that triggers trimming old objects
@@ -218,7 +225,7 @@ class GeminiArrayParser:
 # ---------------------------------------------------------------------------------------------
 # The wire formats
 
-_METHODS = {
+METHODS = {
     "generateContent": "generate_content",
     "streamGenerateContent": "stream_generate_content",
     "embedContent": "embed_content",
@@ -245,11 +252,18 @@ class Gemini(WireFormat):
         return self._route(provider, method, model)
 
     def _route(self, provider: str, method: str, model: str | None) -> Route | None:
-        api = _METHODS.get(method)
+        api = METHODS.get(method)
         if api is None:
             return None
         zero_cost = api in self.zero_cost_apis
         return Route(provider, self.name, api, model_from_path=model, zero_cost=zero_cost)
+
+    def call_billing(self, headers: Mapping[str, str], path: str) -> str:
+        """An API key may ride in the query (``?key=…``) instead of ``x-goog-api-key``."""
+        kind = super().call_billing(headers, path)
+        if kind == BILLING_UNKNOWN and ("?key=" in path or "&key=" in path):
+            return BILLING_API
+        return kind
 
     def is_streaming(self, route: Route, content_type: str | None) -> bool:
         # Without alt=sse Gemini streams one JSON array, under a JSON content type.

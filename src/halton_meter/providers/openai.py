@@ -25,10 +25,10 @@ from ._common import (
     plus,
     provider_cost,
 )
-from .base import CallResult, Route, Usage
+from .base import CallResult, RequestInfo, Route, Usage
 from .errors import find_error
 from .sse import SseStreamParser, decode_events
-from .wireformat import PathRule, WireFormat
+from .wireformat import Billing, PathRule, WireFormat
 
 # ---------------------------------------------------------------------------------------------
 # Chat and legacy Completions usage, per provider
@@ -297,24 +297,10 @@ class ResponsesStreamParser(SseStreamParser):
             self._errors.append(raw)
 
     def _build(self) -> CallResult:
-        response: JsonDict | None = None
-        terminal = False
-        for _, obj in decode_events(self._terminal):
-            if dig(obj, "type") in _TERMINAL and as_dict(dig(obj, "response")) is not None:
-                response, terminal = as_dict(dig(obj, "response")), True
-        if response is None:
-            for _, obj in decode_events([self._created or b""]):
-                response = as_dict(dig(obj, "response"))
-        result = CallResult()
-        if response is not None:
-            result.model = get_str(response, "model")
-            result.response_id = get_str(response, "id")
-            result.service_tier = get_str(response, "service_tier")
-        usage = as_dict(dig(response, "usage")) if terminal else None
-        if usage is not None:
-            result.usage = responses_usage(usage, dig(response, "output"))
-            _finish(self._route, result, usage)
-        elif self._searches:
+        terminals = [obj for _, obj in decode_events(self._terminal)]
+        created = next((obj for _, obj in decode_events([self._created or b""])), None)
+        result = responses_result(self._route, created, terminals)
+        if result.usage.web_search_requests is None and self._searches:
             done = sum(
                 1
                 for _, obj in decode_events(self._searches)
@@ -322,11 +308,34 @@ class ResponsesStreamParser(SseStreamParser):
                 and dig(obj, "item", "type") == "web_search_call"
             )
             result.usage.web_search_requests = done or None
-        failed, code = find_error(response)
-        if failed:
-            result.stream_error, result.provider_error_code = True, code
         _stream_errors(result, self._errors)
         return result
+
+
+def responses_result(route: Route, created: object, terminals: list[object]) -> CallResult:
+    """A Responses call from its decoded events, SSE or WebSocket alike: the last terminal
+    event's response (usage, model, id, error), else ``response.created``'s (id and model of a
+    cut call, no usage)."""
+    response: JsonDict | None = None
+    terminal = False
+    for obj in terminals:
+        if dig(obj, "type") in _TERMINAL and as_dict(dig(obj, "response")) is not None:
+            response, terminal = as_dict(dig(obj, "response")), True
+    if response is None:
+        response = as_dict(dig(created, "response"))
+    result = CallResult()
+    if response is not None:
+        result.model = get_str(response, "model")
+        result.response_id = get_str(response, "id")
+        result.service_tier = get_str(response, "service_tier")
+    usage = as_dict(dig(response, "usage")) if terminal else None
+    if usage is not None:
+        result.usage = responses_usage(usage, dig(response, "output"))
+        _finish(route, result, usage)
+    failed, code = find_error(response)
+    if failed:
+        result.stream_error, result.provider_error_code = True, code
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +346,7 @@ class OpenAIChat(WireFormat):
     """Chat Completions: JSON bodies, SSE chunks; usage in a stream only when asked."""
 
     name = "openai-chat"
-    paths = (PathRule("/chat/completions", "chat"),)
+    paths: tuple[PathRule, ...] = (PathRule("/chat/completions", "chat"),)
     asks_stream_usage = True
     _read_usage: UsageReader = staticmethod(_chat_body_usage)
 
@@ -359,12 +368,51 @@ class OpenAIResponses(OpenAIChat):
     """Responses: usage arrives in the terminal event; web searches are output items."""
 
     name = "openai-responses"
-    paths = (PathRule("/responses", "responses"),)
+    paths: tuple[PathRule, ...] = (PathRule("/responses", "responses"),)
     asks_stream_usage = False
+    websocket = True
     _read_usage = staticmethod(_responses_body_usage)
 
     def sse_parser(self, route: Route) -> SseStreamParser:
         return ResponsesStreamParser(route)
+
+    def parse_request(self, route: Route, body: bytes) -> RequestInfo:
+        """Over a WebSocket the request is the `response.create` message: the same body with
+        a `type`, and `generate: false` for a warm-up that generates nothing."""
+        request = loads(body)
+        return RequestInfo(
+            model=get_str(request, "model"),
+            stream=dig(request, "stream") is True,
+            warmup=dig(request, "generate") is False,
+        )
+
+    def socket_result(
+        self, route: Route, created: bytes | None, terminal: bytes | None
+    ) -> CallResult:
+        """The server's messages are the SSE stream's events, one JSON object each. A wrapped
+        error (`{"type":"error","status":429,"error":{…}}`) ends the call like an error body."""
+        created_obj = loads(created) if created else None
+        terminal_obj = loads(terminal) if terminal else None
+        result = responses_result(route, created_obj, [terminal_obj])
+        if dig(terminal_obj, "type") == "error":
+            result.tokens_complete = False
+            result.stream_error = True
+            _, result.provider_error_code = find_error(terminal_obj)
+        return result
+
+
+class ChatGPTCodex(OpenAIResponses):
+    """Codex CLI logged in with a ChatGPT plan: the ChatGPT backend's Responses endpoints
+    (`chatgpt.com/backend-api/codex`, WebSocket and SSE, same events and usage as the API).
+    Paid by the plan, not per token; `/responses/compact` is Codex's remote compaction."""
+
+    name = "chatgpt-codex"
+    paths: tuple[PathRule, ...] = (
+        PathRule("/responses", "responses"),
+        PathRule("/responses/compact", "responses_compact"),
+    )
+    billing = Billing.SUBSCRIPTION
+    declarable = False
 
 
 class OpenAIEmbeddings(OpenAIChat):
@@ -397,6 +445,7 @@ def _embeddings_tail(body: bytes) -> dict[str, object] | None:
 CHAT = OpenAIChat()
 COMPLETIONS = OpenAICompletions()
 RESPONSES = OpenAIResponses()
+CHATGPT_CODEX = ChatGPTCodex()
 EMBEDDINGS = OpenAIEmbeddings()
 # The family as a host serves it below one base path.
 FAMILY = (CHAT, COMPLETIONS, RESPONSES, EMBEDDINGS)

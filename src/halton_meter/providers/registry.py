@@ -7,7 +7,7 @@ is one dict access, so it is fine in a mitmproxy hook.
 
 from __future__ import annotations
 
-from . import anthropic, gemini, openai, selftest
+from . import anthropic, azure, bedrock, gemini, openai, selftest, vertex
 from .wireformat import WireFormat
 
 # Adding a wire format: its module, and one entry here (then its hosts in hosts.py).
@@ -17,8 +17,12 @@ _ALL: tuple[WireFormat, ...] = (
     openai.COMPLETIONS,
     openai.RESPONSES,
     openai.EMBEDDINGS,
+    openai.CHATGPT_CODEX,
     gemini.GEMINI,
     gemini.CODE_ASSIST,
+    bedrock.BEDROCK,
+    vertex.VERTEX,
+    azure.AZURE,
     selftest.SELF_TEST,
 )
 

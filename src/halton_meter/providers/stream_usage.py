@@ -38,7 +38,7 @@ def may_inject_stream_usage(route: Route, body: bytes) -> bool:
     """Cheap byte-level pre-check (no JSON decoding), safe on the proxy's event loop: False
     when `inject_stream_usage` would certainly return None."""
     return (
-        WIRES[route.wire].asks_stream_usage
+        WIRES[route.wire].wants_stream_usage(route)
         and route.provider not in _STREAMS_USAGE_ANYWAY
         and not route.user_declared
         and b'"stream"' in body

@@ -13,6 +13,7 @@ never raise; methods here may.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -29,8 +30,22 @@ class Billing(StrEnum):
     them."""
 
     METERED = "metered"  # per token at the provider's price (catalogue, overrides, reported)
-    SUBSCRIPTION = "subscription"  # a flat plan (Code Assist): unpriced, never a list price
+    # A flat plan (Code Assist): every call is a subscription call, priced at its API-equivalent
+    # value (the row's `billing` keeps it out of money spent).
+    SUBSCRIPTION = "subscription"
     FREE = "free"  # the meter's own calls (self-test): cost 0, `price_source` = the wire's name
+
+
+# A row's `billing` (ledger migration 6): how this one call was paid for. `api`: per token (an
+# API key); `subscription`: a flat plan's login (Claude OAuth, ChatGPT, Google on Code Assist),
+# its price is API-equivalent value, never money spent; `unknown`: the meter could not tell (rows
+# recorded before it could), counted as spent, as they always were.
+BILLING_API = "api"
+BILLING_SUBSCRIPTION = "subscription"
+BILLING_UNKNOWN = "unknown"
+BILLING_KINDS = (BILLING_API, BILLING_SUBSCRIPTION, BILLING_UNKNOWN)
+# Request headers that carry a per-token API credential on most wire formats.
+_API_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,9 @@ class WireFormat:
     declarable: bool = True
     # Chat-style streams that report usage only when asked (`stream_options.include_usage`).
     asks_stream_usage: bool = False
+    # Also served over a WebSocket at the same paths (Responses: `GET` with `Upgrade:
+    # websocket`, then one `response.create` per call); read by `socket_result`.
+    websocket: bool = False
 
     def __repr__(self) -> str:
         return f"<wire {self.name}>"
@@ -71,6 +89,23 @@ class WireFormat:
         """A route for a path with a variable part: the whole path below the base when
         ``anchored``, else any path that ends like this wire format's (a user endpoint)."""
         return None
+
+    def call_billing(self, headers: Mapping[str, str], path: str) -> str:
+        """`billing` of one call, from the wire format's rule and the kind of credential in
+        its request headers (``headers.get`` with lower-case names; mitmproxy's are
+        case-insensitive). O(1) and in a hook: only the kind is kept, never the credential."""
+        if self.billing is Billing.SUBSCRIPTION:
+            return BILLING_SUBSCRIPTION
+        if self.billing is Billing.FREE:
+            return BILLING_UNKNOWN
+        if any(headers.get(name) for name in _API_CREDENTIAL_HEADERS):
+            return BILLING_API
+        return BILLING_UNKNOWN
+
+    def wants_stream_usage(self, route: Route) -> bool:
+        """Whether a stream of this route should be asked for its usage (`asks_stream_usage`;
+        a wire format whose servers accept the option only in some versions decides here)."""
+        return self.asks_stream_usage
 
     def route(self, provider: str, rule: PathRule) -> Route:
         return Route(provider, self.name, rule.api, zero_cost=rule.zero_cost)
@@ -114,6 +149,14 @@ class WireFormat:
 
     def parse_body(self, route: Route, obj: object) -> CallResult:
         """A whole (non-streamed) response body, already decoded."""
+        raise NotImplementedError
+
+    def socket_result(
+        self, route: Route, created: bytes | None, terminal: bytes | None
+    ) -> CallResult:
+        """One call made over a WebSocket, from the raw messages the capture kept: the
+        first event naming the response (``None`` if none came) and the event that ended it
+        (``None`` when the socket was cut first)."""
         raise NotImplementedError
 
 

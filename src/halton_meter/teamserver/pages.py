@@ -1,5 +1,5 @@
-"""Server-rendered pages: the team rollups, the machines admin page, approval and login.
-Plain HTML, no script and no network at run time; every value is escaped."""
+"""Server-rendered pages: the team rollups, the admin page (machines, accounts), approval and
+login. Plain HTML, no script and no network at run time; every value is escaped."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from html import escape
 from typing import Any
 
 from halton_meter.money import format_usd
+from halton_meter.teamserver.accounts import Account
 
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#222;background:#fff}
@@ -50,14 +51,22 @@ def _table(title: str, items: list[dict[str, Any]], keys: list[str]) -> str:
     return f"<h2>{escape(title)}</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def team(workspace: str, since: str, stats: dict[str, Any]) -> str:
+def _who(account: Account) -> str:
+    where = f"workspace {account.workspace}" if account.workspace else "every workspace"
+    return (
+        f'<p class="note">Signed in as {escape(account.name)} ({account.role}, {escape(where)})</p>'
+    )
+
+
+def team(workspace: str, since: str, stats: dict[str, Any], account: Account) -> str:
     summary = stats["summary"]
     windows = " · ".join(
         f'<a href="/?since={w}&workspace={escape(workspace)}">{w}</a>'
         for w in ("7d", "30d", "90d", "all")
     )
     body = (
-        f"<p>Workspace <b>{escape(workspace)}</b>, since {escape(since)} ({windows}) · "
+        _who(account)
+        + f"<p>Workspace <b>{escape(workspace)}</b>, since {escape(since)} ({windows}) · "
         f'<a href="/v1/export.csv?since={escape(since)}&workspace={escape(workspace)}">CSV</a></p>'
         f"<p><b>{escape(format_usd(summary['total_cost_nanousd']))}</b> over "
         f"{summary['total_requests']:,} requests ({summary['unpriced_requests']} unpriced) from "
@@ -73,8 +82,17 @@ def team(workspace: str, since: str, stats: dict[str, Any]) -> str:
     return _page("Halton Meter team", body)
 
 
-def admin(machines: list[dict[str, Any]], pending: list[dict[str, Any]], message: str) -> str:
-    parts = [f'<p class="msg">{escape(message)}</p>' if message else ""]
+def admin(
+    machines: list[dict[str, Any]],
+    pending: list[dict[str, Any]],
+    accounts: list[dict[str, Any]],
+    account: Account,
+    message: str,
+    new_token: str = "",
+) -> str:
+    parts = [_who(account), f'<p class="msg">{escape(message)}</p>' if message else ""]
+    if new_token:
+        parts.append(f'<p class="msg"><code id="new-token">{escape(new_token)}</code></p>')
     parts.append("<h2>Waiting for approval</h2>")
     if not pending:
         parts.append('<p class="note">No pairing code is waiting.</p>')
@@ -102,7 +120,37 @@ def admin(machines: list[dict[str, Any]], pending: list[dict[str, Any]], message
         "<h2>Machines</h2><table><tr><th>machine</th><th>user</th><th>workspace</th>"
         f"<th>status</th><th>requests</th><th>last seen</th><th></th></tr>{rows}</table>"
     )
-    return _page("Machines", "".join(parts))
+    rows = "".join(
+        f"<tr><td>{a['id']}</td><td>{escape(a['name'])}</td><td>{escape(a['role'])}</td>"
+        f"<td>{escape(a['workspace'] or 'every workspace')}</td>"
+        f"<td>{escape(a['created_at'][:10])}</td><td>"
+        '<form method="post" action="/admin/accounts/remove"><input type=hidden name=account '
+        f'value="{a["id"]}"><button>Remove</button></form></td></tr>'
+        for a in accounts
+    )
+    workspace_field = (
+        f'<input type=hidden name=workspace value="{escape(account.workspace)}">'
+        if account.workspace
+        else '<input name=workspace placeholder="workspace (empty: every one)">'
+    )
+    parts.append(
+        "<h2>Accounts</h2><p class=note>A viewer reads the figures and the dashboard; an admin "
+        "also approves, revokes, manages accounts and sets the team's prices.</p>"
+        "<table><tr><th>id</th><th>name</th><th>role</th><th>workspace</th><th>created</th>"
+        f"<th></th></tr>{rows}</table>"
+        '<form method="post" action="/admin/accounts/add"><input name=name placeholder=name> '
+        "<select name=role><option>viewer</option><option>admin</option></select> "
+        f"{workspace_field} <button>Add account</button></form>"
+    )
+    return _page("Machines and accounts", "".join(parts))
+
+
+def not_an_admin(account: Account) -> str:
+    return _page(
+        "Admins only",
+        _who(account) + "<p>This page is for admins; a viewer sees the team's figures on "
+        '<a href="/">the team page</a> and <a href="/dashboard/">the dashboard</a>.</p>',
+    )
 
 
 def approve(code: str, pending: dict[str, Any] | None) -> str:
@@ -122,7 +170,8 @@ def approve(code: str, pending: dict[str, Any] | None) -> str:
 def login(next_path: str, problem: str = "") -> str:
     body = (
         (f'<p class="msg">{escape(problem)}</p>' if problem else "")
-        + "<p>Paste an admin token (<code>halton-meter server admin-token</code> makes one).</p>"
+        + "<p>Paste your account's token (an admin makes one with <code>halton-meter server "
+        "account-add</code> or on the admin page).</p>"
         '<form method="post" action="/login"><input name=token type=password size=50>'
         f'<input type=hidden name=next value="{escape(next_path)}"><button>Log in</button></form>'
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from halton_meter.api.contract import money, request_item
+from halton_meter.api.contract import money, request_item, subscription_value
 from halton_meter.money import minor_units, usd_string
 from halton_meter.teamserver.schema import ROLLUP_MEASURES
 
@@ -86,6 +86,7 @@ def measures(values: dict[str, Any]) -> dict[str, Any]:
         if sums["latency_count"]
         else None,
         "cache_hit_rate": _cache_hit_rate(sums),
+        **subscription_value(sums["subscription_requests"], sums["subscription_value_nanousd"]),
     }
 
 
@@ -104,6 +105,7 @@ def _summary(values: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
         "unpriced_requests": sums["unpriced_requests"],
         **money(sums["machine_cost_nanousd"], "total_machine_"),
         "machine_unpriced_requests": sums["machine_unpriced_requests"],
+        **subscription_value(sums["subscription_requests"], sums["subscription_value_nanousd"]),
         "cache_hit_rate": _cache_hit_rate(sums),
         "avg_latency_ms": round(sums["latency_ms_sum"] / sums["latency_count"], 1)
         if sums["latency_count"]
@@ -145,33 +147,25 @@ def stats(
     machine: str | None = None,
 ) -> dict[str, Any]:
     """The local API's /v1/stats shape (summary, by_day with every day of the window, by day
-    and provider, by provider, by model) plus by project, machine and user; one scan of the
-    daily rollups (GROUPING SETS)."""
+    and provider, by provider, by model) plus by project, machine and user, from GROUPING SETS
+    over the smallest rollup tables that hold them (schema.py, ROLLUP_TABLES)."""
     where, params = _where(workspace_id, since, until, project, machine)
-    names = list(DIMENSIONS)
-    columns = [DIMENSIONS[name] for name in names]
-    sets = ", ".join(
-        "(" + ", ".join(DIMENSIONS[d] for d in dims) + ")" for dims in STATS_GROUPS.values()
-    )
-    sql = (
-        f"SELECT GROUPING({', '.join(columns)}), {', '.join(columns)}, {_SELECT_SUMS}, "
-        "max(r.last_request_at) FROM daily_rollups r JOIN machines m ON m.id = r.machine_id"
-        f"{where} GROUP BY GROUPING SETS ({sets})"
-    )
-    # Which grouping a result row belongs to: a bit is 1 for a dimension NOT grouped.
-    by_mask: dict[int, str] = {}
-    for group, dims in STATS_GROUPS.items():
-        mask = sum(1 << (len(names) - 1 - names.index(d)) for d in names if d not in dims)
-        by_mask[mask] = group
     groups: dict[str, list[dict[str, Any]]] = {group: [] for group in STATS_GROUPS}
     summary_sums: dict[str, Any] = {}
     last_request_at: datetime | None = None
-    for row in con.execute(sql, params).fetchall():
-        group = by_mask[row[0]]
-        keys = dict(zip(names, row[1 : 1 + len(names)], strict=True))
-        sums = dict(zip(ROLLUP_MEASURES, row[1 + len(names) : -1], strict=True))
+    if project is None:
+        # Team-wide: all but by_project from the table without projects (thousands of rows),
+        # by_project from the one without providers and models.
+        wanted = {g: dims for g, dims in STATS_GROUPS.items() if g != "by_project"}
+        found = _grouping_sets(con, "daily_machine_rollups", wanted, where, params)
+        found += _grouping_sets(
+            con, "daily_project_rollups", {"by_project": STATS_GROUPS["by_project"]}, where, params
+        )
+    else:
+        found = _grouping_sets(con, "daily_rollups", STATS_GROUPS, where, params)
+    for group, keys, sums, last in found:
         if group == "summary":
-            summary_sums, last_request_at = sums, row[-1]
+            summary_sums, last_request_at = sums, last
             continue
         item: dict[str, Any] = {}
         for dim in STATS_GROUPS[group]:
@@ -197,7 +191,14 @@ def stats(
     for group in STATS_GROUPS:
         if group not in ("summary", "by_day"):
             groups[group].sort(
-                key=lambda i: (-(i["cost_nanousd"] or 0), -i["requests"], str(i.get("model")))
+                key=lambda i: (
+                    -(i["cost_nanousd"] or 0),
+                    -i["requests"],
+                    *(
+                        str(i.get(k))
+                        for k in ("provider", "model", "project", "machine_id", "user")
+                    ),
+                )
             )
     groups["by_day_by_provider"].sort(key=lambda i: (i["date"], i["provider"]))
     counts = {
@@ -213,6 +214,38 @@ def stats(
         "by_day": _every_day(groups["by_day"], since, until),
         **{group: groups[group] for group in STATS_GROUPS if group not in ("summary", "by_day")},
     }
+
+
+def _grouping_sets(
+    con: Connection,
+    table: str,
+    wanted: dict[str, tuple[str, ...]],
+    where: str,
+    params: list[Any],
+) -> list[tuple[str, dict[str, Any], dict[str, Any], datetime | None]]:
+    """One scan of a rollup table (GROUPING SETS): (group, its keys, sums, last request) for
+    each group's rows."""
+    names = [d for d in DIMENSIONS if any(d in dims for dims in wanted.values())]
+    if not names:  # the summary alone
+        names = ["provider"]
+    columns = [DIMENSIONS[name] for name in names]
+    sets = ", ".join("(" + ", ".join(DIMENSIONS[d] for d in dims) + ")" for dims in wanted.values())
+    join = " JOIN machines m ON m.id = r.machine_id" if "user" in names else ""
+    sql = (
+        f"SELECT GROUPING({', '.join(columns)}), {', '.join(columns)}, {_SELECT_SUMS}, "
+        f"max(r.last_request_at) FROM {table} r{join}{where} GROUP BY GROUPING SETS ({sets})"
+    )
+    # Which grouping a result row belongs to: a bit is 1 for a dimension NOT grouped.
+    by_mask = {
+        sum(1 << (len(names) - 1 - names.index(d)) for d in names if d not in dims): group
+        for group, dims in wanted.items()
+    }
+    result = []
+    for row in con.execute(sql, params).fetchall():
+        keys = dict(zip(names, row[1 : 1 + len(names)], strict=True))
+        sums = dict(zip(ROLLUP_MEASURES, row[1 + len(names) : -1], strict=True))
+        result.append((by_mask[row[0]], keys, sums, row[-1]))
+    return result
 
 
 def _today() -> date:
@@ -274,7 +307,8 @@ def projects(
         "COALESCE(sum(r.requests) FILTER (WHERE r.day >= %s), 0), "
         "COALESCE(sum(r.cost_nanousd) FILTER (WHERE r.day >= %s), 0), "
         "COALESCE(sum(r.cost_nanousd) FILTER (WHERE r.day >= %s AND r.day < %s), 0), "
-        "min(r.day), max(r.last_request_at) "
+        "min(r.day), max(r.last_request_at), "
+        "sum(r.subscription_requests), sum(r.subscription_value_nanousd) "
         f"FROM daily_rollups r{where} GROUP BY 1, 2, 3"
     )
     month_params = [this_month, this_month, previous_month, this_month]
@@ -320,6 +354,10 @@ def projects(
                     "primary_provider": busiest[1],
                     "top_model": dearest[2] if dearest[4] else None,
                     "top_provider": dearest[1] if dearest[4] else None,
+                    # All time, apart from money spent (the cost figures above).
+                    **subscription_value(
+                        sum(int(r[11]) for r in rows), sum(int(r[12]) for r in rows)
+                    ),
                 },
             }
         )
@@ -383,6 +421,7 @@ REQUEST_COLUMNS = (
     "price_source",
     "machine_cost_nanousd",
     "machine_price_source",
+    "billing",
 )
 
 

@@ -3,9 +3,9 @@
 // never as HTML: project and model names come from clients and may contain anything.
 //
 // The same files are served by a team server (dashboard.json says which backend this is):
-// there every read carries the admin token (X-Halton-Token) or the login cookie, the
-// workspace comes from ?workspace= in the page's URL, and a machine filter and per-machine
-// tables appear. Re-pricing is local only.
+// there every read carries an account's token, a viewer's or an admin's (X-Halton-Token), or
+// the login cookie, the workspace comes from ?workspace= in the page's URL, and a machine
+// filter and per-machine tables appear. Re-pricing is local only.
 "use strict";
 
 const POLL_MS = 1000;
@@ -13,7 +13,7 @@ const PROVIDER_COLORS = {
   anthropic: "#d97757", openai: "#10a37f", google: "#4285f4", gemini: "#4285f4",
   groq: "#f55036", mistral: "#ff7000", deepseek: "#4d6bfe", xai: "#7f7f7f",
   openrouter: "#6566f1", together: "#0f6fff", fireworks: "#a259ff", perplexity: "#20b8cd",
-  cerebras: "#f15a29",
+  cerebras: "#f15a29", bedrock: "#ff9900", vertex: "#34a853", azure: "#0078d4",
 };
 const FALLBACK_COLORS = ["#8e6bd8", "#d8a23b", "#3bb3a0", "#c1477a", "#6a8caf", "#9aae4b"];
 
@@ -216,25 +216,74 @@ function unpricedWarning(stats) {
     "Add a [[pricing.overrides]] entry, then re-price.");
 }
 
+function unmeteredWarning(gaps) {
+  // Traffic the edge passed through while the daemon was away: those calls have no rows.
+  if (!gaps || gaps.complete) return null;
+  return el("div", { class: "warning", id: "unmetered-warning" },
+    "Not metered (the daemon was not running; these calls are missing from the totals): ",
+    gaps.holes.map((h) => h.text).join("; "), ".");
+}
+
+function subscriptionCard(month) {
+  // What a subscription's calls would have cost at API prices: apart from spend, never added.
+  const s = month.summary;
+  if (!s.subscription_requests) return null;
+  return card("card-subscription-value", "Subscription use this month", usd(s.subscription_value_usd),
+    `${count(s.subscription_requests)} calls at API prices · paid by the plan, not in spend`);
+}
+
+const percent = (x) => (x === null || x === undefined) ? "—" : (x * 100).toFixed(1) + "%";
+const when = (stamp) => stamp ? stamp.replace("T", " ").slice(0, 16) + " UTC" : "—";
+
+function quotaPanel(quota) {
+  // Local only (GET /v1/quota): each account's windows, with the [quota] warn_at warning.
+  if (!quota || !quota.accounts.length) return null;
+  const rows = quota.accounts.flatMap((a) => a.windows.filter((w) => !w.expired).map((w) => ({ a, w })));
+  const warned = rows.filter(({ w }) => w.warning);
+  const shares = (list, key) => list.slice(0, 3).map((s) => `${s[key]} ${(s.share * 100).toFixed(0)}%`).join(", ") || "—";
+  return el("div", { class: "panel", id: "quota-panel" },
+    el("h2", { text: "Quota windows" }),
+    warned.length ? el("div", { class: "warning", id: "quota-warning" },
+      warned.map(({ a, w }) => `${a.account} ${w.name} at ${percent(w.utilisation)}`).join("; ") +
+      ` (warning at ${percent(quota.warn_at)}).`) : null,
+    el("div", { class: "scroll" }, el("table", { id: "quota-table" },
+      el("thead", {}, el("tr", {},
+        el("th", { text: "account" }), el("th", { text: "window" }),
+        el("th", { class: "num", text: "used" }), el("th", { text: "resets" }),
+        el("th", { text: "trend" }), el("th", { text: "projects" }), el("th", { text: "clients" }))),
+      el("tbody", {}, rows.map(({ a, w }) => el("tr", { class: w.warning ? "quota-warn" : "" },
+        el("td", { text: a.account }), el("td", { text: w.name }),
+        el("td", { class: "num", text: percent(w.utilisation) }),
+        el("td", { text: when(w.resets_at) }),
+        el("td", { text: w.trend_per_hour === null ? "—" : `${(w.trend_per_hour * 100).toFixed(1)}%/h` }),
+        el("td", { text: shares(w.projects, "project") }),
+        el("td", { text: shares(w.clients, "client") })))))));
+}
+
 async function overview(view) {
-  const [month, previous, recent] = await Promise.all([
+  const [month, previous, recent, quota, gaps] = await Promise.all([
     api(`/v1/stats?since=${monthStart(0)}`),
     api(`/v1/stats?since=${monthStart(1)}&until=${monthStart(0)}`),
     api(`/v1/stats?since=${isoDay(29)}`),
+    isTeam() ? null : api("/v1/quota").catch(() => null),
+    isTeam() ? null : api(`/v1/unmetered?since=${isoDay(29)}`).catch(() => null),
   ]);
   const s = recent.summary;
   fill(view, 
     el("h1", { text: "Overview" }),
     unpricedWarning(recent),
+    unmeteredWarning(gaps),
     el("div", { class: "cards" },
       card("card-month-spend", "Spend this month", usd(month.summary.total_cost_usd),
         `last month ${usd(previous.summary.total_cost_usd)}`),
+      subscriptionCard(month),
       card("card-requests", "Requests, 30 days", count(s.total_requests),
         `${count(s.total_errors)} errors · ${tokens(s.total_input_tokens + s.total_cache_read_tokens + s.total_cache_write_tokens)} prompt tokens`),
       card("card-projects", "Active projects, 30 days", count(s.active_projects),
         `${count(s.models_in_use)} models`),
       card("card-cache", "Cache hit rate, 30 days", (s.cache_hit_rate * 100).toFixed(1) + "%",
         s.last_request_at ? `last request ${s.last_request_at.replace("T", " ").slice(0, 19)} UTC` : "no requests yet")),
+    quotaPanel(quota),
     el("div", { class: "panel" },
       el("h2", { text: "Spend per day, last 30 days, by provider" }),
       el("div", { class: "chart" }, el("canvas", { id: "chart-spend-30d" }))),
@@ -461,9 +510,9 @@ async function refresh(full) {
   } catch (error) {
     fill(view, el("div", { class: "warning", text: `Could not load: ${error.message}` }),
       isTeam() && error.status === 401 ? el("p", {},
-        "This team server needs an admin token: ",
+        "This team server needs an account's token (a viewer's is enough): ",
         el("a", { id: "login-link", href: `/login?next=${encodeURIComponent(location.pathname + location.search)}`, text: "log in" }),
-        ", or open this page with #token=<admin token>.") : null);
+        ", or open this page with #token=<token>.") : null);
   } finally {
     state.refreshing = false;
     state.refreshes += 1;

@@ -1,5 +1,6 @@
 """What every router of the team server shares: the connection pool, the error answer, who is
-calling (a machine token, an admin token or cookie) and the parsing of common parameters.
+calling (a machine token; an account's token or cookie, a viewer or an admin, of one workspace
+or all) and the parsing of common parameters.
 
 The routers reach the pool through `request.app.state` (FastAPI's `Depends`), so they are plain
 module-level `APIRouter`s and app.py only has to build one `TeamServer` and include them.
@@ -11,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -19,8 +20,9 @@ import psycopg
 from fastapi import Depends, HTTPException, Request
 from psycopg_pool import ConnectionPool
 
-from halton_meter.teamserver import pairing
+from halton_meter.teamserver import accounts, pairing
 from halton_meter.teamserver.ingest import PartitionCache
+from halton_meter.teamserver.prices import PriceCache
 from halton_meter.teamserver.settings import ServerSettings
 from halton_meter.timewindow import TimeParseError, parse_moment
 
@@ -39,11 +41,13 @@ class ApiError(HTTPException):
 
 @dataclass
 class TeamServer:
-    """One per worker process: its settings, its PostgreSQL pool, the partitions it has seen."""
+    """One per worker process: its settings, its PostgreSQL pool, the partitions it has seen,
+    the workspaces' prices it has parsed."""
 
     settings: ServerSettings
     pool: ConnectionPool[Any]
     partitions: PartitionCache = field(default_factory=PartitionCache)
+    prices: PriceCache = field(default_factory=PriceCache)
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -91,26 +95,69 @@ def machine_of(request: Request, server: Server) -> pairing.MachineIdentity:
 Machine = Annotated[pairing.MachineIdentity, Depends(machine_of)]
 
 
-def is_admin(request: Request, server: Server) -> bool:
-    """An admin token as a bearer, as the dashboard's `X-Halton-Token`, or the login cookie.
-    (Headers cannot be forged by another site's page; the cookie is SameSite=Strict.)"""
+def account_of(request: Request, server: Server) -> accounts.Account | None:
+    """The calling account: its token as a bearer, as the dashboard's `X-Halton-Token`, or
+    the login cookie. (Headers cannot be forged by another site's page; the cookie is
+    SameSite=Strict.)"""
     token = (
         bearer(request)
         or request.headers.get(DASHBOARD_TOKEN_HEADER, "").strip()
         or request.cookies.get(ADMIN_COOKIE)
     )
     if not token:
-        return False
+        return None
     with server.connection() as con:
-        return pairing.is_admin_token(con, token)
+        return accounts.account_for_token(con, token)
 
 
-IsAdmin = Annotated[bool, Depends(is_admin)]
+CallerAccount = Annotated[accounts.Account | None, Depends(account_of)]
 
 
-def require_admin(admin: IsAdmin) -> None:
-    if not admin:
-        raise ApiError(401, "admin token required (Authorization: Bearer hma_..., or log in)")
+def require_reader(account: CallerAccount) -> accounts.Account:
+    """A viewer or an admin."""
+    if account is None:
+        raise ApiError(401, "access token required (Authorization: Bearer hmv_/hma_..., or log in)")
+    return account
+
+
+def require_admin(account: CallerAccount) -> accounts.Account:
+    """An admin: approving, revoking, accounts and prices."""
+    found = require_reader(account)
+    if not found.is_admin:
+        raise ApiError(403, f"{found.name} is a viewer; this needs an admin account")
+    return found
+
+
+Reader = Annotated[accounts.Account, Depends(require_reader)]
+Admin = Annotated[accounts.Account, Depends(require_admin)]
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+
+
+def _workspace(server: TeamServer, account: accounts.Account, name: str | None) -> Workspace:
+    """`?workspace=`, by default the account's own (else `default`); another workspace than
+    the account's is refused (403)."""
+    chosen = name or account.workspace or "default"
+    found = Workspace(server.workspace_id(chosen), chosen)
+    if not account.reaches(found.id):
+        raise ApiError(403, f"{account.name} has no access to workspace {chosen!r}")
+    return found
+
+
+def read_workspace(account: Reader, server: Server, workspace: str | None = None) -> Workspace:
+    return _workspace(server, account, workspace)
+
+
+def admin_workspace(account: Admin, server: Server, workspace: str | None = None) -> Workspace:
+    return _workspace(server, account, workspace)
+
+
+ReadSpace = Annotated[Workspace, Depends(read_workspace)]
+AdminSpace = Annotated[Workspace, Depends(admin_workspace)]
 
 
 def same_origin_form(request: Request) -> None:
@@ -126,6 +173,16 @@ def since_day(text: str | None) -> date | None:
         return None
     try:
         return parse_moment(text).date()
+    except TimeParseError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def since_moment(text: str | None) -> datetime | None:
+    """A `since` as a moment (`30d`, a date, an ISO time); None for absent or "all"."""
+    if text is None or text == "all":
+        return None
+    try:
+        return parse_moment(text)
     except TimeParseError as error:
         raise ApiError(400, str(error)) from None
 

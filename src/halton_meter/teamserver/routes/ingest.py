@@ -4,23 +4,32 @@ once however often it is resent (teamserver/ingest.py)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from halton_meter.teamserver.ingest import Batch, store_batch
-from halton_meter.teamserver.routes.deps import ApiError, Machine, Server, json_body
+from halton_meter.teamserver.ingest import (
+    Batch,
+    MachinePrices,
+    replace_machine_prices,
+    store_batch,
+)
+from halton_meter.teamserver.pairing import MachineIdentity
+from halton_meter.teamserver.routes.deps import ApiError, Machine, Server, TeamServer, json_body
 
 BYTES_PER_ROW = 4096  # a generous ceiling for one row's JSON
 MAX_PROBLEMS = 20  # validation problems named in a refusal
 
 router = APIRouter()
+Shape = TypeVar("Shape", bound=BaseModel)
 
 
-@router.post("/v1/requests/batch")
-async def ingest(request: Request, machine: Machine, server: Server) -> dict[str, Any]:
+async def _checked(  # noqa: UP047 (tools here still parse with Python 3.11)
+    request: Request, machine: MachineIdentity, server: TeamServer, model: type[Shape]
+) -> Shape:
+    """The body, whole: size, shape, and the token's own workspace and machine."""
     limit = server.settings.max_batch_rows
     body = await json_body(request, limit * BYTES_PER_ROW)
     if isinstance(body, dict) and isinstance(body.get("rows"), list):
@@ -29,7 +38,7 @@ async def ingest(request: Request, machine: Machine, server: Server) -> dict[str
         if not body["rows"]:
             raise ApiError(422, "a batch needs at least one row")
     try:
-        batch = Batch.model_validate(body)
+        batch = model.model_validate(body)
     except ValidationError as error:
         problems = [
             {
@@ -39,15 +48,27 @@ async def ingest(request: Request, machine: Machine, server: Server) -> dict[str
             for problem in error.errors()[:MAX_PROBLEMS]
         ]
         raise ApiError(422, "invalid batch; nothing was stored", problems=problems) from None
-    if batch.workspace_id != machine.workspace_id:
+    if batch.workspace_id != machine.workspace_id:  # type: ignore[attr-defined]
         raise ApiError(403, "this token belongs to another workspace; nothing was stored")
-    if batch.machine_id != machine.machine_id:
+    if batch.machine_id != machine.machine_id:  # type: ignore[attr-defined]
         raise ApiError(403, "this token belongs to another machine; nothing was stored")
+    return batch
+
+
+@router.post("/v1/requests/batch")
+async def ingest(request: Request, machine: Machine, server: Server) -> dict[str, Any]:
+    batch = await _checked(request, machine, server, Batch)
 
     def store() -> int:
         with server.connection() as con:
+            overrides = server.prices.get(con, machine.workspace_id)
             return store_batch(
-                con, machine.workspace_id, machine.machine_id, batch.rows, server.partitions
+                con,
+                machine.workspace_id,
+                machine.machine_id,
+                batch.rows,
+                server.partitions,
+                overrides,
             )
 
     stored = await run_in_threadpool(store)
@@ -56,3 +77,17 @@ async def ingest(request: Request, machine: Machine, server: Server) -> dict[str
         "stored": stored,
         "duplicates": len(batch.rows) - stored,
     }
+
+
+@router.post("/v1/requests/machine-prices")
+async def machine_prices(request: Request, machine: Machine, server: Server) -> dict[str, Any]:
+    """Rows the machine re-priced after sending them: their new price replaces the server's
+    copy of the machine's figure (by id; the server's own price is unchanged)."""
+    batch = await _checked(request, machine, server, MachinePrices)
+
+    def replace() -> int:
+        with server.connection() as con:
+            return replace_machine_prices(con, machine.workspace_id, machine.machine_id, batch.rows)
+
+    updated = await run_in_threadpool(replace)
+    return {"received": len(batch.rows), "updated": updated}

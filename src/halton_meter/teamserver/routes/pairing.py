@@ -1,6 +1,6 @@
 """Pairing over HTTP: a machine asks for a code and polls with its secret (no token yet), then
-uses its machine token (whoami, disconnect); an admin lists, approves and revokes machines.
-The rules themselves are in teamserver/pairing.py."""
+uses its machine token (whoami, disconnect); an admin lists, approves and revokes machines and
+manages accounts. The rules themselves are in teamserver/pairing.py and accounts.py."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from halton_meter.teamserver import pairing
+from halton_meter.teamserver import accounts, pairing
 from halton_meter.teamserver.routes.deps import (
+    Admin,
     ApiError,
     Machine,
     Server,
@@ -91,35 +92,80 @@ def disconnect(machine: Machine, server: Server) -> dict[str, Any]:
         return pairing.revoke(con, machine.machine_id)
 
 
-# --- the admin's side -----------------------------------------------------------------------
+# --- the admin's side (a workspace's admin sees and manages only that workspace) -----------
 
 admin = APIRouter(dependencies=[Depends(require_admin)])
 
 
 @admin.get("/v1/machines")
-def machines(server: Server) -> dict[str, Any]:
+def machines(server: Server, account: Admin) -> dict[str, Any]:
     with server.connection() as con:
         return {
-            "machines": pairing.list_machines(con),
-            "pending": [_jsonable(p) for p in pairing.pending_pairings(con)],
+            "machines": pairing.list_machines(con, account.workspace_id),
+            "pending": [_jsonable(p) for p in pairing.pending_pairings(con, account.workspace)],
         }
 
 
 @admin.post("/v1/pairings/{code}/approve")
-def approve(code: str, server: Server) -> dict[str, Any]:
+def approve(code: str, server: Server, account: Admin) -> dict[str, Any]:
     with server.connection() as con:
         try:
-            return pairing.approve(con, code)
+            return pairing.approve(con, code, account.workspace)
         except pairing.PairingError as error:
             raise ApiError(409, str(error)) from None
 
 
 @admin.post("/v1/machines/{machine}/revoke")
-def revoke(machine: str, server: Server) -> dict[str, Any]:
+def revoke(machine: str, server: Server, account: Admin) -> dict[str, Any]:
     with server.connection() as con:
         try:
-            return pairing.revoke(con, machine)
+            return pairing.revoke(con, machine, account.workspace_id)
         except pairing.PairingError as error:
+            raise ApiError(404, str(error)) from None
+
+
+@admin.get("/v1/accounts")
+def list_accounts(server: Server, account: Admin) -> dict[str, Any]:
+    with server.connection() as con:
+        return {"accounts": accounts.list_accounts(con, account.workspace_id)}
+
+
+@admin.post("/v1/accounts")
+async def add_account(request: Request, server: Server, account: Admin) -> dict[str, Any]:
+    """{name, role, workspace}: a new account; its token is in this answer only. A
+    workspace's admin adds accounts to its own workspace only."""
+    body = await json_body(request, MAX_PAIRING_BYTES)
+    if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+        raise ApiError(422, "expected {name, role, workspace}")
+    role, workspace = body.get("role", accounts.VIEWER), body.get("workspace")
+    if not isinstance(role, str) or not (workspace is None or isinstance(workspace, str)):
+        raise ApiError(422, "role and workspace must be strings")
+    if account.workspace is not None and workspace != account.workspace:
+        raise ApiError(403, f"{account.name} manages workspace {account.workspace!r} only")
+
+    def create() -> dict[str, Any]:
+        with server.connection() as con:
+            try:
+                made, token = accounts.create_account(con, body["name"], role, workspace)
+            except accounts.AccountError as error:
+                raise ApiError(422, str(error)) from None
+        return {
+            "id": made.id,
+            "name": made.name,
+            "role": made.role,
+            "workspace": workspace,
+            "token": token,
+        }
+
+    return await run_in_threadpool(create)
+
+
+@admin.post("/v1/accounts/{name}/remove")
+def remove_account(name: str, server: Server, account: Admin) -> dict[str, Any]:
+    with server.connection() as con:
+        try:
+            return accounts.remove_account(con, name, account.workspace_id)
+        except accounts.AccountError as error:
             raise ApiError(404, str(error)) from None
 
 
