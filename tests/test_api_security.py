@@ -11,6 +11,7 @@ import stat
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tests.apihelpers import Api, curl
 from tests.conftest import FakeUpstream, start_meter
@@ -95,17 +96,46 @@ def test_cors_only_for_the_allow_list(guarded: Api) -> None:
     other = guarded.get("/v1/stats", Origin="http://evil.example")
     assert "access-control-allow-origin" not in other.headers
     session = guarded.session()
-    preflight = session.options(
-        guarded.base + "/v1/stats",
-        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "GET"},
-    )
-    assert preflight.status_code == 204
-    assert preflight.headers["access-control-allow-methods"] == "GET"
     evil = session.options(
         guarded.base + "/v1/reprice",
         headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
     )
     assert evil.status_code == 403
+
+
+def test_preflighted_reads_work_for_the_allow_list(guarded: Api) -> None:
+    """Regression (issue 18): the preflight a browser sends before a read with extra headers
+    was answered 204 without Access-Control-Allow-Origin, so the browser refused the read."""
+    session = guarded.session()
+
+    def preflight(origin: str, method: str, headers: str = "") -> requests.Response:
+        asked = {"Origin": origin, "Access-Control-Request-Method": method}
+        if headers:
+            asked["Access-Control-Request-Headers"] = headers
+        return session.options(guarded.base + "/v1/stats", headers=asked)
+
+    read = preflight(ALLOWED, "GET", "x-halton-token, accept")
+    assert read.status_code == 204, read.text
+    assert read.headers["access-control-allow-origin"] == ALLOWED
+    assert read.headers["access-control-allow-methods"] == "GET, HEAD"
+    allowed_headers = read.headers["access-control-allow-headers"].split(", ")
+    assert {"x-halton-token", "accept"} <= set(allowed_headers)
+    assert int(read.headers["access-control-max-age"]) > 0
+    assert "Origin" in read.headers["vary"]
+    # The read itself, as the browser then sends it.
+    answer = guarded.get("/v1/stats", Origin=ALLOWED, Accept="application/json")
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == ALLOWED
+    # Still refused: state changes from any origin, the allow-listed one included, headers
+    # outside the list, and reads from any origin not on the list.
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        refused = preflight(ALLOWED, method, "content-type")
+        assert refused.status_code == 403, method
+        assert "access-control-allow-origin" not in refused.headers
+    assert preflight(ALLOWED, "GET", "x-evil").status_code == 403
+    other = preflight("http://evil.example", "GET")
+    assert other.status_code == 403
+    assert "access-control-allow-origin" not in other.headers
 
 
 def test_dashboard_cannot_be_framed_or_load_elsewhere(guarded: Api) -> None:

@@ -388,6 +388,36 @@ def test_unreachable_target_gets_502(stack: Stack) -> None:
     assert answer.startswith(b"HTTP/1.1 502")
 
 
+HOSTILE_TARGETS = [
+    b"\xff\xfe\x00:443",  # getaddrinfo: ValueError('embedded null character')
+    b"a" * 5000 + b":443",  # the idna codec: UnicodeEncodeError (label too long)
+    b"a." * 130 + b"b:443",  # a name over 253 characters
+    b"a..b:443",  # an empty label (idna again)
+    b"host:\xb2",  # a port of "2" superscript: str.isdigit says yes, int says no
+    b"host:" + b"9" * 5000,  # over int's 4,300 digits
+    b"[fe80::1%\x00]:443",
+]
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS, ids=range(len(HOSTILE_TARGETS)))
+def test_hostile_connect_targets_get_400(stack: Stack, target: bytes) -> None:
+    """Regression (issue 18): these CONNECTs used to end in an unhandled error and a
+    connection closed without an answer."""
+    for head in (
+        b"CONNECT " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET http://" + target + b"/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", stack.edge.port), timeout=10) as sock:
+            sock.sendall(head)
+            data = b""
+            while chunk := sock.recv(4096):  # the edge closes after answering
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (head[:60], data[:200])
+        assert len(data) < 1024  # the 5,000 characters are not echoed back
+    assert not stack.edge.events("connection_error")
+    assert stack.edge.status()["counters"]["active"] == 1  # only the status request itself
+
+
 def test_killing_the_daemon_never_fails_a_request(stack: Stack, project: str) -> None:
     """kill -9 between two requests of a sequential run: every request succeeds (tunnelled
     straight to the fake while the daemon is away), and metering resumes soon after the

@@ -148,6 +148,14 @@ def _locate(text: str, table: str, key: str | None, index: int = 0) -> int | Non
     return None
 
 
+def _locate_entry(text: str, table: str, key: str | None, index: int) -> int | None:
+    """`_locate` for an array of tables (`[[pricing.overrides]]`), falling back to the line
+    of the array itself when it is written inline (`overrides = [...]` under `[pricing]`,
+    found by fuzz/, issue 18)."""
+    parent, _, name = table.rpartition(".")
+    return _locate(text, table, key, index) or _locate(text, parent, name)
+
+
 # The same lookup for other TOML files holding config.toml's tables (the team server's prices).
 locate_key = _locate
 
@@ -219,8 +227,8 @@ def _rate(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Problem(f"expected a number (units of your currency per USD), got {value!r}")
     rate = Decimal(str(value))
-    if rate <= 0:
-        raise _Problem("must be greater than 0")
+    if not rate.is_finite() or rate <= 0:  # nan compared raised InvalidOperation (fuzz/)
+        raise _Problem(f"must be a number greater than 0, got {value!r}")
     return rate
 
 
@@ -410,8 +418,9 @@ def parse_config(text: str, source: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         # Python 3.12's error has no lineno attribute; its message ends "(at line N, column M)".
         found = re.search(r"line (\d+)", str(error))
-        line = int(found.group(1)) if found else None
-        raise ConfigError(source, "(syntax)", line, str(error)) from None
+        # "(at end of document)": the last line, so the message still says where to look.
+        at = int(found.group(1)) if found else text.count("\n") + 1
+        raise ConfigError(source, "(syntax)", at, str(error)) from None
 
     def fail(table: str, key: str | None, problem: str, index: int = 0) -> ConfigError:
         name = f"{table}.{key}" if key else table
@@ -579,7 +588,7 @@ def _tagging_rules(data: dict[str, Any], text: str, source: Path) -> tuple[Taggi
 
     def fail(key: str | None, problem: str, index: int = 0) -> ConfigError:
         name = f"tagging.rules[{index}]" + (f".{key}" if key else "")
-        return ConfigError(source, name, _locate(text, "tagging.rules", key, index), problem)
+        return ConfigError(source, name, _locate_entry(text, "tagging.rules", key, index), problem)
 
     if not isinstance(raw, list):
         raise ConfigError(
@@ -633,7 +642,7 @@ def _price_overrides(pricing: Any, text: str, source: Path) -> tuple[PriceOverri
 
     try:
         return parse_overrides(
-            raw, lambda index, key: _locate(text, "pricing.overrides", key, index)
+            raw, lambda index, key: _locate_entry(text, "pricing.overrides", key, index)
         )
     except OverrideError as error:
         key = f"pricing.overrides[{error.index}]" + (f".{error.key}" if error.key else "")

@@ -24,6 +24,8 @@ from halton_meter.lifecycle import ca, shell, this_os
 from halton_meter.lifecycle.environment import CA_VARIABLES
 from halton_meter.lifecycle.install import (
     edge_status,
+    ledger_problem,
+    ledger_writer_status,
     ports_in_use,
     standalone_daemon,
     standalone_words,
@@ -232,8 +234,12 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
     if state_path(paths).exists():
         checks.extend(_platform_checks(config, paths, ports, init, user_home))
 
-    # The ledger.
+    # The ledger, and whether the running daemon manages to write it.
     checks.extend(_ledger_checks(paths))
+    if daemon_pid is not None:
+        problem = ledger_problem(ledger_writer_status(ports.api_port), paths)
+        if problem is not None:
+            add(Check("ledger_writes", BROKEN, problem[0], problem[1]))
     checks.extend(_cloud_checks(config, paths))
 
     # Stale variables in this environment.

@@ -8,6 +8,10 @@ looking (stderr is a terminal); under a supervisor, stderr is the crash file `<p
 Nothing the meter logs carries a body or a header, but libraries may log URLs: Gemini takes its
 key as `?key=`, so every message is passed through `redact` before it is written.
 
+A full disk is the ledger's problem first: while the logs' file system has less than
+`LOG_MIN_FREE_BYTES` free, log lines are not written (counted, and the count is logged once
+there is room again), so the logs never take the space the ledger needs to catch up.
+
 Standard library only: the edge imports this at start-up.
 """
 
@@ -17,7 +21,9 @@ import json
 import logging
 import logging.handlers
 import re
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +31,9 @@ ROTATE_BYTES = 100 * 1024 * 1024
 KEEP_FILES = 5
 # The supervisor's capture of stdout/stderr (tracebacks before logging starts): kept small.
 OUTPUT_ROTATE_BYTES = 10 * 1024 * 1024
+# Below this much free space where the logs live, log lines are skipped (and counted).
+LOG_MIN_FREE_BYTES = 64 * 1024 * 1024
+SPACE_CHECK_SECONDS = 5.0  # free space is looked up at most this often
 
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:key|api[_-]?key|access_token|token)=)[^&\s\"']+")
 _SECRET_HEADER = re.compile(
@@ -88,6 +97,59 @@ class _ConsoleFormatter(logging.Formatter):
         return redact(f"{self.formatTime(record)} {record.levelname} {event} {fields}".rstrip())
 
 
+class SpaceAwareFileHandler(logging.handlers.RotatingFileHandler):
+    """The rotating JSON-lines file, silent while its disk is nearly full (see the module
+    docstring): a skipped or failed line is counted in `skipped`, never printed to stderr
+    (which a supervisor sends to a file on the same disk)."""
+
+    def __init__(self, filename: Path, *, max_bytes: int, backup_count: int) -> None:
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self.skipped = 0
+        self._low = False
+        self._checked_at = float("-inf")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now - self._checked_at >= SPACE_CHECK_SECONDS:
+            self._checked_at = now
+            self._low = _free_bytes(Path(self.baseFilename).parent) < LOG_MIN_FREE_BYTES
+            if not self._low and self.skipped:
+                skipped, self.skipped = self.skipped, 0
+                super().emit(_skipped_record(record, skipped))
+        if self._low:
+            self.skipped += 1
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.skipped += 1
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return LOG_MIN_FREE_BYTES  # cannot tell: keep logging
+
+
+def _skipped_record(after: logging.LogRecord, count: int) -> logging.LogRecord:
+    return logging.makeLogRecord(
+        {
+            "name": "halton_meter.logs",
+            "levelno": logging.WARNING,
+            "levelname": "WARNING",
+            "created": after.created,
+            "event": "log_lines_skipped",
+            "fields": {
+                "count": count,
+                "reason": f"less than {LOG_MIN_FREE_BYTES // (1024 * 1024)} MiB free on "
+                "the disk of the logs (or a write failed)",
+            },
+            "msg": f"{count} log lines skipped: the disk was nearly full",
+        }
+    )
+
+
 def process_handlers(
     process: str, log_file: Path | None, *, console: bool | None = None
 ) -> list[logging.Handler]:
@@ -96,8 +158,8 @@ def process_handlers(
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
-            file_handler = logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=ROTATE_BYTES, backupCount=KEEP_FILES, encoding="utf-8"
+            file_handler = SpaceAwareFileHandler(
+                log_file, max_bytes=ROTATE_BYTES, backup_count=KEEP_FILES
             )
         except OSError as error:  # a read-only home must not stop the process
             print(f"halton-meter: cannot write {log_file}: {error}", file=sys.stderr)

@@ -41,7 +41,7 @@ def is_loopback_name(host: str) -> bool:
     except ValueError:
         try:  # the shorthand forms inet_aton accepts: 127.1, 0x7f.1, 2130706433
             address = ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the name
             return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped

@@ -152,6 +152,9 @@ def create_app(settings: ApiSettings) -> Guard:
             started_at=settings.started_at,
             behind_edge=settings.behind_edge,
             ledger_pending_rows=settings.writer.pending() if settings.writer else None,
+            # Is the ledger being written; if not, why and how many rows wait or were lost
+            # (what `status` and `doctor` report on a full disk).
+            ledger_writer=settings.writer.health() if settings.writer else None,
         )
         return answer
 

@@ -29,6 +29,8 @@ class WriterLike(Protocol):
 
     def pending(self) -> int: ...
 
+    def health(self) -> dict[str, object]: ...
+
 
 class CommittedRow(Protocol):
     requested_at: str

@@ -6,9 +6,11 @@
 - Cross-site requests: a page may send a "simple" POST anywhere without a CORS preflight. Every
   state-changing request must carry the per-install token (a file only the user can read) and
   must not come from another origin (`Origin` / `Sec-Fetch-Site`), allow-listed or not.
-- Reads: CORS headers only for the origins in `[cors] allow_origins` (none by default).
+- Reads: CORS headers only for the origins in `[cors] allow_origins` (none by default), on
+  the answer and on the preflight a browser sends first for a read with extra headers; a
+  preflight for anything but a read is refused, whatever the origin.
 - Captured bodies (`/v1/requests/{id}/body`) are read like a state change: token required,
-  never from another origin, no CORS headers even for an allow-listed one.
+  never from another origin, no CORS headers (nor a preflight) even for an allow-listed one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_HEADER = "x-halton-token"
+# What an allow-listed origin may do across origins: read, with these request headers.
+CORS_METHODS = frozenset({"GET", "HEAD"})
+CORS_HEADERS = frozenset(
+    {"accept", "accept-language", "content-language", "content-type", "cache-control"}
+    | {"if-none-match", "authorization", TOKEN_HEADER}
+)
+CORS_MAX_AGE = b"600"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 # The dashboard loads nothing from elsewhere and may not be framed (clickjacking).
 SECURITY_HEADERS = (
@@ -110,12 +119,12 @@ class Guard:
         method = scope["method"]
         cross_origin = origin is not None and origin.lower() not in self.own_origins
         allowed_cors = origin is not None and origin.lower() in self.cors_origins
-        if method == "OPTIONS" and origin is not None:
-            await self._preflight(send, allowed_cors)
-            return
         sensitive = _is_sensitive(scope.get("path", ""))
         if sensitive:
             allowed_cors = False
+        if method == "OPTIONS" and origin is not None:
+            await self._preflight(send, origin if allowed_cors else None, headers)
+            return
         if method not in SAFE_METHODS or sensitive:
             fetch_site = headers.get("sec-fetch-site", "")
             if cross_origin or fetch_site in ("cross-site", "same-site"):
@@ -148,18 +157,34 @@ class Guard:
 
         await self.app(scope, receive, with_headers)
 
-    async def _preflight(self, send: Send, allowed: bool) -> None:
-        """Only GET is ever allowed cross-origin, so a preflight for anything else fails."""
-        if not allowed:
+    async def _preflight(self, send: Send, origin: str | None, headers: dict[str, str]) -> None:
+        """A browser asks before a cross-origin read that carries extra headers; only reads
+        are ever allowed cross-origin, so a preflight for anything else fails. The answer
+        must name the origin (Access-Control-Allow-Origin), or the browser refuses the read."""
+        if origin is None:
             await _refuse(send, 403, "cross_origin", "origin not in [cors] allow_origins")
             return
-        headers = [
-            (b"access-control-allow-methods", b"GET"),
-            (b"access-control-max-age", b"600"),
+        wanted = headers.get("access-control-request-method", "GET").strip().upper()
+        if wanted not in CORS_METHODS:
+            await _refuse(
+                send, 403, "cross_origin", f"only reads are allowed cross-origin, not {wanted}"
+            )
+            return
+        asked = headers.get("access-control-request-headers", "")
+        names = {name.strip().lower() for name in asked.split(",") if name.strip()}
+        if not names <= CORS_HEADERS:
+            extra = ", ".join(sorted(names - CORS_HEADERS))
+            await _refuse(send, 403, "cross_origin", f"header not allowed cross-origin: {extra}")
+            return
+        answer = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", b"GET, HEAD"),
+            (b"access-control-allow-headers", ", ".join(sorted(CORS_HEADERS)).encode()),
+            (b"access-control-max-age", CORS_MAX_AGE),
             (b"vary", b"Origin"),
             (b"content-length", b"0"),
         ]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.start", "status": 204, "headers": answer})
         await send({"type": "http.response.body", "body": b""})
 
 

@@ -303,6 +303,9 @@ def status(ctx: Context, as_json: bool) -> None:
             "`halton-meter start` starts it"
         )
     console.print(f"Rows recorded today: {report['rows_today']}")
+    if report["ledger_problem"]:
+        console.print(f"[red]Not recorded:[/] {escape(report['ledger_problem']['why'])}")
+        console.print(f"fix: {escape(report['ledger_problem']['fix'])}")
     for line in report["quota_warnings"]:
         console.print(f"[yellow]Quota warning:[/] {line}")
     for line in report["budgets"]["lines"]:

@@ -518,6 +518,8 @@ class Edge:
             raise UpstreamError("timed out connecting") from None
         except OSError as error:
             raise UpstreamError(error.strerror or str(error)) from None
+        except ValueError as error:  # a name getaddrinfo cannot encode (the parser refuses
+            raise UpstreamError(f"cannot resolve the name: {error}") from None  # those: 400)
         # A name that only resolves to this machine must not loop back into our listeners.
         peer = writer.get_extra_info("peername")
         own = self.settings.own_ports

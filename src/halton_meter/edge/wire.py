@@ -9,6 +9,7 @@ Bodies are copied in large reads, never parsed.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -127,7 +128,7 @@ def _framing(transfer_encoding: str | None, content_length: str | None, default:
     if content_length is None:
         return default
     length = content_length.split(",")[0].strip()
-    if not length.isdigit():
+    if not _is_number(length, 18):
         raise WireError(400, f"bad Content-Length {content_length!r}")
     return int(length)
 
@@ -160,12 +161,14 @@ def parse_request(raw: bytes) -> RequestHead:
             url = urlsplit(target)
             port = url.port
         except ValueError:
-            raise WireError(400, f"bad request target {target!r}") from None
+            raise WireError(400, f"bad request target {_shown(target)}") from None
         if url.scheme.lower() != "http":
             raise WireError(501, f"the edge forwards http:// URLs only, not {url.scheme}://")
         if not url.hostname:
-            raise WireError(400, f"no host in {target!r}")
+            raise WireError(400, f"no host in {_shown(target)}")
         head.host, head.port = _clean_host(url.hostname), port or 80
+        if not _valid_host(head.host):
+            raise WireError(400, f"bad host in {_shown(target)}")
         head.path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     return head
 
@@ -179,21 +182,55 @@ def _authority(text: str, default_port: int) -> tuple[str, int]:
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise WireError(400, f"bad authority {text!r}")
+            raise WireError(400, f"bad authority {_shown(text)}")
         host, rest = text[1:end], text[end + 1 :]
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                raise WireError(400, f"bad authority {text!r}")
+            if not rest.startswith(":") or not _is_number(rest[1:], 5):
+                raise WireError(400, f"bad authority {_shown(text)}")
             port = int(rest[1:])
     elif ":" in text:
         host, _, number = text.rpartition(":")
-        if not number.isdigit():
-            raise WireError(400, f"bad authority {text!r}")
+        if not _is_number(number, 5):
+            raise WireError(400, f"bad authority {_shown(text)}")
         port = int(number)
     host = _clean_host(host)
-    if not host or not 0 < port < 65536 or any(c in host for c in " /\\@?#"):
-        raise WireError(400, f"bad authority {text!r}")
+    if not 0 < port < 65536 or not _valid_host(host):
+        raise WireError(400, f"bad authority {_shown(text)}")
     return host, port
+
+
+MAX_HOST = 253  # DNS: 253 characters in a name, 63 in a label
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+_IPV6_CHARS = _NAME_CHARS | {":", "%"}
+
+
+def _is_number(text: str, digits: int) -> bool:
+    """ASCII digits only, and few of them: `str.isdigit` also accepts "²" (which `int`
+    refuses) and `int` refuses more than 4,300 digits, both ValueErrors out of a parser."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
+
+
+def _valid_host(host: str) -> bool:
+    """A name the resolver can take, or an IP literal. Anything else would fail later, inside
+    getaddrinfo, with an error that is not an OSError (a NUL: ValueError; a label over 63
+    characters or an empty one: UnicodeError from the idna codec); so it is refused here, with
+    a 400, before any connection is tried. Names arrive in their ASCII (punycode) form."""
+    if ":" in host:  # only an IPv6 literal has colons (zone ids included)
+        if not _IPV6_CHARS.issuperset(host):
+            return False
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    if not host or len(host) > MAX_HOST or not _NAME_CHARS.issuperset(host):
+        return False
+    return all(0 < len(label) <= 63 for label in host.split("."))
+
+
+def _shown(text: str) -> str:
+    """A target for an error message: bounded, since the client chose its length."""
+    return repr(text if len(text) <= 100 else text[:100] + "...")
 
 
 @dataclass(slots=True)
@@ -222,7 +259,7 @@ class ResponseHead:
 def parse_response(raw: bytes) -> ResponseHead:
     line, headers = _split_head(raw)
     parts = line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _is_number(parts[1], 3):
         raise WireError(502, "malformed response from upstream")
     return ResponseHead(int(parts[1]), parts[0], headers, raw)
 

@@ -29,8 +29,11 @@ MAX_BATCH = 500
 # After the first row of a batch arrives, wait this long for more: one commit per 50 ms under
 # load instead of one per row, which halves the writer's CPU cost per row (bench/README.md).
 BATCH_WINDOW_SECONDS = 0.05
-# Rows kept in memory while the ledger is unwritable; past this the oldest are dropped (logged).
+# Rows kept in memory while the ledger is unwritable (a full disk, a lock held for long):
+# about 1 KB each, so at most ~200 MB. Past this the oldest are dropped, counted in
+# `rows_dropped` and logged; `status`, `doctor` and /metrics show the count.
 MAX_BACKLOG = 200_000
+DROP_LOG_EVERY = 1000  # after the first dropped row, one log line per this many more
 RETRY_SECONDS = (0.05, 0.2, 1.0, 5.0)
 
 
@@ -63,6 +66,9 @@ class LedgerWriter:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self.rows_written = 0
         self.rows_dropped = 0
+        # Why the ledger cannot be written right now (None: it can), and since when.
+        self.last_error: str | None = None
+        self.unwritable_since: float | None = None
         self.finished_cleanly = False
         self._closing = False
         # Opened here so a ledger that cannot be opened fails the daemon's start, loudly.
@@ -94,6 +100,19 @@ class LedgerWriter:
     def pending(self) -> int:
         return self._queue.qsize() + len(self._backlog)
 
+    def health(self) -> dict[str, object]:
+        """What `status` and `doctor` show (through the API): is the ledger being written,
+        and if not why, since when, how many rows wait in memory and how many were lost."""
+        return {
+            "writable": self.unwritable_since is None,
+            "error": self.last_error,
+            "unwritable_since": self.unwritable_since,
+            "pending_rows": self.pending(),
+            "held_rows_cap": MAX_BACKLOG,
+            "rows_written": self.rows_written,
+            "rows_dropped": self.rows_dropped,
+        }
+
     # --- writer thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -111,7 +130,10 @@ class LedgerWriter:
         failures = 0
         while True:
             wait = None if not self._backlog else RETRY_SECONDS[min(failures, 3)]
-            stopping = self._collect(wait) or stopping
+            # While the ledger fails, everything queued joins the backlog, where the cap
+            # applies; otherwise a batch at a time.
+            limit = MAX_BATCH if not failures else None
+            stopping = self._collect(wait, limit) or stopping
             if self._backlog:
                 if self._commit():
                     failures = 0
@@ -127,7 +149,7 @@ class LedgerWriter:
             self._con.close()
         self.finished_cleanly = not self._backlog
 
-    def _collect(self, wait: float | None) -> bool:
+    def _collect(self, wait: float | None, limit: int | None = MAX_BATCH) -> bool:
         """Move queued items into the backlog: block for the first, then take what is there."""
         stopping = False
         try:
@@ -142,7 +164,7 @@ class LedgerWriter:
             else:
                 self._add(cast(PendingRow, item))
                 taken += 1
-            if taken >= MAX_BATCH:
+            if limit is not None and taken >= limit:
                 break
             try:
                 if stopping:  # flush what is there now, wait for nothing more
@@ -165,8 +187,19 @@ class LedgerWriter:
             return
         if len(self._backlog) >= MAX_BACKLOG:
             self._backlog.popleft()
-            self.rows_dropped += 1
+            self._dropped_oldest()
         self._backlog.append(row)
+
+    def _dropped_oldest(self) -> None:
+        self.rows_dropped += 1
+        if self.rows_dropped == 1 or self.rows_dropped % DROP_LOG_EVERY == 0:
+            log.error(
+                "ledger unwritable (%s) and %d rows held in memory, the most it keeps: "
+                "dropping the oldest; %d dropped so far",
+                self.last_error or "not written yet",
+                MAX_BACKLOG,
+                self.rows_dropped,
+            )
 
     def _commit(self) -> bool:
         batch = list(self._backlog)
@@ -181,10 +214,16 @@ class LedgerWriter:
                     self._con.executemany(INSERT_QUOTA_SQL, quota)
                 self._con.execute("COMMIT")
             except BaseException:
-                self._con.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): a second
+                # ROLLBACK would raise and hide the real error.
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as error:
             # Locked, busy, disk full, I/O: the rows are fine, the ledger is not (yet).
+            if self.unwritable_since is None:
+                self.unwritable_since = time.time()
+            self.last_error = str(error)
             log.warning("ledger write failed (%s); %d rows kept for retry", error, len(batch))
             self._reopen()
             return False
@@ -194,6 +233,13 @@ class LedgerWriter:
             self._commit_one_by_one(batch)
             return True
         self._backlog.clear()
+        if self.unwritable_since is not None:
+            log.warning(
+                "ledger writable again after %.0f s; %d held rows written",
+                time.time() - self.unwritable_since,
+                len(batch),
+            )
+            self.unwritable_since = self.last_error = None
         self.rows_written += len(batch)
         if self._on_commit is not None:
             try:
@@ -213,7 +259,7 @@ class LedgerWriter:
                     self._con.execute(INSERT_QUOTA_SQL, values)
                 self._con.execute("COMMIT")
                 self.rows_written += 1
-            except sqlite3.Error:
+            except Exception:  # sqlite3.Error, or a value it cannot bind: counted, never lost
                 if self._con.in_transaction:
                     self._con.execute("ROLLBACK")
                 self.rows_dropped += 1

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import shutil
 import socket
 import sqlite3
@@ -469,6 +470,56 @@ def edge_status(port: int, timeout: float = 2.0) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
+def ledger_writer_status(api_port: int, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The running daemon's ledger writer (`/v1/daemon/status`'s `ledger_writer`): whether
+    rows are being written, and if not why, how many wait in memory and how many were lost.
+    None when the API does not answer. Asked over loopback, never through a proxy."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", api_port, timeout=timeout)
+    try:
+        connection.request("GET", "/v1/daemon/status", headers={"Host": f"127.0.0.1:{api_port}"})
+        answer = connection.getresponse()
+        body = answer.read()
+        if answer.status != 200:
+            return None
+        writer = json.loads(body).get("ledger_writer")
+    except (OSError, ValueError, AttributeError):
+        return None
+    finally:
+        connection.close()
+    return writer if isinstance(writer, dict) else None
+
+
+def ledger_problem(writer: dict[str, Any] | None, paths: Paths) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when the daemon cannot write the ledger or lost rows."""
+    if writer is None:
+        return None
+    held, cap = writer.get("pending_rows", 0), writer.get("held_rows_cap", 0)
+    dropped = writer.get("rows_dropped", 0)
+    folder = shlex.quote(str(paths.ledger.parent))
+    if not writer.get("writable", True):
+        since = writer.get("unwritable_since")
+        when = (
+            dt.datetime.fromtimestamp(since).strftime("%Y-%m-%d %H:%M:%S")
+            if isinstance(since, int | float)
+            else "?"
+        )
+        why = (
+            f"the ledger cannot be written since {when} ({writer.get('error')}): {held} calls "
+            f"held in memory (at most {cap}, then the oldest are dropped), {dropped} dropped"
+        )
+        fix = (
+            f"df -h {folder}  # free space there; the held rows are written as soon as "
+            "SQLite can write, no restart needed"
+        )
+        return why, fix
+    if dropped:
+        why = f"{dropped} calls were not recorded since the daemon started (ledger unwritable)"
+        return why, f"halton-meter doctor  # and see logs/daemon.jsonl; df -h {folder}"
+    return None
+
+
 # --- status ----------------------------------------------------------------------------------
 
 HEALTHY, DEGRADED, DOWN = 0, 1, 2
@@ -549,7 +600,11 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "version": daemon_state.get("version") if daemon_pid else None,
     }
     code = HEALTHY if edge_ok and daemon_ok else DEGRADED if edge_ok else DOWN
+    writer = ledger_writer_status(ports.api_port) if daemon_pid is not None else None
+    problem = ledger_problem(writer, paths)
     report: dict[str, Any] = {
+        "ledger_writer": writer,
+        "ledger_problem": {"why": problem[0], "fix": problem[1]} if problem else None,
         "state": STATES[code],
         "exit_code": code,
         "version": __version__,

@@ -87,12 +87,22 @@ def _is_usage_only(raw: bytes) -> bool:
     )
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _depth(prefix: bytes) -> int:
+    """How deep in objects and arrays the end of `prefix` is (strings skipped)."""
+    bare = _JSON_STRING.sub(b"", prefix)
+    return bare.count(b"{") + bare.count(b"[") - bare.count(b"}") - bare.count(b"]")
+
+
 def _without_usage_null(raw: bytes) -> bytes:
-    matches = list(_USAGE_NULL.finditer(raw))
-    if not matches:
-        return raw
-    last = matches[-1]  # the top-level member comes after the choices
-    return raw[: last.start()] + raw[last.end() :]
+    """The event without the chunk's own (top-level) `"usage":null`; a nested one is the
+    client's data and stays (found by fuzz/, issue 18)."""
+    for match in reversed(list(_USAGE_NULL.finditer(raw))):
+        if _depth(raw[: match.start()]) == 1:
+            return raw[: match.start()] + raw[match.end() :]
+    return raw
 
 
 class InjectedUsageFilter:

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
 from halton_meter.providers import row_billing
@@ -76,6 +76,14 @@ class WireRow(BaseModel):
     # Sent since ledger migration 6; a row from an older machine has none: `subscription` for
     # a subscription's wire format (Code Assist), else `unknown` (`providers.row_billing`).
     billing: Literal["api", "subscription", "unknown"] | None = None
+
+    @field_validator("requested_at")
+    @classmethod
+    def _a_real_moment(cls, value: str) -> str:
+        """The pattern lets 2025-06-00 or 2025-02-30 through; refuse them here (422), not
+        at storage (a 500). Found by fuzz/ (issue 18)."""
+        parse_timestamp(value)  # its ValueError becomes a validation error
+        return value
 
 
 class Batch(BaseModel):
