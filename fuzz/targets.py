@@ -31,13 +31,13 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from halton_meter.capture.decoding import chunk_decoder
 from pydantic import ValidationError
 
 from halton_meter import providers
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.tap import StreamTap
 from halton_meter.config import ConfigError, parse_config
+from halton_meter.decoding import chunk_decoder
 from halton_meter.edge.wire import REASONS, WireError, parse_request, parse_response
 from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.row import INSERT_SQL

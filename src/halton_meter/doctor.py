@@ -236,6 +236,7 @@ def run_checks(config: Config, paths: Paths, user_home: Path | None = None) -> l
 
     # The ledger, and whether the running daemon manages to write it.
     checks.extend(_ledger_checks(paths))
+    daemon_pid = alone["pid"] if alone is not None else running_pid(DAEMON, paths)
     if daemon_pid is not None:
         problem = ledger_problem(ledger_writer_status(ports.api_port), paths)
         if problem is not None:

@@ -600,11 +600,8 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "version": daemon_state.get("version") if daemon_pid else None,
     }
     code = HEALTHY if edge_ok and daemon_ok else DEGRADED if edge_ok else DOWN
-    writer = ledger_writer_status(ports.api_port) if daemon_pid is not None else None
-    problem = ledger_problem(writer, paths)
     report: dict[str, Any] = {
-        "ledger_writer": writer,
-        "ledger_problem": {"why": problem[0], "fix": problem[1]} if problem else None,
+        **_ledger_writes(paths, ports.api_port if daemon_pid is not None else None),
         "state": STATES[code],
         "exit_code": code,
         "version": __version__,
@@ -624,6 +621,16 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
     if supervisor_kind == "background":
         report["guard"] = guard_status(paths)
     return report
+
+
+def _ledger_writes(paths: Paths, api_port: int | None) -> dict[str, Any]:
+    """Whether the running daemon (its API on `api_port`) manages to write the ledger."""
+    writer = ledger_writer_status(api_port) if api_port is not None else None
+    problem = ledger_problem(writer, paths)
+    return {
+        "ledger_writer": writer,
+        "ledger_problem": {"why": problem[0], "fix": problem[1]} if problem else None,
+    }
 
 
 def _unmetered_today(paths: Paths, edge_answer: dict[str, Any] | None) -> dict[str, Any]:
@@ -680,6 +687,7 @@ def _standalone_status(
             },
         },
         "unmetered": _unmetered_today(paths, None),
+        **_ledger_writes(paths, alone.get("api_port")),
     }
 
 
