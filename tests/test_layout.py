@@ -22,6 +22,7 @@ LAYERS: tuple[str, ...] = (
     "cli/",
     "doctor.py",
     "guard.py",
+    "statusline.py",
     "capture/",
     "teamserver/",
     "edge/",

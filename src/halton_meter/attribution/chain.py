@@ -29,6 +29,7 @@ from halton_meter.attribution.process import (
     container_hostname,
     read_process,
 )
+from halton_meter.attribution.gitrefs import git_root
 from halton_meter.slugs import normalise_slug
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class ClientContext:
     decision: Decision
     skipped: tuple[str, ...] = ()  # invalid values that fell through, and why
     note: str | None = None  # why there was no process to look at
+    # The git work tree the client runs in (its cwd's), whatever layer decided the project:
+    # each row reads its branch and commit from it (attribution/gitrefs.py).
+    repo: str | None = None
 
     def detail(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "process": self.process, "cwd": self.cwd}
@@ -126,7 +130,10 @@ def resolve_process(
     run = _Run(default_project)
     decision = _decide(facts, run, read)
     cwd = str(facts.cwd) if facts.cwd else None
-    return ClientContext(pid, facts.name or None, cwd, decision, tuple(run.skipped))
+    repo = git_root(facts.cwd) if facts.cwd is not None else None
+    return ClientContext(
+        pid, facts.name or None, cwd, decision, tuple(run.skipped), repo=str(repo) if repo else None
+    )
 
 
 def _decide(facts: ProcessFacts, run: _Run, read: ProcessReader) -> Decision:
@@ -211,15 +218,6 @@ def _haltonrc(folder: Path, run: _Run) -> tuple[str, str] | None:
             continue
         if slug := run.slug(HALTONRC, value, str(path)):
             return slug, str(path)
-    return None
-
-
-def git_root(folder: Path) -> Path | None:
-    """The nearest folder at or above `folder` with a `.git` (a folder, or a file in worktrees
-    and submodules)."""
-    for candidate in _upward(folder):
-        if (candidate / ".git").exists():
-            return candidate
     return None
 
 
