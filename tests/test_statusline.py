@@ -127,7 +127,7 @@ def test_claude_code_input_prints_today_session_and_fullest_window(tmp_path: Pat
     out, elapsed = _statusline(home, stdin=json.dumps(CLAUDE_INPUT))
     print(f"statusline took {elapsed * 1000:.1f} ms")
     # Today for acme: 13,000 in + 1,300 out + the hour-old 5 + 5 (all API-billed):
-    # 13,005 × $3/M + 1,305 × $15/M = $0.039015 + $0.019575 = $0.05859 → $0.06.
+    # 13,005 x $3/M + 1,305 x $15/M = $0.039015 + $0.019575 = $0.05859 → $0.06.
     # The session: 3,000 in + 300 out = $0.009 + $0.0045 = $0.0135 → $0.01.
     assert out == "acme today $0.06 · session $0.01 · 5h 62%\n"
 
@@ -173,3 +173,70 @@ def test_missing_or_locked_ledger_prints_an_empty_line_fast(tmp_path: Path) -> N
     assert out == "\n"
     out, _ = _statusline(home, "--format", "nonsense")
     assert out == "\n"
+
+
+def test_init_apps_offers_the_status_line_and_uninstall_takes_it_back(tmp_path: Path) -> None:
+    from halton_meter.lifecycle import agent_statusline, install
+    from halton_meter.paths import Paths
+
+    user = tmp_path / "user"
+    (user / ".claude").mkdir(parents=True)
+    settings = user / ".claude" / "settings.json"
+    settings.write_text(json.dumps({"model": "opus", "theme": "dark"}))
+    paths = Paths(home=tmp_path / "home", home_overridden=True)
+    paths.home.mkdir()
+    undo = install._Undo()
+    asked: list[str] = []
+
+    # Not on a terminal: nothing is written.
+    outcome, _ = install._offer_statusline(paths, user, None, undo.write)
+    assert outcome == "skipped" and "statusLine" not in settings.read_text()
+    # Declined: nothing is written.
+    outcome, _ = install._offer_statusline(
+        paths, user, lambda q: asked.append(q) or False, undo.write
+    )
+    assert outcome == "skipped" and "statusLine" not in settings.read_text()
+    # Yes: our entry is added, the rest of the file kept.
+    outcome, detail = install._offer_statusline(paths, user, lambda q: True, undo.write)
+    assert outcome == "changed", detail
+    data = json.loads(settings.read_text())
+    assert data["model"] == "opus" and data["theme"] == "dark"
+    assert data["statusLine"]["type"] == "command"
+    assert data["statusLine"]["command"].endswith(" statusline")
+    # Asked again: already there, no question.
+    assert install._offer_statusline(paths, user, None, undo.write)[0] == "ok"
+
+    # uninstall's part: our key goes, the user's settings stay.
+    assert agent_statusline.remove(paths.home) == f"{settings} (statusLine)"
+    assert json.loads(settings.read_text()) == {"model": "opus", "theme": "dark"}
+    assert not (paths.home / agent_statusline.STATE_FILE).exists()
+
+
+def test_someone_elses_status_line_is_never_replaced(tmp_path: Path) -> None:
+    from halton_meter.lifecycle import install
+    from halton_meter.paths import Paths
+
+    user = tmp_path / "user"
+    (user / ".claude").mkdir(parents=True)
+    settings = user / ".claude" / "settings.json"
+    mine = {"statusLine": {"type": "command", "command": "~/.claude/mine.sh"}}
+    settings.write_text(json.dumps(mine))
+    paths = Paths(home=tmp_path / "home", home_overridden=True)
+    paths.home.mkdir()
+    outcome, detail = install._offer_statusline(paths, user, lambda q: True, install._Undo().write)
+    assert outcome == "ok" and "left alone" in detail
+    assert json.loads(settings.read_text()) == mine
+
+
+def test_a_settings_file_init_created_is_removed_by_uninstall(tmp_path: Path) -> None:
+    from halton_meter.lifecycle import agent_statusline, install
+    from halton_meter.paths import Paths
+
+    user = tmp_path / "user"
+    (user / ".claude").mkdir(parents=True)
+    paths = Paths(home=tmp_path / "home", home_overridden=True)
+    paths.home.mkdir()
+    outcome, _ = install._offer_statusline(paths, user, lambda q: True, install._Undo().write)
+    assert outcome == "changed"
+    assert agent_statusline.remove(paths.home) is not None
+    assert not (user / ".claude" / "settings.json").exists()

@@ -2,7 +2,8 @@
 
 `halton-meter edge` goes straight to the edge, without click and the command table: a guard
 respawning a killed edge (guard.py) has a second to bring it back, and the CLI's imports cost a
-third of that. `halton-meter statusline` too: it has 50 ms (statusline.py). Everything else is the CLI (halton_meter.cli).
+third of that. `halton-meter statusline` too: it has 50 ms (statusline.py). Everything else is
+the CLI (halton_meter.cli).
 """
 
 from __future__ import annotations

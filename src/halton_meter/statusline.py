@@ -108,13 +108,18 @@ def _ancestors() -> list[int]:
     return pids
 
 
+def _object(facts: dict[str, Any], key: str) -> dict[str, Any]:
+    value = facts.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _nano_usd(value: int) -> str:
     return f"${value / 1e9:,.2f}"
 
 
 def render(fmt: str, deadline: float) -> str:
     facts = {} if fmt == "plain" else _stdin_json()
-    workspace = facts.get("workspace") if isinstance(facts.get("workspace"), dict) else {}
+    workspace = _object(facts, "workspace")
     folder_text = workspace.get("current_dir") or facts.get("cwd") or os.getcwd()
     paths = resolve_paths()
     if not paths.ledger.exists():
@@ -165,7 +170,7 @@ def _session(
     con: sqlite3.Connection, facts: dict[str, Any], now: float, today: str
 ) -> dict[str, Any] | None:
     """This Claude Code session's rows: made by one of our ancestors since it began."""
-    cost = facts.get("cost") if isinstance(facts.get("cost"), dict) else {}
+    cost = _object(facts, "cost")
     duration = cost.get("total_duration_ms")
     if isinstance(duration, (int, float)) and duration >= 0:
         since = datetime.fromtimestamp(now - duration / 1000 - 2, UTC)

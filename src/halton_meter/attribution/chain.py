@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from halton_meter.attribution.gitrefs import git_root
 from halton_meter.attribution.process import (
     ProcessFacts,
     ProcessGone,
     container_hostname,
     read_process,
 )
-from halton_meter.attribution.gitrefs import git_root
 from halton_meter.slugs import normalise_slug
 
 log = logging.getLogger(__name__)
