@@ -27,6 +27,7 @@ LAYERS: tuple[str, ...] = (
     "teamserver/",
     "edge/",
     "api/",
+    "export/",
     "lifecycle/",
     "cloud/",
     "reprice.py",
