@@ -35,6 +35,15 @@ class CommittedRow(Protocol):
     latency_ms: float | None
 
 
+class ExportStatsLike(Protocol):
+    rows_offered: int
+    rows_dropped: int
+    rows_measured: int
+    metric_exports: int
+    metric_export_failures: int
+    spans_dropped: int
+
+
 @dataclass
 class LedgerLag:
     """Fed by the writer thread after each commit: how long rows waited to be written."""
@@ -43,6 +52,8 @@ class LedgerLag:
     max_lag_seconds: float = 0.0
     commits: int = 0
     last_commit_at: float | None = None
+    # The OpenTelemetry export's counts when `[export.otlp]` is on (export/otlp.py).
+    export_stats: ExportStatsLike | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -312,6 +323,24 @@ def _writer_families(writer: WriterLike, lag: LedgerLag | None) -> Iterable[_Fam
         )
         worst.add(round(lag.max_lag_seconds, 6))
         yield from (last, worst)
+        if lag.export_stats is not None:
+            yield from _export_families(lag.export_stats)
+
+
+EXPORT_COUNTERS = {
+    "rows_offered": "Rows handed to the OpenTelemetry export.",
+    "rows_dropped": "Rows the OpenTelemetry export dropped (its queue was full).",
+    "metric_exports": "OTLP metric exports attempted.",
+    "metric_export_failures": "OTLP metric exports that failed (collector down or refusing).",
+    "spans_dropped": "Spans lost to failed OTLP exports.",
+}
+
+
+def _export_families(stats: ExportStatsLike) -> Iterable[_Family]:
+    for name, help_text in EXPORT_COUNTERS.items():
+        family = _Family(f"halton_meter_otlp_{name}_total", "counter", help_text)
+        family.add(int(getattr(stats, name)))
+        yield family
 
 
 EDGE_COUNTERS = {
