@@ -23,7 +23,8 @@ from halton_meter.config import OtlpSettings
 from halton_meter.export.otlp import OtlpExport
 from halton_meter.ledger.row import LedgerRow, new_request_id
 from halton_meter.ledger.writer import LedgerWriter
-from tests.conftest import free_port
+from tests.apihelpers import Api, openai_call
+from tests.conftest import FakeUpstream, free_port, start_meter, wait_for
 from tests.test_ledger import Ready, sample_row
 
 
@@ -332,3 +333,95 @@ def test_a_full_queue_drops_rows_and_counts_them() -> None:
         export.offer([row, row])
     assert (export.stats.rows_offered, export.stats.rows_dropped) == (10, 6)
     export.close(timeout=1)
+
+
+def test_the_daemon_exports_its_calls_and_a_dead_collector_costs_nothing(
+    tmp_path: Path, fake_upstream: FakeUpstream, http_receiver: tuple[str, Received]
+) -> None:
+    """A real daemon with `[export.otlp]`: its calls reach the receiver; pointed at nothing,
+    its calls still succeed and /metrics counts the failed exports."""
+    endpoint, got = http_receiver
+    live = start_meter(
+        tmp_path / "live",
+        fake_upstream,
+        f'[export.otlp]\nendpoint = "{endpoint}"\ninterval_seconds = 0.3\nspans = true\n',
+    )
+    try:
+        openai_call(live, "otel-live", "gpt-4.1", tmp_path / "a")
+        (row,) = live.wait_rows("otel-live", 1)
+
+        def exported() -> bool:
+            return any(
+                _attributes(p).get("halton.project") == "otel-live"
+                for request in got.metrics
+                for p in _points(request, "gen_ai.client.usage.cost")
+            )
+
+        wait_for(exported, 15, "the call's metrics at the receiver")
+        (point,) = [
+            p
+            for p in _latest(got, "gen_ai.client.usage.cost")
+            if _attributes(p)["halton.project"] == "otel-live"
+        ]
+        assert round(point.as_double * 1e9) == row["cost_nanousd"] == 13_730_000
+        assert _attributes(point)["gen_ai.provider.name"] == "openai"
+    finally:
+        live.stop()
+
+    dead = start_meter(
+        tmp_path / "dead",
+        fake_upstream,
+        f'[export.otlp]\nendpoint = "http://127.0.0.1:{free_port()}"\n'
+        "interval_seconds = 0.2\ntimeout_seconds = 1\n",
+    )
+    try:
+        for index in range(3):
+            openai_call(dead, "otel-dead", "gpt-4.1", tmp_path / f"b{index}")
+        dead.wait_rows("otel-dead", 3)
+        api = Api.of(dead)
+
+        def failures() -> int:
+            text = api.get("/metrics").text
+            line = next(
+                (
+                    x
+                    for x in text.splitlines()
+                    if x.startswith("halton_meter_otlp_metric_export_failures_total ")
+                ),
+                "x 0",
+            )
+            return int(line.split()[1])
+
+        wait_for(lambda: failures() >= 1, 20, "a failed export counted in /metrics")
+    finally:
+        assert dead.stop() == 0
+
+
+def test_export_otlp_config() -> None:
+    from halton_meter.config import ConfigError, parse_config
+
+    source = Path("config.toml")
+    assert parse_config("", source).otlp.enabled is False  # off by default
+    found = parse_config(
+        '[export.otlp]\nendpoint = "https://otel.example.com:4318/"\nprotocol = "grpc"\n'
+        'interval_seconds = 15\nspans = true\nheaders = { Authorization = "Bearer t" }\n',
+        source,
+    ).otlp
+    assert found == OtlpSettings(
+        enabled=True,
+        endpoint="https://otel.example.com:4318",
+        headers=(("authorization", "Bearer t"),),
+        protocol="grpc",
+        interval_seconds=15.0,
+        spans=True,
+    )
+    for bad, key in (
+        ("[export.otlp]\nprotocol = 'grpc'\n", "export.otlp"),  # no endpoint
+        ("[export.otlp]\nendpoint = 'otel:4317'\n", "export.otlp.endpoint"),
+        ("[export.otlp]\nendpoint = 'http://x'\nprotocol = 'thrift'\n", "export.otlp.protocol"),
+        ("[export.otlp]\nendpoint = 'http://x'\nsecret = 1\n", "export.otlp.secret"),
+        ("[export.zipkin]\n", "export"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            parse_config(bad, source)
+        assert error.value.key == key, (bad, str(error.value))
