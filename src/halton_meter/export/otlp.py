@@ -43,7 +43,7 @@ from halton_meter.ledger.row import LedgerRow
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 10_000  # committed batches waiting to be measured; past this a batch is dropped (counted)
+QUEUE_SIZE = 10_000  # committed batches waiting; past this a batch is dropped (counted)
 SHUTDOWN_SECONDS = 5.0
 
 
