@@ -1,4 +1,6 @@
-"""`halton-meter pr-cost`: what the work on a git branch cost, for a pull request or CI."""
+"""`halton-meter pr-cost`: what the work on a git branch cost, for a pull request or CI; and
+`statusline`'s entry in the command table (launch.py runs it before click; this one serves
+`--help` listings and `python -m halton_meter statusline`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from halton_meter.cli import Context, pass_context
 from halton_meter.cli.report_cmd import _open_ledger
 from halton_meter.ledger.branches import BranchCost, Cost, branch_cost
 from halton_meter.money import DisplayCurrency, usd_string
+from halton_meter.statusline import main as statusline_main
 
 
 def _branch_commits(root: Path, branch: str, base: str) -> list[str] | None:
@@ -153,4 +156,15 @@ def pr_cost(
         click.echo(_plain(result, display), nl=False)
 
 
-COMMANDS = [pr_cost]
+@click.command(
+    name="statusline",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def statusline(arguments: tuple[str, ...]) -> None:
+    """One line of spend for Claude Code's status line or a shell prompt (docs/cli.md)."""
+    raise SystemExit(statusline_main(list(arguments)))
+
+
+COMMANDS = [pr_cost, statusline]
