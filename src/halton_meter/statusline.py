@@ -184,7 +184,8 @@ def _session(
         "SUM(CASE WHEN billing = 'subscription' THEN 0 ELSE COALESCE(cost_nanousd, 0) END), "
         "SUM(CASE WHEN billing = 'subscription' THEN COALESCE(cost_nanousd, 0) ELSE 0 END), "
         "COUNT(*) FROM requests WHERE requested_at >= ? "
-        f"AND json_extract(attribution_detail, '$.pid') IN ({marks}) "
+        "AND CASE WHEN json_valid(attribution_detail) THEN "
+        f"json_extract(attribution_detail, '$.pid') END IN ({marks}) "
         "GROUP BY project ORDER BY MAX(requested_at) DESC",
         (since_text, *pids),
     ).fetchall()
