@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.row import INSERT_QUOTA_SQL, INSERT_SQL, new_request_id, utc_iso_ms
@@ -240,3 +241,14 @@ def test_a_settings_file_init_created_is_removed_by_uninstall(tmp_path: Path) ->
     assert outcome == "changed"
     assert agent_statusline.remove(paths.home) is not None
     assert not (user / ".claude" / "settings.json").exists()
+
+
+def test_the_status_lines_home_is_the_meters(tmp_path: Path, monkeypatch: Any) -> None:
+    from halton_meter import statusline
+    from halton_meter.paths import resolve_paths
+
+    monkeypatch.setenv("HALTON_METER_HOME", str(tmp_path / "h"))
+    assert statusline.home() == resolve_paths().home
+    assert statusline.home() / statusline.LEDGER_NAME == resolve_paths().ledger
+    monkeypatch.delenv("HALTON_METER_HOME")
+    assert statusline.home() == resolve_paths().home

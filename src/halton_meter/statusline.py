@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from halton_meter.attribution.folder import folder_project
-from halton_meter.paths import resolve_paths
 
 FORMATS = ("claude", "plain", "json")
 QUOTA_CACHE = "statusline-quota.json"
@@ -46,6 +45,18 @@ USAGE = (
 )
 
 
+def home() -> Path:
+    """`paths.resolve_paths().home`, without importing paths.py (and with it runstate.py and
+    dataclasses: tens of milliseconds). tests/test_statusline.py keeps the two in step."""
+    override = os.environ.get("HALTON_METER_HOME")
+    if override:
+        return Path(override).expanduser().absolute()
+    return Path.home() / ".halton-meter"
+
+
+LEDGER_NAME = "db.sqlite"  # paths.Paths.ledger
+
+
 def main(argv: list[str]) -> int:
     started = time.perf_counter()
     try:
@@ -53,7 +64,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0
         if argv[:1] == ["--refresh-quota"]:
-            refresh_quota(resolve_paths().home, resolve_paths().ledger)
+            refresh_quota(home(), home() / LEDGER_NAME)
             return 0
         output = render(_format(argv), started + QUERY_BUDGET_SECONDS)
     except BaseException:  # the agent's prompt must never see a failure
@@ -121,10 +132,11 @@ def render(fmt: str, deadline: float) -> str:
     facts = {} if fmt == "plain" else _stdin_json()
     workspace = _object(facts, "workspace")
     folder_text = workspace.get("current_dir") or facts.get("cwd") or os.getcwd()
-    paths = resolve_paths()
-    if not paths.ledger.exists():
+    meter_home = home()
+    ledger = meter_home / LEDGER_NAME
+    if not ledger.exists():
         return ""
-    con = sqlite3.connect(f"file:{paths.ledger}?mode=ro", uri=True, timeout=0.0)
+    con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=0.0)
     try:
         con.set_progress_handler(lambda: int(time.perf_counter() > deadline), 500)
         now = time.time()
@@ -142,7 +154,7 @@ def render(fmt: str, deadline: float) -> str:
         ).fetchone()
     finally:
         con.close()
-    quota = _cached_quota(paths.home, paths.ledger, now)
+    quota = _cached_quota(meter_home, ledger, now)
     figures: dict[str, Any] = {
         "project": project,
         "day": today,

@@ -7,7 +7,6 @@ Kept light (no psutil): the status line imports it.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,8 +21,13 @@ def haltonrc_project(folder: Path) -> str | None:
     for candidate in (folder, *folder.parents):
         try:
             text = (candidate / HALTONRC_NAME).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        import tomllib  # only when there is one: the status line counts milliseconds
+
+        try:
             value = tomllib.loads(text).get("project")
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        except tomllib.TOMLDecodeError:
             continue
         if isinstance(value, str) and (slug := normalise_slug(value)):
             return slug

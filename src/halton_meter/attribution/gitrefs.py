@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 _HEADS = "refs/heads/"
@@ -24,13 +23,26 @@ _MAX_PACKED = 32 * 1024 * 1024
 MAX_REPOSITORIES = 256
 
 
-@dataclass(frozen=True, slots=True)
 class GitHead:
     """Where a repository's work stands: the branch (None when detached) and the commit
-    (None on a branch with no commit yet)."""
+    (None on a branch with no commit yet). A plain class, not a dataclass: the status line
+    imports this module, and `dataclasses` (with `inspect`) costs it milliseconds."""
 
-    branch: str | None
-    commit: str | None
+    __slots__ = ("branch", "commit")
+
+    def __init__(self, branch: str | None, commit: str | None) -> None:
+        self.branch, self.commit = branch, commit
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GitHead):
+            return NotImplemented
+        return (self.branch, self.commit) == (other.branch, other.commit)
+
+    def __hash__(self) -> int:
+        return hash((self.branch, self.commit))
+
+    def __repr__(self) -> str:
+        return f"GitHead(branch={self.branch!r}, commit={self.commit!r})"
 
 
 def git_root(folder: Path) -> Path | None:
