@@ -370,6 +370,8 @@ class Processes:
     fake_port: int = 0
     meter: subprocess.Popen[bytes] | None = None
     meter_port: int = 0
+    # --otlp-down: the daemon exports to a collector that is not there (issue 19)
+    otlp_down: bool = False
     home: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -418,6 +420,12 @@ class Processes:
             f"[daemon]\nproxy_port = {self.meter_port}\ninternal_port = {free_port()}\n"
             f'api_port = {free_port()}\n\n[upstream]\nca_bundle = "{self.pki / "ca.pem"}"\n\n'
             f"[upstream.resolve]\n{resolve}\n"
+            + (
+                f'\n[export.otlp]\nendpoint = "http://127.0.0.1:{free_port()}"\n'
+                "interval_seconds = 1\ntimeout_seconds = 1\nspans = true\n"
+                if self.otlp_down
+                else ""
+            )
         )
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env["HALTON_METER_HOME"] = str(self.home)
@@ -1192,12 +1200,17 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy the daemon afterwards")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, ledger)")
+    parser.add_argument(
+        "--otlp-down",
+        action="store_true",
+        help="the daemon exports OTLP (metrics and spans) to a collector that is down",
+    )
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     work = Path(tempfile.mkdtemp(prefix="halton-bench-"))
-    procs = Processes(work)
+    procs = Processes(work, otlp_down=args.otlp_down)
     started = time.monotonic()
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
@@ -1213,6 +1226,7 @@ def main() -> None:
     document = {
         "machine": info,
         "quick": args.quick,
+        "otlp_down": args.otlp_down,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": round(time.monotonic() - started, 1),
         **result,

@@ -94,6 +94,20 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OtlpSettings:
+    """`[export.otlp]`: OpenTelemetry export to the user's collector (export/otlp.py); off
+    unless the table is there."""
+
+    enabled: bool = False
+    endpoint: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    protocol: str = "http/protobuf"  # or "grpc"
+    interval_seconds: float = 60.0
+    spans: bool = False  # one span per call (never prompt content)
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     ca_dir: Path | None = None
@@ -120,6 +134,7 @@ class Config:
     # [[budgets]]: spend limits per scope and period (budget_model.py).
     budgets: tuple[Budget, ...] = ()
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
 
 
 # --- locating keys in the source text -------------------------------------------------------
@@ -429,10 +444,12 @@ def parse_config(text: str, source: Path) -> Config:
     tagging_rules = _tagging_rules(data, text, source)
     values: dict[str, dict[str, Any]] = {}
     for section, content in data.items():
-        if section in ("endpoints", "pricing", "capture", "budgets"):
+        if section in ("endpoints", "pricing", "capture", "budgets", "export"):
             continue
         if section not in _SECTIONS:
-            known = ", ".join(sorted([*_SECTIONS, "endpoints", "pricing", "capture", "budgets"]))
+            known = ", ".join(
+                sorted([*_SECTIONS, "endpoints", "pricing", "capture", "budgets", "export"])
+            )
             raise fail(section, None, f"unknown section (known: {known})")
         if not isinstance(content, dict):
             raise fail(section, None, "expected a table like [" + section + "]")
@@ -500,6 +517,7 @@ def parse_config(text: str, source: Path) -> Config:
     alerts = AlertSettings(**values.get("alerts", {}))
     if alerts.webhook_format == "plain" and alerts.webhook_url and not alerts.webhook_secret:
         raise fail("alerts", "webhook_format", "the plain form is signed: set webhook_secret")
+    otlp = _otlp(data.get("export"), fail)
     display = values.get("display", {})
     if display.get("currency", "USD") != "USD" and "usd_rate" not in display:
         raise fail("display", "currency", "needs usd_rate too (units of that currency per USD)")
@@ -528,6 +546,7 @@ def parse_config(text: str, source: Path) -> Config:
         reconcile=ReconcileSettings(**values.get("reconcile", {})),
         budgets=budgets,
         alerts=alerts,
+        otlp=otlp,
     )
 
 
@@ -559,6 +578,54 @@ def _capture_rules(raw: Any, fail: Callable[..., ConfigError]) -> tuple[CaptureR
             raise fail("capture", None, 'needs project = "…" (a glob)', index)
         rules.append(CaptureRule(**checked))
     return tuple(rules)
+
+
+def _headers(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise _Problem('expected a table of strings, e.g. { authorization = "Bearer …" }')
+    return tuple((k.lower(), v) for k, v in value.items())
+
+
+def _endpoint_url(value: Any) -> str:
+    text = _string(value)
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise _Problem(f"expected an http:// or https:// URL, got {value!r}")
+    return text.rstrip("/")
+
+
+_OTLP_KEYS: dict[str, Check] = {
+    "enabled": _bool,
+    "endpoint": _endpoint_url,
+    "headers": _headers,
+    "protocol": _choice("http/protobuf", "grpc"),
+    "interval_seconds": _seconds,
+    "spans": _bool,
+    "timeout_seconds": _seconds,
+}
+
+
+def _otlp(export: Any, fail: Callable[..., ConfigError]) -> OtlpSettings:
+    """`[export.otlp]`: present means on (unless `enabled = false`); it needs an endpoint."""
+    if export is None:
+        return OtlpSettings()
+    if not isinstance(export, dict) or set(export) - {"otlp"}:
+        raise fail("export", None, "expected only the table [export.otlp]")
+    table = export.get("otlp", {})
+    if not isinstance(table, dict):
+        raise fail("export.otlp", None, "expected a table like [export.otlp]")
+    checked: dict[str, Any] = {"enabled": True}
+    for key, value in table.items():
+        if key not in _OTLP_KEYS:
+            raise fail("export.otlp", key, f"unknown key (known: {', '.join(_OTLP_KEYS)})")
+        try:
+            checked[key] = _OTLP_KEYS[key](value)
+        except _Problem as problem:
+            raise fail("export.otlp", key, str(problem)) from None
+    if checked["enabled"] and not checked.get("endpoint"):
+        raise fail("export.otlp", None, 'needs endpoint = "http://collector:4318" (or :4317)')
+    return OtlpSettings(**checked)
 
 
 def _glob(value: Any) -> str:

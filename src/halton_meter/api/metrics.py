@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from halton_meter.export import genai
 from halton_meter.ledger import spans
 from halton_meter.ledger.quota import quota_view
 from halton_meter.ledger.rollup import Span, aggregate
@@ -37,6 +38,15 @@ class CommittedRow(Protocol):
     latency_ms: float | None
 
 
+class ExportStatsLike(Protocol):
+    rows_offered: int
+    rows_dropped: int
+    rows_measured: int
+    metric_exports: int
+    metric_export_failures: int
+    spans_dropped: int
+
+
 @dataclass
 class LedgerLag:
     """Fed by the writer thread after each commit: how long rows waited to be written."""
@@ -45,6 +55,8 @@ class LedgerLag:
     max_lag_seconds: float = 0.0
     commits: int = 0
     last_commit_at: float | None = None
+    # The OpenTelemetry export's counts when `[export.otlp]` is on (export/otlp.py).
+    export_stats: ExportStatsLike | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -125,6 +137,7 @@ def render(
         if row["subscription_requests"]:
             value.add(_decimal_usd(int(row["subscription_value_nanousd"])), **key)
     families: list[_Family] = [requests, errors, unpriced, tokens, cost, value]
+    families += genai_families(con)
     families += _quota_families(con, quota_warn_at)
     families += _unmetered_families(con)
     families += _reconcile_families(reconcile_state)
@@ -132,6 +145,112 @@ def render(
         families += _writer_families(writer, lag)
     families += _edge_families(edge_status())
     return "".join(line + "\n" for family in families for line in family.lines)
+
+
+# Label values kept as they are; later ones (by first day seen, so a series never moves) are
+# folded into "other". Bounds the series count whatever the ledger holds (docs/api.md).
+MAX_PROJECT_LABELS = 25
+MAX_MODEL_LABELS = 25
+
+
+class _Histogram:
+    """A histogram from the rollup's sums: only the +Inf bucket, `_sum` and `_count` (per-call
+    buckets are in the OTLP export, where each call is seen)."""
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        self.name = name
+
+    def add(self, total: float | int | str, count: int, **labels: str) -> None:
+        self.lines.append(f"{self.name}_bucket{_labels(**labels, le='+Inf')} {count}")
+        self.lines.append(f"{self.name}_sum{_labels(**labels)} {total}")
+        self.lines.append(f"{self.name}_count{_labels(**labels)} {count}")
+
+
+def _first_seen(con: sqlite3.Connection, column: str) -> list[str]:
+    order = con.execute(
+        f"SELECT {column} FROM daily_rollup GROUP BY {column} ORDER BY MIN(day), {column}"
+    ).fetchall()
+    return [str(row[0]) for row in order]
+
+
+def genai_families(con: sqlite3.Connection) -> list[Any]:
+    """The GenAI semantic conventions' names as Prometheus renders OTel metrics (dots become
+    underscores, `s` becomes `_seconds`, counters end in `_total`), from the daily rollup."""
+    projects = genai.capped(_first_seen(con, "project"), MAX_PROJECT_LABELS)
+    models = genai.capped(_first_seen(con, "model"), MAX_MODEL_LABELS)
+    sums: dict[tuple[str, ...], dict[str, int | float]] = {}
+    for row in aggregate(con, Span(), ["project", "provider", "api", "model"]):
+        key = (
+            genai.operation_name(row["api"]),
+            genai.provider_name(row["provider"]),
+            models.get(row["model"], "other"),
+            projects.get(row["project"], "other"),
+        )
+        into = sums.setdefault(key, {})
+        for name in (*TOKEN_COLUMNS, "requests", "latency_count", "cost_nanousd"):
+            into[name] = into.get(name, 0) + int(row[name])
+        into["subscription_value_nanousd"] = into.get("subscription_value_nanousd", 0) + int(
+            row["subscription_value_nanousd"]
+        )
+        into["latency_ms_sum"] = into.get("latency_ms_sum", 0.0) + float(row["latency_ms_sum"])
+    usage = _Histogram(genai.TOKEN_USAGE.replace(".", "_"), "Number of input and output tokens.")
+    duration = _Histogram(
+        genai.OPERATION_DURATION.replace(".", "_") + "_seconds", "GenAI operation duration."
+    )
+    counters = {
+        kind: _Family(
+            name.replace(".", "_") + "_total", "counter", f"Tokens used ({kind}), a counter."
+        )
+        for kind, name in genai.USAGE_COUNTERS.items()
+    }
+    cost = _Family(
+        genai.COST.replace(".", "_") + "_total",
+        "counter",
+        "Cost of calls; halton_billing=subscription is the API-equivalent value of calls a "
+        "subscription paid for (not money spent).",
+    )
+    for (operation, provider, model, project), total in sorted(sums.items()):
+        labels = {
+            "gen_ai_operation_name": operation,
+            "gen_ai_provider_name": provider,
+            "gen_ai_response_model": model,
+            "halton_project": project,
+        }
+        counts = _TokenSums(total)
+        for kind, count in ((k, read(counts)) for k, read in genai.TOKEN_TYPES.items()):
+            usage.add(count, int(total["requests"]), **labels, gen_ai_token_type=kind)
+            counters[kind].add(count, **labels, gen_ai_token_modality="unknown")
+        seconds = f"{float(total['latency_ms_sum']) / 1000:.6f}"
+        duration.add(seconds, int(total["latency_count"]), **labels)
+        currency = {"gen_ai_usage_cost_currency": "USD"}
+        cost.add(
+            _decimal_usd(int(total["cost_nanousd"])), **labels, **currency, halton_billing="api"
+        )
+        if total["subscription_value_nanousd"]:
+            value = _decimal_usd(int(total["subscription_value_nanousd"]))
+            cost.add(value, **labels, **currency, halton_billing="subscription")
+    return [usage, duration, *counters.values(), cost]
+
+
+class _TokenSums:
+    """A rollup group's token sums, shaped like a row for `genai.TOKEN_TYPES`."""
+
+    def __init__(self, total: dict[str, int | float]) -> None:
+        self.input_tokens = int(total["input_tokens"])
+        self.cache_read_tokens = int(total["cache_read_tokens"])
+        self.cache_write_tokens = int(total["cache_write_tokens"])
+        self.output_tokens = int(total["output_tokens"])
+        self.reasoning_tokens = int(total["reasoning_tokens"])
+
+
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 def _quota_families(con: sqlite3.Connection, warn_at: float) -> Iterable[_Family]:
@@ -241,6 +360,24 @@ def _writer_families(writer: WriterLike, lag: LedgerLag | None) -> Iterable[_Fam
         )
         worst.add(round(lag.max_lag_seconds, 6))
         yield from (last, worst)
+        if lag.export_stats is not None:
+            yield from _export_families(lag.export_stats)
+
+
+EXPORT_COUNTERS = {
+    "rows_offered": "Rows handed to the OpenTelemetry export.",
+    "rows_dropped": "Rows the OpenTelemetry export dropped (its queue was full).",
+    "metric_exports": "OTLP metric exports attempted.",
+    "metric_export_failures": "OTLP metric exports that failed (collector down or refusing).",
+    "spans_dropped": "Spans lost to failed OTLP exports.",
+}
+
+
+def _export_families(stats: ExportStatsLike) -> Iterable[_Family]:
+    for name, help_text in EXPORT_COUNTERS.items():
+        family = _Family(f"halton_meter_otlp_{name}_total", "counter", help_text)
+        family.add(int(getattr(stats, name)))
+        yield family
 
 
 EDGE_COUNTERS = {

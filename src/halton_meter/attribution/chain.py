@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from halton_meter.attribution.gitrefs import git_root
 from halton_meter.attribution.process import (
     ProcessFacts,
     ProcessGone,
@@ -73,6 +74,9 @@ class ClientContext:
     # `body_capture` of the nearest `.haltonrc` at or above the cwd that sets it: "on", "off"
     # or None (bodies/policy.py decides with it).
     body_capture: str | None = None
+    # The git work tree the client runs in (its cwd's), whatever layer decided the project:
+    # each row reads its branch and commit from it (attribution/gitrefs.py).
+    repo: str | None = None
 
     def detail(self) -> dict[str, object]:
         out: dict[str, object] = {"pid": self.pid, "process": self.process, "cwd": self.cwd}
@@ -131,8 +135,15 @@ def resolve_process(
     decision = _decide(facts, run, read)
     cwd = str(facts.cwd) if facts.cwd else None
     capture = haltonrc_body_capture(facts.cwd) if facts.cwd is not None else None
+    repo = git_root(facts.cwd) if facts.cwd is not None else None
     return ClientContext(
-        pid, facts.name or None, cwd, decision, tuple(run.skipped), body_capture=capture
+        pid,
+        facts.name or None,
+        cwd,
+        decision,
+        tuple(run.skipped),
+        body_capture=capture,
+        repo=str(repo) if repo else None,
     )
 
 
@@ -243,15 +254,6 @@ def haltonrc_body_capture(folder: Path) -> str | None:
             return "on"
         if value in (False, "off"):
             return "off"
-    return None
-
-
-def git_root(folder: Path) -> Path | None:
-    """The nearest folder at or above `folder` with a `.git` (a folder, or a file in worktrees
-    and submodules)."""
-    for candidate in _upward(folder):
-        if (candidate / ".git").exists():
-            return candidate
     return None
 
 

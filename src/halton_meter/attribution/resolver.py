@@ -30,6 +30,7 @@ from halton_meter.attribution.chain import (
     no_process,
     resolve_process,
 )
+from halton_meter.attribution.gitrefs import HeadCache
 from halton_meter.attribution.process import ProcessFacts, ProcessGone, read_process
 from halton_meter.attribution.rules import TaggingRule, first_match
 from halton_meter.attribution.sockets import Address, find_socket_owner
@@ -55,6 +56,9 @@ class Attribution:
     # JSON: what the deciding layer saw, for `halton-meter why`; None when nothing was looked
     # up (the self-test's fixed project).
     detail: str | None
+    # The branch and HEAD commit of the client's git work tree when the row was built.
+    git_branch: str | None = None
+    git_commit: str | None = None
 
 
 def lookup_client(
@@ -104,6 +108,7 @@ class Attributor:
         self._aliases: dict[str, str] = {}
         self._aliases_read_at = 0.0
         self._alias_lock = threading.Lock()
+        self._heads = HeadCache()
         self.lookups = 0  # per connection, never per request (bench/attribution.py checks it)
 
     def lookup(
@@ -147,7 +152,15 @@ class Attributor:
         if target is not None:
             detail["alias_of"] = project
             project = target
-        return Attribution(project, layer, context.process, json.dumps(detail))
+        head = self._heads.head(context.repo) if context.repo else None
+        return Attribution(
+            project,
+            layer,
+            context.process,
+            json.dumps(detail),
+            head.branch if head else None,
+            head.commit if head else None,
+        )
 
     def peek(
         self, lookup: Lookup | None, exact: str | None, user_agent: str | None

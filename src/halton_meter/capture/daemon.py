@@ -48,6 +48,7 @@ from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.build import RowBuilder
+from halton_meter.ledger.row import LedgerRow
 from halton_meter.ledger.spans import SpoolIngest
 from halton_meter.ledger.writer import LedgerWriter
 from halton_meter.lifecycle.ca import ca_dir, ensure_ca, write_client_bundle, write_upstream_bundle
@@ -157,7 +158,16 @@ async def run_daemon(
         config.default_project,
         on_row=(lambda row, _facts: budgets.add(row), body_sink.row_built),
     )
-    writer = LedgerWriter(paths.ledger, on_commit=lag.on_commit, builder=builder)
+    on_commit: Callable[[list[LedgerRow]], None] = lag.on_commit
+    otlp = None
+    if config.otlp.enabled:  # [export.otlp]: the SDK is imported only when it is used
+        from halton_meter.export.otlp import OtlpExport
+
+        otlp = OtlpExport(config.otlp)
+        lag.export_stats = otlp.stats
+        on_commit = _both(lag.on_commit, otlp.offer)
+        log.info("OpenTelemetry export to %s (%s)", config.otlp.endpoint, config.otlp.protocol)
+    writer = LedgerWriter(paths.ledger, on_commit=on_commit, builder=builder)
     writer.start()
     cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
     claims = claimed(config)
@@ -283,6 +293,8 @@ async def run_daemon(
         await _finish_connections()
         addon.record_open_calls()
         intact = writer.close()
+        if otlp is not None:
+            otlp.close()
         attributor.close()
         budget_keeper.stop()
         budgets.write_state()
@@ -295,6 +307,20 @@ async def run_daemon(
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1
+
+
+def _both(
+    first: Callable[[list[LedgerRow]], None], second: Callable[[list[LedgerRow]], None]
+) -> Callable[[list[LedgerRow]], None]:
+    """Two `on_commit` callbacks, the second run even when the first fails."""
+
+    def on_commit(batch: list[LedgerRow]) -> None:
+        try:
+            first(batch)
+        finally:
+            second(batch)
+
+    return on_commit
 
 
 async def _drain_on_signal(

@@ -87,6 +87,7 @@ def main() -> None:
         "daemon_cmd",
         "guard_cmd",
         "report_cmd",
+        "prcost_cmd",  # issue 19
         "run_cmd",
         "dashboard_cmd",
         "projects_cmd",

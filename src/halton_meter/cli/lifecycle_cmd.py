@@ -31,7 +31,18 @@ from halton_meter.lifecycle.supervisor import (
 )
 from halton_meter.runstate import DRAIN_FILE, read_state
 
-STEPS = ("home", "snapshot", "clean", "ca", "ports", "shell", "units", "start", "self-test")
+STEPS = (
+    "home",
+    "snapshot",
+    "clean",
+    "ca",
+    "ports",
+    "shell",
+    "statusline",
+    "units",
+    "start",
+    "self-test",
+)
 MARKS = {
     "ok": "[green]✓[/]",
     "changed": "[cyan]✓[/]",
@@ -77,7 +88,7 @@ def init(
     console = _err()
     # Plain `init` changes no shell file; `--apps` adds the marked block (issue 4).
     shell_rc = apps and not no_shell_rc
-    steps = [s for s in STEPS if clean or s != "clean"]
+    steps = [s for s in STEPS if (clean or s != "clean") and (shell_rc or s != "statusline")]
     interactive = not (non_interactive or as_json) and sys.stdin.isatty() and sys.stderr.isatty()
     status = console.status("Setting up Halton Meter…")
 

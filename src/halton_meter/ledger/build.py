@@ -155,6 +155,8 @@ class RowBuilder:
             model_family=route.model_family,
             cloud_region=route.region,
             cloud_project=route.cloud_project,
+            git_branch=who.git_branch,
+            git_commit=who.git_commit,
         )
         return row
 

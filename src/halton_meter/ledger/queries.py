@@ -30,6 +30,9 @@ GROUP_COLUMNS = {
     # A cloud's rows (Bedrock, Vertex, Azure) by the family of the model it resold.
     "family": "COALESCE(model_family, provider)",
     "region": "COALESCE(cloud_region, '(none)')",
+    # The client's git branch and HEAD commit (migration 10); rows outside a repository: (none).
+    "branch": "COALESCE(git_branch, '(none)')",
+    "commit": "COALESCE(git_commit, '(none)')",
 }
 # The rollup's column for each --by key it keeps (not client: that one reads the rows).
 ROLLUP_NAMES = {name: name for name in ("project", "model", "provider", "day", "api")}

@@ -117,7 +117,7 @@ def aggregate_rows(
     measures = rollup_values("r")[len(ROLLUP_KEY) :]
     source = ", ".join(
         [
-            *(f"{expression} AS {name}" for name, expression in keys.items()),
+            *(f'{expression} AS "{name}"' for name, expression in keys.items()),
             *(f"{value} AS {name}" for value, name in zip(measures, ROLLUP_SUMS, strict=True)),
         ]
     )
@@ -131,7 +131,7 @@ def aggregate_rows(
 def _grouped(
     con: sqlite3.Connection, source: str, params: list[Any], keys: list[str]
 ) -> list[dict[str, Any]]:
-    group = ", ".join(keys)
+    group = ", ".join(f'"{key}"' for key in keys)  # quoted: `commit` is an SQL keyword
     sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
     sql = f"SELECT {group + ', ' if keys else ''}{sums} FROM ({source})"
     if keys:

@@ -73,6 +73,9 @@ class LedgerRow:
     model_family: str | None = None
     cloud_region: str | None = None
     cloud_project: str | None = None
+    # Migration 13: the branch and HEAD commit of the client's git work tree (attribution/).
+    git_branch: str | None = None
+    git_commit: str | None = None
 
     def values(self) -> tuple[object, ...]:
         """Column values SQLite can always store: text is made valid UTF-8 (a client may send a

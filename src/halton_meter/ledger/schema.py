@@ -324,6 +324,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        10,
+        "git_branch_commit",
+        [
+            # The branch and HEAD commit of the client's git work tree, read from `.git` when
+            # the row was built (attribution/gitrefs.py); NULL outside a repository and for
+            # older rows. `report --by branch|commit` and `pr-cost` read them.
+            "ALTER TABLE requests ADD COLUMN git_branch TEXT",
+            "ALTER TABLE requests ADD COLUMN git_commit TEXT",
+            "CREATE INDEX IF NOT EXISTS requests_git_branch ON requests (git_branch, requested_at)",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

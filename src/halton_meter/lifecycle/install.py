@@ -30,7 +30,7 @@ from typing import Any
 from halton_meter import __version__
 from halton_meter.config import Config
 from halton_meter.ledger import spans
-from halton_meter.lifecycle import ca, selftest, shell, this_os
+from halton_meter.lifecycle import agent_statusline, ca, selftest, shell, this_os
 from halton_meter.lifecycle.environment import (
     CA_VARIABLES,
     PROXY_VARIABLES,
@@ -271,6 +271,10 @@ def run_init(
                 "skipped", "--no-shell-rc: no shell file changed" if no_shell_rc else words.skipped
             )
 
+        if shell_rc:
+            step = "statusline"
+            done(*_offer_statusline(paths, user_home, confirm, write))
+
         step = "units"
         command = launcher()
         # Registering may start or stop a process (launchd's RunAtLoad, bootout): what ran
@@ -358,6 +362,30 @@ def _record_created(
     known = read_state(record) or {}
     files = sorted({*known.get("files", []), *created})
     write(record, (json.dumps({"files": files}, indent=2) + "\n").encode())
+
+
+def _offer_statusline(
+    paths: Paths, user_home: Path, confirm: Confirm | None, write: Callable[[Path, bytes], bool]
+) -> tuple[str, str]:
+    """Ask to add `halton-meter statusline` to Claude Code's settings (never without a yes on
+    a terminal); written through `write`, so a failed init puts the file back."""
+    if not (user_home / ".claude").is_dir():
+        return "skipped", "Claude Code not found (no ~/.claude)"
+    command = launcher()
+    plan = agent_statusline.planned(user_home, command)
+    if isinstance(plan, str):
+        return "ok", plan
+    if confirm is None:
+        return "skipped", "run `halton-meter init --apps` on a terminal to add it to Claude Code"
+    path, content = plan
+    if not confirm(f"Show today's spend in Claude Code's status line (statusLine in {path})?"):
+        return "skipped", "declined"
+    existed = path.exists()
+    write(path, content)
+    entry = agent_statusline.entry(command)
+    state = agent_statusline.record(paths.home, path, existed, str(entry["command"]))
+    write(paths.home / agent_statusline.STATE_FILE, state)
+    return "changed", f"Claude Code's status line runs `{entry['command']}` ({path})"
 
 
 def _clean_slate(
@@ -739,6 +767,8 @@ def run_uninstall(
         else:
             write_in_place(path, rest.encode())
         removed.append(f"{path} (env block)")
+    if (statusline := agent_statusline.remove(paths.home)) is not None:
+        removed.append(statusline)
     if snapshot and not snapshot.get("effective_ports_existed", True):
         effective_path(paths).unlink(missing_ok=True)
     state_path(paths).unlink(missing_ok=True)

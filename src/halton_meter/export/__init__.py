@@ -1,0 +1,2 @@
+"""Spend where users already look: the GenAI semantic conventions' names (genai.py), shared by
+`/metrics` (api/metrics.py) and the OpenTelemetry export (otlp.py)."""
