@@ -67,6 +67,10 @@ def test_projects_lists_spend_last_activity_and_top_model(home: Path) -> None:
         "last_active": stamp(0),
         "top_model": "m-dear",
         "renamed_to": None,
+        # No call of these was billed by a subscription: nothing to value apart.
+        "subscription_requests": 0,
+        "subscription_value_nanousd": 0,
+        "subscription_value_usd": "0.000000000",
     }
     assert (blog["total_cost_nanousd"], blog["unpriced_requests"], blog["top_model"]) == (
         0,
