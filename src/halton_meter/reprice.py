@@ -10,49 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from halton_meter.ledger.queries import Window
-from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
+from halton_meter.pricing import REPRICE_COLUMNS, ModelChange, PriceOverride, reprice_row
 
-_COLUMNS = (
-    "id",
-    "requested_at",
-    "provider",
-    "api",
-    "host",
-    "model",
-    "model_requested",
-    "status",
-    "error_class",
-    "service_tier",
-    "provider_cost_usd",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "web_search_requests",
-    "cost_nanousd",
-    "price_source",
-    "wire",
-)
-
-
-@dataclass(slots=True)
-class ModelChange:
-    """How re-pricing changes one model's rows."""
-
-    provider: str
-    model: str
-    rows: int = 0
-    changed: int = 0
-    old_nanousd: int = 0
-    new_nanousd: int = 0
-    old_unpriced: int = 0
-    new_unpriced: int = 0
-    new_sources: set[str] = field(default_factory=set)
+_COLUMNS = ("id", "requested_at", *REPRICE_COLUMNS)
 
 
 @dataclass(slots=True)
@@ -79,21 +42,9 @@ def plan_reprice(
     updates: list[tuple[str, int | None, str | None]] = []
     for count, raw in enumerate(_rows(con, window), start=1):
         row = dict(zip(_COLUMNS, raw, strict=True))
-        model = str(row["model"] or row["model_requested"] or "(unknown)")
-        key = (str(row["provider"]), model)
-        change = changes.setdefault(key, ModelChange(*key))
-        new_cost, new_source = _price(row, overrides)
-        old_cost = row["cost_nanousd"]
-        change.rows += 1
-        change.old_nanousd += old_cost if isinstance(old_cost, int) else 0
-        change.old_unpriced += old_cost is None
-        change.new_nanousd += new_cost or 0
-        change.new_unpriced += new_cost is None
-        if new_source:
-            change.new_sources.add(new_source)
-        if (new_cost, new_source) != (old_cost, row["price_source"]):
-            change.changed += 1
-            updates.append((str(row["id"]), new_cost, new_source))
+        quote = reprice_row(row, overrides, changes)
+        if quote is not None:
+            updates.append((str(row["id"]), quote.cost_nanousd, quote.price_source))
         if progress is not None and count % 1000 == 0:
             progress(1000)
     return RepricePlan(changes, updates)
@@ -124,12 +75,3 @@ def apply_reprice(con: sqlite3.Connection, plan: RepricePlan, batch: int = 1000)
             raise
         written += len(chunk)
     return written
-
-
-def _price(
-    row: dict[str, object], overrides: Sequence[PriceOverride]
-) -> tuple[int | None, str | None]:
-    """The same decision capture makes at write time (`pricing.price_row`), from the stored
-    row."""
-    quote = price_row(stored_row_facts(row), overrides)
-    return quote.cost_nanousd, quote.price_source

@@ -21,9 +21,11 @@ from typing import Any
 from . import catalogue as _catalogue
 from .engine import PriceQuote, catalogue_version, price_call
 from .overrides import OverrideError, PriceOverride, parse_overrides
-from .row import RowFacts, price_row, stored_row_facts
+from .row import REPRICE_COLUMNS, ModelChange, RowFacts, price_row, reprice_row, stored_row_facts
 
 __all__ = (
+    "REPRICE_COLUMNS",
+    "ModelChange",
     "OverrideError",
     "PriceOverride",
     "PriceQuote",
@@ -33,6 +35,7 @@ __all__ = (
     "parse_overrides",
     "price_call",
     "price_row",
+    "reprice_row",
     "show_price",
     "stored_row_facts",
 )

@@ -10,7 +10,7 @@ money spent, never the price); the meter's own are free.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..providers.base import Usage
@@ -121,3 +121,62 @@ def stored_row_facts(row: Mapping[str, object]) -> RowFacts:
         status=str(row["status"]),
         error_class=text("error_class"),
     )
+
+
+# The stored columns a row's price is worked out from (`stored_row_facts`) and compared with:
+# `reprice` on the ledger and the team server's reprice select exactly these.
+REPRICE_COLUMNS = (
+    "provider",
+    "api",
+    "host",
+    "model",
+    "model_requested",
+    "status",
+    "error_class",
+    "service_tier",
+    "provider_cost_usd",
+    *Usage.__slots__,
+    "wire",
+    "cost_nanousd",
+    "price_source",
+)
+
+
+@dataclass(slots=True)
+class ModelChange:
+    """How re-pricing changes one model's rows (shown before anything is written)."""
+
+    provider: str
+    model: str
+    rows: int = 0
+    changed: int = 0
+    old_nanousd: int = 0
+    new_nanousd: int = 0
+    old_unpriced: int = 0
+    new_unpriced: int = 0
+    new_sources: set[str] = field(default_factory=set)
+
+
+def reprice_row(
+    row: Mapping[str, object],
+    overrides: Sequence[PriceOverride],
+    changes: dict[tuple[str, str], ModelChange],
+) -> PriceQuote | None:
+    """Price a stored row (REPRICE_COLUMNS) again, counting it under its model in `changes`;
+    the new quote when its cost or provenance changes, else None."""
+    model = str(row["model"] or row["model_requested"] or "(unknown)")
+    key = (str(row["provider"]), model)
+    change = changes.setdefault(key, ModelChange(*key))
+    quote = price_row(stored_row_facts(row), overrides)
+    old = row["cost_nanousd"]
+    change.rows += 1
+    change.old_nanousd += old if isinstance(old, int) else 0
+    change.old_unpriced += old is None
+    change.new_nanousd += quote.cost_nanousd or 0
+    change.new_unpriced += quote.cost_nanousd is None
+    if quote.price_source:
+        change.new_sources.add(quote.price_source)
+    if (quote.cost_nanousd, quote.price_source) == (old, row["price_source"]):
+        return None
+    change.changed += 1
+    return quote

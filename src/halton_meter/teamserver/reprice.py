@@ -10,53 +10,17 @@ the difference to the rollups, so reports stay equal to the rows while ingest go
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from halton_meter.money import usd_string
-from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
+from halton_meter.pricing import REPRICE_COLUMNS, ModelChange, PriceOverride, reprice_row
 from halton_meter.teamserver.ingest import RollupChange, change_rollups
 
 Connection = psycopg.Connection[Any]
-
-_FACTS = (
-    "provider",
-    "api",
-    "host",
-    "model",
-    "model_requested",
-    "status",
-    "service_tier",
-    "provider_cost_usd",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "web_search_requests",
-    "cost_nanousd",
-    "price_source",
-    "wire",
-)
-
-
-@dataclass(slots=True)
-class ModelChange:
-    """How re-pricing changes one model's rows (the fields of the local reprice's)."""
-
-    provider: str
-    model: str
-    rows: int = 0
-    changed: int = 0
-    old_nanousd: int = 0
-    new_nanousd: int = 0
-    old_unpriced: int = 0
-    new_unpriced: int = 0
-    new_sources: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -77,7 +41,7 @@ def plan_reprice(
     """Every row's new price; nothing is written. Rows are read through a server-side cursor,
     a few thousand at a time."""
     sql = (
-        f"SELECT machine_id, id, requested_at, {', '.join(_FACTS)} FROM ledger "
+        f"SELECT machine_id, id, requested_at, {', '.join(REPRICE_COLUMNS)} FROM ledger "
         "WHERE workspace_id = %s"
     )
     params: list[Any] = [workspace_id]
@@ -92,22 +56,10 @@ def plan_reprice(
         cursor.itersize = 5000
         cursor.execute(sql, params)
         for raw in cursor:
-            row = dict(zip(_FACTS, raw[3:], strict=True))
+            row = dict(zip(REPRICE_COLUMNS, raw[3:], strict=True))
             row["requested_at"] = raw[2]
-            model = str(row["model"] or row["model_requested"] or "(unknown)")
-            key = (str(row["provider"]), model)
-            change = plan.changes.setdefault(key, ModelChange(*key))
-            quote = price_row(stored_row_facts(row), overrides)
-            old = row["cost_nanousd"]
-            change.rows += 1
-            change.old_nanousd += old or 0
-            change.old_unpriced += old is None
-            change.new_nanousd += quote.cost_nanousd or 0
-            change.new_unpriced += quote.cost_nanousd is None
-            if quote.price_source:
-                change.new_sources.add(quote.price_source)
-            if (quote.cost_nanousd, quote.price_source) != (old, row["price_source"]):
-                change.changed += 1
+            quote = reprice_row(row, overrides, plan.changes)
+            if quote is not None:
                 plan.updates.append(
                     (str(raw[0]), raw[1], raw[2], quote.cost_nanousd, quote.price_source)
                 )
