@@ -15,7 +15,7 @@ from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.cli.tables import Column, fitted_table
 from halton_meter.ledger.db import connect
 from halton_meter.ledger.queries import Window
-from halton_meter.money import format_usd, usd_string
+from halton_meter.money import format_usd
 from halton_meter.timewindow import TimeParseError, ledger_timestamp, parse_moment
 
 
@@ -177,22 +177,7 @@ def _plan_json(changes: list[Any], updates: int, dry_run: bool) -> dict[str, Any
     return {
         "dry_run": dry_run,
         "rows_changing": updates,
-        "models": [
-            {
-                "provider": c.provider,
-                "model": c.model,
-                "rows": c.rows,
-                "rows_changing": c.changed,
-                "old_cost_nanousd": c.old_nanousd,
-                "new_cost_nanousd": c.new_nanousd,
-                "old_cost_usd": usd_string(c.old_nanousd),
-                "new_cost_usd": usd_string(c.new_nanousd),
-                "old_unpriced": c.old_unpriced,
-                "new_unpriced": c.new_unpriced,
-                "new_price_sources": sorted(c.new_sources),
-            }
-            for c in changes
-        ],
+        "models": [c.as_json() for c in changes],
     }
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..money import usd_string
 from ..providers.base import Usage
 from ..providers.registry import row_wire, wire_format
 from ..providers.wireformat import Billing
@@ -155,6 +156,22 @@ class ModelChange:
     old_unpriced: int = 0
     new_unpriced: int = 0
     new_sources: set[str] = field(default_factory=set)
+
+    def as_json(self) -> dict[str, object]:
+        """One model's line of `reprice --json` (the local and the team server's alike)."""
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "rows": self.rows,
+            "rows_changing": self.changed,
+            "old_cost_nanousd": self.old_nanousd,
+            "new_cost_nanousd": self.new_nanousd,
+            "old_cost_usd": usd_string(self.old_nanousd),
+            "new_cost_usd": usd_string(self.new_nanousd),
+            "old_unpriced": self.old_unpriced,
+            "new_unpriced": self.new_unpriced,
+            "new_price_sources": sorted(self.new_sources),
+        }
 
 
 def reprice_row(

@@ -16,7 +16,6 @@ from typing import Any
 
 import psycopg
 
-from halton_meter.money import usd_string
 from halton_meter.pricing import REPRICE_COLUMNS, ModelChange, PriceOverride, reprice_row
 from halton_meter.teamserver.ingest import RollupChange, change_rollups
 
@@ -140,20 +139,5 @@ def plan_json(plan: RepricePlan, dry_run: bool) -> dict[str, Any]:
         "dry_run": dry_run,
         "rows": plan.rows,
         "rows_changing": len(plan.updates),
-        "models": [
-            {
-                "provider": c.provider,
-                "model": c.model,
-                "rows": c.rows,
-                "rows_changing": c.changed,
-                "old_cost_nanousd": c.old_nanousd,
-                "new_cost_nanousd": c.new_nanousd,
-                "old_cost_usd": usd_string(c.old_nanousd),
-                "new_cost_usd": usd_string(c.new_nanousd),
-                "old_unpriced": c.old_unpriced,
-                "new_unpriced": c.new_unpriced,
-                "new_price_sources": sorted(c.new_sources),
-            }
-            for c in changes
-        ],
+        "models": [c.as_json() for c in changes],
     }
