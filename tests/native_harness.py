@@ -51,7 +51,19 @@ def install_version(folder: Path) -> Path:
     return folder / "halton-meter"
 
 
-RUNTIME_FILES = ("edge.json", "daemon.json", "edge.pid", "daemon.pid")
+# What the running processes publish in the home (state, caches, spools): theirs, not init's.
+RUNTIME_FILES = (
+    "edge.json",
+    "daemon.json",
+    "edge.pid",
+    "daemon.pid",
+    "claimed-hosts.json",
+    "budget-state.json",
+    "budget-alerts.json",
+    "daemon-drain.json",
+    "reconcile.json",
+    "unmetered.jsonl",
+)
 # The CA variables init publishes, spelled out here rather than taken from the code under test.
 CA_NAMES = (
     "SSL_CERT_FILE",
@@ -141,7 +153,7 @@ class NativeInstall:
                     not path.is_file()
                     or "logs" in path.relative_to(root).parts
                     or "__pycache__" in path.parts  # the services' own bytecode
-                    or path.name.startswith("db.sqlite")
+                    or path.name.startswith(("db.sqlite", "bodies.sqlite"))
                     or path.name in RUNTIME_FILES
                 ):
                     continue
