@@ -475,21 +475,9 @@ def parse_config(text: str, source: Path) -> Config:
             raise ConfigError(source, f"upstream.resolve.{name}", line, str(problem)) from None
 
     endpoints = []
-    raw_endpoints = data.get("endpoints", [])
-    if not isinstance(raw_endpoints, list):
-        raise fail("endpoints", None, "expected an array of tables: [[endpoints]]")
-    for index, entry in enumerate(raw_endpoints):
-        if not isinstance(entry, dict):
-            raise fail("endpoints", None, "expected a table", index)
-        checked: dict[str, Any] = {}
-        for key, value in entry.items():
-            if key not in _ENDPOINT_KEYS:
-                known = ", ".join(_ENDPOINT_KEYS)
-                raise fail("endpoints", key, f"unknown key (known: {known})", index)
-            try:
-                checked[key] = _ENDPOINT_KEYS[key](value)
-            except _Problem as problem:
-                raise fail("endpoints", key, str(problem), index) from None
+    for index, checked in enumerate(
+        _checked_tables(data.get("endpoints", []), "endpoints", _ENDPOINT_KEYS, fail)
+    ):
         for required in ("host", "wire", "provider"):
             if required not in checked:
                 raise fail("endpoints", None, f"entry {index + 1} needs {required!r}", index)
@@ -557,23 +545,33 @@ _CAPTURE_KEYS: dict[str, Check] = {
 }
 
 
-def _capture_rules(raw: Any, fail: Callable[..., ConfigError]) -> tuple[CaptureRule, ...]:
-    """`[[capture]]`: project globs whose bodies are kept, optionally per model/provider."""
+def _checked_tables(
+    raw: Any, section: str, keys: dict[str, Check], fail: Callable[..., ConfigError]
+) -> list[dict[str, Any]]:
+    """An array of tables (`[[endpoints]]`, `[[capture]]`), each key checked by `keys`; an
+    error names the entry, the key and its line."""
     if not isinstance(raw, list):
-        raise fail("capture", None, "expected an array of tables: [[capture]]")
-    rules = []
+        raise fail(section, None, f"expected an array of tables: [[{section}]]")
+    tables = []
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict):
-            raise fail("capture", None, "expected a table", index)
-        checked: dict[str, str] = {}
+            raise fail(section, None, "expected a table", index)
+        checked: dict[str, Any] = {}
         for key, value in entry.items():
-            if key not in _CAPTURE_KEYS:
-                known = ", ".join(_CAPTURE_KEYS)
-                raise fail("capture", key, f"unknown key (known: {known})", index)
+            if key not in keys:
+                raise fail(section, key, f"unknown key (known: {', '.join(keys)})", index)
             try:
-                checked[key] = _CAPTURE_KEYS[key](value)
+                checked[key] = keys[key](value)
             except _Problem as problem:
-                raise fail("capture", key, str(problem), index) from None
+                raise fail(section, key, str(problem), index) from None
+        tables.append(checked)
+    return tables
+
+
+def _capture_rules(raw: Any, fail: Callable[..., ConfigError]) -> tuple[CaptureRule, ...]:
+    """`[[capture]]`: project globs whose bodies are kept, optionally per model/provider."""
+    rules = []
+    for index, checked in enumerate(_checked_tables(raw, "capture", _CAPTURE_KEYS, fail)):
         if "project" not in checked:
             raise fail("capture", None, 'needs project = "…" (a glob)', index)
         rules.append(CaptureRule(**checked))
