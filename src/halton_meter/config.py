@@ -79,8 +79,14 @@ class ReconcileSettings:
     days: int = 7
     interval_hours: float = 24.0
     providers: tuple[str, ...] = ("anthropic", "openai")
-    # A cost difference (either way, USD over the window) above this is an alert in status.
+    # A cost difference (either way, USD over the window) above this is an alert in status
+    # and, from the daemon, through [alerts] (once per provider and UTC day).
     alert_above_usd: Decimal = Decimal("1")
+    # The part of the organisation's report to compare (docs/reconcile.md, Scope): Anthropic
+    # workspace ids, OpenAI project ids, API key ids (of the one provider in `providers`).
+    workspace: tuple[str, ...] = ()
+    project: tuple[str, ...] = ()
+    api_key: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,20 @@ def _reconcile_providers(value: Any) -> tuple[str, ...]:
     return tuple(_choice("anthropic", "openai")(item) for item in value)
 
 
+def _report_ids(value: Any) -> tuple[str, ...]:
+    """One id or a list of ids as the provider's console shows them (wrkspc_…, proj_…,
+    apikey_…/key_…): no key, which has no place in config.toml."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values:
+        raise _Problem('expected an id or a list of ids, like "wrkspc_01..."')
+    for item in values:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", item):
+            raise _Problem(f"{item!r} is not a workspace, project or API key id")
+        if item.startswith(("sk-", "sk_")):
+            raise _Problem("that is a key, not a key id: config.toml never holds a key")
+    return tuple(values)
+
+
 def _usd(value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise _Problem(f"expected an amount in USD (0 or more), got {value!r}")
@@ -404,6 +424,9 @@ _SECTIONS: dict[str, dict[str, Check]] = {
         "interval_hours": _hours,
         "providers": _reconcile_providers,
         "alert_above_usd": _usd,
+        "workspace": lambda v: _report_ids(v),
+        "project": lambda v: _report_ids(v),
+        "api_key": lambda v: _report_ids(v),
     },
     "alerts": {
         "webhook_url": lambda v: _webhook_url(v),

@@ -32,6 +32,40 @@ _DATASET: dict[str, Any] = {}
 _LIMITS = {"1d": (7, 31), "1h": (24, 168), "1m": (60, 1440)}
 _WIDTH = {"1d": timedelta(days=1), "1h": timedelta(hours=1), "1m": timedelta(minutes=1)}
 _ANTHROPIC_GROUPS = {"model", "workspace_id", "api_key_id", "service_tier", "context_window"}
+# Query parameters each endpoint takes (the providers' docs); anything else is refused (400),
+# so a filter the real report does not take (the cost reports have no key filter) shows up.
+_ANTHROPIC_USAGE_PARAMS = {
+    "starting_at", "ending_at", "bucket_width", "group_by[]", "limit", "page",
+    "workspace_ids[]", "api_key_ids[]", "models[]", "service_tiers[]", "context_window[]",
+}  # fmt: skip
+_ANTHROPIC_COST_PARAMS = {"starting_at", "ending_at", "bucket_width", "group_by[]", "limit", "page"}
+_OPENAI_USAGE_PARAMS = {
+    "start_time", "end_time", "bucket_width", "group_by", "limit", "page",
+    "project_ids", "user_ids", "api_key_ids", "models", "batch",
+}  # fmt: skip
+_OPENAI_COST_PARAMS = {
+    "start_time", "end_time", "bucket_width", "group_by", "limit", "page", "project_ids"
+}  # fmt: skip
+
+
+def _unknown(query: dict[str, list[str]], allowed: set[str]) -> list[str]:
+    """Parameters not in `allowed` (OpenAI's arrays may also be sent as `name[]`)."""
+    return sorted(name for name in query if name not in allowed and name[:-2] not in allowed)
+
+
+def _values(query: dict[str, list[str]], name: str) -> set[str]:
+    """An array parameter, sent as `name[]=a&name[]=b` or `name=a&name=b`."""
+    return set(query.get(name, [])) | set(query.get(name + "[]", []))
+
+
+def _kept(rows: list[dict[str, Any]], filters: dict[str, set[str]]) -> list[dict[str, Any]]:
+    """Rows whose field is among the values asked for, for every filter given (a row without
+    the field is the default workspace / no project: kept only when nothing is asked)."""
+    return [
+        row
+        for row in rows
+        if all(not wanted or row.get(field) in wanted for field, wanted in filters.items())
+    ]
 
 
 def set_dataset(data: Any) -> int:
@@ -142,6 +176,13 @@ def anthropic_report(call: Call) -> Reply:
         return refused
     query = _query(call)
     cost = call.path == ANTHROPIC_COST
+    unknown = [
+        name
+        for name in query
+        if name not in (_ANTHROPIC_COST_PARAMS if cost else _ANTHROPIC_USAGE_PARAMS)
+    ]
+    if unknown:
+        return _anthropic_error(400, "invalid_request_error", f"unexpected {unknown}")
     width = query.get("bucket_width", ["1d"])[0]
     if width not in (("1d",) if cost else _LIMITS):
         return _anthropic_error(400, "invalid_request_error", f"bad bucket_width {width!r}")
@@ -161,6 +202,14 @@ def anthropic_report(call: Call) -> Reply:
         return _anthropic_error(400, "invalid_request_error", paged)
     starts, token = paged
     rows = _DATASET.get("anthropic", {}).get("cost" if cost else "usage", [])
+    rows = _kept(
+        rows,
+        {
+            "workspace_id": set(query.get("workspace_ids[]", [])),
+            "api_key_id": set(query.get("api_key_ids[]", [])),
+            "model": set(query.get("models[]", [])),
+        },
+    )
     data = []
     for moment in starts:
         day = moment.strftime("%Y-%m-%d")
@@ -176,7 +225,10 @@ def anthropic_report(call: Call) -> Reply:
 def _anthropic_usage(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[str, Any]]:
     merged: dict[Any, dict[str, Any]] = {}
     for row in rows:
-        key = row.get("model") if "model" in groups else None
+        key = tuple(
+            row.get(name) if name in groups else None
+            for name in ("model", "workspace_id", "api_key_id")
+        )
         entry = merged.setdefault(
             key,
             {
@@ -185,9 +237,9 @@ def _anthropic_usage(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[
                 "cache_read_input_tokens": 0,
                 "output_tokens": 0,
                 "server_tool_use": {"web_search_requests": 0},
-                "api_key_id": None,
-                "workspace_id": None,
-                "model": key,
+                "api_key_id": key[2],
+                "workspace_id": key[1],
+                "model": key[0],
                 "service_tier": None,
                 "context_window": None,
             },
@@ -206,13 +258,17 @@ def _anthropic_costs(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[
     merged: dict[Any, dict[str, Any]] = {}
     for row in rows:
         split = "description" in groups
-        key = (row.get("model"), row.get("token_type"), row.get("cost_type")) if split else None
+        by_workspace = "workspace_id" in groups
+        key = (
+            (row.get("model"), row.get("token_type"), row.get("cost_type")) if split else None,
+            row.get("workspace_id") if by_workspace else None,
+        )
         entry = merged.setdefault(
             key,
             {
                 "currency": "USD",
                 "amount": Decimal(0),
-                "workspace_id": None,
+                "workspace_id": key[1],
                 "description": row.get("description") if split else None,
                 "cost_type": row.get("cost_type", "tokens") if split else None,
                 "context_window": "0-200k" if split and row.get("model") else None,
@@ -251,6 +307,9 @@ def openai_report(call: Call) -> Reply:
         return refused
     query = _query(call)
     cost = call.path == OPENAI_COST
+    unknown = _unknown(query, _OPENAI_COST_PARAMS if cost else _OPENAI_USAGE_PARAMS)
+    if unknown:
+        return _openai_error(400, f"Unrecognized request argument supplied: {unknown[0]}")
     width = query.get("bucket_width", ["1d"])[0]
     if width not in (("1d",) if cost else _LIMITS):
         return _openai_error(400, f"Invalid bucket_width {width!r}")
@@ -264,7 +323,7 @@ def openai_report(call: Call) -> Reply:
         if end_text.isdigit()
         else start + _WIDTH[width] * 7
     )
-    groups = set(query.get("group_by", [])) | set(query.get("group_by[]", []))
+    groups = _values(query, "group_by")
     allowed = (
         {"project_id", "line_item"}
         if cost
@@ -278,6 +337,14 @@ def openai_report(call: Call) -> Reply:
         return _openai_error(400, paged)
     starts, token = paged
     rows = _DATASET.get("openai", {}).get("cost" if cost else "usage", [])
+    rows = _kept(
+        rows,
+        {
+            "project_id": _values(query, "project_ids"),
+            "api_key_id": _values(query, "api_key_ids"),
+            "model": _values(query, "models"),
+        },
+    )
     data = []
     for moment in starts:
         day = moment.strftime("%Y-%m-%d")
@@ -299,7 +366,10 @@ def openai_report(call: Call) -> Reply:
 def _openai_usage(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[str, Any]]:
     merged: dict[Any, dict[str, Any]] = {}
     for row in rows:
-        key = row.get("model") if "model" in groups else None
+        key = tuple(
+            row.get(name) if name in groups else None
+            for name in ("model", "project_id", "api_key_id")
+        )
         entry = merged.setdefault(
             key,
             {
@@ -310,10 +380,10 @@ def _openai_usage(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[str
                 "input_audio_tokens": 0,
                 "output_audio_tokens": 0,
                 "num_model_requests": 0,
-                "project_id": None,
+                "project_id": key[1],
                 "user_id": None,
-                "api_key_id": None,
-                "model": key,
+                "api_key_id": key[2],
+                "model": key[0],
                 "batch": None,
                 "service_tier": None,
             },
@@ -326,14 +396,17 @@ def _openai_usage(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[str
 def _openai_costs(rows: list[dict[str, Any]], groups: set[str]) -> list[dict[str, Any]]:
     merged: dict[Any, dict[str, Any]] = {}
     for row in rows:
-        key = row.get("line_item") if "line_item" in groups else None
+        key = (
+            row.get("line_item") if "line_item" in groups else None,
+            row.get("project_id") if "project_id" in groups else None,
+        )
         entry = merged.setdefault(
             key,
             {
                 "object": "organization.costs.result",
                 "amount": {"value": Decimal(0), "currency": "usd"},
-                "line_item": key,
-                "project_id": None,
+                "line_item": key[0],
+                "project_id": key[1],
             },
         )
         entry["amount"]["value"] += Decimal(str(row["value"]))

@@ -63,6 +63,16 @@ def _print(ctx: Context, result: run.Result) -> None:
         f"[bold]{result.provider}[/bold]: {window.first} to {window.end} (exclusive), "
         f"{len(window.days)} UTC days; key from {escape(result.key_source)}"
     )
+    if result.scope:
+        console.print(
+            f"Scope: the provider's report for {escape(result.scope.describe())}; the ledger's "
+            f"side is every {result.provider} API call this meter saw (it records no key, "
+            "workspace or project)."
+        )
+        if not result.scope.cost_compared:
+            console.print(
+                "Cost not compared: the provider's cost report cannot be filtered by API key."
+            )
     console.print(f"Tolerance: {compare.TOLERANCE_TEXT}.")
     if not result.comparisons:
         console.print("Neither the ledger nor the provider has any usage in this window.")
@@ -120,10 +130,35 @@ def _print(ctx: Context, result: run.Result) -> None:
 )
 @click.option("--since", "since", default="7d", show_default=True, help="Days back: 1d to 31d.")
 @click.option("--include-today", is_flag=True, help="Also compare today's partial UTC day.")
+@click.option(
+    "--workspace",
+    "workspaces",
+    multiple=True,
+    help="Only this Anthropic workspace id (wrkspc_…) of the report (repeatable).",
+)
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    help="Only this OpenAI project id (proj_…) of the report (repeatable).",
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Only this API key id of one provider (its id, never the key; repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (see docs/reconcile.md).")
 @pass_context
 def reconcile(
-    ctx: Context, provider: tuple[str, ...], since: str, include_today: bool, as_json: bool
+    ctx: Context,
+    provider: tuple[str, ...],
+    since: str,
+    include_today: bool,
+    workspaces: tuple[str, ...],
+    projects: tuple[str, ...],
+    api_keys: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Compare the ledger with the provider's own usage and cost reports, day by day and model
     by model (needs an admin key: docs/reconcile.md)."""
@@ -133,8 +168,24 @@ def reconcile(
         raise click.UsageError(str(error)) from None
     window = run.window_for(days, include_today=include_today)
     chosen = list(provider)
+    if not chosen and (workspaces or projects):  # the scope names its provider
+        chosen = [p for p, named in (("anthropic", workspaces), ("openai", projects)) if named]
     if not chosen:  # every provider with a key; a clear error when none has one
         chosen = [name for name in reports.PROVIDERS if _has_key(name)] or ["anthropic"]
+    if api_keys and len(chosen) != 1:
+        raise click.UsageError("--api-key names one provider's key: add --provider")
+    scopes: dict[str, reports.Scope] = {}
+    alone = len(chosen) == 1  # one provider takes every scope given (a wrong one is an error)
+    for name in chosen:
+        try:
+            scopes[name] = reports.scope_for(
+                name,
+                workspaces if alone or name == "anthropic" else (),
+                projects if alone or name == "openai" else (),
+                api_keys,
+            )
+        except reports.ScopeError as error:
+            raise click.UsageError(str(error)) from None
     if not ctx.paths.ledger.exists():
         click.echo(f"halton-meter: no ledger at {ctx.paths.ledger} yet", err=True)
         sys.exit(EXIT_FAILURE)
@@ -143,7 +194,9 @@ def reconcile(
     code = 0
     for name in chosen:
         try:
-            result = run.reconcile(name, ctx.paths.ledger, ctx.config.upstream, window, _lookup)
+            result = run.reconcile(
+                name, ctx.paths.ledger, ctx.config.upstream, window, _lookup, scopes[name]
+            )
         except (run.NoKey, KeyRefused, FetchError, sqlite3.Error) as error:
             message = run.describe_error(name, error)
             summaries[name] = run.error_summary(name, error)

@@ -90,6 +90,68 @@ class Window:
 Cells = dict[tuple[str, str], Cell]
 
 
+class ScopeError(ValueError):
+    """A scope the provider's report cannot be filtered by (a workspace of OpenAI, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which part of the organisation's report to compare: Anthropic workspaces, OpenAI
+    projects, either's API key ids (the provider's ids, never a key). Empty: the whole
+    organisation."""
+
+    workspaces: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.workspaces or self.projects or self.api_keys)
+
+    @property
+    def cost_compared(self) -> bool:
+        """Neither provider's cost report can be filtered or grouped by API key: a key scope
+        compares tokens (and requests) only."""
+        return not self.api_keys
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {
+            name: list(values)
+            for name, values in (
+                ("workspaces", self.workspaces),
+                ("projects", self.projects),
+                ("api_keys", self.api_keys),
+            )
+            if values
+        }
+
+    def describe(self) -> str:
+        parts = [
+            f"{label} {', '.join(values)}"
+            for label, values in (
+                ("workspace", self.workspaces),
+                ("project", self.projects),
+                ("API key", self.api_keys),
+            )
+            if values
+        ]
+        return "; ".join(parts) or "whole organisation"
+
+
+def scope_for(
+    provider: str,
+    workspaces: tuple[str, ...] = (),
+    projects: tuple[str, ...] = (),
+    api_keys: tuple[str, ...] = (),
+) -> Scope:
+    """The scope one provider's report can take: Anthropic filters by workspace, OpenAI by
+    project; both by API key id. Raises ScopeError for the other provider's kind of scope."""
+    if provider == "anthropic" and projects:
+        raise ScopeError("Anthropic has workspaces, not projects: use --workspace (workspace)")
+    if provider == "openai" and workspaces:
+        raise ScopeError("OpenAI has projects, not workspaces: use --project (project)")
+    return Scope(tuple(workspaces), tuple(projects), tuple(api_keys))
+
+
 def _cell(cells: Cells, day: str, model: str | None) -> Cell:
     name = model or UNATTRIBUTED
     return cells.setdefault((day, name), Cell(day, name))
@@ -138,7 +200,10 @@ _ANTHROPIC_TOKEN_TYPES = {
 }
 
 
-def anthropic(transport: Transport, key: str, window: Window) -> Cells:
+def anthropic(transport: Transport, key: str, window: Window, scope: Scope = Scope()) -> Cells:
+    """The usage report filtered by `workspace_ids[]` / `api_key_ids[]`; the cost report has
+    no filter, so a workspace scope groups it by `workspace_id` too and keeps that workspace's
+    items, and a key scope does not read it (it cannot be split by key)."""
     headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
     span = [
         ("starting_at", _rfc3339(window.start_dt())),
@@ -148,7 +213,10 @@ def anthropic(transport: Transport, key: str, window: Window) -> Cells:
     ]
     cells: Cells = {}
     usage_url = f"{ANTHROPIC_BASE}/v1/organizations/usage_report/messages"
-    for bucket in _pages(transport, usage_url, [*span, ("group_by[]", "model")], headers):
+    filters = [("workspace_ids[]", w) for w in scope.workspaces]
+    filters += [("api_key_ids[]", k) for k in scope.api_keys]
+    usage_params = [*span, ("group_by[]", "model"), *filters]
+    for bucket in _pages(transport, usage_url, usage_params, headers):
         day = str(bucket.get("starting_at", ""))[:10]
         for result in bucket.get("results") or []:
             if not isinstance(result, dict):
@@ -166,11 +234,18 @@ def anthropic(transport: Transport, key: str, window: Window) -> Cells:
             }
             for kind, count in found.items():
                 cell.tokens[kind] = cell.tokens.get(kind, 0) + count
+    if not scope.cost_compared:
+        return cells
     cost_url = f"{ANTHROPIC_BASE}/v1/organizations/cost_report"
-    for bucket in _pages(transport, cost_url, [*span, ("group_by[]", "description")], headers):
+    cost_params = [*span, ("group_by[]", "description")]
+    if scope.workspaces:
+        cost_params.append(("group_by[]", "workspace_id"))
+    for bucket in _pages(transport, cost_url, cost_params, headers):
         day = str(bucket.get("starting_at", ""))[:10]
         for result in bucket.get("results") or []:
             if not isinstance(result, dict):
+                continue
+            if scope.workspaces and result.get("workspace_id") not in scope.workspaces:
                 continue
             currency = str(result.get("currency") or "USD").upper()
             if currency != "USD":
@@ -192,7 +267,9 @@ def anthropic(transport: Transport, key: str, window: Window) -> Cells:
 _OPENAI_LINE_KINDS = {"input": "input", "cached input": "cache_read", "output": "output"}
 
 
-def openai(transport: Transport, key: str, window: Window) -> Cells:
+def openai(transport: Transport, key: str, window: Window, scope: Scope = Scope()) -> Cells:
+    """Usage filtered by `project_ids` / `api_key_ids`, costs by `project_ids`; the cost
+    report has no key filter or grouping, so a key scope does not read it."""
     headers = {"authorization": f"Bearer {key}"}
     span = [
         ("start_time", str(int(window.start_dt().timestamp()))),
@@ -201,7 +278,9 @@ def openai(transport: Transport, key: str, window: Window) -> Cells:
     ]
     cells: Cells = {}
     usage_url = f"{OPENAI_BASE}/v1/organization/usage/completions"
-    usage_params = [*span, ("group_by", "model"), ("limit", "31")]
+    projects = [("project_ids", p) for p in scope.projects]
+    keys = [("api_key_ids", k) for k in scope.api_keys]
+    usage_params = [*span, ("group_by", "model"), ("limit", "31"), *projects, *keys]
     for bucket in _pages(transport, usage_url, usage_params, headers):
         day = _day_of(bucket.get("start_time"))
         for result in bucket.get("results") or []:
@@ -217,10 +296,11 @@ def openai(transport: Transport, key: str, window: Window) -> Cells:
             for kind, count in found.items():
                 cell.tokens[kind] = cell.tokens.get(kind, 0) + count
             cell.requests = (cell.requests or 0) + _int(result.get("num_model_requests"))
+    if not scope.cost_compared:
+        return cells
     cost_url = f"{OPENAI_BASE}/v1/organization/costs"
-    for bucket in _pages(
-        transport, cost_url, [*span, ("group_by", "line_item"), ("limit", "180")], headers
-    ):
+    cost_params = [*span, ("group_by", "line_item"), ("limit", "180"), *projects]
+    for bucket in _pages(transport, cost_url, cost_params, headers):
         day = _day_of(bucket.get("start_time"))
         for result in bucket.get("results") or []:
             if not isinstance(result, dict):

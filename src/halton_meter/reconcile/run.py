@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from halton_meter.config import UpstreamSettings
+from halton_meter.config import ReconcileSettings, UpstreamSettings
 from halton_meter.money import usd_string
 from halton_meter.reconcile import compare, reports
 from halton_meter.reconcile.fetch import FetchError, KeyRefused, Transport
@@ -67,6 +67,7 @@ class Result:
     window: reports.Window
     key_source: str
     comparisons: list[compare.Comparison] = field(default_factory=list)
+    scope: reports.Scope = field(default_factory=reports.Scope)
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(item.verdict for item in self.comparisons))
@@ -76,8 +77,11 @@ class Result:
         judged = (compare.MATCHES, compare.NOT_PER_MODEL)
         return all(item.verdict in judged for item in self.comparisons)
 
-    def cost_difference_nanousd(self) -> int:
-        """Provider minus ledger, over the window (positive: the provider billed more)."""
+    def cost_difference_nanousd(self) -> int | None:
+        """Provider minus ledger, over the window (positive: the provider billed more); None
+        when the provider's cost was not read (a key scope)."""
+        if not self.scope.cost_compared:
+            return None
         theirs = sum(item.theirs.cost_nanousd or 0 for item in self.comparisons)
         ours = sum(item.ours.cost_nanousd or 0 for item in self.comparisons)
         return theirs - ours
@@ -85,14 +89,17 @@ class Result:
     def summary(self, alert_above_usd: Decimal = Decimal(1)) -> dict[str, Any]:
         difference = self.cost_difference_nanousd()
         return {
-            "alert": abs(difference) > int(alert_above_usd * 10**9),
+            "alert": difference is not None and abs(difference) > int(alert_above_usd * 10**9),
+            "alert_above_usd": usd_string(int(alert_above_usd * 10**9)),
             "provider": self.provider,
+            "scope": self.scope.as_json(),
+            "cost_compared": self.scope.cost_compared,
             "from": self.window.first.isoformat(),
             "until": self.window.end.isoformat(),
             "days": len(self.window.days),
             "matches": self.matches,
             "verdicts": self.counts(),
-            "cost_difference_usd": usd_string(difference),
+            "cost_difference_usd": None if difference is None else usd_string(difference),
             "differences": [
                 {"day": item.day, "model": item.model, "verdict": item.verdict}
                 for item in self.comparisons
@@ -109,23 +116,40 @@ class Result:
         }
 
 
+def scope_of(provider: str, settings: ReconcileSettings) -> reports.Scope:
+    """`[reconcile]` workspace / project / api_key for one provider (ScopeError when an
+    `api_key` would be sent to a provider it does not belong to)."""
+    workspaces = settings.workspace if provider == "anthropic" else ()
+    projects = settings.project if provider == "openai" else ()
+    if settings.api_key and len(settings.providers) != 1:
+        raise reports.ScopeError(
+            "[reconcile] api_key names one provider's key: set providers to that provider only"
+        )
+    return reports.scope_for(provider, workspaces, projects, settings.api_key)
+
+
 def reconcile(
     provider: str,
     ledger: Path,
     upstream: UpstreamSettings,
     window: reports.Window,
     lookup: KeyLookup | None = None,
+    scope: reports.Scope | None = None,
 ) -> Result:
-    """Raises NoKey, KeyRefused or FetchError; sqlite3.Error when the ledger cannot be read."""
+    """Raises NoKey, KeyRefused or FetchError; sqlite3.Error when the ledger cannot be read.
+    With a scope the provider's side is that workspace, project or key; the ledger's side is
+    every call this meter saw to that provider (it records no key, workspace or project:
+    docs/reconcile.md, Scope)."""
+    scope = scope or reports.Scope()
     key, source = find_key(provider, lookup)
-    theirs = reports.FETCHERS[provider](Transport(upstream), key, window)
+    theirs = reports.FETCHERS[provider](Transport(upstream), key, window, scope)
     del key
     con = sqlite3.connect(f"file:{ledger.as_posix()}?mode=ro", uri=True, timeout=10)
     try:
         comparisons = compare.compare(con, provider, window, theirs)
     finally:
         con.close()
-    return Result(provider, window, source, comparisons)
+    return Result(provider, window, source, comparisons, scope)
 
 
 # --- the state file ------------------------------------------------------------------------
@@ -158,7 +182,9 @@ def _dumps(value: Any) -> str:
 
 def error_summary(provider: str, error: Exception) -> dict[str, Any]:
     kind = (
-        "no_key"
+        "scope"
+        if isinstance(error, reports.ScopeError)
+        else "no_key"
         if isinstance(error, NoKey)
         else "key_refused"
         if isinstance(error, KeyRefused)
@@ -171,6 +197,8 @@ def error_summary(provider: str, error: Exception) -> dict[str, Any]:
 
 def describe_error(provider: str, error: Exception) -> str:
     """A message that says what to do; never the key."""
+    if isinstance(error, reports.ScopeError):
+        return f"{provider}: {error}"
     if isinstance(error, NoKey):
         return (
             f"no {provider} admin key: set {reports.KEY_ENV[provider]} or store it in the OS "
@@ -195,6 +223,14 @@ def status_line(state: dict[str, Any] | None) -> str | None:
     for provider, summary in sorted(state["providers"].items()):
         if not isinstance(summary, dict):
             continue
+        scoped = summary.get("scope") or {}
+        if scoped:
+            named = reports.Scope(
+                tuple(scoped.get("workspaces", ())),
+                tuple(scoped.get("projects", ())),
+                tuple(scoped.get("api_keys", ())),
+            )
+            provider = f"{provider} ({named.describe()})"
         if summary.get("error"):
             parts.append(f"{provider}: not reconciled ({summary.get('message')})")
         elif summary.get("matches"):
@@ -208,9 +244,14 @@ def status_line(state: dict[str, Any] | None) -> str | None:
                 for name, count in sorted(verdicts.items())
                 if name != compare.MATCHES
             )
-            difference = summary.get("cost_difference_usd") or "0"
+            difference = summary.get("cost_difference_usd")
+            money = (
+                "cost not compared"
+                if difference is None
+                else (f"provider minus ledger ${difference}")
+            )
             parts.append(
                 f"{provider}: differs from the provider's report over the last "
-                f"{summary.get('days')} days ({counted}; provider minus ledger ${difference})"
+                f"{summary.get('days')} days ({counted}; {money})"
             )
     return "; ".join(parts) if parts else None

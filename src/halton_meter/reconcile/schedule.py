@@ -73,8 +73,16 @@ class ReconcileLoop:
         summaries: dict[str, dict[str, Any]] = {}
         for name in self.providers():
             try:
-                result = run.reconcile(name, self.ledger, self.upstream, window)
-            except (run.NoKey, KeyRefused, FetchError, sqlite3.Error, OSError) as error:
+                scope = run.scope_of(name, self.settings)
+                result = run.reconcile(name, self.ledger, self.upstream, window, None, scope)
+            except (
+                reports.ScopeError,
+                run.NoKey,
+                KeyRefused,
+                FetchError,
+                sqlite3.Error,
+                OSError,
+            ) as error:
                 summaries[name] = run.error_summary(name, error)
                 log.warning("reconcile: %s", summaries[name]["message"])
                 continue
