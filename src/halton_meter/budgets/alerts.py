@@ -1,5 +1,8 @@
 """Delivering threshold crossings: webhook, desktop notification, the alert state file.
 
+Any `Alert` goes the same way: a budget's `Crossing`, or another part's (reconcile's cost
+difference, handed in by the daemon), which names its own title and webhook event.
+
 Crossings arrive from the ledger writer thread (`BudgetTracker`) and are queued here; one
 thread records each in `budget-alerts.json` first (so a restart never repeats it), then
 delivers. A failed webhook is retried with back-off (1, 4, 15, 60 s) and every failure stays
@@ -31,6 +34,26 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = (1.0, 4.0, 15.0, 60.0)
 SIGNATURE_HEADER = "X-Halton-Signature"
 MAX_FAILURES_KEPT = 50
+
+
+class Alert(Protocol):
+    """What the dispatcher delivers. `Crossing` is one; another alert may also carry `title`
+    (the desktop notification's) and `event` (the plain webhook's), read with getattr."""
+
+    @property
+    def key(self) -> str: ...
+
+    def message(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def _title(alert: Alert) -> str:
+    return str(getattr(alert, "title", "Halton Meter budget"))
+
+
+def _event(alert: Alert) -> str:
+    return str(getattr(alert, "event", "budget.threshold"))
 
 
 class Notifier(Protocol):
@@ -84,12 +107,12 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def webhook_request(
-    url: str, form: str, secret: str | None, crossing: Crossing
+    url: str, form: str, secret: str | None, crossing: Alert
 ) -> urllib.request.Request:
     """`chat`: {"text", "content"} which Slack, Teams and Discord incoming webhooks all take;
     `plain`: the crossing as JSON, signed with HMAC-SHA256 of the body in X-Halton-Signature."""
     if form == "plain":
-        body = json.dumps({"event": "budget.threshold", **crossing.to_json()}).encode()
+        body = json.dumps({"event": _event(crossing), **crossing.to_json()}).encode()
     else:
         text = crossing.message()
         body = json.dumps({"text": text, "content": text}).encode()
@@ -115,7 +138,7 @@ class AlertDispatcher:
         self._secret = webhook_secret
         self._notifier = notifier
         self._retry = retry_seconds
-        self._queue: queue.SimpleQueue[Crossing | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Alert | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="budget-alerts", daemon=True)
         self._state = self._load()
 
@@ -137,7 +160,7 @@ class AlertDispatcher:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def submit(self, crossing: Crossing) -> None:
+    def submit(self, crossing: Alert) -> None:
         """From the writer thread: never blocks."""
         self._queue.put(crossing)
 
@@ -155,18 +178,18 @@ class AlertDispatcher:
         except OSError as error:
             log.error("budget alerts: %s not written (%s); alerts may repeat", self._path, error)
 
-    def _deliver(self, crossing: Crossing) -> None:
+    def _deliver(self, crossing: Alert) -> None:
         self._state["fired"][crossing.key] = time.time()
         self._save()
         if self._notifier is not None:
             try:
-                self._notifier.notify("Halton Meter budget", crossing.message())
+                self._notifier.notify(_title(crossing), crossing.message())
             except Exception as error:
                 self._failed(crossing, "desktop", str(error))
         if self._url:
             self._webhook(crossing)
 
-    def _webhook(self, crossing: Crossing) -> None:
+    def _webhook(self, crossing: Alert) -> None:
         assert self._url is not None
         problem = ""
         for attempt, pause in enumerate((0.0, *self._retry)):
@@ -184,10 +207,13 @@ class AlertDispatcher:
             log.warning("budget alert webhook attempt %d failed: %s", attempt + 1, problem)
         self._failed(crossing, "webhook", problem)
 
-    def _failed(self, crossing: Crossing, channel: str, problem: str) -> None:
-        log.error(
-            "budget alert for %r not delivered by %s: %s", crossing.budget.name, channel, problem
+    def _failed(self, crossing: Alert, channel: str, problem: str) -> None:
+        what = (
+            f"budget alert for {crossing.budget.name!r}"
+            if isinstance(crossing, Crossing)
+            else f"alert {crossing.key!r}"
         )
+        log.error("%s not delivered by %s: %s", what, channel, problem)
         self._state["failures"].append(
             {"key": crossing.key, "channel": channel, "problem": problem, "at": time.time()}
         )

@@ -281,7 +281,10 @@ async def run_daemon(
     body_expiry = ExpiryLoop(bodies, config.body_capture.retention_days)
     body_expiry.start()
     # [reconcile]: the ledger against the providers' reports, daily (idle unless configured).
-    reconcile_loop = ReconcileLoop(paths.home, paths.ledger, config.reconcile, config.upstream)
+    # A difference above [reconcile] alert_above_usd goes out through the budgets' channels.
+    reconcile_loop = ReconcileLoop(
+        paths.home, paths.ledger, config.reconcile, config.upstream, dispatcher.submit
+    )
     reconcile_loop.start()
     log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
     try:
@@ -298,12 +301,12 @@ async def run_daemon(
         attributor.close()
         budget_keeper.stop()
         budgets.write_state()
+        reconcile_loop.stop()  # before the dispatcher: its last alert is still delivered
         dispatcher.stop()
         cloud_sync.stop()
         spool_ingest.stop()
         body_expiry.stop()
         bodies.close()
-        reconcile_loop.stop()
         log.info("stopped; %d rows written, %d dropped", writer.rows_written, writer.rows_dropped)
         remove_own_state(paths.daemon_state)  # a successor has already written its own
     return 0 if intact else 1

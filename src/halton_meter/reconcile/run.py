@@ -159,15 +159,20 @@ def state_path(home: Path) -> Path:
     return home / STATE_FILE
 
 
-def save(home: Path, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Merge per-provider summaries (or errors) into reconcile.json; returns the new state."""
+def save(
+    home: Path, results: dict[str, dict[str, Any]], alerted: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Merge per-provider summaries (or errors) into reconcile.json; returns the new state.
+    `alerted`: per provider the UTC day its difference was last alerted (the daemon's)."""
     state = read_state(state_path(home)) or {}
     providers = state.get("providers") if isinstance(state.get("providers"), dict) else {}
     assert isinstance(providers, dict)
+    before = state.get("alerted") if isinstance(state.get("alerted"), dict) else {}
+    assert isinstance(before, dict)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     for provider, summary in results.items():
         providers[provider] = {**summary, "checked_at": now}
-    state = {"checked_at": now, "providers": providers}
+    state = {"checked_at": now, "providers": providers, "alerted": {**before, **(alerted or {})}}
     write_atomic(state_path(home), _dumps(state))
     return state
 
@@ -214,6 +219,29 @@ def describe_error(provider: str, error: Exception) -> str:
     return f"{provider}: {error}"
 
 
+def scope_text(summary: dict[str, Any]) -> str:
+    """ " (workspace wrkspc_…)" for a scoped summary, "" for the whole organisation."""
+    scoped = summary.get("scope") or {}
+    if not isinstance(scoped, dict) or not scoped:
+        return ""
+    named = reports.Scope(
+        tuple(scoped.get("workspaces", ())),
+        tuple(scoped.get("projects", ())),
+        tuple(scoped.get("api_keys", ())),
+    )
+    return f" ({named.describe()})"
+
+
+def verdicts_text(summary: dict[str, Any]) -> str:
+    """ "1 ledger has less (…), 2 prices differ": the verdicts other than matches."""
+    verdicts = summary.get("verdicts") or {}
+    return ", ".join(
+        f"{count} {compare.VERDICT_TEXT.get(name, name)}"
+        for name, count in sorted(verdicts.items())
+        if name != compare.MATCHES
+    )
+
+
 def status_line(state: dict[str, Any] | None) -> str | None:
     """One line for `status` and the dashboard: matches for the last N days, or the
     difference."""
@@ -223,14 +251,7 @@ def status_line(state: dict[str, Any] | None) -> str | None:
     for provider, summary in sorted(state["providers"].items()):
         if not isinstance(summary, dict):
             continue
-        scoped = summary.get("scope") or {}
-        if scoped:
-            named = reports.Scope(
-                tuple(scoped.get("workspaces", ())),
-                tuple(scoped.get("projects", ())),
-                tuple(scoped.get("api_keys", ())),
-            )
-            provider = f"{provider} ({named.describe()})"
+        provider += scope_text(summary)
         if summary.get("error"):
             parts.append(f"{provider}: not reconciled ({summary.get('message')})")
         elif summary.get("matches"):
@@ -238,12 +259,7 @@ def status_line(state: dict[str, Any] | None) -> str | None:
                 f"{provider}: matches the provider's report for the last {summary.get('days')} days"
             )
         else:
-            verdicts = summary.get("verdicts") or {}
-            counted = ", ".join(
-                f"{count} {compare.VERDICT_TEXT.get(name, name)}"
-                for name, count in sorted(verdicts.items())
-                if name != compare.MATCHES
-            )
+            counted = verdicts_text(summary)
             difference = summary.get("cost_difference_usd")
             money = (
                 "cost not compared"
