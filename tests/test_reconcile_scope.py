@@ -23,7 +23,7 @@ from halton_meter.config import load_config
 from halton_meter.paths import Paths
 from halton_meter.reconcile import run
 from halton_meter.reconcile.schedule import ReconcileLoop
-from tests.conftest import FakeUpstream
+from tests.conftest import FakeUpstream, write_meter_config
 from tests.test_reconcile import (
     ANTHROPIC_KEY,
     GPT4O,
@@ -35,7 +35,6 @@ from tests.test_reconcile import (
     dataset,
     days_ago,
     fill_ledger,
-    home,  # noqa: F401  (fixture)
     provider_rows,
     reconcile_cli,
     set_reports,
@@ -44,6 +43,13 @@ from tests.test_reconcile import (
 MINE, THEIRS = "wrkspc_01MachineA", "wrkspc_01OtherTeam"
 MY_PROJECT, OTHER_PROJECT = "proj_MachineA", "proj_OtherTeam"
 MY_KEY_ID, OTHER_KEY_ID = "apikey_01MachineA", "apikey_01OtherTeam"
+
+
+@pytest.fixture
+def home(tmp_path: Path, fake_upstream: FakeUpstream) -> Path:
+    home = tmp_path / "home"
+    write_meter_config(home, 18081, fake_upstream)
+    return home
 
 
 def tagged(report: dict[str, Any], **fields: str) -> dict[str, Any]:
@@ -86,7 +92,7 @@ def anthropic_org(days: list[str]) -> dict[str, Any]:
 
 
 def test_a_workspace_scope_compares_that_workspace_only(
-    home: Path,  # noqa: F811
+    home: Path,
     fake_upstream: FakeUpstream,
 ) -> None:
     days = [days_ago(3), days_ago(2), days_ago(1)]
@@ -133,7 +139,7 @@ def test_a_workspace_scope_compares_that_workspace_only(
 
 
 def test_an_api_key_scope_compares_tokens_not_cost(
-    home: Path,  # noqa: F811
+    home: Path,
     fake_upstream: FakeUpstream,
 ) -> None:
     days = [days_ago(2), days_ago(1)]
@@ -173,7 +179,7 @@ def test_an_api_key_scope_compares_tokens_not_cost(
 
 
 def test_a_project_scope_filters_openai_usage_and_costs(
-    home: Path,  # noqa: F811
+    home: Path,
     fake_upstream: FakeUpstream,
 ) -> None:
     days = [days_ago(2), days_ago(1)]
@@ -204,7 +210,7 @@ def test_a_project_scope_filters_openai_usage_and_costs(
     assert verdicts == {"ledger_has_less"}
 
 
-def test_a_scope_the_provider_does_not_have_is_a_usage_error(home: Path) -> None:  # noqa: F811
+def test_a_scope_the_provider_does_not_have_is_a_usage_error(home: Path) -> None:
     done = reconcile_cli(home, "--provider", "openai", "--workspace", MINE)
     assert done.returncode == 2 and "OpenAI has projects, not workspaces" in done.stderr
     done = reconcile_cli(home, "--provider", "anthropic", "--project", MY_PROJECT)
@@ -215,7 +221,7 @@ def test_a_scope_the_provider_does_not_have_is_a_usage_error(home: Path) -> None
 
 
 def test_the_reconcile_table_scopes_the_scheduled_run(
-    home: Path,  # noqa: F811
+    home: Path,
     fake_upstream: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

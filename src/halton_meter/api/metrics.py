@@ -323,7 +323,8 @@ def _reconcile_families(state: dict[str, Any] | None) -> Iterable[_Family]:
             matches.add(0, provider=name, error=str(summary["error"]))
         else:
             matches.add(int(bool(summary.get("matches"))), provider=name)
-            difference.add(str(summary.get("cost_difference_usd") or "0"), provider=name)
+            if summary.get("cost_difference_usd") is not None:  # None: a key scope, no cost
+                difference.add(str(summary["cost_difference_usd"]), provider=name)
         stamp = summary.get("checked_at")
         if isinstance(stamp, str):
             with contextlib.suppress(ValueError):

@@ -90,7 +90,7 @@ class Result:
         difference = self.cost_difference_nanousd()
         return {
             "alert": difference is not None and abs(difference) > int(alert_above_usd * 10**9),
-            "alert_above_usd": usd_string(int(alert_above_usd * 10**9)),
+            "alert_above_usd": f"{alert_above_usd.normalize():f}",
             "provider": self.provider,
             "scope": self.scope.as_json(),
             "cost_compared": self.scope.cost_compared,
