@@ -211,12 +211,14 @@ def start_meter(
     extra_config: str = "",
     upstream_extra: str = "",
     daemon_extra: str = "",
+    env_extra: dict[str, str] | None = None,
 ) -> Meter:
     port = free_port()
     write_meter_config(home, port, upstream, extra_config, upstream_extra, daemon_extra)
     log = home / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env["HALTON_METER_HOME"] = str(home)
+    env.update(env_extra or {})  # e.g. an admin key the daemon reads from its environment
     process = subprocess.Popen(
         [METER, "daemon"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )

@@ -641,14 +641,17 @@ def status(config: Config, paths: Paths, supervisor_kind: str) -> dict[str, Any]
         "components": {"edge": edge, "daemon": daemon},
         "unmetered": _unmetered_today(paths, answer),
     }
-    # [reconcile] / `halton-meter reconcile`: the last comparison with the providers' reports.
-    reconciled = reconcile_run.load(paths.home)
-    report["reconcile"] = (
-        {"line": reconcile_run.status_line(reconciled), **reconciled} if reconciled else None
-    )
+    report["reconcile"] = _reconciled(paths)
     if supervisor_kind == "background":
         report["guard"] = guard_status(paths)
     return report
+
+
+def _reconciled(paths: Paths) -> dict[str, Any] | None:
+    """[reconcile] / `halton-meter reconcile`: the last comparison with the providers'
+    reports, with its one-line summary."""
+    reconciled = reconcile_run.load(paths.home)
+    return {"line": reconcile_run.status_line(reconciled), **reconciled} if reconciled else None
 
 
 def _ledger_writes(paths: Paths, api_port: int | None) -> dict[str, Any]:
@@ -716,6 +719,7 @@ def _standalone_status(
         },
         "unmetered": _unmetered_today(paths, None),
         **_ledger_writes(paths, alone.get("api_port")),
+        "reconcile": _reconciled(paths),  # a standalone daemon runs [reconcile] too
     }
 
 
