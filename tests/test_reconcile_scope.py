@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from halton_meter.config import load_config
+from halton_meter.config import ConfigError, load_config
 from halton_meter.paths import Paths
 from halton_meter.reconcile import run
+from halton_meter.reconcile.fetch import FetchError, Transport
 from halton_meter.reconcile.schedule import ReconcileLoop
 from tests.conftest import FakeUpstream, write_meter_config
 from tests.test_reconcile import (
@@ -248,10 +250,57 @@ def test_the_reconcile_table_scopes_the_scheduled_run(
     assert state["providers"]["anthropic"]["error"] == "scope"
     assert "set providers to that provider only" in state["providers"]["anthropic"]["message"]
 
+    # A workspace for OpenAI alone: the same scope error, nothing fetched.
+    config_path.write_text(
+        base + f'\n[reconcile]\nenabled = true\nproviders = ["openai"]\nworkspace = "{MINE}"\n'
+    )
+    config = load_config(Paths(home, True))
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", OPENAI_KEY)
+    state = ReconcileLoop(home, home / "db.sqlite", config.reconcile, config.upstream).run_once()
+    assert state["providers"]["openai"]["error"] == "scope"
+    assert "OpenAI has projects, not workspaces" in state["providers"]["openai"]["message"]
+
     # A key where an id belongs is refused by the config check (a key never goes on disk
     # through us; the user's own file is theirs, but the meter will not read it as an id).
     config_path.write_text(base + '\n[reconcile]\napi_key = "sk-ant-admin01-oops"\n')
-    from halton_meter.config import ConfigError
-
     with pytest.raises(ConfigError, match="not a key id"):
         load_config(Paths(home, True))
+
+
+def test_an_openai_key_scope_and_the_fake_refusing_what_a_report_does_not_take(
+    home: Path, fake_upstream: FakeUpstream
+) -> None:
+    days = [days_ago(2), days_ago(1)]
+    fill_ledger(home, "openai", [GPT4O], days)
+    mine = tagged(provider_rows("openai", days, [GPT4O]), api_key_id="key_MachineA")
+    other = tagged(provider_rows("openai", days, [GPT4O]), api_key_id="key_OtherTeam")
+    set_reports(fake_upstream, dataset(openai=merged(mine, other)))
+    control(fake_upstream).reset()
+
+    done = reconcile_cli(
+        home, "--provider", "openai", "--api-key", "key_MachineA", "--json",
+        OPENAI_ADMIN_KEY=OPENAI_KEY,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)["providers"]["openai"]
+    assert summary["scope"] == {"api_keys": ["key_MachineA"]} and summary["cost_compared"] is False
+    usage = queries(fake_upstream, "/v1/organization/usage/completions")
+    assert len(usage) == 4 and all(q["api_key_ids"] == ["key_MachineA"] for q in usage)
+    assert queries(fake_upstream, "/v1/organization/costs") == []
+
+    # The fake answers as the providers document: no key filter on either cost report.
+    upstream = load_config(Paths(home, True)).upstream
+    transport = Transport(upstream)
+    start = str(int(datetime.now(UTC).timestamp()) - 86400)
+    with pytest.raises(FetchError, match="400"):
+        transport.get_json(
+            "https://api.openai.com/v1/organization/costs",
+            [("start_time", start), ("api_key_ids", "key_MachineA")],
+            {"authorization": f"Bearer {OPENAI_KEY}"},
+        )
+    with pytest.raises(FetchError, match="400"):
+        transport.get_json(
+            "https://api.anthropic.com/v1/organizations/cost_report",
+            [("starting_at", f"{days[0]}T00:00:00Z"), ("workspace_ids[]", MINE)],
+            {"x-api-key": ANTHROPIC_KEY, "anthropic-version": "2023-06-01"},
+        )

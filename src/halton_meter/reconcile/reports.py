@@ -146,9 +146,13 @@ def scope_for(
     """The scope one provider's report can take: Anthropic filters by workspace, OpenAI by
     project; both by API key id. Raises ScopeError for the other provider's kind of scope."""
     if provider == "anthropic" and projects:
-        raise ScopeError("Anthropic has workspaces, not projects: use --workspace (workspace)")
+        raise ScopeError(
+            "Anthropic has workspaces, not projects: use --workspace (`workspace` in [reconcile])"
+        )
     if provider == "openai" and workspaces:
-        raise ScopeError("OpenAI has projects, not workspaces: use --project (project)")
+        raise ScopeError(
+            "OpenAI has projects, not workspaces: use --project (`project` in [reconcile])"
+        )
     return Scope(tuple(workspaces), tuple(projects), tuple(api_keys))
 
 

@@ -119,8 +119,9 @@ class Result:
 def scope_of(provider: str, settings: ReconcileSettings) -> reports.Scope:
     """`[reconcile]` workspace / project / api_key for one provider (ScopeError when an
     `api_key` would be sent to a provider it does not belong to)."""
-    workspaces = settings.workspace if provider == "anthropic" else ()
-    projects = settings.project if provider == "openai" else ()
+    alone = len(settings.providers) == 1  # takes every scope given (a wrong one is an error)
+    workspaces = settings.workspace if alone or provider == "anthropic" else ()
+    projects = settings.project if alone or provider == "openai" else ()
     if settings.api_key and len(settings.providers) != 1:
         raise reports.ScopeError(
             "[reconcile] api_key names one provider's key: set providers to that provider only"
