@@ -200,6 +200,21 @@ def test_gemini_stream_and_code_assist_wrapper() -> None:
     assert kinds(message) == expected and message["stop_reason"] == "STOP"
 
 
+def test_gemini_json_array_stream_whole_and_cut() -> None:
+    """streamGenerateContent without alt=sse: one JSON array, sent element by element; a
+    stream cut by the per-call cap keeps the elements before the cut."""
+    chunks = [
+        {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}], "modelVersion": "g-1"},
+        {"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"}]},
+    ]
+    data = ("[" + ",\r\n".join(json.dumps(c) for c in chunks) + "]").encode()
+    message = assemble_stream(data, "application/json")
+    assert kinds(message) == [("text", "Hello")] and message["stop_reason"] == "STOP"
+    assert assemble_body(data) == message  # the same array buffered whole
+    cut = assemble_stream(data[: data.index(b'"lo"')], "application/json")
+    assert kinds(cut) == [("text", "Hel")] and cut["model"] == "g-1"
+
+
 def frame(event: str, payload: dict[str, Any]) -> bytes:
     headers = {":message-type": "event", ":event-type": event, ":content-type": "application/json"}
     return encode_message(headers, json.dumps(payload).encode())

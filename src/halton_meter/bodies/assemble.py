@@ -2,7 +2,8 @@
 
 Runs on the writer thread, only for calls whose project captures. Events are recognised by
 their shape rather than by wire name, so the wire formats that carry another's body (Vertex,
-Azure, Bedrock's invoke, Code Assist's `response` wrapper) need nothing of their own.
+Azure, Bedrock's invoke, Code Assist's `response` wrapper) need nothing of their own; Gemini's
+stream without `alt=sse` is one JSON array, read element by element.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +82,11 @@ def assemble_stream(data: bytes, content_type: str | None) -> dict[str, Any]:
             else:
                 _converse_event(message, frame.event_type or "", payload)
         return message.to_dict()
+    if data.lstrip()[:1] == b"[":  # Gemini's streamGenerateContent without alt=sse
+        for obj in _array_items(data):
+            if isinstance(obj, dict):
+                see_event(message, obj)
+        return message.to_dict()
     splitter = SseSplitter(max_event_bytes=None)
     raws = splitter.feed(data)
     tail = splitter.take()
@@ -93,7 +100,7 @@ def assemble_stream(data: bytes, content_type: str | None) -> dict[str, Any]:
 
 def assemble_body(body: bytes) -> dict[str, Any] | None:
     """A whole response body (JSON, or a buffered stream) as one message; None if neither."""
-    if looks_like_sse(body):
+    if looks_like_sse(body) or body.lstrip()[:1] == b"[":
         return assemble_stream(body, "text/event-stream")
     obj = _json(body)
     if not isinstance(obj, dict):
@@ -298,6 +305,24 @@ def see_whole(message: Message, obj: dict[str, Any]) -> None:
         message.stop_reason = _str(obj.get("stopReason"))
     else:
         _gemini_chunk(message, obj)
+
+
+def _array_items(data: bytes) -> Iterator[Any]:
+    """The elements of a streamed JSON array, one by one; stops where the kept bytes end (a
+    stream cut by the per-call cap is still an answer up to the cut)."""
+    text = data.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    at = text.find("[") + 1
+    while True:
+        while at < len(text) and text[at] in " \t\r\n,":
+            at += 1
+        if at >= len(text) or text[at] == "]":
+            return
+        try:
+            item, at = decoder.raw_decode(text, at)
+        except ValueError:
+            return
+        yield item
 
 
 def _json(data: bytes) -> Any:

@@ -502,7 +502,8 @@ function repricePanel(slug) {
 function requestsSection(slug, page) {
   const path = `/v1/projects/${encodeURIComponent(slug)}`;
   const rows = page.items.map((r) => el("tr", { "data-id": r.id },
-    el("td", { text: r.requested_at.replace("T", " ").slice(0, 19) }),
+    el("td", {}, isTeam() ? r.requested_at.replace("T", " ").slice(0, 19)
+      : el("a", { href: `#/requests/${encodeURIComponent(r.id)}`, text: r.requested_at.replace("T", " ").slice(0, 19) })),
     isTeam() ? el("td", { class: "machine", text: r.machine }) : null,
     el("td", { text: r.provider }),
     el("td", {}, r.model, r.mode === "thinking" ? el("span", { class: "muted", text: " · thinking" }) : null),
@@ -533,12 +534,93 @@ function requestsSection(slug, page) {
       : el("div", { class: "empty", text: "No requests for this project yet." }));
 }
 
+// --- one request: its numbers and, if its project captured it, the conversation -----------
+
+async function bodyOf(id) {
+  // Sensitive (prompts and answers): only with the token, and the API serves it to this
+  // origin alone. Without the token the page says how to get it instead of asking.
+  if (!token()) return { locked: true };
+  const response = await fetch(`/v1/requests/${encodeURIComponent(id)}/body`, {
+    cache: "no-store", credentials: "omit", headers: { "X-Halton-Token": token() },
+  });
+  if (!response.ok) return { error: `${response.status}` };
+  return { view: await response.json() };
+}
+
+function partBlock(kind, head, text, meta) {
+  // Every string from the body is text (a <pre>'s textContent): prompts may hold markup.
+  return el("div", { class: `turn turn-${kind}`, "data-part": kind },
+    el("div", { class: "turn-main" },
+      el("div", { class: "turn-head", text: head }),
+      el("pre", { class: "turn-text", text })),
+    el("aside", { class: "turn-meta" }, meta.map((line) => el("div", { text: line }))));
+}
+
+function answerText(part) {
+  if (part.type === "tool_call") return `${part.name || "tool"}(${part.arguments || ""})`;
+  return part.text || "";
+}
+
+function conversationPanel(call, body) {
+  const cost = `call cost ${usd(call.cost_usd)}`;
+  const prompt = [`${tokens(call.input_tokens)} input tokens`,
+    `${tokens(call.cache_read_tokens)} cache read · ${tokens(call.cache_write_tokens)} cache write`, cost];
+  const answer = [`${tokens(call.output_tokens)} output tokens`,
+    call.reasoning_tokens ? `${tokens(call.reasoning_tokens)} of them reasoning` : null, cost].filter(Boolean);
+  const turns = body.conversation || [];
+  const parts = (body.message && body.message.parts) || [];
+  const cut = Object.entries(body.truncated || {});
+  const redacted = Object.entries(body.redactions || {});
+  return el("div", { class: "panel", id: "conversation" },
+    el("h2", { text: "Conversation (captured, redacted)" }),
+    cut.length ? el("div", { class: "warning", id: "body-truncated",
+      text: `Cut by the per-call cap: ${cut.map(([k, n]) => `${k} ${count(n)} bytes`).join(", ")}.` }) : null,
+    redacted.length ? el("div", { class: "note", id: "body-redactions",
+      text: `Redacted: ${redacted.map(([k, n]) => `${n} × ${k}`).join(", ")}.` }) : null,
+    turns.map((t) => partBlock("prompt", t.role, t.text, prompt)),
+    parts.map((p) => partBlock("answer", `assistant · ${p.type}`, answerText(p),
+      p.type === "thinking" && call.reasoning_tokens ? [`${tokens(call.reasoning_tokens)} reasoning tokens`, cost] : answer)),
+    !turns.length && !parts.length && body.response ? partBlock("answer", "response", body.response, answer) : null);
+}
+
+async function requestView(view, id) {
+  const call = await api(`/v1/requests/${encodeURIComponent(id)}`);
+  const body = call.body_captured ? await bodyOf(id) : null;
+  let conversation;
+  if (!call.body_captured) {
+    conversation = el("div", { class: "panel empty", id: "conversation-off",
+      text: "No body was captured for this call: body capture is off for its project (docs/body-capture.md)." });
+  } else if (body.locked) {
+    conversation = el("div", { class: "panel empty", id: "conversation-locked",
+      text: "A body was captured. Open the dashboard with `halton-meter dashboard` to see it: it carries the token." });
+  } else if (body.error) {
+    conversation = el("div", { class: "warning", id: "conversation-error", text: `Could not load the body: ${body.error}` });
+  } else {
+    conversation = conversationPanel(call, body.view.body);
+  }
+  fill(view,
+    el("div", { class: "toolbar" },
+      el("h1", { text: `${call.provider} · ${call.model || "unknown model"}` }), el("span", { class: "spacer" }),
+      el("a", { id: "back-to-project", href: `#/projects/${encodeURIComponent(call.project)}`, text: `‹ ${call.project}` })),
+    el("p", { class: "muted", id: "request-id", text: `${call.id} · ${when(call.requested_at)} · ${call.status}` }),
+    el("div", { class: "cards" },
+      card("card-call-cost", "Cost", usd(call.cost_usd), call.cost_usd === null ? "no known price" : "this call"),
+      card("card-call-input", "Input tokens", tokens(call.input_tokens),
+        `${tokens(call.cache_read_tokens)} cache read · ${tokens(call.cache_write_tokens)} cache write`),
+      card("card-call-output", "Output tokens", tokens(call.output_tokens),
+        call.reasoning_tokens ? `${tokens(call.reasoning_tokens)} reasoning` : ""),
+      card("card-call-latency", "Latency", call.latency_ms === null ? "—" : `${Math.round(call.latency_ms)} ms`, call.api || "")),
+    conversation);
+}
+
 // --- routing, refresh and live updates --------------------------------------------------------
 
 function route() {
   const hash = location.hash.replace(/^#/, "") || "/";
   const match = hash.match(/^\/projects\/(.+)$/);
   if (match) return { name: "project", slug: decodeURIComponent(match[1]) };
+  const call = hash.match(/^\/requests\/(.+)$/);
+  if (call) return { name: "request", id: decodeURIComponent(call[1]) };
   if (hash.startsWith("/projects")) return { name: "projects" };
   return { name: "overview" };
 }
@@ -552,7 +634,8 @@ async function refresh(full) {
     link.classList.toggle("active", link.dataset.nav === (current.name === "overview" ? "overview" : "projects"));
   }
   try {
-    if (current.name === "project") await projectView(view, current.slug, full);
+    if (current.name === "request") { if (full) await requestView(view, current.id); }
+    else if (current.name === "project") await projectView(view, current.slug, full);
     else if (current.name === "projects") await projectsView(view);
     else await overview(view);
   } catch (error) {
