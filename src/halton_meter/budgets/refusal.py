@@ -5,6 +5,16 @@ error class and shows the message.
 `insufficient_quota` (openai.RateLimitError, the code OpenAI uses for an exhausted balance),
 Gemini's `RESOURCE_EXHAUSTED` (google.genai.errors.ClientError). `x-should-retry: false` tells
 the Anthropic and OpenAI SDKs not to retry a refusal that will not change on its own.
+
+A `response.create` on a WebSocket (Responses over a WebSocket: Codex CLI, the OpenAI SDK) is
+answered with the provider's wrapped-error event instead, `{"type": "error", "status": N,
+"error": {...}}`, which Codex maps exactly as it maps an HTTP error with that status and body
+(openai/codex `codex-api/src/endpoint/responses_websocket.rs`, `map_wrapped_websocket_error_
+event`, then `api_bridge.rs` `map_api_error`). Status 400: Codex 0.171 shows any 429 as its
+own fixed text ("Quota exceeded…", "You've hit your usage limit…", "exceeded retry limit…")
+without the message, and any other status (402, 403, 5xx) as retryable, so it retries and then
+falls back to HTTPS; a 400 is final and shown with the message (checked against the real CLI,
+tests/test_budget_socket.py).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import json
 
 STATUS = 429
+SOCKET_STATUS = 400
 
 
 def refusal_body(wire: str, message: str) -> tuple[bytes, dict[str, str]]:
@@ -42,3 +53,19 @@ def refusal_body(wire: str, message: str) -> tuple[bytes, dict[str, str]]:
     if wire == "bedrock":
         headers["x-amzn-errortype"] = "ThrottlingException"
     return json.dumps(body).encode("utf-8"), headers
+
+
+def socket_refusal_event(message: str) -> bytes:
+    """The wrapped-error event that refuses one `response.create` on a Responses WebSocket
+    (the JSON text message a server sends in place of the response's events)."""
+    event = {
+        "type": "error",
+        "status": SOCKET_STATUS,
+        "error": {
+            "type": "invalid_request_error",
+            "code": "budget_exceeded",
+            "message": message,
+            "param": None,
+        },
+    }
+    return json.dumps(event).encode("utf-8")

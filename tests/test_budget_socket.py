@@ -1,0 +1,154 @@
+"""Budgets that block calls made over a WebSocket (Responses over a WebSocket, as Codex CLI
+speaks it): a `response.create` in a blocked scope is answered by the meter with the
+provider's wrapped-error event (status 400: the one Codex shows with its message and does not
+retry; budgets/refusal.py says why), never forwarded and never recorded; the socket stays
+open, another scope goes on, and a response already under way is not cut.
+
+Clients: the real Codex CLI (npm `@openai/codex` 0.171.0) with an API key, and the OpenAI
+Python SDK's own Responses WebSocket for a refusal on a socket that stays open.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
+from tests.test_budget_block import budget_config, wait_blocking
+from tests.test_codex_cli import CODEX, codex_home
+from tests.test_websocket import control
+
+MESSAGE = "Halton Meter budget 'acme' is used up"
+HOW_TO_GO_ON = "halton-meter budget allow acme --for 1h"
+
+
+def creates(fake: FakeUpstream) -> int:
+    """How many `response.create` messages reached the fake, on any socket."""
+    records = control(fake).requests()
+    return sum(
+        1
+        for r in records
+        if r["method"] == "WS" and (r["json"] or {}).get("type") == "response.create"
+    )
+
+
+@pytest.fixture
+def socket_meter(fake_upstream: FakeUpstream, tmp_path: Path) -> Any:
+    meters: list[Meter] = []
+
+    def start(extra: str) -> Meter:
+        started = start_meter(tmp_path / "home", fake_upstream, extra_config=extra)
+        meters.append(started)
+        return started
+
+    yield start
+    for running in meters:
+        running.stop()
+
+
+def codex(
+    meter: Meter, project: str, tmp_path: Path, name: str
+) -> subprocess.CompletedProcess[str]:
+    home = codex_home(tmp_path / name, "gpt-4.1")
+    return subprocess.run(
+        [METER, "run", "--project", project, "--", str(CODEX), "exec", "--skip-git-repo-check",
+         "--sandbox", "read-only", "say hello"],
+        env=meter.run_env(CODEX_HOME=str(home), HOME=str(tmp_path / name),
+                          OPENAI_API_KEY="sk-fake-codex-secret"),
+        cwd=ROOT, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(
+    not CODEX.exists(), reason="the npm test clients are installed by ./scripts/test"
+)
+def test_codex_over_a_websocket_gets_the_block_with_the_message(
+    socket_meter: Any, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / name).mkdir()
+    meter = socket_meter(budget_config("acme", "acme") + budget_config("other", "beta", "warn"))
+    first = codex(meter, "acme", tmp_path, "a")
+    assert first.returncode == 0, first.stderr  # under the limit: goes through
+    meter.wait_rows("acme", 2)  # the warm-up and the turn
+    wait_blocking(meter, "acme")
+    before = creates(fake_upstream)
+
+    refused = codex(meter, "acme", tmp_path, "b")
+    # Codex stops with its error, the budget's message in it, and does not retry or fall
+    # back to HTTPS (a 400 is final for it).
+    assert refused.returncode != 0
+    assert MESSAGE in refused.stderr and HOW_TO_GO_ON in refused.stderr, refused.stderr
+    assert "Falling back from WebSockets" not in refused.stderr
+    assert "Reconnecting" not in refused.stderr
+    # Nothing reached the provider, nothing was recorded.
+    assert creates(fake_upstream) == before
+    assert len(meter.rows("acme")) == 2
+    wait_for(
+        lambda: any(
+            b["name"] == "acme" and b["blocked_calls"] >= 1
+            for b in json.loads((meter.home / "budget-state.json").read_text())["budgets"]
+        ),
+        15,
+        "the refusals to be counted",
+    )
+
+    # Another scope is not blocked.
+    other = codex(meter, "beta", tmp_path, "c")
+    assert other.returncode == 0, other.stderr
+    meter.wait_rows("beta", 2)
+
+    # `allow --for` lets Codex through again.
+    done = subprocess.run(
+        [METER, "budget", "allow", "acme", "--for", "1h"], env=meter.run_env(),
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    def allowed() -> bool:
+        state = json.loads((meter.home / "budget-state.json").read_text())
+        return any(b["name"] == "acme" and b["state"] != "blocking" for b in state["budgets"])
+
+    wait_for(allowed, 15, "the allowance")
+    again = codex(meter, "acme", tmp_path, "d")
+    assert again.returncode == 0, again.stderr
+    meter.wait_rows("acme", 4)
+
+
+def test_a_socket_that_stays_open_is_refused_its_next_call_only(
+    socket_meter: Any, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    """The first response on the socket crosses the limit; it is delivered whole. The next
+    `response.create` on the same socket gets the refusal event and the socket stays usable
+    (the client closes it normally)."""
+    meter = socket_meter(budget_config("acme", "acme"))
+    go_on = tmp_path / "go-on"
+    client = subprocess.Popen(
+        [METER, "run", "--project", "acme", "--", sys.executable, "-m", "tests.clients.ws_client",
+         "https://api.openai.com/v1", "ok"],
+        env=meter.run_env(WS_CLIENT_WAIT_FOR=str(go_on)), cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        meter.wait_rows("acme", 2, timeout=60)  # the warm-up and the first response
+        wait_blocking(meter, "acme")
+        before = creates(fake_upstream)
+    finally:
+        go_on.touch()
+    out, err = client.communicate(timeout=60)
+    assert client.returncode == 0, err
+    seen = json.loads(out)
+    assert seen["outcome"] == "ok"
+    _warmup, first, chained = seen["exchanges"]
+    assert json.loads(first["received"][-1])["type"] == "response.completed"  # not cut
+    assert chained["events"] == ["error"]
+    error = chained["error"]
+    assert error["status"] == 400 and error["error"]["code"] == "budget_exceeded"
+    assert MESSAGE in error["error"]["message"]
+    assert creates(fake_upstream) == before  # the chained create never left the meter
+    assert len(meter.rows("acme")) == 2
