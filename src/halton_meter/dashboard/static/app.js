@@ -270,6 +270,11 @@ function quotaPanel(quota) {
         el("td", { text: shares(w.clients, "client") })))))));
 }
 
+function thresholdsText(b) {
+  // "50% ✓ 80% ✓ 100%": each threshold, ticked once reached this period.
+  return b.thresholds.map((t) => `${t}%` + (b.thresholds_reached.includes(t) ? " ✓" : "")).join(" ");
+}
+
 function budgetsPanel(budgets) {
   // Local only (GET /v1/budgets): each budget's period, spend, state and forecast, and each
   // project's forecast for the month.
@@ -285,13 +290,14 @@ function budgetsPanel(budgets) {
       el("thead", {}, el("tr", {},
         el("th", { text: "budget" }), el("th", { text: "period" }),
         el("th", { class: "num", text: "spent" }), el("th", { class: "num", text: "limit" }),
-        el("th", { class: "num", text: "used" }), el("th", { text: "state" }),
-        el("th", { text: "forecast" }))),
+        el("th", { class: "num", text: "used" }), el("th", { text: "thresholds" }),
+        el("th", { text: "state" }), el("th", { text: "forecast" }))),
       el("tbody", {}, usdBudgets.map((b) => el("tr", { class: b.state === "ok" ? "" : "quota-warn" },
         el("td", { text: b.name }), el("td", { text: b.window_text }),
         el("td", { class: "num", text: usd(b.spent_usd) }),
         el("td", { class: "num", text: usd(b.amount_usd) }),
         el("td", { class: "num", text: b.percent === null ? "—" : b.percent.toFixed(1) + "%" }),
+        el("td", { class: "thresholds", text: thresholdsText(b) }),
         el("td", { text: b.state + (b.hold ? ` (${b.hold})` : "") }),
         el("td", { text: b.forecast_text })))))) : null,
     budgets.projects.length ? el("div", { class: "scroll" }, el("table", { id: "project-forecasts" },
