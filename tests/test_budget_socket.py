@@ -152,3 +152,92 @@ def test_a_socket_that_stays_open_is_refused_its_next_call_only(
     assert MESSAGE in error["error"]["message"]
     assert creates(fake_upstream) == before  # the chained create never left the meter
     assert len(meter.rows("acme")) == 2
+
+
+# --- in process: which `response.create` is refused -----------------------------------------
+
+
+class _Blocking:
+    """A tracker in which one budget blocks every call (the hook's side of `check`)."""
+
+    def __init__(self) -> None:
+        from halton_meter.budget_model import Budget
+
+        self.budget = Budget(name="acme", amount_usd=1.0, period="day", action="block")
+        self.blocking = (self.budget,)
+
+    def check(self, *_: Any) -> Any:
+        from halton_meter.budgets.tracker import Refusal
+
+        return Refusal(self.budget, 2 * 10**9, self.budget.window(1_800_000_000.0))
+
+
+def _message(from_client: bool, body: dict[str, Any]) -> Any:
+    from mitmproxy.websocket import WebSocketMessage
+    from wsproto.frame_protocol import Opcode
+
+    return WebSocketMessage(Opcode.TEXT, from_client, json.dumps(body).encode())
+
+
+def test_only_a_create_with_nothing_in_flight_is_refused() -> None:
+    """A create sent while a response is still streaming on the socket (a client that
+    pipelines) goes through, so the refusal can never land inside that response; the next
+    create, with nothing in flight, is refused: dropped, answered with the wrapped error, no
+    call recorded. Every server message is relayed untouched."""
+    import asyncio
+
+    from mitmproxy.test import taddons, tflow
+
+    from halton_meter.capture.addon import MeterAddon
+
+    handed: list[Any] = []
+    addon = MeterAddon(handed.append, own_ports=(9765,), budgets=_Blocking())  # type: ignore[arg-type]
+    f = tflow.twebsocketflow()
+    f.request.host, f.request.port, f.request.scheme = "api.openai.com", 443, "https"
+    f.request.path = "/v1/responses"
+    f.request.headers["host"] = "api.openai.com"
+    assert f.websocket is not None
+    f.websocket.messages.clear()
+    injected: list[tuple[Any, ...]] = []
+
+    async def scenario() -> list[Any]:
+        with taddons.context(addon) as tctx:
+            tctx.master.commands.call = lambda *args: injected.append(args)  # type: ignore[method-assign]
+            addon.requestheaders(f)
+            addon.websocket_start(f)
+            seen = []
+            for from_client, body in (
+                (True, {"type": "response.create", "model": "gpt-4.1"}),  # A: refused
+                (True, {"type": "response.create", "model": "gpt-4.1"}),  # B: refused too
+            ):
+                message = _message(from_client, body)
+                f.websocket.messages.append(message)
+                await addon.websocket_message(f)
+                seen.append(message.dropped)
+            # One forwarded while nothing blocked, then a create while it streams.
+            addon._budgets = None
+            first = _message(True, {"type": "response.create", "model": "gpt-4.1"})
+            f.websocket.messages.append(first)
+            await addon.websocket_message(f)
+            addon._budgets = _Blocking()  # type: ignore[assignment]
+            f.websocket.messages.append(_message(False, {"type": "response.created"}))
+            await addon.websocket_message(f)
+            pipelined = _message(True, {"type": "response.create", "model": "gpt-4.1"})
+            f.websocket.messages.append(pipelined)
+            await addon.websocket_message(f)
+            seen.append(pipelined.dropped)
+            delta = _message(False, {"type": "response.output_text.delta", "delta": "hi"})
+            f.websocket.messages.append(delta)
+            await addon.websocket_message(f)
+            seen.append(delta.dropped)
+            return seen
+
+    seen = asyncio.run(scenario())
+    assert seen == [True, True, False, False]
+    assert len(injected) == 2
+    for command, target, to_client, event, is_text in injected:
+        assert (command, target, to_client, is_text) == ("inject.websocket", f, True, True)
+        refusal = json.loads(event)
+        assert refusal["type"] == "error" and refusal["status"] == 400
+        assert "budget 'acme' is used up" in refusal["error"]["message"]
+    assert handed == []  # the refused creates opened no call
