@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
 from tests.test_budget_block import budget_config, wait_blocking
-from tests.test_codex_cli import CODEX, codex_home
+from tests.test_codex_cli import CODEX, chatgpt_login, codex_home
 from tests.test_websocket import control
 
 MESSAGE = "Halton Meter budget 'acme' is used up"
@@ -52,14 +52,18 @@ def socket_meter(fake_upstream: FakeUpstream, tmp_path: Path) -> Any:
 
 
 def codex(
-    meter: Meter, project: str, tmp_path: Path, name: str
+    meter: Meter, project: str, tmp_path: Path, name: str, *, chatgpt: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    home = codex_home(tmp_path / name, "gpt-4.1")
+    """One `codex exec` turn, with an API key or (`chatgpt`) a fake ChatGPT login."""
+    home = codex_home(tmp_path / name, "gpt-5.2-codex" if chatgpt else "gpt-4.1")
+    login = {"OPENAI_API_KEY": "sk-fake-codex-secret"}
+    if chatgpt:
+        chatgpt_login(home)
+        login = {}
     return subprocess.run(
         [METER, "run", "--project", project, "--", str(CODEX), "exec", "--skip-git-repo-check",
          "--sandbox", "read-only", "say hello"],
-        env=meter.run_env(CODEX_HOME=str(home), HOME=str(tmp_path / name),
-                          OPENAI_API_KEY="sk-fake-codex-secret"),
+        env=meter.run_env(CODEX_HOME=str(home), HOME=str(tmp_path / name), **login),
         cwd=ROOT, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
 
@@ -118,6 +122,42 @@ def test_codex_over_a_websocket_gets_the_block_with_the_message(
     again = codex(meter, "acme", tmp_path, "d")
     assert again.returncode == 0, again.stderr
     meter.wait_rows("acme", 4)
+
+
+@pytest.mark.skipif(
+    not CODEX.exists(), reason="the npm test clients are installed by ./scripts/test"
+)
+def test_codex_on_a_chatgpt_plan_is_stopped_by_its_quota_share(
+    socket_meter: Any, tmp_path: Path
+) -> None:
+    """A quota-share budget (acme: 10 % of the ChatGPT plan's 5-hour window) over Codex's own
+    socket: the windows come from the backend's `x-codex-*` headers and `codex.rate_limits`
+    events (the fake reports 20 %+), so after the first turn acme is past its share and the
+    next turn is refused on the WebSocket, with the message."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    meter = socket_meter(
+        """
+[[budgets]]
+name = "codex-share"
+project = "acme"
+quota_window = "codex-primary"
+quota_percent = 10
+thresholds = [100]
+action = "block"
+"""
+    )
+    first = codex(meter, "acme", tmp_path, "a", chatgpt=True)
+    assert first.returncode == 0, first.stderr  # no window seen yet: goes through
+    rows = meter.wait_rows("acme", 2)
+    assert {row["billing"] for row in rows} == {"subscription"}
+    wait_blocking(meter, "codex-share")
+    refused = codex(meter, "acme", tmp_path, "b", chatgpt=True)
+    assert refused.returncode != 0
+    assert "Halton Meter budget 'codex-share' is used up" in refused.stderr, refused.stderr
+    assert "of the codex-primary window of its openai quota" in refused.stderr
+    assert "Reconnecting" not in refused.stderr
+    assert len(meter.rows("acme")) == 2
 
 
 def test_a_socket_that_stays_open_is_refused_its_next_call_only(
