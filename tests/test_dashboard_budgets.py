@@ -1,23 +1,30 @@
 """The dashboard's budgets panel in Debian's headless chromium (Playwright, as in
 test_dashboard.py): each budget's window, spend, limit, share used, thresholds reached, state
-(a blocking budget flagged) and forecast, the per-project forecasts, and the banner for an
-alert that could not be delivered. Expected figures come from the seeded spend and the
-calendar, worked out here, not from the meter."""
+(a blocking budget flagged) and forecast, a quota-share budget's window and share, the
+per-project forecasts, and the banner for an alert that could not be delivered. Expected
+figures come from the seeded spend, headers and calendar, worked out here, not from the meter.
+"""
 
 from __future__ import annotations
 
 import calendar
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from halton_meter.ledger.db import connect
+from halton_meter.ledger.row import new_request_id
+from halton_meter.timewindow import ledger_timestamp
 from tests.apihelpers import Api, seed_rows
 from tests.conftest import FakeUpstream, start_meter
+from tests.test_billing_quota import _observe
 from tests.test_dashboard import ARTIFACTS, CHROMIUM, browser
+from tests.test_ledger import sample_row
 
 __all__ = ["browser"]  # the module's chromium, shared with test_dashboard.py
 
@@ -43,6 +50,13 @@ period = "day"
 project = "batch"
 action = "block"
 timezone = "UTC"
+
+[[budgets]]
+name = "studio-5h"
+project = "studio"
+quota_window = "unified-5h"
+quota_percent = 30
+thresholds = [50, 100, 200]
 """
 
 
@@ -70,6 +84,17 @@ def test_budgets_panel_shows_state_thresholds_and_forecast(
             {"at": at, "project": "batch", "cost_nanousd": 3 * 10**9},
         ],
     )
+    # A Claude subscription's 5-hour window at 45 %, all of it studio's: 150 % of its 30 %.
+    reset = int(now.timestamp()) + 3 * 3600
+    con = connect(home / "db.sqlite")
+    row = replace(
+        sample_row(), id=new_request_id(int(at.timestamp() * 1000)), project="studio",
+        requested_at=ledger_timestamp(at), billing="subscription",
+    )  # fmt: skip
+    unified = {"unified-5h-utilization": "0.45", "unified-5h-reset": str(reset)}
+    _observe(con, row, "anthropic:subscription:org-studio", {"anthropic-ratelimit-": unified})
+    con.commit()
+    con.close()
     failure = {"key": "shop-month|x|80", "channel": "webhook", "problem": "HTTP 500", "at": 1.0}
     (home / "budget-alerts.json").write_text(json.dumps({"fired": {}, "failures": [failure]}))
     meter = start_meter(home, fake_upstream, extra_config=BUDGETS)
@@ -112,6 +137,13 @@ def test_budgets_panel_shows_state_thresholds_and_forecast(
             "#budgets-table tbody tr.quota-warn", "rows => rows.map(r => r.cells[0].innerText)"
         )
         assert flagged == ["batch-day"]
+
+        shares = cells(page, "#budget-shares-table")
+        window, share, used, thresholds, state, resets = shares["studio-5h"]
+        assert (window, share, used) == ("unified-5h (anthropic)", "30%", "150.0%")
+        assert thresholds == "50% ✓ 100% ✓ 200%"
+        assert state == "over"  # it only warns
+        assert resets == datetime.fromtimestamp(reset, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
         projects = cells(page, "#project-forecasts")
         assert projects["shop"][0] == "$60.00" and projects["batch"][0] == "$3.00"
