@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeUpstream, Meter, start_meter, wait_for
+from tests.conftest import METER, FakeUpstream, Meter, start_meter, wait_for
 from tests.test_billing_quota import OAUTH_TOKEN, anthropic_curl
 from tests.test_budget_block import _Hooks, wait_blocking
 
@@ -108,6 +109,12 @@ desktop = false
         assert "unified-5h window" in message and "of its 30% share" in message
         assert "halton-meter budget allow acme-5h --for 1h" in message
         assert len(meter.rows("acme")) == 3  # refused: never sent, never recorded
+        listed = subprocess.run(
+            [METER, "budget", "list", "--json"], env=meter.run_env(), capture_output=True,
+            text=True, timeout=30, check=True,
+        )  # fmt: skip
+        (shown,) = json.loads(listed.stdout)["budgets"]
+        assert (shown["name"], shown["state"], shown["percent"]) == ("acme-5h", "blocking", 116.7)
 
         # Another scope, on another account, is not blocked.
         assert claude_call(meter, "beta", other_org, "0.50").returncode == 0
