@@ -135,3 +135,60 @@ desktop = false
         assert view["blocked_calls"] >= 1 and view["percent"] == pytest.approx(116.7)
     finally:
         meter.stop()
+
+
+def test_each_window_fires_once_and_a_drifting_reset_is_the_same_window(tmp_path: Path) -> None:
+    """In process, with a clock of the test's own: a window's thresholds fire once however
+    often it is re-read, also when its reset drifts by seconds (Codex's resets are relative to
+    each response) and across a restart (the alert file); the next window fires again."""
+    from datetime import UTC, datetime
+
+    from halton_meter.budget_model import parse_budget
+    from halton_meter.budgets.tracker import ALERTS_FILE, BudgetTracker, Crossing
+    from halton_meter.ledger.db import connect
+    from tests.test_billing_quota import _observe, sample_row
+
+    ledger = tmp_path / "db.sqlite"
+    con = connect(ledger)
+    clock = [datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()]
+    account = "anthropic:subscription:org-test"
+
+    def observe(used: str, reset: int) -> None:
+        at = datetime.fromtimestamp(clock[0] - 60, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        row = sample_row(requested_at=at, project="acme", cost_nanousd=None)
+        unified = {"unified-5h-utilization": used, "unified-5h-reset": str(reset)}
+        _observe(con, row, account, {"anthropic-ratelimit-": unified})
+        con.commit()
+
+    budget = parse_budget(
+        0,
+        {"name": "acme-5h", "project": "acme", "quota_window": "unified-5h",
+         "quota_percent": 50, "thresholds": [50, 100]},
+    )  # fmt: skip
+    fired: list[Crossing] = []
+
+    def tracker() -> BudgetTracker:
+        made = BudgetTracker([budget], tmp_path, ledger, fired.append, clock=lambda: clock[0])
+        assert made.seed()
+        return made
+
+    first_reset = int(clock[0]) + 3 * 3600
+    observe("0.30", first_reset)  # 60 % of the share: the 50 % threshold
+    live = tracker()
+    assert [c.threshold for c in fired] == [50]
+    clock[0] += 20
+    observe("0.30", first_reset + 7)  # the same window, its reset 7 s later
+    live.refresh_quota()
+    assert [c.threshold for c in fired] == [50]
+    # A restart reads what fired from the alert file (the dispatcher writes it).
+    (tmp_path / ALERTS_FILE).write_text(json.dumps({"fired": {c.key: 1.0 for c in fired}}))
+    live = tracker()
+    assert [c.threshold for c in fired] == [50]
+    # The next window (its reset 5 hours on) starts at 60 % again: fires again, once.
+    clock[0] += 5 * 3600
+    observe("0.30", first_reset + 5 * 3600)
+    live.refresh_quota()
+    live.refresh_quota()
+    assert [c.threshold for c in fired] == [50, 50]
+    assert fired[1].window.end == first_reset + 5 * 3600
+    assert "30.0% of the unified-5h window" in fired[1].message()
