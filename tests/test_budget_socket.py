@@ -4,8 +4,9 @@ provider's wrapped-error event (status 400: the one Codex shows with its message
 retry; budgets/refusal.py says why), never forwarded and never recorded; the socket stays
 open, another scope goes on, and a response already under way is not cut.
 
-Clients: the real Codex CLI (npm `@openai/codex` 0.171.0) with an API key, and the OpenAI
-Python SDK's own Responses WebSocket for a refusal on a socket that stays open.
+Clients: the real Codex CLI (npm `@openai/codex` 0.171.0) with an API key, with a ChatGPT
+login, and over HTTPS (where it gets the same 400), and the OpenAI Python SDK's own Responses
+WebSocket for a refusal on a socket that stays open.
 """
 
 from __future__ import annotations
@@ -51,11 +52,33 @@ def socket_meter(fake_upstream: FakeUpstream, tmp_path: Path) -> Any:
         running.stop()
 
 
+# The OpenAI API without WebSockets: Codex then POSTs /v1/responses (SSE), as it does for
+# providers a user defines and after falling back from a failing socket.
+HTTPS_ONLY = """
+[model_providers.openai-https]
+name = "OpenAI over HTTPS"
+base_url = "https://api.openai.com/v1"
+env_key = "OPENAI_API_KEY"
+wire_api = "responses"
+supports_websockets = false
+"""
+
+
 def codex(
-    meter: Meter, project: str, tmp_path: Path, name: str, *, chatgpt: bool = False
+    meter: Meter,
+    project: str,
+    tmp_path: Path,
+    name: str,
+    *,
+    chatgpt: bool = False,
+    https: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """One `codex exec` turn, with an API key or (`chatgpt`) a fake ChatGPT login."""
+    """One `codex exec` turn, with an API key or (`chatgpt`) a fake ChatGPT login; `https`:
+    over HTTPS, not a WebSocket."""
     home = codex_home(tmp_path / name, "gpt-5.2-codex" if chatgpt else "gpt-4.1")
+    if https:
+        config = home / "config.toml"
+        config.write_text('model_provider = "openai-https"\n' + config.read_text() + HTTPS_ONLY)
     login = {"OPENAI_API_KEY": "sk-fake-codex-secret"}
     if chatgpt:
         chatgpt_login(home)
@@ -158,6 +181,30 @@ action = "block"
     assert "of the codex-primary window of its openai quota" in refused.stderr
     assert "Reconnecting" not in refused.stderr
     assert len(meter.rows("acme")) == 2
+
+
+@pytest.mark.skipif(
+    not CODEX.exists(), reason="the npm test clients are installed by ./scripts/test"
+)
+def test_codex_over_https_gets_the_block_with_the_message_too(
+    socket_meter: Any, tmp_path: Path
+) -> None:
+    """Codex shows any 429 as a fixed text ("Quota exceeded. Check your plan and billing
+    details."), so its refused POST gets the 400 its socket gets; the OpenAI SDK still gets
+    its 429 (test_budget_block.py)."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    meter = socket_meter(budget_config("acme", "acme"))
+    first = codex(meter, "acme", tmp_path, "a", https=True)
+    assert first.returncode == 0, first.stderr
+    (row,) = meter.wait_rows("acme", 1)  # over HTTPS: no warm-up
+    assert (row["api"], row["stream"]) == ("responses", 1)
+    wait_blocking(meter, "acme")
+    refused = codex(meter, "acme", tmp_path, "b", https=True)
+    assert refused.returncode != 0
+    assert MESSAGE in refused.stderr and HOW_TO_GO_ON in refused.stderr, refused.stderr
+    assert "Quota exceeded" not in refused.stderr
+    assert len(meter.rows("acme")) == 1
 
 
 def test_a_socket_that_stays_open_is_refused_its_next_call_only(

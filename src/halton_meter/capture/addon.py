@@ -25,8 +25,7 @@ from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
 from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
-from halton_meter.budgets.refusal import STATUS as REFUSAL_STATUS
-from halton_meter.budgets.refusal import refusal_body, socket_refusal_event
+from halton_meter.budgets.refusal import http_refusal, socket_refusal_event
 from halton_meter.budgets.tracker import BudgetTracker, Refusal
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.record import CapturedCall
@@ -320,8 +319,8 @@ class MeterAddon:
         )
         if refusal is None:
             return False
-        content, headers = refusal_body(call.route.wire, refusal.message())
-        flow.response = http.Response.make(REFUSAL_STATUS, content, headers)
+        status, content, headers = http_refusal(call.route.wire, call.user_agent, refusal.message())
+        flow.response = http.Response.make(status, content, headers)
         self._open_calls.pop(flow.id, None)  # nothing was spent: no ledger row
         log.info("budget %r refused a call to %s", refusal.budget.name, call.host)
         return True
