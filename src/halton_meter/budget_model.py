@@ -257,8 +257,6 @@ def parse_budget(index: int, entry: Mapping[str, Any]) -> Budget:
             raise fail("quota_percent", f"expected a percentage of the window, got {share!r}")
         if not isinstance(window_glob, str) or not window_glob.strip():
             raise fail("quota_window", 'needs the window, e.g. quota_window = "unified-5h"')
-        if entry.get("action", "warn") != "warn":
-            raise fail("action", "a quota-share budget only warns (for now)")
         amount = 0.0
     elif isinstance(amount, bool) or not isinstance(amount, int | float) or amount <= 0:
         raise fail("amount_usd", f"expected an amount in USD above 0, got {amount!r}")

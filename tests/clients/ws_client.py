@@ -10,7 +10,8 @@ can compare them with what the fake server recorded. SCENARIO `cut` asks the ser
 the connection in the middle of the second response; `tunnel` trusts only CA_FILE (the fake's
 test CA), which works only if the meter did not decrypt the connection. With
 CHATGPT_ACCOUNT_ID set, the upgrade names that account (`chatgpt-account-id`), as Codex
-logged in with ChatGPT does.
+logged in with ChatGPT does. With WS_CLIENT_WAIT_FOR set, the client waits (≤ 60 s) for that
+file to exist before the chained request, on the same socket.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import ssl
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -36,6 +38,12 @@ def _until_terminal(connection: Any) -> list[str]:
         received.append(text)
         if json.loads(text).get("type") in TERMINAL:
             return received
+
+
+def _wait_for_file(path: str | None) -> None:
+    deadline = time.monotonic() + 60
+    while path and not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def main() -> None:
@@ -79,16 +87,20 @@ def main() -> None:
         else:
             exchanges.append({"sent": text, "received": received})
             previous = json.loads(received[-1])["response"]["id"]
+            _wait_for_file(os.environ.get("WS_CLIENT_WAIT_FOR"))
             # The SDK's own typed request, chained to the previous response.
             connection.response.create(
                 model=MODEL, input="And again", previous_response_id=previous, store=False
             )
             events = []
+            error = None
             for event in connection:
                 events.append(event.type)
+                if event.type == "error":
+                    error = event.to_dict()
                 if event.type in TERMINAL:
                     break
-            exchanges.append({"sent": None, "events": events})
+            exchanges.append({"sent": None, "events": events, "error": error})
     print(json.dumps({"outcome": outcome, "exchanges": exchanges}))
 
 

@@ -66,6 +66,7 @@ class BudgetKeeper:
                     v["state"],
                     v["hold"],
                     v["blocked_calls"],
+                    v.get("percent"),
                 )
                 for v in self._tracker.views()
             ]

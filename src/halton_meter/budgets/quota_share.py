@@ -6,8 +6,8 @@ account of a provider in scope and each current window whose name matches `quota
 scope's part of the window is the window's utilisation times the share of its use made by the
 scope's projects (or, with a client condition and no project condition, its clients; with
 neither, the whole window). `percent` is that part against the budget's `quota_percent`, so
-the budget's thresholds apply as for USD budgets. Alerts and blocking do not use this yet: it
-is shown by `budget list/show`; the daemon can call `quota_share_views` from its keeper.
+the budget's thresholds apply as for USD budgets. Shown by `budget list/show`; the daemon's
+tracker (budgets/tracker.py) re-reads it on its keeper thread to alert and block.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def quota_share_views(
                         "provider": account.provider,
                         "window": window.name,
                         "resets_at": window.resets_at,
+                        "since": window.since,
                         "window_utilisation": window.utilisation,
                         "scope_used": round(used, 4),
                         "percent": percent,

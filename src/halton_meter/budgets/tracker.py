@@ -6,6 +6,12 @@ for each metered call: with nothing over its limit that is one attribute read; o
 one dict lookup per call (scope matches are cached per (project, client, provider, model)),
 then a look at each blocking budget that matches. Whenever the state is not known (the ledger
 could not be read, anything raised) the answer is "go on": fail open, logged.
+
+Quota-share budgets (budgets/quota_share.py) are read from the quota windows the meter records:
+the keeper thread re-reads them every QUOTA_REFRESH_SECONDS, and every tick while rows are
+being counted; each threshold fires once per window (the window's reset is in its key, kept in
+the alert file across restarts), and a budget with `action = "block"` blocks its scope's calls
+to the window's provider until the window resets.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 from halton_meter.budget_model import Budget, Window, forecast
+from halton_meter.budgets.quota_share import quota_share_views
 from halton_meter.budgets.spent import open_ledger, spent_in_windows
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.runstate import write_atomic
@@ -32,6 +39,9 @@ HOLDS_FILE = "budget-holds.json"  # pause / allow --for, written by the CLI
 ALERTS_FILE = "budget-alerts.json"  # thresholds fired per period, written by the daemon
 STATE_FILE = "budget-state.json"  # the daemon's live view, for `status` and `budget list`
 CACHE_LIMIT = 4096
+QUOTA_REFRESH_SECONDS = 15.0  # quota-share budgets are re-read at least this often
+QUOTA_BUSY_SECONDS = 3.0  # and at every tick for this long after a row was counted
+QUOTA_RESET_SLACK = 600  # resets this close are one window (Codex's are relative: they drift)
 _MODEL_RE = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
@@ -44,8 +54,16 @@ class Crossing:
     spent_nanousd: int
     window: Window
     key: str
+    # A quota-share budget's window (quota_share.py's window view); None for a USD budget.
+    quota: dict[str, Any] | None = None
 
     def message(self) -> str:
+        if self.quota is not None:
+            used, resets = _quota_used(self.budget, self.quota), self.window.local_end
+            return (
+                f"Budget {self.budget.name!r} at {self.threshold}%: {used} "
+                f"(resets {resets:%Y-%m-%d %H:%M} {resets.tzname()})"
+            )
         spent, limit = self.spent_nanousd / 1e9, self.budget.amount_usd
         return (
             f"Budget {self.budget.name!r} at {self.threshold}%: ${spent:,.2f} of ${limit:,.2f} "
@@ -62,6 +80,7 @@ class Crossing:
             "window": self.window.to_json(),
             "action": self.budget.action,
             "message": self.message(),
+            **({"quota": self.quota} if self.quota is not None else {}),
         }
 
 
@@ -72,18 +91,38 @@ class Refusal:
     budget: Budget
     spent_nanousd: int
     window: Window
+    quota: dict[str, Any] | None = None  # a quota-share budget's fullest window
 
     def message(self) -> str:
         name = self.budget.name
         spent, limit = self.spent_nanousd / 1e9, self.budget.amount_usd
         resets = self.window.local_end
+        used = (
+            f"${spent:,.2f} of ${limit:,.2f} ({self.budget.period_label()}, "
+            f"scope {self.budget.scope.describe()})"
+            if self.quota is None
+            else _quota_used(self.budget, self.quota)
+        )
         return (
-            f"Halton Meter budget '{name}' is used up: ${spent:,.2f} of ${limit:,.2f} "
-            f"({self.budget.period_label()}, scope {self.budget.scope.describe()}). It resets "
+            f"Halton Meter budget '{name}' is used up: {used}. It resets "
             f"{resets:%Y-%m-%d %H:%M} {resets.tzname()}. To go on now: "
             f"`halton-meter budget allow {name} --for 1h`, `halton-meter budget pause {name}`, "
-            f"or raise it with `halton-meter budget edit {name} --amount N`."
+            + (
+                f"or raise it with `halton-meter budget edit {name} --amount N`."
+                if self.quota is None
+                else "or raise its quota_percent in config.toml."
+            )
         )
+
+
+def _quota_used(budget: Budget, window: dict[str, Any]) -> str:
+    """E.g. 'scope project=acme used 35.0% of the unified-5h window of its anthropic quota:
+    116.7% of its 30% share'."""
+    return (
+        f"scope {budget.scope.describe()} used {float(window['scope_used']) * 100:.1f}% of the "
+        f"{window['window']} window of its {window['provider']} quota: {window['percent']}% of "
+        f"its {budget.quota_percent:g}% share"
+    )
 
 
 @dataclass(slots=True)
@@ -94,6 +133,9 @@ class _Live:
     spent: int = 0
     fired: set[int] = field(default_factory=set)
     blocked_calls: int = 0
+    # Quota-share budgets: the fullest matching window, and the whole view (quota_share.py).
+    quota: dict[str, Any] | None = None
+    quota_view: dict[str, Any] | None = None
 
 
 def _key(budget: Budget, window: Window, threshold: int) -> str:
@@ -165,7 +207,11 @@ class BudgetTracker:
         self.blocking: tuple[_Live, ...] = ()
         self.known = False  # False: the ledger was not read; every call goes through
         self.refused = 0
-        self._budgets = tuple(budgets)
+        self._budgets = tuple(b for b in budgets if b.kind == "usd")
+        self._shares = tuple(b for b in budgets if b.kind == "quota_share")
+        self._quota_lives: tuple[_Live, ...] = ()
+        self._quota_due = 0.0  # when the quota windows are next re-read
+        self._last_add = 0.0  # when the writer last counted a row
 
     # --- start, reload, period changes (keeper thread) ----------------------------------------
 
@@ -173,9 +219,8 @@ class BudgetTracker:
         """Read each budget's spend in its window from the ledger. False (and fail open) when
         the ledger cannot be read; the keeper tries again."""
         if budgets is not None:
-            self._budgets = tuple(budgets)
-        # Quota-share budgets are read from the quota windows (budgets/quota_share.py).
-        self._budgets = tuple(b for b in self._budgets if b.kind == "usd")
+            self._budgets = tuple(b for b in budgets if b.kind == "usd")
+            self._shares = tuple(b for b in budgets if b.kind == "quota_share")
         now = self._clock()
         lives = []
         for budget in self._budgets:
@@ -204,8 +249,66 @@ class BudgetTracker:
             self.known = True
             for live in lives:
                 self._crossings(live, 0)
+            self._quota_lives = tuple(
+                _Live(b, zone := b.zone(), b.window(now, zone)) for b in self._shares
+            )
             self._refresh()
+        if self._quota_lives:
+            self.refresh_quota()
         return True
+
+    def refresh_quota(self) -> None:
+        """Re-read the quota windows for the quota-share budgets (keeper thread): each
+        budget's fullest window decides its state; each window crosses its thresholds once.
+        The ledger unreadable: none of them blocks (fail open)."""
+        now = self._clock()
+        self._quota_due = now + QUOTA_REFRESH_SECONDS
+        lives = self._quota_lives
+        try:
+            con = open_ledger(self._ledger)
+            try:
+                found = quota_share_views(
+                    con, [live.budget for live in lives], datetime.fromtimestamp(now, UTC)
+                )
+            finally:
+                con.close()
+        except Exception as error:
+            log.warning("budgets: quota windows unreadable (%s); quota shares block nothing", error)
+            with self._lock:
+                for live in lives:
+                    live.quota = None
+                self._refresh()
+            return
+        with self._lock:
+            for live, view in zip(lives, found, strict=True):
+                live.quota_view = view
+                windows = view["windows"]
+                for window in windows:
+                    self._quota_crossings(live, window, now)
+                top = max(windows, key=lambda w: float(w["percent"]), default=None)
+                live.quota = top
+                if top is not None:
+                    live.window = _quota_window(top, live.zone, now)
+            self._refresh()
+
+    def _quota_crossings(self, live: _Live, window: dict[str, Any], now: float) -> None:
+        reset = _quota_reset_key(window)
+        for threshold in live.budget.thresholds:
+            if float(window["percent"]) < threshold:
+                continue
+            stem = f"{live.budget.name}|{window['account']}|{window['window']}|"
+            keys = [
+                f"{stem}{reset + d}|{threshold}" for d in (0, -QUOTA_RESET_SLACK, QUOTA_RESET_SLACK)
+            ]
+            if any(key in self._fired for key in keys):
+                continue  # fired before (perhaps before a restart)
+            self._fired[keys[0]] = now
+            crossing = Crossing(
+                live.budget, threshold, 0, _quota_window(window, live.zone, now), keys[0], window
+            )
+            log.warning("%s", crossing.message())
+            if self._on_crossing is not None:
+                self._on_crossing(crossing)
 
     def tick(self) -> None:
         """Once a second: windows that ended move on (a rolling one is re-read), pauses and
@@ -214,6 +317,10 @@ class BudgetTracker:
             self.seed()
             return
         now = self._clock()
+        if self._quota_lives and (
+            now >= self._quota_due or now - self._last_add < QUOTA_BUSY_SECONDS
+        ):
+            self.refresh_quota()
         moved = [live for live in self._lives if now >= live.window.end]
         if any(live.budget.period == "rolling" for live in moved):
             self.seed()
@@ -261,12 +368,21 @@ class BudgetTracker:
             if live.budget.action == "block"
             and live.spent >= live.budget.limit_nanousd
             and not self._held(live.budget.name, now)
+        ) + tuple(
+            live
+            for live in self._quota_lives
+            if live.budget.action == "block"
+            and live.quota is not None
+            and float(live.quota["percent"]) >= 100
+            and now < live.window.end
+            and not self._held(live.budget.name, now)
         )
 
     # --- the ledger writer thread ---------------------------------------------------------
 
     def add(self, row: LedgerRow) -> None:
         """Count a freshly built row. O(budgets matching its scope)."""
+        self._last_add = self._clock()  # quota-share budgets: re-read the windows soon
         if row.billing == "subscription" or not row.cost_nanousd:
             return
         try:
@@ -336,6 +452,8 @@ class BudgetTracker:
             for live in blocking:
                 if now >= live.window.end or self._held(live.budget.name, now):
                     continue  # the period just ended or a hold just began: not blocked
+                if live.quota is not None and provider != live.quota["provider"]:
+                    continue  # a quota share limits calls to its window's provider only
                 if live.budget.scope.model and model is None and body:
                     found = _MODEL_RE.search(body, 0, 65536)
                     model = found.group(1).decode("utf-8", "replace") if found else None
@@ -350,7 +468,7 @@ class BudgetTracker:
                 if verdict:
                     live.blocked_calls += 1
                     self.refused += 1
-                    return Refusal(live.budget, live.spent, live.window)
+                    return Refusal(live.budget, live.spent, live.window, live.quota)
         except Exception:
             log.exception("budgets: check failed; the call goes through (fail open)")
         return None
@@ -373,7 +491,19 @@ class BudgetTracker:
                 blocked_calls=live.blocked_calls,
             )
             for live in lives
-        ]
+        ] + [self._quota_view(live, now, blocking) for live in self._quota_lives]
+
+    def _quota_view(self, live: _Live, now: float, blocking: set[int]) -> dict[str, Any]:
+        view = live.quota_view or {**live.budget.to_json(), "windows": [], "percent": None}
+        state = view.get("state", "ok")
+        return {
+            **view,
+            "state": "blocking" if id(live) in blocking else state,
+            "spent_usd": None,
+            "window": live.window.to_json() if live.quota is not None else None,
+            "hold": self._hold_text(live.budget.name, now),
+            "blocked_calls": live.blocked_calls,
+        }
 
     def _hold_text(self, name: str, now: float) -> str | None:
         if name in self._holds["paused"]:
@@ -436,3 +566,24 @@ def forecast_text(budget: Budget, window: Window, projected: int | None) -> str:
 
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _quota_reset_key(window: dict[str, Any]) -> int:
+    resets = window.get("resets_at")
+    if not resets:
+        return 0
+    return round(_epoch(str(resets)) / QUOTA_RESET_SLACK) * QUOTA_RESET_SLACK
+
+
+def _quota_window(window: dict[str, Any], zone: tzinfo, now: float) -> Window:
+    """A quota window as a budget window: from its start (when known) to its reset; one
+    without a reset lasts until the next re-read."""
+    end = (
+        _epoch(str(window["resets_at"]))
+        if window.get("resets_at")
+        else now + 2 * QUOTA_REFRESH_SECONDS
+    )
+    start = _epoch(str(window["since"])) if window.get("since") else min(now, end)
+    return Window(
+        start, end, datetime.fromtimestamp(start, zone), datetime.fromtimestamp(end, zone)
+    )

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from urllib.parse import unquote
 
-from mitmproxy import connection, http, tls
+from mitmproxy import connection, ctx, http, tls
 from mitmproxy.proxy import server_hooks
 
 from halton_meter import providers
@@ -25,9 +25,8 @@ from halton_meter.attribution.resolver import Attributor, Lookup
 from halton_meter.attribution.sockets import Address
 from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
-from halton_meter.budgets.refusal import STATUS as REFUSAL_STATUS
-from halton_meter.budgets.refusal import refusal_body
-from halton_meter.budgets.tracker import BudgetTracker
+from halton_meter.budgets.refusal import http_refusal, socket_refusal_event
+from halton_meter.budgets.tracker import BudgetTracker, Refusal
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.record import CapturedCall
 from halton_meter.capture.tap import StreamTap
@@ -35,7 +34,8 @@ from halton_meter.capture.websocket import SocketMeter, SocketSession
 from halton_meter.decoding import chunk_decoder
 from halton_meter.ledger.build import PendingCall
 from halton_meter.providers import ratelimits
-from halton_meter.providers.base import Endpoint, HostFamily
+from halton_meter.providers.base import Endpoint, HostFamily, Route
+from halton_meter.providers.websocket import CREATE
 from halton_meter.runstate import CLIENT_HEADER, OWNER_WAIT_SECONDS
 from halton_meter.slugs import normalise_slug
 from halton_meter.upstream import is_loopback_name, resolve_target
@@ -312,27 +312,41 @@ class MeterAddon:
         self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker
     ) -> bool:
         """Answer the call ourselves when a blocking budget covers it. Only reached while some
-        budget blocks; waits (≤ OWNER_WAIT_SECONDS) for the connection's owner if the project
-        or client is not known yet. Any doubt lets the call through."""
-        project, process = call.project, None
-        if self._attributor is not None:
-            if call.lookup is not None and not call.lookup.done():
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        asyncio.shield(asyncio.wrap_future(call.lookup)), OWNER_WAIT_SECONDS
-                    )
-            project, process = self._attributor.peek(call.lookup, call.project, call.user_agent)
+        budget blocks. Any doubt lets the call through."""
         body = None if call.request_encoding else call.request_body
-        refusal = budgets.check(
-            call.route.provider, project, process, call.user_agent, body, call.route.model_from_path
+        refusal = await self._budget_refusal(
+            budgets, call.route, call.project, call.lookup, call.user_agent, body
         )
         if refusal is None:
             return False
-        content, headers = refusal_body(call.route.wire, refusal.message())
-        flow.response = http.Response.make(REFUSAL_STATUS, content, headers)
+        status, content, headers = http_refusal(call.route.wire, call.user_agent, refusal.message())
+        flow.response = http.Response.make(status, content, headers)
         self._open_calls.pop(flow.id, None)  # nothing was spent: no ledger row
         log.info("budget %r refused a call to %s", refusal.budget.name, call.host)
         return True
+
+    async def _budget_refusal(
+        self,
+        budgets: BudgetTracker,
+        route: Route,
+        project: str | None,
+        lookup: Lookup | None,
+        user_agent: str | None,
+        body: bytes | None,
+    ) -> Refusal | None:
+        """The blocking budget that covers a call, or None. Waits (≤ OWNER_WAIT_SECONDS) for
+        the connection's owner if the project or client is not known yet."""
+        process = None
+        if self._attributor is not None:
+            if lookup is not None and not lookup.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        asyncio.shield(asyncio.wrap_future(lookup)), OWNER_WAIT_SECONDS
+                    )
+            project, process = self._attributor.peek(lookup, project, user_agent)
+        return budgets.check(
+            route.provider, project, process, user_agent, body, route.model_from_path
+        )
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -400,8 +414,44 @@ class MeterAddon:
         if session is not None and flow.response is not None:  # every row keeps the 101's quota
             self._take_quota_headers(flow, session, label=True)
 
-    def websocket_message(self, flow: http.HTTPFlow) -> None:
+    async def websocket_message(self, flow: http.HTTPFlow) -> None:
+        budgets = self._budgets
+        # One attribute read when no budget blocks; the rest only while one does.
+        if budgets is not None and budgets.blocking:
+            await self._refuse_socket_call(flow, budgets)
         self._sockets.message(flow)
+
+    async def _refuse_socket_call(self, flow: http.HTTPFlow, budgets: BudgetTracker) -> None:
+        """A `response.create` that a blocking budget covers is not forwarded: the client gets
+        the provider's wrapped-error event in its place (budgets/refusal.py), the socket stays
+        open. Only a create sent while nothing is in flight on the socket is refused, so a
+        response already streaming is never cut (Codex sends one at a time; a client that
+        pipelines has its next create let through, like any call already in flight)."""
+        assert flow.websocket is not None
+        messages = flow.websocket.messages
+        message = messages[-1] if messages else None
+        if message is None or not message.from_client or message.injected or not message.is_text:
+            return
+        session = self._sockets.session(flow.id)
+        if session is None or session.open or providers.message_type(message.content) != CREATE:
+            return
+        refusal = await self._budget_refusal(
+            budgets, session.route, session.project, session.lookup, session.user_agent,
+            message.content,
+        )  # fmt: skip
+        if refusal is None:
+            return
+        try:
+            ctx.master.commands.call(
+                "inject.websocket", flow, True, socket_refusal_event(refusal.message()), True
+            )
+        except Exception:  # cannot answer it: forward it (fail open)
+            log.exception(
+                "budget %r could not refuse a WebSocket call; forwarded", refusal.budget.name
+            )
+            return
+        message.drop()  # never reaches the provider: nothing spent, no ledger row
+        log.info("budget %r refused a WebSocket call to %s", refusal.budget.name, session.host)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         self._sockets.end(flow)

@@ -149,6 +149,8 @@ class SocketSession:
     open: deque[SocketCall] = field(default_factory=deque)
 
     def see(self, message: WebSocketMessage, submit: Callable[[PendingCall], None]) -> None:
+        if message.dropped or message.injected:  # a budget's refusal: never reached the provider
+            return
         data = message.content
         if message.from_client:
             if message.is_text and providers.message_type(data) == CREATE:
@@ -219,6 +221,10 @@ class SocketMeter:
         if flow.websocket is None and self._upgrading.pop(flow.id, None) is not None:
             status = flow.response.status_code if flow.response else None
             log.info("WebSocket upgrade to %s refused (%s)", flow.request.pretty_host, status)
+
+    def session(self, flow_id: str) -> SocketSession | None:
+        """The metered session of an open socket (None: not metered)."""
+        return self._sessions.get(flow_id)
 
     def failed(self, flow: http.HTTPFlow) -> None:
         self._upgrading.pop(flow.id, None)

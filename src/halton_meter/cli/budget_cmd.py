@@ -41,22 +41,30 @@ def _views(ctx: Context, every: tuple[Budget, ...]) -> list[dict[str, Any]]:
             click.echo(f"halton-meter: cannot read the ledger: {error}", err=True)
             sys.exit(EXIT_FAILURE)
     holds = read_holds(ctx.paths.home)
+
+    def hold(name: str) -> str | None:
+        if name in holds["paused"]:
+            return "paused"
+        if (until := holds["allow_until"].get(name)) and until > now:
+            return f"allowed until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"
+        return None
+
     views = []
     for (budget, window), total in zip(windows, spent, strict=True):
-        held = None
-        if budget.name in holds["paused"]:
-            held = "paused"
-        elif (until := holds["allow_until"].get(budget.name)) and until > now:
-            held = f"allowed until {time.strftime('%Y-%m-%d %H:%M', time.localtime(until))}"
-        views.append(budget_view(budget, window, total, now, held=held))
+        views.append(budget_view(budget, window, total, now, held=hold(budget.name)))
     shares = [budget for budget in every if budget.kind == "quota_share"]
     if shares and ctx.paths.ledger.exists():
         try:
             con = open_ledger(ctx.paths.ledger)
             try:
-                views += quota_share_views(con, shares, warn_at=ctx.config.quota_warn_at)
+                found = quota_share_views(con, shares, warn_at=ctx.config.quota_warn_at)
             finally:
                 con.close()
+            for view in found:  # the daemon blocks such a budget as it does a USD one
+                view["hold"] = hold(view["name"])
+                if view["state"] == "over" and view["action"] == "block" and not view["hold"]:
+                    view["state"] = "blocking"
+            views += found
         except Exception as error:
             click.echo(f"halton-meter: cannot read the quota windows: {error}", err=True)
     order = {budget.name: index for index, budget in enumerate(every)}

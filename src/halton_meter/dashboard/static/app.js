@@ -270,11 +270,39 @@ function quotaPanel(quota) {
         el("td", { text: shares(w.clients, "client") })))))));
 }
 
+function thresholdsText(b) {
+  // "50% ✓ 80% ✓ 100%": each threshold, ticked once reached this period (a quota share: in
+  // its fullest window).
+  const reached = b.thresholds_reached || b.thresholds.filter((t) => b.percent !== null && b.percent >= t);
+  return b.thresholds.map((t) => `${t}%` + (reached.includes(t) ? " ✓" : "")).join(" ");
+}
+
+function quotaShareTable(shares) {
+  // Quota-share budgets: the scope's part of a subscription's quota window against its share.
+  return el("div", { class: "scroll" }, el("table", { id: "budget-shares-table" },
+    el("thead", {}, el("tr", {},
+      el("th", { text: "budget" }), el("th", { text: "window" }),
+      el("th", { class: "num", text: "share" }), el("th", { class: "num", text: "used of share" }),
+      el("th", { text: "thresholds" }), el("th", { text: "state" }), el("th", { text: "resets" }))),
+    el("tbody", {}, shares.map((b) => {
+      const top = b.windows.reduce((a, w) => (a === null || w.percent > a.percent ? w : a), null);
+      return el("tr", { class: b.state === "ok" ? "" : "quota-warn" },
+        el("td", { text: b.name }),
+        el("td", { text: top ? `${top.window} (${top.provider})` : `${b.quota_window}: not seen yet` }),
+        el("td", { class: "num", text: `${b.quota_percent}%` }),
+        el("td", { class: "num", text: b.percent === null ? "—" : b.percent.toFixed(1) + "%" }),
+        el("td", { class: "thresholds", text: thresholdsText(b) }),
+        el("td", { text: b.state + (b.hold ? ` (${b.hold})` : "") }),
+        el("td", { text: top ? when(top.resets_at) : "—" }));
+    }))));
+}
+
 function budgetsPanel(budgets) {
   // Local only (GET /v1/budgets): each budget's period, spend, state and forecast, and each
   // project's forecast for the month.
   if (!budgets || (!budgets.budgets.length && !budgets.projects.length)) return null;
   const usdBudgets = budgets.budgets.filter((b) => b.kind === "usd");
+  const shares = budgets.budgets.filter((b) => b.kind === "quota_share");
   const failures = budgets.alert_failures || [];
   return el("div", { class: "panel", id: "budgets-panel" },
     el("h2", { text: "Budgets and forecasts" }),
@@ -285,15 +313,17 @@ function budgetsPanel(budgets) {
       el("thead", {}, el("tr", {},
         el("th", { text: "budget" }), el("th", { text: "period" }),
         el("th", { class: "num", text: "spent" }), el("th", { class: "num", text: "limit" }),
-        el("th", { class: "num", text: "used" }), el("th", { text: "state" }),
-        el("th", { text: "forecast" }))),
+        el("th", { class: "num", text: "used" }), el("th", { text: "thresholds" }),
+        el("th", { text: "state" }), el("th", { text: "forecast" }))),
       el("tbody", {}, usdBudgets.map((b) => el("tr", { class: b.state === "ok" ? "" : "quota-warn" },
         el("td", { text: b.name }), el("td", { text: b.window_text }),
         el("td", { class: "num", text: usd(b.spent_usd) }),
         el("td", { class: "num", text: usd(b.amount_usd) }),
         el("td", { class: "num", text: b.percent === null ? "—" : b.percent.toFixed(1) + "%" }),
+        el("td", { class: "thresholds", text: thresholdsText(b) }),
         el("td", { text: b.state + (b.hold ? ` (${b.hold})` : "") }),
         el("td", { text: b.forecast_text })))))) : null,
+    shares.length ? quotaShareTable(shares) : null,
     budgets.projects.length ? el("div", { class: "scroll" }, el("table", { id: "project-forecasts" },
       el("thead", {}, el("tr", {},
         el("th", { text: "project" }), el("th", { class: "num", text: "this month" }),
