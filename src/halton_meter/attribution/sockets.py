@@ -176,6 +176,35 @@ def _owner_from_proc(client: Address, server: Address) -> int | None:
         return None
     inode, uid = found
     target = f"socket:[{inode}]"
+    holder = _first_holder(target, uid)
+    if holder is None:
+        return None
+    opener = _opener(holder, target)
+    _remember(opener)
+    return opener
+
+
+def _opener(pid: int, target: str) -> int:
+    """The process that opened the socket rather than a child that inherited it: a client
+    that forks (Codex starting `git` from a tokio worker thread) leaves the socket in the child
+    between fork and exec, and the newest-first scan meets the child first. While the parent
+    holds the same socket, the parent is the owner."""
+    while (parent := _parent(pid)) is not None and parent > 1 and _holds(parent, target):
+        pid = parent
+    return pid
+
+
+def _parent(pid: int) -> int | None:
+    """The parent pid from /proc/PID/stat (the field after the parenthesised name)."""
+    try:
+        with open(f"{PROC}/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _first_holder(target: str, uid: int) -> int | None:
+    """The first process found holding `target`: recent owners, then newest first."""
     own = os.getpid()
     tried: set[int] = set()
     for pid in list(reversed(_recent)):
