@@ -132,7 +132,7 @@ def test_an_edge_killed_again_before_its_standby_refuses_no_connection(install: 
         print(f"\nedge killed ({'standby' if round_ == 0 else 'fresh start'}): back {back:.3f} s")
     events = _guard_events(install, "respawned")
     assert [e["standby"] for e in events] == [True, False], events
-    assert 0.5 <= _guard_events(install, "died")[1]["respawn_in"]
+    assert _guard_events(install, "died")[1]["respawn_in"] >= 0.5
 
 
 def test_a_killed_daemon_is_back_within_five_seconds_and_metering(install: Install) -> None:
