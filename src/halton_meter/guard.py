@@ -23,7 +23,7 @@ Who watches whom, and why:
   does its imports and then waits (launch.py). A death wakes the standby, which reads the
   configuration and starts in tens of milliseconds of CPU; a new standby follows once it has
   run STANDBY_AFTER. Without a standby (none yet, it died, a crash loop) the command is
-  started afresh. The price is the standbys' memory (about 30 MB for the edge's, 110 MB for
+  started afresh. The price is the standbys' memory (about 30 MB for the edge's, 100 MB for
   the daemon's), in background mode only.
 - No connection refused while the edge is dead: the guard keeps a copy of the edge's
   listening socket (asked for on `edge.sock`, as a successor edge would, edge/handover.py).
@@ -288,6 +288,9 @@ class Guard:
         now = time.monotonic()
         if record.up_pid != pid:
             record.up_pid, record.up_since = pid, now
+            # A new process (a restart, an upgrade, a rollback, or our own respawn): a standby
+            # started before it may run other code; the next one starts from what runs now.
+            self._dismiss(watched.name)
             if record.died_mono is not None:
                 record.last_back_seconds = round(now - record.died_mono, 3)
                 record.died_mono = None
