@@ -135,6 +135,37 @@ def test_an_edge_killed_again_before_its_standby_refuses_no_connection(install: 
     assert _guard_events(install, "died")[1]["respawn_in"] >= 0.5
 
 
+def test_the_guard_lets_go_of_the_port_when_the_edge_stops_cleanly(install: Install) -> None:
+    """A supervisor that does not know of the guard (an older release's, after a rollback)
+    stops the edge without removing edge.pid first, then binds the port for its own edge: the
+    guard's copy of the listening socket must be gone by then, and nothing respawned."""
+    port = install.ports()["proxy_port"]
+    _standbys_ready(install)
+    assert _state(install, "guard.json")["holds_edge_socket"] is True
+    old = _state(install, "edge.json")["pid"]
+    os.kill(old, signal.SIGTERM)
+    wait_for(lambda: not (install.home / "edge.json").exists(), 15, "the edge to stop")
+    stopped = time.monotonic()
+    while True:
+        with socket.socket() as own:
+            own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the edge binds
+            try:
+                own.bind(("127.0.0.1", port))
+                own.listen()
+                break
+            except OSError:
+                if time.monotonic() - stopped >= 0.5:
+                    held = subprocess.run(
+                        ["ss", "-ltnp", f"sport = :{port}"], capture_output=True, text=True
+                    ).stdout
+                    raise AssertionError(f"the port is still held:\n{held}") from None
+                time.sleep(0.01)
+    print(f"\nport free {time.monotonic() - stopped:.3f} s after the edge's clean stop")
+    time.sleep(0.5)
+    assert _guard_events(install, "respawned") == []
+    assert _state(install, "guard.json")["holds_edge_socket"] is False
+
+
 def test_a_killed_daemon_is_back_within_five_seconds_and_metering(install: Install) -> None:
     internal = install.ports()["internal_port"]
     _standbys_ready(install)

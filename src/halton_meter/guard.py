@@ -246,6 +246,10 @@ class Guard:
         crashed = state is not None and state.get("pid") == pid
         failed = isinstance(pid, int) and self._exits.get(pid, 0) != 0
         if not (crashed or failed):
+            if watched.name == "edge":
+                # A clean stop by a supervisor that does not know of us (an older release's,
+                # after a rollback): its next edge binds the port, so let go of it at once.
+                self._keep_edge_listener(None)
             return
         now = time.monotonic()
         if record.next_at is None:  # just found dead
@@ -319,6 +323,7 @@ class Guard:
         """Hold a copy of the listening socket of the edge `pid` (None: hold none)."""
         if pid == self._edge_listener_of:
             return
+        held = self._edge_listener is not None
         if self._edge_listener is not None:
             self._edge_listener.close()
             self._edge_listener = None
@@ -326,6 +331,7 @@ class Guard:
         port = (state or {}).get("port")
         if pid is not None and isinstance(port, int):
             self._edge_listener = handover.take_over(self.home, EDGE_HOST, port)
+        if held or self._edge_listener is not None:
             self.publish()
 
     def _start_standby(self, watched: Watched, command: list[str]) -> None:

@@ -70,6 +70,7 @@ HEAD_TIMEOUT = 60.0  # a client that connects and sends no request head is dropp
 DAEMON_CONNECT_TIMEOUT = 0.5  # loopback: refused or accepted in microseconds
 UPSTREAM_CONNECT_TIMEOUT = 15.0
 ACCEPT_SETTLE = 0.05  # at a stop, time for just-accepted connections to get their handler
+BIND_RETRY = 1.0  # a taken port with no edge running: tried again this long (Edge._bind)
 CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -212,9 +213,7 @@ class Edge:
                     self._handle, sock=inherited, limit=HEAD_LIMIT, backlog=1024
                 )
             else:
-                self._server = await asyncio.start_server(
-                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
-                )
+                self._server = await self._bind()
         except OSError as error:
             raise EdgeStartError(self._bind_problem(error)) from None
         home = self.settings.home
@@ -222,6 +221,25 @@ class Edge:
             home, self._server.sockets[0].fileno(), keeper=lambda: live_pid(home / GUARD_STATE_FILE)
         )
         self.offers_handover = await self._offer.start()
+
+    async def _bind(self) -> asyncio.Server:
+        """Bind the port; while it is taken but no edge runs, try again for BIND_RETRY seconds:
+        the guard (guard.py) holds a copy of a stopped edge's socket until it sees the stop."""
+        deadline = time.monotonic() + BIND_RETRY
+        while True:
+            try:
+                return await asyncio.start_server(
+                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
+                )
+            except OSError as error:
+                taken = error.errno == errno.EADDRINUSE
+                if (
+                    not taken
+                    or time.monotonic() > deadline
+                    or _running_edge(self.settings.state_file)
+                ):
+                    raise
+            await asyncio.sleep(0.05)
 
     def _bind_problem(self, error: OSError) -> str:
         port = self.settings.port

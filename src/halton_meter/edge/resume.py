@@ -8,15 +8,16 @@ fresh connection, which the edge hands to the daemon.
 
 The edge cannot read inside the tunnel (TLS), so "between two calls" is inferred from what it
 sees: no bytes either way for `quiet` seconds (shrinking, once the daemon answers, for a pool
-too busy ever to be quiet that long; see `Watched.quiet_needed`); the client has sent nothing since the provider
-last did beyond a few control bytes (an HTTP/2 WINDOW_UPDATE or PING ack, not a request: a
-request is larger), so no call waits for its answer; and the provider has answered since the
-client's last request (for the first request, more than TLS 1.3's session tickets, which a
-server sends right after the handshake, while the request may already be waiting). The client
-socket must also have nothing unread at that instant. Clients drop an idle pooled connection
-the server closed (they see the end of stream) and open another; a request written in the
-instant of the close never reaches the provider (the edge reads no more from either side), so
-it is not billed, and the SDKs retry it (docs/architecture.md, "Metering resumes").
+too busy ever to be quiet that long; see `Watched.quiet_needed`); the client has sent nothing
+since the provider last did beyond a few control bytes (an HTTP/2 WINDOW_UPDATE or PING ack,
+not a request: a request is larger), so no call waits for its answer; and the provider has
+answered since the client's last request (for the first request, more than TLS 1.3's session
+tickets, which a server sends right after the handshake, while the request may already be
+waiting). The client socket must also have nothing unread at that instant. Clients drop an
+idle pooled connection the server closed (they see the end of stream) and open another; a
+request written in the instant of the close never reaches the provider (the edge reads no more
+from either side), so it is not billed, and the SDKs retry it (docs/architecture.md, "Metering
+resumes").
 
 Every unmetered connection is also counted per host (`GET /status`) and written to the spool
 (unmetered.py) for the ledger's unmetered spans.
