@@ -306,6 +306,11 @@ class Guard:
             self._keep_edge_listener(pid if state.get("handover") is True else None, state)
         if not self.use_standbys or not isinstance(command, list) or not command:
             return
+        if state.get("version") != __version__:
+            # Another release runs it (a rollback left this guard running): its entry point
+            # may not know the standby's protocol, and would simply run a second copy.
+            self._dismiss(watched.name)
+            return
         words = [str(word) for word in command]
         standby = self.standbys.get(watched.name)
         if standby is not None and standby.command != words:
