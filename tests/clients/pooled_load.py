@@ -30,12 +30,23 @@ def _local_port(response: Any) -> int | None:
     return int(address[1]) if address else None
 
 
+# Milliseconds the fake provider pauses between a stream's events (--stream-pause-ms).
+STREAM_PAUSE = {"ms": 0}
+
+
+def _headers(marker: str, stream: bool) -> dict[str, str]:
+    headers = {"User-Agent": marker}
+    if stream and STREAM_PAUSE["ms"]:
+        headers["x-fake-delay-ms"] = str(STREAM_PAUSE["ms"])
+    return headers
+
+
 def anthropic_call(client: Any, marker: str, stream: bool) -> int | None:
     kwargs: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 256,
         "messages": [{"role": "user", "content": "Say hello"}],
-        "extra_headers": {"User-Agent": marker},
+        "extra_headers": _headers(marker, stream),
     }
     if stream:
         with client.messages.with_streaming_response.create(stream=True, **kwargs) as raw:
@@ -51,7 +62,7 @@ def openai_call(client: Any, marker: str, stream: bool) -> int | None:
     kwargs: dict[str, Any] = {
         "model": "gpt-4.1",
         "messages": [{"role": "user", "content": "Say hello"}],
-        "extra_headers": {"User-Agent": marker},
+        "extra_headers": _headers(marker, stream),
     }
     if stream:
         with client.chat.completions.with_streaming_response.create(stream=True, **kwargs) as raw:
@@ -71,7 +82,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--think", type=float, nargs=2, default=(0.6, 1.2))
     parser.add_argument("--retries", type=int, default=2)  # the SDKs' default
+    parser.add_argument("--stream-pause-ms", type=int, default=0)
     args = parser.parse_args()
+    STREAM_PAUSE["ms"] = args.stream_pause_ms
     lock = threading.Lock()
     attempts: dict[str, int] = {}
 
