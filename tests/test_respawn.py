@@ -99,12 +99,16 @@ def test_a_killed_edge_is_back_within_a_second_and_counted(install: Install) -> 
     assert status["guard"]["running"] is True
     assert status["guard"]["components"]["edge"]["respawns"] == 1
     assert status["guard"]["components"]["daemon"]["respawns"] == 0
+    assert status["guard"]["components"]["edge"]["last_back_seconds"] == guard_back()
+    assert status["guard"]["holds_edge_socket"] is True
     (respawned,) = _guard_events(install, "respawned")
     assert (
         respawned["component"] == "edge" and respawned["pid"] == status["components"]["edge"]["pid"]
     )
+    assert respawned["standby"] is True
     text = install.meter("status").stdout
-    assert "respawned edge 1 times, daemon 0 times" in text, text
+    shown = f"respawned edge 1 times (back in {guard_back()} s), daemon 0 times"
+    assert shown in " ".join(text.split()), text
 
 
 def test_an_edge_killed_again_before_its_standby_refuses_no_connection(install: Install) -> None:
