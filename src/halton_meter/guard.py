@@ -76,6 +76,9 @@ IDLE_EXIT = 60.0
 # compete with its start-up for the CPU.
 STANDBY_AFTER = 3.0
 STANDBY_RETRY = 60.0  # after a standby that failed on its own (a broken install)
+# "0" in the guard's environment (set when running `init` or `start`): no standbys, for a
+# machine short of memory; respawns then start the command afresh.
+STANDBY_SWITCH_ENV = "HALTON_METER_GUARD_STANDBY"
 EDGE_HOST = "127.0.0.1"  # edge/listener.py's LISTEN_HOST
 
 
@@ -481,7 +484,7 @@ def run_guard(home: Path, logs: Path) -> int:
         log.info("already_guarded", pid=other)
         log.close()
         return 0
-    guard = Guard(home, logs, log)
+    guard = Guard(home, logs, log, standbys=os.environ.get(STANDBY_SWITCH_ENV) != "0")
     signal.signal(signal.SIGTERM, lambda *_: setattr(guard, "stopping", True))
     signal.signal(signal.SIGINT, lambda *_: setattr(guard, "stopping", True))
     guard.publish()

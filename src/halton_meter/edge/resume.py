@@ -254,8 +254,8 @@ class Unmetered:
             for watched in list(self.open):
                 if watched.due_since is None:
                     watched.due_since = now
-                if watched.quiet_needed(now, self.quiet) < 3 * RESUME_TICK:
-                    tick = BUSY_TICK
+                if watched.http1_only and watched.quiet_needed(now, self.quiet) < 3 * RESUME_TICK:
+                    tick = BUSY_TICK  # (an HTTP/2 tunnel is never closed: no hurry for it)
                 if watched.at_rest(now, self.quiet):
                     self.resumed += 1
                     self.hosts[f"{watched.record.host}:{watched.record.port}"].resumed += 1
