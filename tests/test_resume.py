@@ -150,13 +150,17 @@ def outage(
 
 
 def check_calls(
-    stack: Stack, calls: list[dict[str, Any]], killed: float, back: float
+    stack: Stack,
+    calls: list[dict[str, Any]],
+    killed: float,
+    back: float,
+    recovery: float = RECOVERY,
 ) -> dict[str, Any]:
     """No call failed but a stream the kill cut after its answer had begun (SIGKILL gives the
     daemon no drain, and no client retries a body half received); the only calls the SDK had
     to retry were cut by the kill itself (in flight on the daemon, or sent on a pooled
     connection to it as it died), none when the edge closed tunnels for metering to resume;
-    every call sent RECOVERY s after the daemon was back has its row."""
+    every call sent `recovery` s after the daemon was back has its row."""
     failed = [c for c in calls if c["error"]]
     cut_by_kill = [
         c
@@ -171,7 +175,7 @@ def check_calls(
     # reached the provider): counted, and measured in bench/pooled_resume.py.
     assert all(c in at_kill or c["sent"] >= back for c in retried), retried
     at_resume = [c for c in retried if c not in at_kill]
-    after = [c for c in calls if c["sent"] >= back + RECOVERY]
+    after = [c for c in calls if c["sent"] >= back + recovery]
     deadline = time.monotonic() + 15
     while True:
         rows = stack.rows_by_agent()
