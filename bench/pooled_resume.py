@@ -6,9 +6,10 @@ resumes on the clients' pooled connections, and whether the gap shows in the led
     PYTHONPATH=src:. .venv/bin/python bench/pooled_resume.py --busy \
         [--out bench/results/pooled_resume_busy.json]
 
-`--busy`: 40-80 ms think time, so no connection is ever quiet for the edge's 0.25 s (the quiet
-a due tunnel needs shrinks, edge/resume.py), the load kept BUSY_RESUME + 4 s after the daemon
-is back, and every call sent BUSY_RESUME s after it must be metered.
+`--busy`: 40-80 ms think time and an SDK client per worker, so no connection is ever quiet for
+the edge's 0.25 s (the quiet a due tunnel needs shrinks, edge/resume.py), the load kept
+BUSY_RESUME + 4 s after the daemon is back, and every call sent BUSY_RESUME s after it must be
+metered.
 
 Real processes, as in tests/test_resume.py (whose harness this reuses): the TLS fake provider,
 the edge, the daemon, and two pooled SDK clients (the Anthropic and OpenAI Python SDKs, one
@@ -81,7 +82,7 @@ def one_round(fake: FakeUpstream, work: Path, number: int, busy: bool) -> dict[s
     stack = Stack(Meter(home, internal, start_daemon(home, internal), home / "daemon.log"), edge)
     stop = home / "stop"
     try:
-        options = ("--think", "0.04", "0.08") if busy else ()
+        options = ("--think", "0.04", "0.08", "--pool-per-worker") if busy else ()
         recovery = BUSY_RESUME if busy else RECOVERY
         clients = [
             python_client(stack, kind, "bench", stop, *options) for kind in ("anthropic", "openai")
