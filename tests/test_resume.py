@@ -183,7 +183,7 @@ def check_calls(
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    summary = [(round(c["sent"] - back, 2), c["port"], c["marker"] in rows) for c in calls]
+    summary = [(round(c["sent"] - back, 2), c.get("port"), c["marker"] in rows) for c in calls]
     if missing:
         print("MISSING", json.dumps([summary, stack.edge.status()["unmetered"]]))
     assert not missing, missing
