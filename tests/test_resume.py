@@ -208,7 +208,9 @@ def unmetered_connections(calls: list[dict[str, Any]], rows: dict[str, Any]) -> 
     """The client's connections (local ports) that carried no metered call."""
     ports: dict[int, bool] = {}
     for call in calls:
-        port = call["port"]
+        port = call.get("port")
+        if port is None:  # failed before it had a connection's answer (cut by the kill)
+            continue
         ports[port] = ports.get(port, False) or call["marker"] in rows
     return {port for port, metered in ports.items() if not metered}
 
