@@ -11,9 +11,10 @@ its httpx pool), through the edge as `HTTPS_PROXY` users would.
   10 streams of about 20 s run while `halton-meter restart` replaces the daemon. Figures: failed
   requests, streams completed, rows for the streams, and LLM connections the edge tunnelled
   unmetered meanwhile (its `fallbacks` counter); the drain report of the old daemon.
-- respawn: kill -9 of the edge, then of the daemon; the time until the edge answers again (a
-  new pid) and until the daemon accepts on its port again, each once (a second kill within 30 s
-  would be a crash loop, with back-off).
+- respawn: kill -9 of the edge, then of the daemon, each once the guard's standby of it is
+  ready (guard.py); the time until the edge answers again (a new pid), the connections refused
+  meanwhile (a client tries every 5 ms), and the time until the daemon accepts on its port
+  again, each once (a second kill within 30 s would be a crash loop, with back-off).
 
 Each figure is printed next to its target; nothing is asserted. On a loaded machine (see
 `background_cpu_pct` in bench/README.md) the respawn times grow with the load.
@@ -52,6 +53,7 @@ TARGETS = {
     "restart_streams_completed": 10,
     "restart_unmetered_connections": 0,
     "edge_back_seconds": 1.0,
+    "edge_refused_connections": 0,
     "daemon_back_seconds": 5.0,
 }
 
@@ -197,17 +199,38 @@ def restart_under_load(setup: Setup) -> dict[str, Any]:
     }
 
 
+def standby_ready(setup: Setup, name: str, limit: float = 60.0) -> bool:
+    """Wait until the guard's standby for `name` has done its imports (guard.py)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            if setup.state("guard.json").get("standby", {}).get(name, {}).get("ready"):
+                return True
+        time.sleep(0.1)
+    return False
+
+
 def respawn_times(setup: Setup) -> dict[str, Any]:
+    """kill -9 of the edge, then of the daemon, each once its standby is ready; while the edge
+    is dead a client connects every 5 ms (each refusal counted)."""
+    edge_standby = standby_ready(setup, "edge")
     edge = setup.state("edge.json")["pid"]
     os.kill(edge, signal.SIGKILL)
     killed = time.monotonic()
+    refused = 0
     while True:
-        answer = setup.edge_status(timeout=0.2)
-        if answer is not None and answer.get("pid") != edge:
+        try:
+            answer = setup.edge_status(timeout=5.0)
+        except ConnectionRefusedError:
+            answer = None
+        if answer is None:
+            refused += 1  # edge_status swallows the error: any failure counts
+        elif answer.get("pid") != edge:
             break
         time.sleep(0.005)
     edge_back = time.monotonic() - killed
-    time.sleep(2.0)
+    daemon_standby = standby_ready(setup, "daemon")
+    time.sleep(1.0)
     daemon = setup.state("daemon.json")["pid"]
     os.kill(daemon, signal.SIGKILL)
     killed = time.monotonic()
@@ -227,7 +250,9 @@ def respawn_times(setup: Setup) -> dict[str, Any]:
     guard = json.loads(setup.meter("status", "--json").stdout).get("guard")
     return {
         "edge_back_seconds": round(edge_back, 3),
+        "edge_refused_connections": refused,
         "daemon_back_seconds": round(daemon_back, 3),
+        "standby_ready": {"edge": edge_standby, "daemon": daemon_standby},
         "guard": guard,
     }
 

@@ -17,8 +17,8 @@ DOCS = ROOT / "docs" / "architecture.md"
 
 # Top first. A part may import the parts below it, never one above it.
 LAYERS: tuple[str, ...] = (
-    "launch.py",
     "__main__.py",
+    "launch.py",
     "cli/",
     "doctor.py",
     "guard.py",

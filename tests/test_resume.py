@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -127,9 +128,11 @@ class Client:
         return self.calls()
 
 
-def outage(stack: Stack, clients: list[Client], stop: Path) -> tuple[float, float]:
+def outage(
+    stack: Stack, clients: list[Client], stop: Path, after: float = RECOVERY + 4.0
+) -> tuple[float, float]:
     """Load until each client made 6 calls, kill -9 the daemon, 3 s without it, start it again
-    (tens of seconds on a busy machine), RECOVERY + 4 s more; (killed at, back at)."""
+    (tens of seconds on a busy machine), `after` s more; (killed at, back at)."""
     for client in clients:
 
         def busy(client: Client = client) -> bool:
@@ -141,19 +144,23 @@ def outage(stack: Stack, clients: list[Client], stop: Path) -> tuple[float, floa
     stack.kill_daemon()
     time.sleep(3.0)
     back = stack.start_daemon()
-    time.sleep(RECOVERY + 4.0)
+    time.sleep(after)
     stop.touch()
     return killed, back
 
 
 def check_calls(
-    stack: Stack, calls: list[dict[str, Any]], killed: float, back: float
+    stack: Stack,
+    calls: list[dict[str, Any]],
+    killed: float,
+    back: float,
+    recovery: float = RECOVERY,
 ) -> dict[str, Any]:
     """No call failed but a stream the kill cut after its answer had begun (SIGKILL gives the
     daemon no drain, and no client retries a body half received); the only calls the SDK had
     to retry were cut by the kill itself (in flight on the daemon, or sent on a pooled
     connection to it as it died), none when the edge closed tunnels for metering to resume;
-    every call sent RECOVERY s after the daemon was back has its row."""
+    every call sent `recovery` s after the daemon was back has its row."""
     failed = [c for c in calls if c["error"]]
     cut_by_kill = [
         c
@@ -168,7 +175,7 @@ def check_calls(
     # reached the provider): counted, and measured in bench/pooled_resume.py.
     assert all(c in at_kill or c["sent"] >= back for c in retried), retried
     at_resume = [c for c in retried if c not in at_kill]
-    after = [c for c in calls if c["sent"] >= back + RECOVERY]
+    after = [c for c in calls if c["sent"] >= back + recovery]
     deadline = time.monotonic() + 15
     while True:
         rows = stack.rows_by_agent()
@@ -176,7 +183,7 @@ def check_calls(
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    summary = [(round(c["sent"] - back, 2), c["port"], c["marker"] in rows) for c in calls]
+    summary = [(round(c["sent"] - back, 2), c.get("port"), c["marker"] in rows) for c in calls]
     if missing:
         print("MISSING", json.dumps([summary, stack.edge.status()["unmetered"]]))
     assert not missing, missing
@@ -201,12 +208,14 @@ def unmetered_connections(calls: list[dict[str, Any]], rows: dict[str, Any]) -> 
     """The client's connections (local ports) that carried no metered call."""
     ports: dict[int, bool] = {}
     for call in calls:
-        port = call["port"]
+        port = call.get("port")
+        if port is None:  # failed before it had a connection's answer (cut by the kill)
+            continue
         ports[port] = ports.get(port, False) or call["marker"] in rows
     return {port for port, metered in ports.items() if not metered}
 
 
-def python_client(stack: Stack, kind: str, project: str, stop: Path) -> Client:
+def python_client(stack: Stack, kind: str, project: str, stop: Path, *options: str) -> Client:
     out = stop.parent / f"{kind}.jsonl"
     process = subprocess.Popen(
         [
@@ -218,6 +227,7 @@ def python_client(stack: Stack, kind: str, project: str, stop: Path) -> Client:
             str(stop),
             "--out",
             str(out),
+            *options,
         ],
         env=load_env(stack, project),
         cwd=ROOT,
@@ -267,6 +277,64 @@ def test_python_sdk_pools_resume_metering_after_kill_9(
     status = stack.edge.status()["unmetered"]
     assert status["open"] == 0 and status["resumed"] >= 1
     shown_everywhere(stack, {host: len(ports) for host, ports in truth.items()})
+
+
+BUSY_RESUME = 8.0  # a pool with 40-80 ms between calls is metered again within this (resume.py)
+
+
+@pytest.mark.parametrize("stream_pause_ms", [0, 50])
+def test_a_busy_pool_resumes_metering_within_a_bounded_time(
+    stack: Stack, project: str, tmp_path: Path, stream_pause_ms: int
+) -> None:
+    """Pools never quiet for RESUME_QUIET: 4 workers (an SDK client each), 40-80 ms between
+    one's calls, no SDK retries (so a call the edge's close cut would show as a failure). The
+    quiet a due tunnel needs shrinks (QUIET_HALVING, BUSY_QUIET), so its tunnels are closed
+    between two calls and every call sent BUSY_RESUME s after the daemon is back is metered;
+    none fails. (One pool shared by the workers keeps its first connection busy back to back,
+    with gaps under a millisecond: that one stays unmetered, bench/pooled_resume.py --busy.)
+    With streams that pause 50 ms between events (every second call), the quiet never shrinks
+    below 3 x 50 ms on a connection that carried one, more than the pool ever leaves: no stream
+    is cut, and such connections stay unmetered (visible as spans) until the pool slows."""
+    stop = tmp_path / "stop"
+    options = ("--think", "0.04", "0.08", "--retries", "0", "--pool-per-worker")
+    options += ("--stream-pause-ms", str(stream_pause_ms))
+    client = python_client(stack, "anthropic", project, stop, *options)
+    killed, back = outage(stack, [client], stop, after=BUSY_RESUME + 4.0)
+    calls = client.finish()
+    failed = [c for c in calls if c["error"]]
+    # Without retries, a call in flight on a connection to the daemon as it was killed fails
+    # (the SDK would retry it): the kill's, not the resume's.
+    cut_by_kill = [c for c in failed if c["sent"] <= killed + 1.0 and c["ended"] >= killed]
+    assert failed == cut_by_kill, failed
+    deadline = time.monotonic() + 15
+    while True:
+        rows = stack.rows_by_agent()
+        after = [c for c in calls if c["sent"] >= back + BUSY_RESUME]
+        missing = [c for c in after if c["marker"] not in rows]
+        if stream_pause_ms or not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    unmetered_after = [
+        c["sent"] - back for c in calls if c["sent"] >= back and c["marker"] not in rows
+    ]
+    by_port: dict[int, list[dict[str, Any]]] = {}
+    for call in calls:
+        by_port.setdefault(call.get("port") or 0, []).append(call)
+    gaps = sorted(
+        b["sent"] - a["ended"] for same in by_port.values() for a, b in itertools.pairwise(same)
+    )
+    print(
+        f"\nbusy pool (streams pause {stream_pause_ms} ms): {len(calls)} calls, "
+        f"{len(failed)} failed ({len(cut_by_kill)} by the kill), "
+        f"last unmetered call sent {max(unmetered_after, default=0):.2f} s after the daemon was "
+        f"back (bound {BUSY_RESUME} s), resumed {stack.edge.status()['unmetered']['resumed']}, "
+        f"median gap on a connection {gaps[len(gaps) // 2] * 1000 if gaps else 0:.0f} ms"
+    )
+    assert len(after) >= 20
+    if stream_pause_ms:
+        return  # no failure above is the point
+    assert not missing, missing
+    assert max(unmetered_after, default=0) >= 0.25  # the pool was busy: not resumed at once
 
 
 def shown_everywhere(stack: Stack, expected: dict[str, int]) -> None:
@@ -436,6 +504,30 @@ def watched(hello: bytes) -> tuple[Watched, tuple[socket.socket, socket.socket]]
     item.up(hello)
     item.down(b"s" * 4000)  # ServerHello, certificate
     return item, pair
+
+
+def test_the_quiet_a_due_tunnel_needs_halves_every_two_seconds_to_30_ms() -> None:
+    """Published figures (docs/architecture.md): 0.25 s, halving every 2 s once due, 30 ms at
+    least, never below 3x the longest pause seen inside an answer."""
+    (hello,) = client_hellos([["http/1.1"]])
+    item, pair = watched(hello)
+    with pair[0], pair[1]:
+        assert item.quiet_needed(100.0, 0.25) == 0.25  # not due yet
+        item.due_since = 100.0
+        expected = {100.0: 0.25, 102.0: 0.125, 104.0: 0.0625, 106.0: 0.03125, 108.0: 0.03}
+        for now, quiet in expected.items():
+            assert abs(item.quiet_needed(now, 0.25) - quiet) < 1e-9, (now, quiet)
+        assert item.quiet_needed(1000.0, 0.25) == 0.03
+        item.pause = 0.02  # a stream that pauses 20 ms between events: 60 ms
+        assert abs(item.quiet_needed(1000.0, 0.25) - 0.06) < 1e-9
+        # A busy due tunnel at rest after 40 ms of quiet, not after 20 ms.
+        item.pause = 0.0
+        item.up(b"q" * 400)  # a request
+        item.down(b"a" * 2000)  # its answer
+        now = item.last_down
+        item.due_since = now - 60.0
+        assert not item.at_rest(now + 0.02, 0.25)
+        assert item.at_rest(now + 0.04, 0.25)
 
 
 def test_a_waiting_call_is_never_at_rest_and_an_answered_one_is() -> None:

@@ -52,6 +52,12 @@ TAKE_OVER_ENV = "HALTON_METER_EDGE_TAKE_OVER"
 # The same for a successor daemon: it takes the running daemon's listening socket (internal
 # port) over, so a restart refuses no hand-off and tunnels nothing unmetered.
 DAEMON_TAKE_OVER_ENV = "HALTON_METER_DAEMON_TAKE_OVER"
+# Set by the guard (guard.py) on a standby it starts: the descriptor of the Unix socket on
+# which the standby, its imports done, waits for the word to run (launch.py).
+STANDBY_ENV = "HALTON_METER_STANDBY_FD"
+# Set on an edge that is to accept on an inherited listening socket (this descriptor): the one
+# the guard kept open while the edge it replaces was dead, so no connection was refused.
+EDGE_LISTEN_FD_ENV = "HALTON_METER_EDGE_LISTEN_FD"
 
 # The daemon holds a new connection's CONNECT answer until it knows which process owns the
 # client's socket (a client that got its answer could close the socket first), at most this

@@ -30,12 +30,23 @@ def _local_port(response: Any) -> int | None:
     return int(address[1]) if address else None
 
 
+# Milliseconds the fake provider pauses between a stream's events (--stream-pause-ms).
+STREAM_PAUSE = {"ms": 0}
+
+
+def _headers(marker: str, stream: bool) -> dict[str, str]:
+    headers = {"User-Agent": marker}
+    if stream and STREAM_PAUSE["ms"]:
+        headers["x-fake-delay-ms"] = str(STREAM_PAUSE["ms"])
+    return headers
+
+
 def anthropic_call(client: Any, marker: str, stream: bool) -> int | None:
     kwargs: dict[str, Any] = {
         "model": "claude-sonnet-4-5",
         "max_tokens": 256,
         "messages": [{"role": "user", "content": "Say hello"}],
-        "extra_headers": {"User-Agent": marker},
+        "extra_headers": _headers(marker, stream),
     }
     if stream:
         with client.messages.with_streaming_response.create(stream=True, **kwargs) as raw:
@@ -51,7 +62,7 @@ def openai_call(client: Any, marker: str, stream: bool) -> int | None:
     kwargs: dict[str, Any] = {
         "model": "gpt-4.1",
         "messages": [{"role": "user", "content": "Say hello"}],
-        "extra_headers": {"User-Agent": marker},
+        "extra_headers": _headers(marker, stream),
     }
     if stream:
         with client.chat.completions.with_streaming_response.create(stream=True, **kwargs) as raw:
@@ -71,7 +82,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--think", type=float, nargs=2, default=(0.6, 1.2))
     parser.add_argument("--retries", type=int, default=2)  # the SDKs' default
+    parser.add_argument("--stream-pause-ms", type=int, default=0)
+    parser.add_argument("--pool-per-worker", action="store_true")
     args = parser.parse_args()
+    STREAM_PAUSE["ms"] = args.stream_pause_ms
     lock = threading.Lock()
     attempts: dict[str, int] = {}
 
@@ -81,24 +95,30 @@ def main() -> None:
         with lock:
             attempts[marker] = attempts.get(marker, 0) + 1
 
-    if args.kind == "anthropic":
-        import anthropic
+    def make_client() -> tuple[Any, Any]:
+        if args.kind == "anthropic":
+            import anthropic
 
-        client: Any = anthropic.Anthropic(
-            api_key="sk-ant-load-0001",
-            max_retries=args.retries,
-            http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [sending]}),
-        )
-        call = anthropic_call
-    else:
+            made: Any = anthropic.Anthropic(
+                api_key="sk-ant-load-0001",
+                max_retries=args.retries,
+                http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [sending]}),
+            )
+            return made, anthropic_call
         import openai
 
-        client = openai.OpenAI(
+        made = openai.OpenAI(
             api_key="sk-load-0001",
             max_retries=args.retries,
             http_client=openai.DefaultHttpxClient(event_hooks={"request": [sending]}),
         )
-        call = openai_call
+        return made, openai_call
+
+    shared = make_client()
+    # --pool-per-worker: each worker its own SDK client (one agent each), so each connection
+    # sees its worker's think time between calls; shared, the pool hands its first idle
+    # connection to whichever worker asks, and under load that one is busy back to back.
+    clients = [make_client() if args.pool_per_worker else shared for _ in range(args.workers)]
     out = args.out.open("a", buffering=1)
     sequence = iter(range(1_000_000))
 
@@ -111,6 +131,7 @@ def main() -> None:
             sent = time.time()
             item: dict[str, Any] = {"marker": marker, "sent": sent, "stream": number % 2 == 0}
             try:
+                client, call = clients[worker]
                 item["port"] = call(client, marker, number % 2 == 0)
                 item["error"] = None
             except Exception as error:
@@ -126,7 +147,8 @@ def main() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    client.close()
+    for client, _ in {id(c[0]): c for c in [shared, *clients]}.values():
+        client.close()
     out.close()
 
 

@@ -304,9 +304,14 @@ def status(ctx: Context, as_json: bool) -> None:
     guard = report.get("guard")
     if guard is not None:
         respawned = ", ".join(
-            f"{name} {part['respawns']} times" + (" (crash loop)" if part["crash_loop"] else "")
+            f"{name} {part['respawns']} times"
+            + (" (crash loop)" if part["crash_loop"] else "")
+            + (f" (back in {part['last_back_seconds']} s)" if part["last_back_seconds"] else "")
             for name, part in guard["components"].items()
         )
+        ready = [name for name, part in guard["components"].items() if part["standby_ready"]]
+        if ready:
+            respawned += f"; standby ready: {', '.join(ready)}"
         console.print(
             f"Guard: pid {guard['pid']}, respawned {respawned}"
             if guard["running"]

@@ -23,6 +23,7 @@ import contextlib
 import os
 import socket
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 SOCKET_NAME = "edge.sock"
@@ -67,10 +68,19 @@ def take_over(home: Path, host: str, port: int, name: str = SOCKET_NAME) -> sock
 class Offer:
     """Serves the listening socket's descriptor on `edge.sock` while this edge runs."""
 
-    def __init__(self, home: Path, listener_fd: int, name: str = SOCKET_NAME) -> None:
+    def __init__(
+        self,
+        home: Path,
+        listener_fd: int,
+        name: str = SOCKET_NAME,
+        keeper: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self.path = home / name
         self.listener_fd = listener_fd
         self.given = 0  # how many successors got the socket
+        # The pid of the guard, which keeps a copy to hold the port while no edge runs: a copy
+        # it takes is no successor (the edge's stop is then not a handover).
+        self.keeper = keeper
         self._server: asyncio.AbstractServer | None = None
         self._inode: int | None = None
 
@@ -98,7 +108,9 @@ class Offer:
                     conn.setblocking(True)
                     conn.settimeout(ASK_TIMEOUT)
                     socket.send_fds(conn, [b"edge"], [self.listener_fd])
-                    self.given += 1
+                    keeper = self.keeper()
+                    if keeper is None or _peer_pid(transport_socket) != keeper:
+                        self.given += 1
         except OSError:
             pass
         finally:
@@ -112,6 +124,18 @@ class Offer:
         with contextlib.suppress(OSError):  # only our own: the successor has its own there
             if self._inode is not None and self.path.stat().st_ino == self._inode:
                 self.path.unlink()
+
+
+def _peer_pid(transport_socket: object) -> int | None:
+    """The peer's pid (Linux SO_PEERCRED), None where it cannot be known."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None:
+        return None
+    raw = transport_socket.getsockopt(  # type: ignore[attr-defined]
+        socket.SOL_SOCKET, peercred, struct.calcsize("3i")
+    )
+    pid, _, _ = struct.unpack("3i", raw)
+    return int(pid)
 
 
 def _same_user(transport_socket: object) -> bool:

@@ -48,7 +48,9 @@ from halton_meter.runstate import (
     DAEMON_ANSWER_TIMEOUT,
     DRAIN_SECONDS,
     EDGE_GRACE_SECONDS,
+    EDGE_LISTEN_FD_ENV,
     EDGE_STATE_FILE,
+    GUARD_STATE_FILE,
     TAKE_OVER_ENV,
     EdgeState,
     live_pid,
@@ -68,6 +70,7 @@ HEAD_TIMEOUT = 60.0  # a client that connects and sends no request head is dropp
 DAEMON_CONNECT_TIMEOUT = 0.5  # loopback: refused or accepted in microseconds
 UPSTREAM_CONNECT_TIMEOUT = 15.0
 ACCEPT_SETTLE = 0.05  # at a stop, time for just-accepted connections to get their handler
+BIND_RETRY = 1.0  # a taken port with no edge running: tried again this long (Edge._bind)
 CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
@@ -200,8 +203,8 @@ class Edge:
         """Take the listening socket over from a running edge on our port (an upgrade's
         restart), else bind the port; `EdgeStartError` names it and says what to do when it
         is taken."""
-        inherited = None
-        if self.settings.take_over:
+        inherited = _kept_listener(LISTEN_HOST, self.settings.port)
+        if inherited is None and self.settings.take_over:
             inherited = handover.take_over(self.settings.home, LISTEN_HOST, self.settings.port)
         try:
             if inherited is not None:
@@ -210,13 +213,33 @@ class Edge:
                     self._handle, sock=inherited, limit=HEAD_LIMIT, backlog=1024
                 )
             else:
-                self._server = await asyncio.start_server(
-                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
-                )
+                self._server = await self._bind()
         except OSError as error:
             raise EdgeStartError(self._bind_problem(error)) from None
-        self._offer = handover.Offer(self.settings.home, self._server.sockets[0].fileno())
+        home = self.settings.home
+        self._offer = handover.Offer(
+            home, self._server.sockets[0].fileno(), keeper=lambda: live_pid(home / GUARD_STATE_FILE)
+        )
         self.offers_handover = await self._offer.start()
+
+    async def _bind(self) -> asyncio.Server:
+        """Bind the port; while it is taken but no edge runs, try again for BIND_RETRY seconds:
+        the guard (guard.py) holds a copy of a stopped edge's socket until it sees the stop."""
+        deadline = time.monotonic() + BIND_RETRY
+        while True:
+            try:
+                return await asyncio.start_server(
+                    self._handle, LISTEN_HOST, self.settings.port, limit=HEAD_LIMIT, backlog=1024
+                )
+            except OSError as error:
+                taken = error.errno == errno.EADDRINUSE
+                if (
+                    not taken
+                    or time.monotonic() > deadline
+                    or _running_edge(self.settings.state_file)
+                ):
+                    raise
+            await asyncio.sleep(0.05)
 
     def _bind_problem(self, error: OSError) -> str:
         port = self.settings.port
@@ -623,6 +646,27 @@ class Edge:
                 sending.cancel()
                 with contextlib.suppress(BaseException):
                     await sending
+
+
+def _kept_listener(host: str, port: int) -> socket.socket | None:
+    """The listening socket the guard kept open while no edge ran (EDGE_LISTEN_FD_ENV), when it
+    is one on our address: the connections clients made meanwhile wait in its queue."""
+    fileno = os.environ.pop(EDGE_LISTEN_FD_ENV, None)
+    if fileno is None or not fileno.isdigit():
+        return None
+    try:
+        listener = socket.socket(fileno=int(fileno))
+    except OSError:
+        return None
+    try:
+        address = listener.getsockname()
+        listening = listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except OSError:
+        address, listening = None, 0
+    if not listening or not isinstance(address, tuple) or tuple(address[:2]) != (host, port):
+        listener.close()  # another port (the configuration changed): bind our own
+        return None
+    return listener
 
 
 def _running_edge(state_file: Path) -> int | None:

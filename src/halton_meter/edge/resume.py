@@ -7,15 +7,17 @@ answers again, each such tunnel is closed at a quiet moment, and the client's po
 fresh connection, which the edge hands to the daemon.
 
 The edge cannot read inside the tunnel (TLS), so "between two calls" is inferred from what it
-sees: no bytes either way for `quiet` seconds; the client has sent nothing since the provider
-last did beyond a few control bytes (an HTTP/2 WINDOW_UPDATE or PING ack, not a request: a
-request is larger), so no call waits for its answer; and the provider has answered since the
-client's last request (for the first request, more than TLS 1.3's session tickets, which a
-server sends right after the handshake, while the request may already be waiting). The client
-socket must also have nothing unread at that instant. Clients drop an idle pooled connection
-the server closed (they see the end of stream) and open another; a request written in the
-instant of the close never reaches the provider (the edge reads no more from either side), so
-it is not billed, and the SDKs retry it (docs/architecture.md, "Metering resumes").
+sees: no bytes either way for `quiet` seconds (shrinking, once the daemon answers, for a pool
+too busy ever to be quiet that long; see `Watched.quiet_needed`); the client has sent nothing
+since the provider last did beyond a few control bytes (an HTTP/2 WINDOW_UPDATE or PING ack,
+not a request: a request is larger), so no call waits for its answer; and the provider has
+answered since the client's last request (for the first request, more than TLS 1.3's session
+tickets, which a server sends right after the handshake, while the request may already be
+waiting). The client socket must also have nothing unread at that instant. Clients drop an
+idle pooled connection the server closed (they see the end of stream) and open another; a
+request written in the instant of the close never reaches the provider (the edge reads no more
+from either side), so it is not billed, and the SDKs retry it (docs/architecture.md, "Metering
+resumes").
 
 Every unmetered connection is also counted per host (`GET /status`) and written to the spool
 (unmetered.py) for the ledger's unmetered spans.
@@ -41,12 +43,20 @@ from halton_meter.unmetered import UnmeteredConnection, append
 RESUME_QUIET = 0.25
 QUIET_FACTOR = 3.0
 QUIET_CAP = 10.0
+# A busy pool may never be quiet for RESUME_QUIET (an agent or batch job calling back to back).
+# Once a tunnel is due (the daemon answers again), the quiet it needs halves every
+# QUIET_HALVING seconds down to BUSY_QUIET (never below QUIET_FACTOR x its longest pause inside
+# an answer): a client that leaves BUSY_QUIET plus the edge's reaction between its calls is
+# metered again within about QUIET_HALVING x log2(RESUME_QUIET / its gap) seconds.
+QUIET_HALVING = 2.0
+BUSY_QUIET = 0.03
 # Client bytes after the provider's last ones that are still not a request: HTTP/2 control
 # frames (a WINDOW_UPDATE is 13 bytes, a PING ack 17, each ~22 more in a TLS record).
 CONTROL_TAIL = 100
 # The first request's answer must be larger than TLS 1.3's session tickets (~2 x 250 bytes).
 FIRST_ANSWER_MIN = 1024
 RESUME_TICK = 0.05  # how often open tunnels are looked at while the daemon is back
+BUSY_TICK = 0.005  # ... while one needs less than 3 ticks of quiet (a short gap is caught early)
 PROGRESS_SECONDS = 60.0  # a long-lived unmetered tunnel is spooled this often
 
 
@@ -65,6 +75,7 @@ class Watched:
     pause: float = 0.0  # the longest silence inside a response so far
     http1_only: bool | None = None  # from the ClientHello's ALPN; None until seen
     spooled_at: float = field(default_factory=time.monotonic)
+    due_since: float | None = None  # monotonic: since the daemon answers again
 
     def up(self, data: bytes) -> None:
         size = len(data)
@@ -88,14 +99,22 @@ class Watched:
         self.tail_up = 0
         self.answer += len(data)
 
+    def quiet_needed(self, now: float, quiet: float) -> float:
+        """The silence that says a call is over: `quiet`, halving every QUIET_HALVING s the
+        tunnel has been due, down to BUSY_QUIET; at least QUIET_FACTOR x the longest pause
+        inside an answer here; at most QUIET_CAP."""
+        if self.due_since is not None:
+            halvings = (now - self.due_since) / QUIET_HALVING
+            quiet = max(min(quiet, BUSY_QUIET), quiet * 0.5**halvings)
+        return min(max(quiet, QUIET_FACTOR * self.pause), QUIET_CAP)
+
     def at_rest(self, now: float, quiet: float) -> bool:
         """Between two calls, as far as the edge can tell. Only HTTP/1.1 connections: over
         HTTP/2 one call can wait while another's answer ends, which looks the same from
         outside TLS."""
         if not self.http1_only or self.tail_up > CONTROL_TAIL:
             return False
-        wait = min(max(quiet, QUIET_FACTOR * self.pause), QUIET_CAP)
-        if now - max(self.last_up, self.last_down) < wait:
+        if now - max(self.last_up, self.last_down) < self.quiet_needed(now, quiet):
             return False
         needed = FIRST_ANSWER_MIN if self.requests <= 2 else 1
         return self.answer >= needed and not _readable(self.fileno)
@@ -219,17 +238,24 @@ class Unmetered:
 
     async def _resume(self, healthy: Callable[[], Awaitable[bool]]) -> None:
         """While unmetered tunnels are open: once the daemon answers, close each at rest."""
+        tick = RESUME_TICK
         while self.open:
-            await asyncio.sleep(RESUME_TICK)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             for watched in [w for w in self.open if now - w.spooled_at >= PROGRESS_SECONDS]:
                 watched.spooled_at = now
                 watched.record.last_at = watched.touched()
                 self._spool(watched.record)
             if not self.open or not await healthy():
+                tick = RESUME_TICK
                 continue
             now = time.monotonic()
+            tick = RESUME_TICK
             for watched in list(self.open):
+                if watched.due_since is None:
+                    watched.due_since = now
+                if watched.http1_only and watched.quiet_needed(now, self.quiet) < 3 * RESUME_TICK:
+                    tick = BUSY_TICK  # (an HTTP/2 tunnel is never closed: no hurry for it)
                 if watched.at_rest(now, self.quiet):
                     self.resumed += 1
                     self.hosts[f"{watched.record.host}:{watched.record.port}"].resumed += 1

@@ -684,12 +684,21 @@ def guard_status(paths: Paths) -> dict[str, Any]:
     for name in ("edge", "daemon"):
         entry = components.get(name)
         part: dict[str, Any] = entry if isinstance(entry, dict) else {}
+        standby = state.get("standby")
+        waiting = standby.get(name) if isinstance(standby, dict) else None
         respawns[name] = {
             "respawns": part.get("respawns", 0),
             "crash_loop": part.get("crash_loop", 0),
             "last_respawn_at": part.get("last_respawn_at"),
+            "last_back_seconds": part.get("last_back_seconds"),
+            "standby_ready": isinstance(waiting, dict) and waiting.get("ready") is True,
         }
-    return {"pid": pid, "running": pid is not None, "components": respawns}
+    return {
+        "pid": pid,
+        "running": pid is not None,
+        "components": respawns,
+        "holds_edge_socket": state.get("holds_edge_socket") is True,
+    }
 
 
 def _standalone_status(
