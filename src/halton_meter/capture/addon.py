@@ -27,6 +27,7 @@ from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
 from halton_meter.budgets.refusal import STATUS as REFUSAL_STATUS
 from halton_meter.budgets.refusal import refusal_body
+from halton_meter.budgets.team import BudgetGate
 from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.record import CapturedCall
@@ -84,7 +85,7 @@ class MeterAddon:
         proxy_port: int | None = None,
         gated_clients: Collection[str] = (),
         capture: CapturePolicy | None = None,
-        budgets: BudgetTracker | None = None,
+        budgets: BudgetTracker | BudgetGate | None = None,
     ) -> None:
         self._submit = submit
         self._budgets = budgets  # opt-in blocking (budgets/tracker.py); None: never blocks
@@ -309,7 +310,7 @@ class MeterAddon:
             call.usage_injected = True
 
     async def _refused(
-        self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker
+        self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker | BudgetGate
     ) -> bool:
         """Answer the call ourselves when a blocking budget covers it. Only reached while some
         budget blocks; waits (≤ OWNER_WAIT_SECONDS) for the connection's owner if the project
