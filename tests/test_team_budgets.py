@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import METER, ROOT, FakeUpstream, Meter, wait_for
-from tests.team_fixtures import TeamServer, send_calls, start_paired_meter, wait_synced
+from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
+from tests.team_fixtures import TeamServer, pair, send_calls, start_paired_meter, wait_synced
 from tests.test_team_server import sonnet_call_nanousd
 
 # Real SDK processes through two daemons: slower than the suite's default limit on 2 cores.
@@ -252,3 +252,89 @@ def test_a_team_block_budget_stops_both_machines_and_alerts_once(
     finally:
         alice.stop()
         bob.stop()
+
+
+def test_overshoot_is_bounded_by_the_sync_interval(
+    team_server: TeamServer, tmp_path: Path, fake_upstream: FakeUpstream
+) -> None:
+    """Both machines call as fast as they can until refused. Each stops within two sync
+    intervals (the other's rows reach the server, then this machine fetches the figure) plus
+    one sync round of the team's total crossing the limit; the overshoot is the calls made in
+    that time, nothing more."""
+    import ssl
+
+    import httpx2
+
+    from tests.team_fixtures import ANTHROPIC_BODY
+
+    workspace, interval = "tb-race", 1.0
+    slow_sync = f"\n[cloud]\nsync_interval_seconds = {interval}\nmax_backoff_seconds = 2\n"
+    call = sonnet_call_nanousd()
+    limit = call * 20 + call // 2
+    meters = [start_meter(tmp_path / name, fake_upstream, slow_sync) for name in ("carol", "dave")]
+    try:
+        for meter, name in zip(meters, ("carol", "dave"), strict=True):
+            pair(meter, team_server, workspace, name)
+        status, _ = team_server.api(
+            "POST",
+            f"/v1/budgets?workspace={workspace}",
+            {"name": "race", "amount_usd": limit / 1e9, "period": "month", "action": "block"},
+            token=team_server.admin_token,
+        )
+        assert status == 201
+        for meter in meters:
+            wait_team_state(meter, "race", lambda b: True, "the budget on the machine")
+        outcomes: dict[str, list[tuple[float, int]]] = {"carol": [], "dave": []}
+
+        def hammer(meter: Meter, name: str) -> None:
+            context = ssl.create_default_context(cafile=str(meter.bundle))
+            with httpx2.Client(
+                proxy=f"http://race:meter@127.0.0.1:{meter.port}", verify=context, timeout=30
+            ) as http:
+                for _ in range(200):
+                    started = time.time()
+                    answer = http.post(
+                        "https://api.anthropic.com/v1/messages",
+                        headers={"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"},
+                        json=ANTHROPIC_BODY,
+                    )
+                    outcomes[name].append((started, answer.status_code))
+                    if answer.status_code == 429:
+                        return
+                    time.sleep(0.05)
+
+        threads = [
+            threading.Thread(target=hammer, args=(meter, name))
+            for meter, name in zip(meters, outcomes, strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        allowed = sum(1 for calls in outcomes.values() for _, code in calls if code == 200)
+        assert all(calls[-1][1] == 429 for calls in outcomes.values()), outcomes
+        wait_synced(team_server, workspace, allowed)
+        shown = json.loads(team_server.cli("budgets", "--workspace", workspace, "--json").stdout)
+        (budget,) = shown["budgets"]
+        assert budget["spent_nanousd"] == allowed * call
+        # The call that brought the team's total over the limit (in the order the calls
+        # started), and every call let through after it: each machine learns of the other's
+        # calls once the other has synced them (within one interval) and it has fetched the
+        # figure (within one more), so none starts later than two intervals plus one sync
+        # round after the crossing (generous here: 2 cores shared with the whole suite).
+        starts = sorted(t for calls in outcomes.values() for t, code in calls if code == 200)
+        crossing = starts[limit // call]  # the 21st call: 20 are under the limit
+        late = [t - crossing for t in starts if t > crossing]
+        print(
+            f"overshoot: {len(late)} calls after the crossing, "
+            f"the last {max(late, default=0):.2f} s after"
+        )
+        assert max(late, default=0.0) <= 2 * interval + 5.0, late
+        assert budget["spent_nanousd"] - limit == (len(late) + 1) * call - call // 2
+        # Every refusal came after the crossing; the 100 % alert fired once.
+        refusals = [t for calls in outcomes.values() for t, code in calls if code == 429]
+        assert min(refusals) > crossing
+        assert [a["threshold"] for a in shown["alerts"]].count(100) == 1
+    finally:
+        for meter in meters:
+            meter.stop()

@@ -8,8 +8,9 @@ the sync position. A row is counted once: pending rows are kept by id, and dropp
 the ledger says the sync position has passed them (they are then in the server's figure).
 
 What no machine can see is the other machines' spend since their last sync: a `block` budget
-stops calls on every machine at most one sync interval (plus one fetch) after the team's total
-crossed it, and the overshoot is what the team spent meanwhile (docs/team-server.md).
+stops calls on every machine at most two sync intervals (theirs to send, ours to fetch) plus one
+sync round after the team's total crossed it, and the overshoot is what the team spent
+meanwhile (docs/team-server.md).
 
 Nothing here reads the database or the network on the hot path: `check` is the tracker's
 O(budgets) look at the budgets that block right now. When the server cannot be reached, the

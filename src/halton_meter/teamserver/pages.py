@@ -168,7 +168,7 @@ def team_budgets(views: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> s
     return (
         "<h2>Team budgets</h2><p class=note>Set with <code>halton-meter server budget-add</code> "
         "or <code>POST /v1/budgets</code> (admins); a <code>block</code> budget stops calls on "
-        "every machine it covers within one sync interval.</p>"
+        "every machine it covers within two sync intervals.</p>"
         "<table><tr><th>budget</th><th>workspace</th><th>scope</th><th>period</th><th>spent</th>"
         "<th>limit</th><th>used</th><th>action</th><th>state</th><th>window</th></tr>"
         f"{rows}</table>"
