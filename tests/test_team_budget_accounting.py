@@ -207,6 +207,9 @@ def test_machine_total_is_the_server_figure_plus_unsynced_rows_each_counted_once
         (view,) = team.views()
         return int(view["server_spent_nanousd"] + view["unsynced_nanousd"])
 
+    # Before any team budget is known, rows are not kept in memory (a machine that is not
+    # paired holds nothing); a budget's unsynced rows are read from the ledger at the fetch.
+    team.add(ledger_row("r0", "acme", call, now))
     # The server has 3 calls of the team's (none of them this machine's).
     team.update(fetched(3 * call, now, limit), con)
     assert spent() == 3 * call and not gate.blocking
@@ -277,3 +280,42 @@ def test_an_unreachable_server_keeps_the_last_figures(tmp_path: Path) -> None:
     # Disconnected (no credentials): no team budget applies any more.
     team.refresh(con, None)
     assert not team.blocking and team.views() == []
+
+
+def test_an_alert_that_cannot_be_delivered_is_retried_and_shown(
+    team_server: TeamServer, edge_machine: dict[str, Any]
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    space = str(edge_machine["workspace_id"])
+    now = datetime(2026, 12, 10, 12, 0, tzinfo=NEW_YORK).timestamp()
+    with psycopg.connect(team_server.dsn, autocommit=True) as con:
+        table = {
+            "name": "unreachable-hook",
+            "amount_usd": 0.000001,
+            "period": "week",
+            "thresholds": [100],
+            "webhook_url": f"http://127.0.0.1:{closed}/hook",
+            "webhook_secret": "s",
+        }
+        budgets.save_budget(
+            con, budgets.parse_team_budget(space, "tb-edges", table, "test"), create=True
+        )
+        found = [e for e in budgets.evaluate(con, space, now) if e.team.name == table["name"]]
+        assert found[0].crossed == (100,)
+        budgets.AlertSender(team_server.dsn, retry_seconds=(0.1, 0.1)).send(found)
+
+        def failed() -> dict[str, Any] | None:
+            alerts = [a for a in budgets.alerts_of(con, space) if a["budget"] == table["name"]]
+            return alerts[0] if alerts and alerts[0]["attempts"] == 3 else None
+
+        deadline = time.monotonic() + 30
+        while (alert := failed()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alert is not None and alert["state"] == "failed"
+        assert alert["channel"] == "webhook" and "refused" in alert["problem"].lower()
+        budgets.remove_budget(con, space, table["name"])

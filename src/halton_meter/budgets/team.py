@@ -143,12 +143,14 @@ class TeamBudgets:
                 row.cost_nanousd, _epoch(row.requested_at), row.project, row.provider, row.model
             )
             with self._lock:
-                if row.id in self._pending:
+                # Only rows some team budget counts are kept (none while not paired); a budget
+                # added or widened later finds its rows in the ledger at the next fetch.
+                covering = [live for live in self._lives if live.covers(pending)]
+                if not covering or row.id in self._pending:
                     return
                 self._pending[row.id] = pending
-                for live in self._lives:
-                    if live.covers(pending):
-                        live.local += pending.cost
+                for live in covering:
+                    live.local += pending.cost
                 self._refresh()
         except Exception:
             log.exception("team budgets: a row could not be counted")
@@ -223,7 +225,10 @@ class TeamBudgets:
                 )
             pending = {i: p for i, p in self._pending.items() if i not in sent}
             pending.update(unsynced)
-            self._pending = pending
+            self._pending = {
+                i: p for i, p in pending.items() if any(live.covers(p) for live in lives)
+            }
+            pending = self._pending
             for live in lives:
                 live.local = sum(p.cost for p in pending.values() if live.covers(p))
                 previous = next((o for o in self._lives if o.budget.name == live.budget.name), None)
