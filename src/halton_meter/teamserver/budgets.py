@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fnmatch import translate
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -79,7 +80,7 @@ class TeamBudget:
     def covers_machine(self, name: str, machine_id: str) -> bool:
         if not self.machines:
             return True
-        pattern = re.compile("|".join(f"(?:{translate(g.lower())})" for g in self.machines))
+        pattern = _machine_pattern(self.machines)
         return bool(pattern.match(name.lower()) or pattern.match(machine_id.lower()))
 
     def definition(self) -> dict[str, Any]:
@@ -119,6 +120,11 @@ class TeamBudget:
             "updated_by": self.updated_by,
             "updated_at": self.updated_at,
         }
+
+
+@lru_cache(maxsize=256)
+def _machine_pattern(globs: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{translate(glob.lower())})" for glob in globs))
 
 
 def _globs(value: Any, key: str) -> tuple[str, ...]:
