@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
-from tests.team_fixtures import TeamServer, pair, send_calls, start_paired_meter, wait_synced
+from tests.team_fixtures import (
+    TeamServer,
+    meter_cli,
+    pair,
+    send_calls,
+    start_paired_meter,
+    wait_synced,
+)
 from tests.test_team_server import sonnet_call_nanousd
 
 # Real SDK processes through two daemons: slower than the suite's default limit on 2 cores.
@@ -217,6 +224,9 @@ def test_a_team_block_budget_stops_both_machines_and_alerts_once(
         # too: Anthropic's and OpenAI's SDKs, each with its own error class.
         state = wait_team_state(bob, "team-acme", lambda b: b["state"] == "blocking", "bob blocks")
         assert state["server_spent_nanousd"] == 5 * call
+        shown = json.loads(meter_cli(bob, "cloud", "status", "--json").stdout)
+        (applied,) = shown["team_budgets"]
+        assert applied["name"] == "team-acme" and applied["state"] == "blocking"
         refused = sdk_call(bob, "acme", "anthropic_message")
         assert refused["class"] == "RateLimitError" and refused["status"] == 429, refused
         assert "team budget 'team-acme'" in refused["message"]

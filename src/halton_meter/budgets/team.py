@@ -322,6 +322,15 @@ class TeamBudgets:
             log.warning("team budgets: %s not written (%s)", STATE_FILE, error)
 
 
+def read_team_state(home: Path) -> list[dict[str, Any]]:
+    """The team budgets the daemon applies, as it last wrote them (empty: none, or unknown)."""
+    try:
+        state = json.loads((home / STATE_FILE).read_text(encoding="utf-8"))
+        return list(state.get("budgets", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
 def _live(item: dict[str, Any], now: float) -> _TeamLive:
     definition = dict(item["definition"])
     definition.pop("machine", None)  # the server sent only the budgets covering this machine
