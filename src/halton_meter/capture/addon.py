@@ -26,6 +26,7 @@ from halton_meter.attribution.sockets import Address
 from halton_meter.bodies.material import StreamKeeper
 from halton_meter.bodies.policy import CapturePolicy
 from halton_meter.budgets.refusal import http_refusal, socket_refusal_event
+from halton_meter.budgets.team import BudgetGate
 from halton_meter.budgets.tracker import BudgetTracker, Refusal
 from halton_meter.capture.accounts import AccountLabels
 from halton_meter.capture.record import CapturedCall
@@ -84,7 +85,7 @@ class MeterAddon:
         proxy_port: int | None = None,
         gated_clients: Collection[str] = (),
         capture: CapturePolicy | None = None,
-        budgets: BudgetTracker | None = None,
+        budgets: BudgetTracker | BudgetGate | None = None,
     ) -> None:
         self._submit = submit
         self._budgets = budgets  # opt-in blocking (budgets/tracker.py); None: never blocks
@@ -309,7 +310,7 @@ class MeterAddon:
             call.usage_injected = True
 
     async def _refused(
-        self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker
+        self, flow: http.HTTPFlow, call: CapturedCall, budgets: BudgetTracker | BudgetGate
     ) -> bool:
         """Answer the call ourselves when a blocking budget covers it. Only reached while some
         budget blocks. Any doubt lets the call through."""
@@ -327,7 +328,7 @@ class MeterAddon:
 
     async def _budget_refusal(
         self,
-        budgets: BudgetTracker,
+        budgets: BudgetTracker | BudgetGate,
         route: Route,
         project: str | None,
         lookup: Lookup | None,
@@ -421,7 +422,9 @@ class MeterAddon:
             await self._refuse_socket_call(flow, budgets)
         self._sockets.message(flow)
 
-    async def _refuse_socket_call(self, flow: http.HTTPFlow, budgets: BudgetTracker) -> None:
+    async def _refuse_socket_call(
+        self, flow: http.HTTPFlow, budgets: BudgetTracker | BudgetGate
+    ) -> None:
         """A `response.create` that a blocking budget covers is not forwarded: the client gets
         the provider's wrapped-error event in its place (budgets/refusal.py), the socket stays
         open. Only a create sent while nothing is in flight on the socket is refused, so a

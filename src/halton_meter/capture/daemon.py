@@ -41,6 +41,7 @@ from halton_meter.bodies.sink import BodySink
 from halton_meter.bodies.store import BodyStore, ExpiryLoop
 from halton_meter.budgets.alerts import AlertDispatcher, CommandNotifier
 from halton_meter.budgets.keeper import BudgetKeeper
+from halton_meter.budgets.team import BudgetGate, TeamBudgets
 from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.intake import InFlight, Intake
@@ -152,11 +153,17 @@ async def run_daemon(
     budgets = BudgetTracker(config.budgets, paths.home, paths.ledger, dispatcher.submit)
     budgets.seed()  # a ledger that cannot be read: logged, calls go through (fail open)
     budget_keeper = BudgetKeeper(budgets, paths.config)
+    # The team server's budgets for this machine: fetched by the sync, checked with ours.
+    team_budgets = TeamBudgets(paths.home)
     builder = RowBuilder(
         config.price_overrides,
         attributor,
         config.default_project,
-        on_row=(lambda row, _facts: budgets.add(row), body_sink.row_built),
+        on_row=(
+            lambda row, _facts: budgets.add(row),
+            body_sink.row_built,
+            lambda row, _facts: team_budgets.add(row),
+        ),
     )
     on_commit: Callable[[list[LedgerRow]], None] = lag.on_commit
     otlp = None
@@ -169,7 +176,8 @@ async def run_daemon(
         log.info("OpenTelemetry export to %s (%s)", config.otlp.endpoint, config.otlp.protocol)
     writer = LedgerWriter(paths.ledger, on_commit=on_commit, builder=builder)
     writer.start()
-    cloud_sync = SyncLoop(paths, config.cloud)  # idle until `cloud connect` pairs the machine
+    # Idle until `cloud connect` pairs the machine.
+    cloud_sync = SyncLoop(paths, config.cloud, after_sync=team_budgets.refresh)
     claims = claimed(config)
     # The edge reads what we decrypt from this file (it never imports the catalogue).
     write_atomic(paths.home / CLAIMED_HOSTS_FILE, claims.to_json())
@@ -193,7 +201,7 @@ async def run_daemon(
         proxy_port=config.daemon.proxy_port,
         gated_clients=config.chatgpt_clients,
         capture=capture,
-        budgets=budgets,
+        budgets=BudgetGate(budgets, team_budgets),
     )
     master.addons.add(
         core.Core(),

@@ -139,8 +139,12 @@ def connect_ledger(ctx: Context) -> sqlite3.Connection:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """ACTIVE, DEGRADED, PAUSED or NOT-CONFIGURED, with the last sync and what is unsent."""
+    from halton_meter.budgets.team import read_team_state
+
     with closing(connect_ledger(ctx)) as con:
         found = sync.status(ctx.paths, con, ctx.config.cloud)
+    # The team server's budgets this machine applies (budgets/team.py), as the daemon wrote them.
+    found["team_budgets"] = read_team_state(ctx.paths.home) if found["server"] else []
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -157,6 +161,11 @@ def status(ctx: Context, as_json: bool) -> None:
     click.echo(
         f"  privacy    {found['privacy']}{', hashed projects' if found['hash_projects'] else ''}"
     )
+    for team in found["team_budgets"]:
+        click.echo(
+            f"  budget     {team['name']} (team): ${team['spent_usd']:,.2f} of "
+            f"${team['amount_usd']:,.2f}, {team['state']} - {team['action']}, {team['scope_text']}"
+        )
 
 
 @cloud.command()

@@ -1,5 +1,5 @@
 """`halton-meter server run|migrate|approve|pending|machines|revoke|admin-token|account-add|
-accounts|account-remove|prices|reprice`: the team
+accounts|account-remove|prices|reprice|budgets|budget-add|budget-edit|budget-rm`: the team
 server (needs the `server` extra). Everything but `run` talks to PostgreSQL directly, so an
 admin on the server's host needs no token."""
 
@@ -370,6 +370,183 @@ def reprice_cmd(
         written = reprice.apply_reprice(con, space, plan)
     if not as_json:
         console.print(f"Re-priced {written:,} rows on the server; the machines' figures stay.")
+
+
+def _budget_scope(function: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--project", multiple=True, help="Project glob (repeat for several)."),
+            click.option("--machine", multiple=True, help="Machine name or id glob (repeat)."),
+            click.option("--provider", multiple=True, help="Provider glob."),
+            click.option("--model", multiple=True, help="Model glob."),
+            click.option("--webhook-url", help="Where its alerts are POSTed (else: the log)."),
+            click.option("--webhook-format", type=click.Choice(["plain", "chat"])),
+            click.option("--webhook-secret", help="HMAC-SHA256 key for X-Halton-Signature."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _print_budgets(found: list[Any], fired: list[dict[str, Any]], now: float) -> None:
+    if not found:
+        click.echo("No team budgets in this workspace.")
+    for evaluation in found:
+        view = evaluation.to_json(now)
+        click.echo(
+            f"{view['name']}: ${view['spent_usd']:,.2f} of ${view['amount_usd']:,.2f} "
+            f"({view['percent']}%) {view['period']}, {view['scope_text']} - {view['action']}, "
+            f"{view['state']} ({view['window_text']})"
+        )
+    for alert in fired:
+        click.echo(
+            f"  alert {alert['budget']} {alert['threshold']}% fired {alert['fired_at'][:19]} "
+            f"via {alert['channel']}: {alert['state']}"
+            + (f" ({alert['problem']})" if alert["problem"] else "")
+        )
+
+
+@server.command("budgets")
+@click.option("--workspace", default="default", show_default=True)
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def budgets_cmd(workspace: str, config_file: Path | None, as_json: bool) -> None:
+    """The workspace's team budgets on the team's totals now, and the alerts they fired."""
+    import time
+
+    from halton_meter.teamserver import budgets
+
+    now = time.time()
+    with _database(config_file) as con:
+        space = _workspace_id(con, workspace)
+        found = budgets.evaluate(con, space, now)
+        budgets.AlertSender(_settings(config_file).dsn).send(found)
+        fired = budgets.alerts_of(con, space)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "workspace": workspace,
+                    "budgets": [evaluation.to_json(now) for evaluation in found],
+                    "alerts": fired,
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_budgets(found, fired, now)
+
+
+def _team_table(
+    amount: float | None, period: str | None, warn: str | None, action: str | None,
+    timezone: str | None, project: tuple[str, ...], machine: tuple[str, ...],
+    provider: tuple[str, ...], model: tuple[str, ...], webhook_url: str | None,
+    webhook_format: str | None, webhook_secret: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    from halton_meter.cli.budget_cmd import _globs, _period, _thresholds
+
+    table: dict[str, Any] = {
+        "amount_usd": amount,
+        "thresholds": _thresholds(warn),
+        "action": action,
+        "timezone": timezone,
+        "project": _globs(project),
+        "machine": _globs(machine),
+        "provider": _globs(provider),
+        "model": _globs(model),
+        "webhook_url": webhook_url,
+        "webhook_format": webhook_format,
+        "webhook_secret": webhook_secret,
+    }
+    if period is not None:
+        table["period"], table["days"] = _period(period)
+    return {key: value for key, value in table.items() if value is not None}
+
+
+@server.command("budget-add")
+@click.argument("name")
+@click.option("--workspace", default="default", show_default=True)
+@click.option("--amount", type=float, required=True, help="Limit in USD of API billing.")
+@click.option("--period", default="month", show_default=True, help="day, week, month, 7d…")
+@click.option("--warn", "warn", help="Thresholds in percent, e.g. 50,80,100 (the default).")
+@click.option("--block", is_flag=True, help="Every covered machine refuses calls once over 100%.")
+@click.option("--timezone", help="IANA zone for period edges (default: UTC).")
+@_budget_scope
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def budget_add(name: str, workspace: str, amount: float, period: str, warn: str | None,
+               block: bool, timezone: str | None, project: tuple[str, ...],
+               machine: tuple[str, ...], provider: tuple[str, ...], model: tuple[str, ...],
+               webhook_url: str | None, webhook_format: str | None, webhook_secret: str | None,
+               config_file: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Add a team budget, e.g. `server budget-add acme --amount 500 --project acme --block`:
+    evaluated on the team's totals; with --block every machine it covers refuses calls."""
+    from halton_meter.teamserver import budgets
+
+    table = {"name": name, **_team_table(
+        amount, period, warn, "block" if block else None, timezone, project, machine, provider,
+        model, webhook_url, webhook_format, webhook_secret)}  # fmt: skip
+    with _database(config_file) as con:
+        space = _workspace_id(con, workspace)
+        try:
+            team = budgets.parse_team_budget(space, workspace, table, "server cli")
+            budgets.save_budget(con, team, create=True)
+        except budgets.TeamBudgetError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+    click.echo(json.dumps(team.to_json(), indent=2) if as_json else f"Team budget {name} added.")
+
+
+@server.command("budget-edit")
+@click.argument("name")
+@click.option("--workspace", default="default", show_default=True)
+@click.option("--amount", type=float, help="New limit in USD.")
+@click.option("--period", help="day, week, month, 7d…")
+@click.option("--warn", "warn", help="Thresholds in percent, e.g. 50,80,100.")
+@click.option("--block/--warn-only", default=None, help="Refuse calls once over 100%, or not.")
+@click.option("--timezone", help="IANA zone for period edges.")
+@_budget_scope
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def budget_edit(name: str, workspace: str, amount: float | None, period: str | None,
+                warn: str | None, block: bool | None, timezone: str | None,
+                project: tuple[str, ...], machine: tuple[str, ...], provider: tuple[str, ...],
+                model: tuple[str, ...], webhook_url: str | None, webhook_format: str | None,
+                webhook_secret: str | None, config_file: Path | None,
+                as_json: bool) -> None:  # fmt: skip
+    """Change a team budget; machines pick the change up with their next sync."""
+    from halton_meter.teamserver import budgets
+
+    action = None if block is None else ("block" if block else "warn")
+    changes = _team_table(
+        amount, period, warn, action, timezone, project, machine, provider, model,
+        webhook_url, webhook_format, webhook_secret)  # fmt: skip
+    with _database(config_file) as con:
+        space = _workspace_id(con, workspace)
+        try:
+            team = budgets.edit_budget(con, space, name, changes, "server cli")
+        except LookupError:
+            click.echo(f"halton-meter: workspace {workspace} has no budget {name!r}", err=True)
+            sys.exit(EXIT_FAILURE)
+        except budgets.TeamBudgetError as error:
+            click.echo(f"halton-meter: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+    click.echo(json.dumps(team.to_json(), indent=2) if as_json else f"Team budget {name} changed.")
+
+
+@server.command("budget-rm")
+@click.argument("name")
+@click.option("--workspace", default="default", show_default=True)
+@_config_option
+def budget_rm(name: str, workspace: str, config_file: Path | None) -> None:
+    """Remove a team budget; machines stop applying it with their next sync."""
+    from halton_meter.teamserver import budgets
+
+    with _database(config_file) as con:
+        if not budgets.remove_budget(con, _workspace_id(con, workspace), name):
+            click.echo(f"halton-meter: workspace {workspace} has no budget {name!r}", err=True)
+            sys.exit(EXIT_FAILURE)
+    click.echo(f"Team budget {name} removed.")
 
 
 COMMANDS = [server]

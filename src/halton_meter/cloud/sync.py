@@ -18,6 +18,7 @@ import logging
 import random
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -388,9 +389,17 @@ class SyncLoop:
     (with jitter, up to `max_backoff_seconds`) after a failure. It reads the credentials and
     the pause each time, so `cloud connect`, `pause` and `resume` need no daemon restart."""
 
-    def __init__(self, paths: Paths, settings: CloudSettings) -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        settings: CloudSettings,
+        after_sync: Callable[[sqlite3.Connection, Credentials | None], None] | None = None,
+    ) -> None:
         self._paths = paths
         self._settings = settings
+        # Called after each drain that caught up (and when not paired): the team budgets'
+        # fetch (budgets/team.py), so their figures include every row just sent.
+        self._after_sync = after_sync
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cloud-sync", daemon=True)
 
@@ -403,6 +412,14 @@ class SyncLoop:
         self._stop.set()
         self._thread.join(timeout)
 
+    def _after(self, con: sqlite3.Connection, credentials: Credentials | None) -> None:
+        if self._after_sync is None:
+            return
+        try:
+            self._after_sync(con, credentials)
+        except Exception:
+            log.exception("cloud sync: the step after the sync failed")
+
     def _run(self) -> None:
         con = connect(self._paths.ledger)
         failures = 0
@@ -412,7 +429,9 @@ class SyncLoop:
                 wait = self._settings.sync_interval_seconds
                 try:
                     credentials = load_credentials(self._paths)
-                    if credentials is not None:
+                    if credentials is None:
+                        self._after(con, None)
+                    else:
                         result = drain(con, credentials, self._settings)
                         if result.state == DEGRADED:
                             failures += 1
@@ -422,6 +441,8 @@ class SyncLoop:
                             ) * random.uniform(0.8, 1.0)
                         else:
                             failures = 0
+                        if result.state == ACTIVE:
+                            self._after(con, credentials)
                         if result.error != last_problem:
                             if result.error:
                                 log.warning("cloud sync %s: %s", result.state, result.error)

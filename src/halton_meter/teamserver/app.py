@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool
 from halton_meter import __version__
 from halton_meter.api.security import SECURITY_HEADERS
 from halton_meter.dashboard import mount_dashboard
-from halton_meter.teamserver.routes import ingest, pages, pairing, prices, reports
+from halton_meter.teamserver.routes import budgets, ingest, pages, pairing, prices, reports
 from halton_meter.teamserver.routes.deps import ApiError, TeamServer
 from halton_meter.teamserver.schema import LATEST_VERSION, migrate
 from halton_meter.teamserver.settings import ServerSettings, settings_from_environment
@@ -54,7 +54,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "schema": LATEST_VERSION}
 
-    for router in (pairing.router, ingest.router, reports.router, prices.router, pages.router):
+    for router in (
+        pairing.router,
+        ingest.router,
+        reports.router,
+        prices.router,
+        budgets.router,
+        pages.router,
+    ):
         app.include_router(router)
     # The local dashboard's own files, reading this server's rollups (dashboard/__init__.py).
     # The files hold no data; every figure they show needs an admin token or the login cookie.

@@ -89,6 +89,7 @@ def admin(
     account: Account,
     message: str,
     new_token: str = "",
+    budgets: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], []),
 ) -> str:
     parts = [_who(account), f'<p class="msg">{escape(message)}</p>' if message else ""]
     if new_token:
@@ -142,7 +143,42 @@ def admin(
         "<select name=role><option>viewer</option><option>admin</option></select> "
         f"{workspace_field} <button>Add account</button></form>"
     )
+    parts.append(team_budgets(*budgets))
     return _page("Machines and accounts", "".join(parts))
+
+
+def team_budgets(views: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> str:
+    """The team budgets on the team's totals, and each alert they fired with its delivery."""
+    rows = "".join(
+        f"<tr><td>{escape(v['name'])}</td><td>{escape(v['workspace'])}</td>"
+        f"<td>{escape(v['scope_text'])}</td><td>{escape(v['period'])}</td>"
+        f"<td>${v['spent_usd']:,.2f}</td><td>${v['amount_usd']:,.2f}</td>"
+        f"<td>{v['percent']}%</td><td>{escape(v['action'])}</td>"
+        f'<td class="budget-state">{escape(v["state"])}</td>'
+        f"<td>{escape(v['window_text'])}</td></tr>"
+        for v in views
+    )
+    fired = "".join(
+        f"<tr><td>{escape(a['budget'])}</td><td>{a['threshold']}%</td>"
+        f"<td>{escape(a['fired_at'][:19])}</td><td>{escape(a['channel'])}</td>"
+        f'<td class="alert-state">{escape(a["state"])}</td>'
+        f"<td>{escape(a['problem'] or '')}</td></tr>"
+        for a in alerts
+    )
+    return (
+        "<h2>Team budgets</h2><p class=note>Set with <code>halton-meter server budget-add</code> "
+        "or <code>POST /v1/budgets</code> (admins); a <code>block</code> budget stops calls on "
+        "every machine it covers within two sync intervals.</p>"
+        "<table><tr><th>budget</th><th>workspace</th><th>scope</th><th>period</th><th>spent</th>"
+        "<th>limit</th><th>used</th><th>action</th><th>state</th><th>window</th></tr>"
+        f"{rows}</table>"
+        + (
+            "<h3>Alerts</h3><table><tr><th>budget</th><th>threshold</th><th>fired</th>"
+            f"<th>via</th><th>delivery</th><th>problem</th></tr>{fired}</table>"
+            if alerts
+            else '<p class="note">No budget alert has fired.</p>'
+        )
+    )
 
 
 def not_an_admin(account: Account) -> str:

@@ -254,6 +254,42 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         coarser_rollup_statements("daily_machine_rollups")
         + coarser_rollup_statements("daily_project_rollups"),
     ),
+    (
+        8,
+        "team_budgets",
+        [
+            # A workspace's budgets (teamserver/budgets.py): the keys of a machine's
+            # [[budgets]] table plus `machine`, as JSON; where their alerts go.
+            """CREATE TABLE IF NOT EXISTS team_budgets (
+                workspace_id uuid NOT NULL REFERENCES workspaces(id),
+                name text NOT NULL,
+                definition jsonb NOT NULL,
+                webhook_url text,
+                webhook_format text NOT NULL DEFAULT 'plain',
+                webhook_secret text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                updated_by text NOT NULL,
+                PRIMARY KEY (workspace_id, name)
+            )""",
+            # Each threshold once per period: the row is the "fired" mark (its INSERT decides
+            # who delivers), and it keeps how the delivery went.
+            """CREATE TABLE IF NOT EXISTS team_budget_alerts (
+                workspace_id uuid NOT NULL REFERENCES workspaces(id),
+                budget text NOT NULL,
+                window_start timestamptz NOT NULL,
+                threshold integer NOT NULL,
+                spent_nanousd bigint NOT NULL,
+                limit_nanousd bigint NOT NULL,
+                fired_at timestamptz NOT NULL DEFAULT now(),
+                channel text NOT NULL,
+                delivered_at timestamptz,
+                attempts integer NOT NULL DEFAULT 0,
+                last_problem text,
+                PRIMARY KEY (workspace_id, budget, window_start, threshold)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

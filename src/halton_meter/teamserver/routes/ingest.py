@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
@@ -17,6 +17,7 @@ from halton_meter.teamserver.ingest import (
     store_batch,
 )
 from halton_meter.teamserver.pairing import MachineIdentity
+from halton_meter.teamserver.routes.budgets import evaluate_and_alert
 from halton_meter.teamserver.routes.deps import ApiError, Machine, Server, TeamServer, json_body
 
 BYTES_PER_ROW = 4096  # a generous ceiling for one row's JSON
@@ -56,7 +57,9 @@ async def _checked(  # noqa: UP047 (tools here still parse with Python 3.11)
 
 
 @router.post("/v1/requests/batch")
-async def ingest(request: Request, machine: Machine, server: Server) -> dict[str, Any]:
+async def ingest(
+    request: Request, machine: Machine, server: Server, after: BackgroundTasks
+) -> dict[str, Any]:
     batch = await _checked(request, machine, server, Batch)
 
     def store() -> int:
@@ -72,6 +75,8 @@ async def ingest(request: Request, machine: Machine, server: Server) -> dict[str
             )
 
     stored = await run_in_threadpool(store)
+    if stored:  # the team's budgets on the new totals, after the answer (their alerts fire)
+        after.add_task(evaluate_and_alert, server, machine.workspace_id)
     return {
         "received": len(batch.rows),
         "stored": stored,

@@ -5,6 +5,7 @@ the browser to the login page; a viewer on an admin's page is told it needs an a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from halton_meter.teamserver import accounts, pages, pairing, rollups
+from halton_meter.teamserver import accounts, budgets, pages, pairing, rollups
 from halton_meter.teamserver.accounts import Account
 from halton_meter.teamserver.routes.deps import (
     ADMIN_COOKIE,
@@ -80,6 +81,26 @@ def admin_page(account: CallerAccount, server: Server, message: str = "") -> Res
     return HTMLResponse(_admin_html(server, account, message))
 
 
+def _budgets(
+    server: Server, con: Connection, account: Account
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The team budgets of the workspaces the account reaches, as `GET /v1/budgets` has them."""
+    now = time.time()
+    spaces = (
+        [account.workspace_id]
+        if account.workspace_id
+        else [str(row[0]) for row in con.execute("SELECT DISTINCT workspace_id FROM team_budgets")]
+    )
+    views: list[dict[str, Any]] = []
+    fired: list[Any] = []
+    for space in spaces:
+        found = budgets.evaluate(con, space, now)
+        budgets.AlertSender(server.settings.dsn).send(found)  # crossings this evaluation made
+        views += [evaluation.to_json(now) for evaluation in found]
+        fired += budgets.alerts_of(con, space)
+    return views, fired
+
+
 def _admin_html(server: Server, account: Account, message: str, new_token: str = "") -> str:
     with server.connection() as con:
         return pages.admin(
@@ -89,6 +110,7 @@ def _admin_html(server: Server, account: Account, message: str, new_token: str =
             account,
             message,
             new_token,
+            _budgets(server, con, account),
         )
 
 
