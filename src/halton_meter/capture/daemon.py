@@ -43,6 +43,7 @@ from halton_meter.budgets.alerts import AlertDispatcher, CommandNotifier
 from halton_meter.budgets.keeper import BudgetKeeper
 from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.addon import MeterAddon
+from halton_meter.capture.dispatch import fast_dispatch
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.cloud.sync import SyncLoop
@@ -210,6 +211,7 @@ async def run_daemon(
         upstream_auth.UpstreamAuth(),
         ready,
     )
+    fast_dispatch(master.addons)
     update: dict[str, object] = {
         # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
         "server": False,
