@@ -1,10 +1,13 @@
 """The daemon's hot path trimmings keep mitmproxy's behaviour: capture/dispatch.py (order, a
-failing handler logged and skipped, AddonHalt, sync and async handlers, a changed chain)."""
+failing handler logged and skipped, AddonHalt, sync and async handlers, a changed chain) and
+capture/slim.py (only the addons used are imported)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 
 import pytest
 from mitmproxy import exceptions, hooks, options
@@ -82,3 +85,46 @@ def test_fast_dispatch_keeps_order_errors_halt_and_chain_changes(
     # The chain changed: "first" is gone, "late" comes after the halting one (never reached).
     assert rounds[1] == ["parent", "child", "async", "halt"]
     assert rounds[2] == []
+
+
+def test_daemon_imports_only_the_addons_it_uses() -> None:
+    """In a fresh interpreter, as `halton-meter daemon` does it: the daemon module imports, its
+    addons load, and mitmproxy's unused default addons (onboarding's web app…) do not."""
+    code = (
+        "import sys\n"
+        "from halton_meter.capture.slim import load_addons_on_demand\n"
+        "assert load_addons_on_demand()\n"
+        "import halton_meter.capture.daemon\n"
+        "from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mitmproxy.addons.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout
+    for used in ("core", "next_layer", "proxyserver", "tlsconfig", "upstream_auth"):
+        assert f"'mitmproxy.addons.{used}'" in loaded
+    for unused in ("onboarding", "browser", "savehar", "script", "clientplayback"):
+        assert f"'mitmproxy.addons.{unused}'" not in loaded
+
+
+def test_requests_and_responses_still_build_without_the_debug_typecheck() -> None:
+    """After skip_debug_typechecks, mitmproxy's messages build as under `python -O`: a wrong
+    type is no longer refused, a right one still works."""
+    code = (
+        "from mitmproxy import http\n"
+        "from halton_meter.capture.slim import skip_debug_typechecks\n"
+        "try:\n"
+        "    http.ResponseData(b'HTTP/1.1', 200, 'wrong', http.Headers(), b'', None, 0.0, None)\n"
+        "    print('checked: no')\n"
+        "except TypeError:\n"
+        "    print('checked: yes')\n"
+        "assert skip_debug_typechecks()\n"
+        "http.ResponseData(b'HTTP/1.1', 200, 'wrong', http.Headers(), b'', None, 0.0, None)\n"
+        "r = http.Response.make(201, b'ok', {'content-type': 'text/plain'})\n"
+        "assert (r.status_code, r.content) == (201, b'ok')\n"
+        "assert r.headers['content-type'] == 'text/plain'\n"
+        "print('after: built')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["checked:", "yes", "after:", "built"]

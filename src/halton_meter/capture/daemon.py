@@ -46,6 +46,7 @@ from halton_meter.capture.addon import MeterAddon
 from halton_meter.capture.dispatch import fast_dispatch
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
+from halton_meter.capture.slim import skip_debug_typechecks
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.ledger.build import RowBuilder
@@ -212,6 +213,7 @@ async def run_daemon(
         ready,
     )
     fast_dispatch(master.addons)
+    skip_debug_typechecks()
     update: dict[str, object] = {
         # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
         "server": False,

@@ -38,7 +38,11 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
             f"{ctx.paths.ledger}. Use `halton-meter run -- CMD` in another shell.",
             err=True,
         )
-    # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command.
+    # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command. Only the
+    # addons the daemon uses are loaded (capture/slim.py).
+    from halton_meter.capture.slim import load_addons_on_demand
+
+    load_addons_on_demand()
     from halton_meter.capture.daemon import StartupError, run_daemon
 
     try:
