@@ -49,6 +49,7 @@ from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.capture.slim import skip_debug_typechecks
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
+from halton_meter.eventloop import loop_name
 from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.ledger.spans import SpoolIngest
@@ -287,7 +288,12 @@ async def run_daemon(
     # [reconcile]: the ledger against the providers' reports, daily (idle unless configured).
     reconcile_loop = ReconcileLoop(paths.home, paths.ledger, config.reconcile, config.upstream)
     reconcile_loop.start()
-    log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
+    log.info(
+        "metering on 127.0.0.1:%d (ledger %s, loop %s)",
+        listen_port,
+        paths.ledger,
+        loop_name(asyncio.get_running_loop()),
+    )
     try:
         await run_task
     finally:
