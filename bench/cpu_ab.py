@@ -6,7 +6,9 @@
 Each side is a fresh fake + daemon + edge (run.py's `Processes`) with the environment
 assignments given added; the 16-client closed loop of scenario 4 sends `--calls` calls after a
 warm-up, and the daemon's and the edge's CPU (user + system, all threads) is divided by the
-calls. Sides alternate A, B, A, B… so drift hits both. Latency and calls/s are printed too, but
+calls. Sides alternate A, B, A, B… so drift hits both; more sides (`--side`, repeated) make a
+round-robin. `PYTHONPATH=DIR/src` as a side's environment runs another tree's daemon (for
+instance a `git archive` of an earlier commit). Latency and calls/s are printed too, but
 on a shared machine they mostly measure the neighbours.
 """
 
@@ -85,14 +87,16 @@ def main() -> None:
     parser.add_argument("--b", default="", help="environment for side B")
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument(
+        "--side", action="append", default=[], help="more sides (C, D…), in turn after B"
+    )
     parser.add_argument("--no-edge", action="store_true")
     args = parser.parse_args()
-    results: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    sides = [args.a, args.b, *args.side]
     for _ in range(args.pairs):
-        for side, text in (("A", args.a), ("B", args.b)):
+        for index, text in enumerate(sides):
             figures = one(parse_env(text), args.calls, not args.no_edge)
-            results[side].append(figures)
-            print(side, repr(text), json.dumps(figures), flush=True)
+            print("ABCDEFGH"[index], repr(text), json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

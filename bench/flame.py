@@ -37,13 +37,17 @@ sys.path.insert(0, str(BENCH))
 
 import run as core  # noqa: E402
 
-# Threads parked on a lock or a timed wait (the writer between batches, the once-a-minute
-# loops): py-spy reports a few of their samples as active.
-IDLE = (
-    *core.IDLE_LEAVES,
-    "Condition.wait (threading.py",
-    "Event.wait (threading.py",
-    "AlertDispatcher._run (alerts.py",  # blocked in SimpleQueue.get
+# Leaves of threads parked on a lock or a timed wait (the writer between batches, the
+# once-a-minute loops, the alert thread in SimpleQueue.get), which py-spy reports as active for
+# part of the time; and `Runner.run` as a leaf, which is a loop running in C (uvicorn's API
+# thread picks uvloop when it is installed) whose epoll wait py-spy cannot tell from work.
+IDLE_FUNCTIONS = frozenset(
+    {
+        "Condition.wait (threading.py)",
+        "Event.wait (threading.py)",
+        "AlertDispatcher._run (alerts.py)",
+        "Runner.run (runners.py)",
+    }
 )
 
 
@@ -58,9 +62,12 @@ def parse_raw(text: str) -> list[tuple[str, list[str], int]]:
         thread = (
             frames.pop(0).split(": ", 1)[-1] if frames and frames[0].startswith("thread ") else "?"
         )
-        if not frames or frames[-1].startswith(IDLE):
+        if not frames or frames[-1].startswith(core.IDLE_LEAVES):
             continue
-        stacks.append((thread, [core._function(f) for f in frames], int(count_text)))
+        names = [core._function(f) for f in frames]
+        if names[-1] in IDLE_FUNCTIONS:
+            continue
+        stacks.append((thread, names, int(count_text)))
     return stacks
 
 
@@ -202,6 +209,19 @@ async def sample(pid: int, seconds: float, raw: Path, load: Any) -> tuple[dict[s
     return figures, raw.read_text()
 
 
+def write_summary(stem: Path, text: str, load: str, tag: str, figures: dict[str, Any]) -> None:
+    """The flame graph and the top frames of one load's raw stacks, next to them."""
+    stacks = parse_raw(text)
+    summary = {"load": load, "tag": tag, **figures, **top_frames(stacks)}
+    stem.with_suffix(".svg").write_text(flame_svg(stacks, f"daemon, {load} load, {tag}"))
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n== {load}: {figures}")
+    for key in ("threads_pct", "self_pct", "cumulative_pct"):
+        print(f"  {key}:")
+        for name, share in summary[key]:
+            print(f"    {share:5.1f}%  {name}")
+
+
 async def main_async(args: argparse.Namespace, procs: core.Processes, port: int) -> None:
     direct = core.Target(
         "direct", ("127.0.0.1", procs.fake_port), False, core.client_context(procs.pki / "ca.pem")
@@ -220,17 +240,9 @@ async def main_async(args: argparse.Namespace, procs: core.Processes, port: int)
         )
         figures, text = await sample(procs.meter_pid(), args.seconds, raw, coro)
         raw.unlink()
-        stacks = parse_raw(text)
         stem = BENCH / "results" / f"flame-{args.tag}-{load}"
         stem.with_suffix(".txt.gz").write_bytes(gzip.compress(text.encode(), 9))
-        summary = {"load": load, "tag": args.tag, **figures, **top_frames(stacks)}
-        stem.with_suffix(".svg").write_text(flame_svg(stacks, f"daemon, {load} load, {args.tag}"))
-        stem.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"\n== {load}: {figures}")
-        for key in ("threads_pct", "self_pct", "cumulative_pct"):
-            print(f"  {key}:")
-            for name, share in summary[key]:
-                print(f"    {share:5.1f}%  {name}")
+        write_summary(stem, text, load, args.tag, figures)
 
 
 def main() -> None:
@@ -239,7 +251,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--edge", action="store_true", help="the edge in front of the daemon")
     parser.add_argument("--tag", default="now")
+    parser.add_argument(
+        "--from-raw", action="store_true", help="redraw from the saved flame-TAG-*.txt.gz only"
+    )
     args = parser.parse_args()
+    if args.from_raw:
+        for raw in sorted((BENCH / "results").glob(f"flame-{args.tag}-*.txt.gz")):
+            stem = raw.with_name(raw.name.removesuffix(".txt.gz"))
+            old = json.loads(stem.with_suffix(".json").read_text())
+            figures = {
+                k: v
+                for k, v in old.items()
+                if k in ("requests", "rps", "rounds", "ttfb_p50_ms", "without_done")
+            }
+            text = gzip.decompress(raw.read_bytes()).decode()
+            write_summary(stem, text, old["load"], args.tag, figures)
+        return
     work = Path(tempfile.mkdtemp(prefix="halton-flame-"))
     procs = core.Processes(work, edge=args.edge)
     try:
