@@ -29,14 +29,14 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get(LOOP_ENV, "").strip().lower() != "uvloop" or sys.platform == "win32":
         return None
     try:
-        import uvloop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # optional, not a dependency
     except ImportError:
         return None
     if sys.version_info >= (3, 14):
         factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
         return factory
 
-    class Loop(uvloop.Loop):
+    class Loop(uvloop.Loop):  # type: ignore[misc,unused-ignore]
         """uvloop on Python 3.13 hands task factories an `eager_start` argument that 3.13's
         own `asyncio.eager_task_factory` (which mitmproxy installs) does not take."""
 
