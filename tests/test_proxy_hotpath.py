@@ -128,3 +128,69 @@ def test_requests_and_responses_still_build_without_the_debug_typecheck() -> Non
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["checked:", "yes", "after:", "built"]
+
+
+def test_writes_of_one_event_leave_as_one_and_in_order() -> None:
+    """capture/writes.py: during one server_event each connection's writes are joined; the
+    bytes and their order are kept, a half-close comes after them, and writes outside an event
+    go straight through."""
+    import socket
+    from dataclasses import dataclass
+
+    from halton_meter.capture.writes import JoinedWriter, joining
+
+    @dataclass
+    class IO:
+        writer: object
+
+    async def scenario() -> tuple[list[bytes], list[bytes], bytes, bytes]:
+        loop = asyncio.get_running_loop()
+        ends = [socket.socketpair() for _ in range(2)]
+        writers, readers, sent = [], [], []
+        for ours, theirs in ends:
+            _, writer = await asyncio.open_connection(sock=ours)
+            calls: list[bytes] = []
+            transport_write = writer.transport.write
+
+            def counted(data: bytes, calls: list[bytes] = calls, inner=transport_write) -> None:
+                calls.append(bytes(data))
+                inner(data)
+
+            writer.transport.write = counted  # type: ignore[method-assign]
+            writers.append(writer)
+            sent.append(calls)
+            theirs.setblocking(False)
+            readers.append(theirs)
+
+        class Handler:
+            def __init__(self) -> None:
+                self.transports = {"client": IO(writers[0]), "server": IO(writers[1])}
+
+            async def server_event(self, event: str) -> None:
+                client = self.transports["client"].writer
+                server = self.transports["server"].writer
+                client.write(b"HTTP/1.1 200 OK\r\n\r\n")  # type: ignore[attr-defined]
+                server.write(b"POST / HTTP/1.1\r\n\r\n")  # type: ignore[attr-defined]
+                client.write(b"body")  # type: ignore[attr-defined]
+                if event == "close":
+                    server.write(b"{}")  # type: ignore[attr-defined]
+                    server.write_eof()  # type: ignore[attr-defined]
+
+        handler = Handler()
+        event = joining(Handler.server_event)
+        await event(handler, "data")
+        assert isinstance(handler.transports["client"].writer, JoinedWriter)
+        handler.transports["client"].writer.write(b"!")  # type: ignore[attr-defined]
+        await event(handler, "close")
+        await asyncio.sleep(0.05)
+        received = [await loop.sock_recv(r, 4096) for r in readers]
+        for r, (ours, _) in zip(readers, ends, strict=True):
+            r.close()
+            ours.close()
+        return sent[0], sent[1], received[0], received[1]
+
+    to_client, to_server, client_got, server_got = asyncio.run(scenario())
+    assert to_client == [b"HTTP/1.1 200 OK\r\n\r\nbody", b"!", b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    assert to_server == [b"POST / HTTP/1.1\r\n\r\n", b"POST / HTTP/1.1\r\n\r\n{}"]
+    assert client_got == b"HTTP/1.1 200 OK\r\n\r\nbody!HTTP/1.1 200 OK\r\n\r\nbody"
+    assert server_got == b"POST / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n{}"

@@ -47,6 +47,7 @@ from halton_meter.capture.dispatch import fast_dispatch
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
 from halton_meter.capture.slim import skip_debug_typechecks
+from halton_meter.capture.writes import join_writes
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
 from halton_meter.eventloop import loop_name
@@ -215,6 +216,7 @@ async def run_daemon(
     )
     fast_dispatch(master.addons)
     skip_debug_typechecks()
+    join_writes()
     update: dict[str, object] = {
         # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
         "server": False,
