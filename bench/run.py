@@ -372,6 +372,11 @@ class Processes:
     meter_port: int = 0
     # --otlp-down: the daemon exports to a collector that is not there (issue 19)
     otlp_down: bool = False
+    # As installed (default): the edge on the port clients use, the daemon behind it on the
+    # internal port; `meter_port` is then the edge's. --no-edge: the daemon alone.
+    edge: bool = True
+    edge_process: subprocess.Popen[bytes] | None = None
+    daemon_port: int = 0  # where the daemon listens (the edge's internal port, or meter_port)
     home: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -411,13 +416,15 @@ class Processes:
 
     def start_meter(self) -> None:
         self.meter_port = free_port()
+        internal = free_port()
+        self.daemon_port = internal if self.edge else self.meter_port
         self.home.mkdir(parents=True, exist_ok=True)
         resolve = "\n".join(
             f'"{host}:443" = "127.0.0.1:{self.fake_port}"'
             for host in ("api.openai.com", "api.anthropic.com")
         )
         (self.home / "config.toml").write_text(
-            f"[daemon]\nproxy_port = {self.meter_port}\ninternal_port = {free_port()}\n"
+            f"[daemon]\nproxy_port = {self.meter_port}\ninternal_port = {internal}\n"
             f'api_port = {free_port()}\n\n[upstream]\nca_bundle = "{self.pki / "ca.pem"}"\n\n'
             f"[upstream.resolve]\n{resolve}\n"
             + (
@@ -431,7 +438,7 @@ class Processes:
         env["HALTON_METER_HOME"] = str(self.home)
         log = (self.work / "daemon.log").open("ab")
         self.meter = subprocess.Popen(
-            [str(VENV_BIN / "halton-meter"), "daemon"],
+            [str(VENV_BIN / "halton-meter"), "daemon", *(["--behind-edge"] if self.edge else [])],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -444,9 +451,37 @@ class Processes:
             if not state.exists():
                 return False
             published = json.loads(state.read_text())  # `listen_port` since the edge work
-            return published.get("listen_port", published.get("proxy_port")) == self.meter_port
+            return published.get("listen_port", published.get("proxy_port")) == self.daemon_port
 
         wait_until(started, 60, "the meter daemon")
+        if self.edge:
+            self.start_edge(env)
+
+    def start_edge(self, env: dict[str, str]) -> None:
+        """The real edge (`python -m halton_meter.edge`) on the proxy port, same home."""
+        self.edge_process = subprocess.Popen(
+            [sys.executable, "-m", "halton_meter.edge"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.work / "edge.log").open("ab"),
+        )
+        state = self.home / "edge.json"
+
+        def started() -> bool:
+            if self.edge_process is not None and self.edge_process.poll() is not None:
+                raise RuntimeError(f"edge exited: {(self.work / 'edge.log').read_text()}")
+            return state.exists()
+
+        wait_until(started, 30, "the edge")
+
+    def edge_pid(self) -> int | None:
+        return self.edge_process.pid if self.edge_process is not None else None
+
+    def edge_rss_mb(self) -> float:
+        pid = self.edge_pid()
+        if pid is None:
+            return 0.0
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 
     def meter_pid(self) -> int:
         assert self.meter is not None
@@ -498,6 +533,13 @@ class Processes:
 
     def stop(self) -> None:
         self.stop_meter()
+        if self.edge_process is not None and self.edge_process.poll() is None:
+            self.edge_process.send_signal(signal.SIGTERM)
+            try:
+                self.edge_process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.edge_process.kill()
+                self.edge_process.wait(10)
         if self.fake is not None and self.fake.poll() is None:
             self.fake.send_signal(signal.SIGTERM)
             try:
@@ -525,6 +567,63 @@ class Sizes:
             return cls(10, 50, 3.0, 1, 3.0, 1000)
         return cls(50, 300, 10.0, 3, 10.0, 10_000)
 
+
+# Issue 21's targets, through the edge against a direct connection in the same run.
+TARGETS: dict[str, float] = {
+    "seq_added_p50_ms": 1.0,
+    "open_added_p99_ms": 3.0,
+    "steady_added_ttfb_p50_ms": 1.5,
+    "steady_added_event_p99_ms": 3.0,
+    "burst_added_ttfb_p50_ms": 2.0,
+    "burst_added_event_p99_ms": 3.0,
+    "closed_rps": 1500.0,
+    "closed_added_p99_ms": 10.0,
+    "rss_mb": 80.0,
+    "daemon_cpu_ms_per_call": 0.5,
+}
+# (label, scenario, figure, target key): the issue's table, in its order.
+ISSUE_TABLE: tuple[tuple[str, str, str, str], ...] = (
+    ("added p50, 1 client (ms)", "1_sequential", "added_p50_ms", "seq_added_p50_ms"),
+    ("open loop 100/s: added p99 (ms)", "2_open_loop", "added_p99_ms", "open_added_p99_ms"),
+    (
+        "16 streams: added TTFB p50 (ms)",
+        "3_streams",
+        "steady_added_ttfb_p50_ms",
+        "steady_added_ttfb_p50_ms",
+    ),
+    (
+        "16 streams: added per-event p99 (ms)",
+        "3_streams",
+        "steady_added_event_p99_ms",
+        "steady_added_event_p99_ms",
+    ),
+    ("16 clients closed loop: calls/s", "4_throughput", "meter_rps", "closed_rps"),
+    (
+        "16 clients closed loop: added p99 (ms)",
+        "4_throughput",
+        "added_p99_ms",
+        "closed_added_p99_ms",
+    ),
+    (
+        "burst of 16 streams: added TTFB p50 (ms)",
+        "3_streams",
+        "burst_added_ttfb_p50_ms",
+        "burst_added_ttfb_p50_ms",
+    ),
+    (
+        "burst of 16 streams: added event p99 (ms)",
+        "3_streams",
+        "burst_added_event_p99_ms",
+        "burst_added_event_p99_ms",
+    ),
+    ("RSS daemon + edge after 20k calls (MB)", "5_memory", "rss_daemon_and_edge_mb", "rss_mb"),
+    (
+        "CPU per metered call, daemon (ms)",
+        "4_throughput",
+        "meter_cpu_ms_per_request_meter",
+        "daemon_cpu_ms_per_call",
+    ),
+)
 
 OPEN_RATE = 100.0
 OPEN_POOL = 8
@@ -624,7 +723,7 @@ async def sequential(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
         "1_sequential",
         "one client, sequential small requests",
         figures,
-        [Check("added_p50_ms", figures["added_p50_ms"], 2.5)],
+        [Check("added_p50_ms", figures["added_p50_ms"], TARGETS["seq_added_p50_ms"])],
     )
 
 
@@ -679,7 +778,7 @@ async def open_loop(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
         "2_open_loop",
         "open loop, 100 requests/s",
         figures,
-        [Check("added_p99_ms", figures["added_p99_ms"], 10.0)],
+        [Check("added_p99_ms", figures["added_p99_ms"], TARGETS["open_added_p99_ms"])],
     )
 
 
@@ -799,10 +898,8 @@ async def streams(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
             f"{mode}_meter_event_p99_ms": ms(pct(m.event_latency, 99)),
             f"{mode}_added_event_p99_ms": ms(pct(m.event_latency, 99) - pct(d.event_latency, 99)),
         }
-        checks += [
-            Check(f"{mode}_added_ttfb_p50_ms", figures[f"{mode}_added_ttfb_p50_ms"], 3.0),
-            Check(f"{mode}_added_event_p99_ms", figures[f"{mode}_added_event_p99_ms"], 5.0),
-        ]
+        for figure in (f"{mode}_added_ttfb_p50_ms", f"{mode}_added_event_p99_ms"):
+            checks.append(Check(figure, figures[figure], TARGETS[figure]))
     d_all = [stats[direct.name, mode] for mode in STREAM_STARTS]
     m_all = [stats[meter.name, mode] for mode in STREAM_STARTS]
     figures |= {
@@ -829,10 +926,16 @@ async def streams(direct: Target, meter: Target, sizes: Sizes) -> Outcome:
 
 
 async def closed_loop(
-    target: Target, clients: int, *, seconds: float | None = None, count: int | None = None
+    target: Target,
+    clients: int,
+    *,
+    seconds: float | None = None,
+    count: int | None = None,
+    latencies: list[float] | None = None,
 ) -> tuple[int, float]:
     """`clients` connections each sending the next request as soon as the last returns, for
-    `seconds` or until `count` requests; returns (requests, elapsed seconds)."""
+    `seconds` or until `count` requests; returns (requests, elapsed seconds). Each request's
+    latency is appended to `latencies` when given."""
     conns = await target.pool(clients)
     for conn in conns:
         await target.call(conn, SMALL)
@@ -840,12 +943,16 @@ async def closed_loop(
     start = time.perf_counter()
     deadline = start + seconds if seconds is not None else math.inf
     budget = count if count is not None else math.inf
+    clock = time.perf_counter
 
     async def worker(conn: HttpConnection) -> None:
         nonlocal done, budget
-        while budget > 0 and time.perf_counter() < deadline:
+        while budget > 0 and clock() < deadline:
             budget -= 1
+            began = clock()
             await target.call(conn, SMALL)
+            if latencies is not None:
+                latencies.append(clock() - began)
             done += 1
 
     await asyncio.gather(*(worker(c) for c in conns))
@@ -889,22 +996,38 @@ async def throughput(direct: Target, meter: Target, sizes: Sizes, procs: Process
     figures: dict[str, Any] = {"clients": CLOSED_CLIENTS, "seconds": sizes.closed_seconds}
     pids = {"client": os.getpid(), "fake": procs.fake.pid if procs.fake else 0}
     pids["meter"] = procs.meter_pid()
+    edge_pid = procs.edge_pid()
+    if edge_pid is not None:
+        pids["edge"] = edge_pid
+    latencies: dict[str, list[float]] = {}
     for target in (direct, meter):
         await closed_loop(target, CLOSED_CLIENTS, seconds=1.0)  # warm-up
         before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-        count, elapsed = await closed_loop(target, CLOSED_CLIENTS, seconds=sizes.closed_seconds)
+        latencies[target.name] = []
+        count, elapsed = await closed_loop(
+            target, CLOSED_CLIENTS, seconds=sizes.closed_seconds, latencies=latencies[target.name]
+        )
         figures[f"{target.name}_rps"] = round(count / elapsed, 1)
         for name, pid in pids.items():
             used = _cpu_seconds(pid) - before[name]
-            if name == "meter" and target is direct:
+            if name in ("meter", "edge") and target is direct:
                 continue
             figures[f"{target.name}_cpu_ms_per_request_{name}"] = round(used * 1000 / count, 3)
     figures["meter_vs_direct"] = round(figures["meter_rps"] / figures["direct_rps"], 3)
+    figures |= latency_figures(latencies[direct.name], latencies[meter.name])
     return Outcome(
         "4_throughput",
         f"closed loop, {CLOSED_CLIENTS} clients",
         figures,
-        [Check("meter_rps", figures["meter_rps"], 500, ">=")],
+        [
+            Check("meter_rps", figures["meter_rps"], TARGETS["closed_rps"], ">="),
+            Check("added_p99_ms", figures["added_p99_ms"], TARGETS["closed_added_p99_ms"]),
+            Check(
+                "meter_cpu_ms_per_request_meter",
+                figures["meter_cpu_ms_per_request_meter"],
+                TARGETS["daemon_cpu_ms_per_call"],
+            ),
+        ],
     )
 
 
@@ -919,12 +1042,16 @@ async def memory(meter: Target, sizes: Sizes, procs: Processes, rss_start: float
     figures["rss_delta_mb"] = round(
         figures["rss_after_second_mb"] - figures["rss_after_first_mb"], 1
     )
+    figures["edge_rss_after_second_mb"] = procs.edge_rss_mb()
+    figures["rss_daemon_and_edge_mb"] = round(
+        figures["rss_after_second_mb"] + figures["edge_rss_after_second_mb"], 1
+    )
     return Outcome(
         "5_memory",
-        f"daemon RSS, {sizes.rss_batch} + {sizes.rss_batch} requests",
+        f"daemon (+ edge) RSS, {sizes.rss_batch} + {sizes.rss_batch} requests",
         figures,
         [
-            Check("rss_after_second_mb", figures["rss_after_second_mb"], 150.0),
+            Check("rss_daemon_and_edge_mb", figures["rss_daemon_and_edge_mb"], TARGETS["rss_mb"]),
             Check("rss_delta_mb", figures["rss_delta_mb"], 5.0),
         ],
     )
@@ -1146,6 +1273,7 @@ async def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         lambda: memory(meter, sizes, procs, rss_start),
     ]
     pids = [os.getpid(), procs.meter_pid(), procs.fake.pid if procs.fake else os.getpid()]
+    pids += [pid] if (pid := procs.edge_pid()) is not None else []
     for step in steps:
         began, background = time.monotonic(), Background(pids)
         outcome = await asyncio.wait_for(step(), SCENARIO_TIMEOUT)
@@ -1191,7 +1319,42 @@ async def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
     )
     print_outcome(outcomes[-1])
     result["scenarios"] = {o.name: o.to_json() for o in outcomes}
+    result["issue_21"] = issue_table(result["scenarios"], procs.edge)
     return result
+
+
+def issue_table(scenarios: dict[str, Any], via_edge: bool) -> dict[str, Any]:
+    """Issue 21's table: each figure against its target, plus the correctness checks."""
+    rows = []
+    batch = scenarios.get("5_memory", {}).get("batch", 10_000)
+    for label, scenario, figure, key in ISSUE_TABLE:
+        if key == "rss_mb":  # --quick sends 1k + 1k, not 10k + 10k
+            label = label.replace("20k", f"{2 * batch // 1000}k")
+        value = scenarios.get(scenario, {}).get(figure, math.nan)
+        op = ">=" if key == "closed_rps" else "<="
+        met = Check(figure, float(value), TARGETS[key], op).met
+        rows.append(
+            {"figure": label, "value": value, "target": f"{op} {TARGETS[key]:g}", "met": met}
+        )
+    streams = scenarios.get("3_streams", {})
+    correctness = {
+        "coalesced_events": streams.get("meter_coalesced_events"),
+        "stray_bytes": streams.get("meter_stray_bytes"),
+        "streams_without_done": streams.get("meter_streams_without_done"),
+        "rows_missing": (
+            scenarios["6_ledger"]["metered_requests_sent"]
+            - scenarios["6_ledger"]["ledger_rows_after_stop"]
+            if "6_ledger" in scenarios
+            else None
+        ),
+    }
+    print(f"\n== issue 21 ({'through the edge' if via_edge else 'daemon alone, NOT the edge'})")
+    for row in rows:
+        mark = "ok" if row["met"] else "MISSED"
+        print(f"  {row['figure']:<44} {row['value']!s:>10}   target {row['target']:<8} {mark}")
+    for name, value in correctness.items():
+        print(f"  {name:<44} {value!s:>10}   target == 0     {'ok' if value == 0 else 'MISSED'}")
+    return {"via_edge": via_edge, "rows": rows, "correctness": correctness}
 
 
 def main() -> None:
@@ -1205,12 +1368,15 @@ def main() -> None:
         action="store_true",
         help="the daemon exports OTLP (metrics and spans) to a collector that is down",
     )
+    parser.add_argument(
+        "--no-edge", action="store_true", help="the daemon alone on the proxy port, no edge"
+    )
     args = parser.parse_args()
     args.out = args.out.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     work = Path(tempfile.mkdtemp(prefix="halton-bench-"))
-    procs = Processes(work, otlp_down=args.otlp_down)
+    procs = Processes(work, otlp_down=args.otlp_down, edge=not args.no_edge)
     started = time.monotonic()
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
@@ -1227,6 +1393,7 @@ def main() -> None:
         "machine": info,
         "quick": args.quick,
         "otlp_down": args.otlp_down,
+        "via_edge": not args.no_edge,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_seconds": round(time.monotonic() - started, 1),
         **result,

@@ -9,7 +9,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from halton_meter.attribution.gitrefs import HeadCache, read_head
+from halton_meter.attribution.gitrefs import GitHead, HeadCache, read_head
 from tests import test_attribution
 from tests.conftest import METER
 from tests.test_attribution import Stack, finish, git_repo, script, unique
@@ -139,3 +139,16 @@ def test_head_reader_detached_unborn_and_cache(tmp_path: Path) -> None:
     detached = cache.head(repo)
     assert detached is not None and (detached.branch, detached.commit) == (None, first)
     assert cache.head(tmp_path) is None  # not a repository
+
+
+def test_head_cache_checks_files_at_most_once_per_window(tmp_path: Path) -> None:
+    repo = tmp_path / "r"
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(repo)], check=True)
+    first = commit(repo, "a")
+    cache = HeadCache(fresh_seconds=60.0)
+    assert cache.head(repo) == GitHead("trunk", first)
+    second = commit(repo, "b")
+    # Within the window the answer is the one checked last, without reading the files.
+    assert cache.head(repo) == GitHead("trunk", first)
+    fresh = HeadCache(fresh_seconds=0.0)
+    assert fresh.head(repo) == GitHead("trunk", second)

@@ -69,3 +69,43 @@ def install_resolver(
         return results
 
     loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+    if not isinstance(loop, asyncio.BaseEventLoop):  # uvloop: it resolves past getaddrinfo
+        _resolve_before_connect(loop, getaddrinfo)
+
+
+def _resolve_before_connect(loop: asyncio.AbstractEventLoop, getaddrinfo: Any) -> None:
+    """Make `create_connection` to a name go through the wrapped `getaddrinfo` first, then try
+    each address in turn (as asyncio's own does), on a loop whose C code would otherwise
+    resolve the name itself (uvloop)."""
+    connect = loop.create_connection
+
+    async def create_connection(
+        factory: Any, host: Any = None, port: Any = None, **kwargs: Any
+    ) -> Any:
+        if not isinstance(host, str) or port is None or kwargs.get("sock") is not None:
+            return await connect(factory, host, port, **kwargs)
+        if kwargs.get("ssl") and kwargs.get("server_hostname") is None:
+            kwargs["server_hostname"] = host  # what asyncio would verify and send as SNI
+        infos = await getaddrinfo(
+            host,
+            port,
+            family=kwargs.pop("family", 0),
+            type=socket.SOCK_STREAM,
+            proto=kwargs.pop("proto", 0),
+            flags=kwargs.pop("flags", 0),
+        )
+        if not infos:
+            raise OSError(f"getaddrinfo({host!r}) returned an empty list")
+        failures: list[OSError] = []
+        for family, _, proto, _, address in infos:
+            try:
+                return await connect(
+                    factory, address[0], address[1], family=family, proto=proto, **kwargs
+                )
+            except OSError as error:
+                failures.append(error)
+        if len(failures) == 1:
+            raise failures[0]
+        raise OSError(f"Multiple exceptions: {', '.join(str(f) for f in failures)}")
+
+    loop.create_connection = create_connection  # type: ignore[method-assign,assignment]

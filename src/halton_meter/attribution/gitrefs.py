@@ -6,14 +6,15 @@ own git folder holds HEAD and a `commondir` file naming the shared one, where `r
 `packed-refs` live. HEAD is `ref: refs/heads/NAME` on a branch, or a commit id when detached.
 
 `HeadCache` keeps one answer per repository and re-reads it only when the files it came from
-changed (one `stat` each of HEAD, the branch's loose ref and `packed-refs`), so a checkout or a
-commit shows on the next row.
+changed (one `stat` each of HEAD, the branch's loose ref and `packed-refs`), checked at most once
+per `fresh_seconds` (the writer's: 0.2 s), so a checkout or a commit shows on the rows after it.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 _HEADS = "refs/heads/"
@@ -157,23 +158,35 @@ def _signature(root: Path) -> tuple[object, ...] | None:
 
 
 class HeadCache:
-    """One `GitHead` per repository root, re-read only when its files changed."""
+    """One `GitHead` per repository root, re-read only when its files changed.
 
-    def __init__(self) -> None:
+    `fresh_seconds`: an answer checked that recently is trusted without looking at the files
+    again. The writer attributes every row: under load, checking the signature per row (three
+    reads and three stats in a linked worktree) cost about a tenth of the daemon's CPU
+    (bench/README.md). A commit shows on rows written more than `fresh_seconds` after it."""
+
+    def __init__(self, fresh_seconds: float = 0.0) -> None:
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[tuple[object, ...], GitHead | None]] = {}
+        self._fresh = fresh_seconds
+        # root -> (signature, answer, monotonic time the signature was last checked)
+        self._known: dict[str, tuple[tuple[object, ...], GitHead | None, float]] = {}
 
     def head(self, root: str | Path) -> GitHead | None:
         key = str(root)
+        now = time.monotonic()
+        with self._lock:
+            known = self._known.get(key)
+        if known is not None and now - known[2] < self._fresh:
+            return known[1]
         try:
             signature = _signature(Path(key))
         except (OSError, ValueError):
             return None
         if signature is None:
             return None
-        with self._lock:
-            known = self._known.get(key)
         if known is not None and known[0] == signature:
+            with self._lock:
+                self._known[key] = (signature, known[1], now)
             return known[1]
         try:
             answer = read_head(Path(key))
@@ -182,5 +195,5 @@ class HeadCache:
         with self._lock:
             if len(self._known) >= MAX_REPOSITORIES and key not in self._known:
                 self._known.pop(next(iter(self._known)))
-            self._known[key] = (signature, answer)
+            self._known[key] = (signature, answer, now)
         return answer

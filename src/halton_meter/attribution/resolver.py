@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 # writer thread waits (never traffic), and a burst of new connections queues lookups.
 LOOKUP_DEADLINE_SECONDS = 30.0
 ALIAS_REFRESH_SECONDS = 2.0
+# A repository's HEAD is looked at (three reads, three stats) at most this often per
+# repository, not per row: a commit shows on the rows written after this much time.
+HEAD_FRESH_SECONDS = 0.2
 
 Lookup = Future[ClientContext]
 
@@ -108,7 +111,7 @@ class Attributor:
         self._aliases: dict[str, str] = {}
         self._aliases_read_at = 0.0
         self._alias_lock = threading.Lock()
-        self._heads = HeadCache()
+        self._heads = HeadCache(fresh_seconds=HEAD_FRESH_SECONDS)
         self.lookups = 0  # per connection, never per request (bench/attribution.py checks it)
 
     def lookup(

@@ -44,10 +44,14 @@ from halton_meter.budgets.keeper import BudgetKeeper
 from halton_meter.budgets.team import BudgetGate, TeamBudgets
 from halton_meter.budgets.tracker import BudgetTracker
 from halton_meter.capture.addon import MeterAddon
+from halton_meter.capture.dispatch import fast_dispatch
 from halton_meter.capture.intake import InFlight, Intake
 from halton_meter.capture.selftest import SelfTestAddon
+from halton_meter.capture.slim import skip_debug_typechecks
+from halton_meter.capture.writes import join_writes
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
+from halton_meter.eventloop import loop_name
 from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.ledger.spans import SpoolIngest
@@ -218,6 +222,9 @@ async def run_daemon(
         upstream_auth.UpstreamAuth(),
         ready,
     )
+    fast_dispatch(master.addons)
+    skip_debug_typechecks()
+    join_writes()
     update: dict[str, object] = {
         # mitmproxy binds no socket: Intake owns the listener (see capture/intake.py).
         "server": False,
@@ -294,7 +301,12 @@ async def run_daemon(
         paths.home, paths.ledger, config.reconcile, config.upstream, dispatcher.submit
     )
     reconcile_loop.start()
-    log.info("metering on 127.0.0.1:%d (ledger %s)", listen_port, paths.ledger)
+    log.info(
+        "metering on 127.0.0.1:%d (ledger %s, loop %s)",
+        listen_port,
+        paths.ledger,
+        loop_name(asyncio.get_running_loop()),
+    )
     try:
         await run_task
     finally:

@@ -66,7 +66,11 @@ class Intake:
         if inherited is not None:
             self._socket, self.took_over = inherited, True
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose `proto` says TCP,
+        # and accepted sockets inherit it. With 0, every connection the edge handed over ran
+        # with Nagle on: a response's head and body (two writes) met the edge's delayed ACK and
+        # a call took ~45 ms more (bench/README.md, issue 21).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             if not hasattr(socket, "SO_EXCLUSIVEADDRUSE"):  # as asyncio binds on POSIX
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
 import click
 
+from halton_meter import eventloop
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.logs import log_path, setup_process_logging
@@ -38,13 +38,17 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
             f"{ctx.paths.ledger}. Use `halton-meter run -- CMD` in another shell.",
             err=True,
         )
-    # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command.
+    # mitmproxy loads in ~0.7 s: only the daemon pays for it, not every CLI command. Only the
+    # addons the daemon uses are loaded (capture/slim.py).
+    from halton_meter.capture.slim import load_addons_on_demand
+
+    load_addons_on_demand()
     from halton_meter.capture.daemon import StartupError, run_daemon
 
     try:
         # Set by the supervisor only, when it replaces a running daemon (restart, upgrade).
         take_over = os.environ.get(DAEMON_TAKE_OVER_ENV) == "1"
-        code = asyncio.run(
+        code = eventloop.run(
             run_daemon(config, ctx.paths, behind_edge=behind_edge, take_over=take_over)
         )
     except StartupError as error:
