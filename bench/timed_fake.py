@@ -52,21 +52,24 @@ class TimedFakeUpstream(FakeUpstream):
         super().__init__(*args, **kwargs)
         self._send_times: dict[str, list[float]] = {}
 
-    async def _respond(self, request: _Request, writer: asyncio.StreamWriter) -> bool:
+    async def _respond(
+        self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
         stream_id = request.headers.get(STREAM_HEADER)
         if stream_id is None:
-            return await super()._respond(request, writer)
+            return await super()._respond(request, reader, writer)
         times: list[float] = []
         try:
-            return await super()._respond(request, _TimedWriter(writer, times))  # type: ignore[arg-type]
+            timed = _TimedWriter(writer, times)
+            return await super()._respond(request, reader, timed)  # type: ignore[arg-type]
         finally:
             self._send_times[stream_id] = times
 
-    def _control(self, method: str, path: str) -> tuple[int, Any]:
+    def _control(self, method: str, path: str, body: bytes = b"") -> tuple[int, Any]:
         if path == TIMES_PATH and method == "GET":
             times, self._send_times = self._send_times, {}
             return 200, times
-        return super()._control(method, path)
+        return super()._control(method, path, body)
 
 
 async def _main(args: argparse.Namespace) -> None:

@@ -6,7 +6,9 @@ only puts rows on a bounded queue (a full queue drops the row and counts it, nev
 thread of ours turns rows into measurements, and the SDK's own reader thread exports them every
 `interval_seconds`. A collector that is down costs the proxy nothing: exports fail on that
 thread (counted in `stats`), metrics are cumulative so the next export that gets through
-carries every call, and spans that could not be sent are counted as dropped.
+carries every call, and spans that could not be sent are counted as dropped. The SDK's span
+queue drops quietly when full (a slow or dead collector under load), so spans are not made past
+its capacity: every span is exported, or counted as dropped (bench/run.py --otlp-down).
 
 What is sent (names in export/genai.py, which says which conventions version): no prompt or
 response content, no credential, no user agent; the project, client process and billing kind
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000  # committed batches waiting; past this a batch is dropped (counted)
 SHUTDOWN_SECONDS = 5.0
+# The batch span processor's queue; spans handed over and not yet exported or failed never
+# exceed it, so its own silent drop (and a log line per span) never happens.
+SPAN_QUEUE_SIZE = 2048
 
 
 class RowLike(Protocol):
@@ -81,7 +86,10 @@ class ExportStats:
     rows_measured: int = 0
     metric_exports: int = 0
     metric_export_failures: int = 0
-    spans_dropped: int = 0  # spans a failed export lost
+    spans_offered: int = 0  # handed to the batch span processor
+    spans_exported: int = 0  # the collector took them
+    spans_failed: int = 0  # a failed export lost them
+    spans_dropped: int = 0  # lost: spans_failed, plus those not made (span queue full)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -90,6 +98,11 @@ class ExportStats:
         with self.lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
+
+    def spans_in_flight(self) -> int:
+        """Spans in the processor's queue or in an export under way."""
+        with self.lock:
+            return self.spans_offered - self.spans_exported - self.spans_failed
 
 
 class _CountedMetrics(MetricExporter):
@@ -131,8 +144,10 @@ class _CountedSpans(SpanExporter):
         except Exception:
             log.exception("OTLP span export failed")
             result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._stats.add(spans_dropped=len(spans))
+        if result is SpanExportResult.SUCCESS:
+            self._stats.add(spans_exported=len(spans))
+        else:
+            self._stats.add(spans_failed=len(spans), spans_dropped=len(spans))
         return result
 
     def shutdown(self) -> None:
@@ -246,7 +261,12 @@ class OtlpExport:
         self._tracers: TracerProvider | None = None
         if settings.spans:
             self._tracers = TracerProvider(resource=described)
-            self._tracers.add_span_processor(BatchSpanProcessor(_CountedSpans(spans, self.stats)))
+            processor = BatchSpanProcessor(
+                _CountedSpans(spans, self.stats),
+                max_queue_size=SPAN_QUEUE_SIZE,
+                max_export_batch_size=min(512, SPAN_QUEUE_SIZE),  # the SDK's default, or less
+            )
+            self._tracers.add_span_processor(processor)
             self._tracer = self._tracers.get_tracer("halton_meter", __version__)
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         if start:
@@ -304,6 +324,9 @@ class OtlpExport:
         self, row: RowLike, common: dict[str, str], failed: dict[str, str], cost: dict[str, str]
     ) -> None:
         assert self._tracer is not None
+        if self.stats.spans_in_flight() >= SPAN_QUEUE_SIZE:
+            self.stats.add(spans_dropped=1)  # the SDK would drop it unseen: count it here
+            return
         start = _epoch_ns(row.requested_at)
         end = start + int((row.latency_ms or 0.0) * 1e6)
         values: dict[str, str | int | float] = {**common, **failed}
@@ -326,6 +349,7 @@ class OtlpExport:
         )
         if failed:
             span.set_status(Status(StatusCode.ERROR, failed["error.type"]))
+        self.stats.add(spans_offered=1)  # before `end` hands it over: an export may follow at once
         span.end(end_time=end)
 
     # --- lifecycle ----------------------------------------------------------------------------
