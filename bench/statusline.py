@@ -40,12 +40,39 @@ def _scripts_dir() -> Path:
     return Path(sys.executable).parent
 
 
-def _home() -> Path:
-    """A meter home with the status line test's ledger and a fresh quota cache."""
+def _home(busy: int) -> Path:
+    """A meter home with the status line test's ledger, `busy` more calls made in the last ten
+    minutes (half by this session, half by another process, both in its project: the rows
+    the session query reads), and a fresh quota cache."""
+    from dataclasses import replace
+
+    from tests.test_ledger import sample_row
     from tests.test_statusline import _ledger
+
+    from halton_meter.ledger.db import connect
+    from halton_meter.ledger.row import INSERT_SQL, new_request_id, utc_iso_ms
 
     home = Path(tempfile.mkdtemp(prefix="hm-statusline-bench-")) / "home"
     _ledger(home)
+    now = time.time()
+    details = [
+        json.dumps({"pid": pid, "process": name, "cwd": "/home/user/acme"})
+        for pid, name in ((os.getpid(), "claude"), (1, "python3"))
+    ]
+    template = sample_row(project="acme", cost_nanousd=1_000_000, billing="api")
+    rows = [
+        replace(
+            template,
+            id=new_request_id(),
+            requested_at=utc_iso_ms(now - 600 * index / max(busy, 1)),
+            attribution_detail=details[index % 2],
+        )
+        for index in range(busy)
+    ]
+    con = connect(home / "db.sqlite")
+    with con:
+        con.executemany(INSERT_SQL, [row.values() for row in rows])
+    con.close()
     quota = {"quota": {"provider": "anthropic", "account": "acct-1", "window": "unified-5h",
                        "utilisation": 0.62, "resets_at": None}}  # fmt: skip
     (home / "statusline-quota.json").write_text(json.dumps(quota), encoding="utf-8")
@@ -93,6 +120,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument(
+        "--busy", type=int, default=2000, help="calls in the last 10 minutes (half this session)"
+    )
+    parser.add_argument(
         "--baseline-src",
         help="also time the line with PYTHONPATH=this src folder (e.g. another checkout's)",
     )
@@ -100,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     from tests.test_statusline import CLAUDE_INPUT
 
-    home = _home()
+    home = _home(args.busy)
     env = {**os.environ, "HALTON_METER_HOME": str(home)}
     env.pop("HALTON_PROJECT", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -141,6 +171,7 @@ def main() -> None:
     results: dict[str, object] = {
         "target_ms": TARGET_MS,
         "runs": args.runs,
+        "busy_rows": args.busy,
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "loadavg_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)],

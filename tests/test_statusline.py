@@ -189,6 +189,8 @@ HEAVY_MODULES = (
     "click", "rich", "mitmproxy", "fastapi", "uvicorn", "genai_prices", "halton_meter.pricing",
     "halton_meter.cli", "halton_meter.config", "halton_meter.paths", "tomlkit", "psutil",
     "json", "re", "pathlib", "typing", "dataclasses", "threading", "opentelemetry",
+    # The quota cache's refresh is started with os.posix_spawn where there is one.
+    *(("subprocess", "locale") if hasattr(os, "posix_spawn") else ()),
 )  # fmt: skip
 
 PROBE = """
@@ -216,7 +218,12 @@ def test_the_line_loads_no_heavy_module(tmp_path: Path) -> None:
     env.pop("HALTON_PROJECT", None)
     folder = tmp_path / "acme"
     folder.mkdir()
-    for args in ([], ["--format", "plain"]):
+    cache = home / "statusline-quota.json"
+    for args in ([], ["--format", "plain"], ["stale cache"]):
+        if args == ["stale cache"]:  # the line starts the cache's refresh in the background
+            args = []
+            cache.write_text(json.dumps({"quota": {**quota["quota"], "utilisation": 0.5}}))
+            os.utime(cache, (time.time() - 3600, time.time() - 3600))
         done = subprocess.run(
             [sys.executable, "-c", PROBE, *args],
             input=json.dumps(CLAUDE_INPUT).encode(),
@@ -232,6 +239,11 @@ def test_the_line_loads_no_heavy_module(tmp_path: Path) -> None:
         heavy = sorted(name for name in loaded if name.split(".")[0] in HEAVY_MODULES
                        or name in HEAVY_MODULES)  # fmt: skip
         assert heavy == [], heavy
+    # The refresh the last line started wrote the fullest window from the ledger again (62 %).
+    deadline = time.monotonic() + 30
+    while "0.62" not in cache.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads(cache.read_text())["quota"]["utilisation"] == 0.62
 
 
 def test_init_apps_offers_the_status_line_and_uninstall_takes_it_back(tmp_path: Path) -> None:
