@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +51,11 @@ SHUTDOWN_SECONDS = 5.0
 # The batch span processor's queue; spans handed over and not yet exported or failed never
 # exceed it, so its own silent drop (and a log line per span) never happens.
 SPAN_QUEUE_SIZE = 2048
+# After a failed span export no span is made (each is counted as dropped) for this long, doubled
+# after each further failure up to the cap: a dead collector would otherwise cost the daemon
+# ~0.1 ms of CPU per call to build, encode and retry spans that are lost anyway
+# (bench/README.md, --otlp-down).
+SPAN_PAUSE_SECONDS = (1.0, 60.0)
 
 
 class RowLike(Protocol):
@@ -135,8 +141,16 @@ class _CountedMetrics(MetricExporter):
 
 
 class _CountedSpans(SpanExporter):
+    """The OTLP span exporter, counting what it sent and lost, and pausing span making after
+    a failure (`paused`)."""
+
     def __init__(self, inner: SpanExporter, stats: ExportStats) -> None:
         self._inner, self._stats = inner, stats
+        self._pause = 0.0
+        self._paused_until = 0.0
+
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -146,8 +160,12 @@ class _CountedSpans(SpanExporter):
             result = SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
             self._stats.add(spans_exported=len(spans))
+            self._pause = 0.0
         else:
             self._stats.add(spans_failed=len(spans), spans_dropped=len(spans))
+            shortest, longest = SPAN_PAUSE_SECONDS
+            self._pause = min(longest, max(shortest, self._pause * 2))
+            self._paused_until = time.monotonic() + self._pause
         return result
 
     def shutdown(self) -> None:
@@ -259,10 +277,11 @@ class OtlpExport:
         )
         self._tracer = None
         self._tracers: TracerProvider | None = None
+        self._spans = _CountedSpans(spans, self.stats)
         if settings.spans:
             self._tracers = TracerProvider(resource=described)
             processor = BatchSpanProcessor(
-                _CountedSpans(spans, self.stats),
+                self._spans,
                 max_queue_size=SPAN_QUEUE_SIZE,
                 max_export_batch_size=min(512, SPAN_QUEUE_SIZE),  # the SDK's default, or less
             )
@@ -324,8 +343,10 @@ class OtlpExport:
         self, row: RowLike, common: dict[str, str], failed: dict[str, str], cost: dict[str, str]
     ) -> None:
         assert self._tracer is not None
-        if self.stats.spans_in_flight() >= SPAN_QUEUE_SIZE:
-            self.stats.add(spans_dropped=1)  # the SDK would drop it unseen: count it here
+        if self._spans.paused() or self.stats.spans_in_flight() >= SPAN_QUEUE_SIZE:
+            # The collector failed just now, or the SDK's queue is full (it would drop the
+            # span unseen): not made, counted.
+            self.stats.add(spans_dropped=1)
             return
         start = _epoch_ns(row.requested_at)
         end = start + int((row.latency_ms or 0.0) * 1e6)
