@@ -51,6 +51,7 @@ SHUTDOWN_SECONDS = 5.0
 # The batch span processor's queue; spans handed over and not yet exported or failed never
 # exceed it, so its own silent drop (and a log line per span) never happens.
 SPAN_QUEUE_SIZE = 2048
+COST = "cost"  # the cost counter's key in a batch's sums (the token counters use their kind)
 # After a failed span export no span is made (each is counted as dropped) for this long, doubled
 # after each further failure up to the cap: a dead collector would otherwise cost the daemon
 # ~0.1 ms of CPU per call to build, encode and retry spans that are lost anyway
@@ -309,26 +310,50 @@ class OtlpExport:
             rows = self._queue.get()
             if rows is None:
                 return
-            for row in rows:
-                try:
-                    self.record(row)
-                except Exception:  # one odd row never stops the export
-                    log.exception("OTLP export: a row could not be measured")
+            self.measure(rows)
             self.stats.add(rows_measured=len(rows))
             self._queue.task_done()
 
-    def record(self, row: RowLike) -> None:
+    def measure(self, rows: Sequence[RowLike]) -> None:
+        """A committed batch. The counters get one `add` per attribute set per batch, not one
+        per row: each SDK call costs tens of microseconds of the daemon's CPU, and a batch's
+        calls mostly share their attributes. Histograms and spans still take every row."""
+        sums: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        for row in rows:
+            try:
+                self.record(row, sums)
+            except Exception:  # one odd row never stops the export
+                log.exception("OTLP export: a row could not be measured")
+        for (kind, key), amount in sums.items():
+            if kind == COST:
+                self._cost.add(amount / 1e9, dict(key))  # nano-USD summed exactly, then USD
+            else:
+                self._counters[kind].add(amount, dict(key))
+
+    def record(
+        self, row: RowLike, sums: dict[tuple[str, tuple[tuple[str, str], ...]], int] | None = None
+    ) -> None:
+        """One row's measurements; counter amounts go to `sums` when given (`measure`)."""
         common = attributes(row)
+        counted = sums if sums is not None else {}
         for kind, read in genai.TOKEN_TYPES.items():
             count = read(row)
             self._usage.record(count, {**common, "gen_ai.token.type": kind})
-            self._counters[kind].add(count, {**common, "gen_ai.token.modality": "unknown"})
+            key = (kind, tuple(sorted({**common, "gen_ai.token.modality": "unknown"}.items())))
+            counted[key] = counted.get(key, 0) + count
         failed = {} if row.status == "ok" else {"error.type": row.error_class or "_OTHER"}
         if row.latency_ms is not None:
             self._duration.record(row.latency_ms / 1000, {**common, **failed})
         cost = self._cost_attributes(row)
         if row.cost_nanousd is not None:
-            self._cost.add(row.cost_nanousd / 1e9, {**common, **cost})
+            key = (COST, tuple(sorted({**common, **cost}.items())))
+            counted[key] = counted.get(key, 0) + row.cost_nanousd
+        if sums is None:
+            for (kind, attrs), amount in counted.items():
+                if kind == COST:
+                    self._cost.add(amount / 1e9, dict(attrs))
+                else:
+                    self._counters[kind].add(amount, dict(attrs))
         if self._tracer is not None:
             self._span(row, common, failed, cost)
 
