@@ -24,6 +24,7 @@ import argparse
 import compileall
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -205,6 +206,7 @@ def main() -> None:
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    shutil.rmtree(home.parent, ignore_errors=True)
 
 
 if __name__ == "__main__":
