@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,8 @@ class Processes:
     edge: bool = True
     edge_process: subprocess.Popen[bytes] | None = None
     daemon_port: int = 0  # where the daemon listens (the edge's internal port, or meter_port)
+    api_port: int = 0
+    meter_started: float = 0.0
     home: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -418,6 +421,7 @@ class Processes:
         self.meter_port = free_port()
         internal = free_port()
         self.daemon_port = internal if self.edge else self.meter_port
+        self.api_port = free_port()
         self.home.mkdir(parents=True, exist_ok=True)
         resolve = "\n".join(
             f'"{host}:443" = "127.0.0.1:{self.fake_port}"'
@@ -425,7 +429,7 @@ class Processes:
         )
         (self.home / "config.toml").write_text(
             f"[daemon]\nproxy_port = {self.meter_port}\ninternal_port = {internal}\n"
-            f'api_port = {free_port()}\n\n[upstream]\nca_bundle = "{self.pki / "ca.pem"}"\n\n'
+            f'api_port = {self.api_port}\n\n[upstream]\nca_bundle = "{self.pki / "ca.pem"}"\n\n'
             f"[upstream.resolve]\n{resolve}\n"
             + (
                 f'\n[export.otlp]\nendpoint = "http://127.0.0.1:{free_port()}"\n'
@@ -454,6 +458,7 @@ class Processes:
             return published.get("listen_port", published.get("proxy_port")) == self.daemon_port
 
         wait_until(started, 60, "the meter daemon")
+        self.meter_started = time.monotonic()
         if self.edge:
             self.start_edge(env)
 
@@ -482,6 +487,19 @@ class Processes:
         if pid is None:
             return 0.0
         return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+    def otlp_counters(self) -> dict[str, float]:
+        """The export's counters from the daemon's /metrics (halton_meter_otlp_*_total)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = f"http://127.0.0.1:{self.api_port}/metrics"
+        with opener.open(url, timeout=10) as reply:
+            text = reply.read().decode()
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("halton_meter_otlp_"):
+                name, value = line.rsplit(" ", 1)
+                found[name.removeprefix("halton_meter_otlp_")] = float(value)
+        return found
 
     def meter_pid(self) -> int:
         assert self.meter is not None
@@ -1299,7 +1317,17 @@ async def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
 
     sent = meter.requests
     before_stop = await asyncio.to_thread(procs.wait_ledger, sent)
+    if procs.otlp_down:
+        # The collector has been down all along: what the export counted, and how long.
+        await asyncio.sleep(3)  # a few more export intervals over the last rows
+        counters = await asyncio.to_thread(procs.otlp_counters)
+        down = round(time.monotonic() - procs.meter_started, 1)
+        result["otlp_down"] = {"collector_down_seconds": down, **counters}
+        print(f"\n== OTLP collector down for {down} s: " + ", ".join(
+            f"{name} {value:g}" for name, value in counters.items()))  # fmt: skip
+    stopping = time.monotonic()
     code = await asyncio.to_thread(procs.stop_meter)
+    stop_seconds = round(time.monotonic() - stopping, 2)
     after_stop = procs.ledger_rows()
     ledger = {
         "metered_requests_sent": sent,
@@ -1308,6 +1336,7 @@ async def bench(args: argparse.Namespace, procs: Processes) -> dict[str, Any]:
         "ledger_rows_before_stop": before_stop,
         "ledger_rows_after_stop": after_stop,
         "daemon_exit_code": code,
+        "daemon_stop_seconds": stop_seconds,
     }
     outcomes.append(
         Outcome(

@@ -335,6 +335,65 @@ def test_a_full_queue_drops_rows_and_counts_them() -> None:
     export.close(timeout=1)
 
 
+def test_a_full_span_queue_drops_spans_and_counts_every_one(monkeypatch: Any) -> None:
+    """The SDK's span queue drops quietly when full (a dead collector under load, seen with
+    bench/run.py --otlp-down): spans past it are not made, and every one is counted."""
+    from halton_meter.export import otlp
+
+    monkeypatch.setattr(otlp, "SPAN_QUEUE_SIZE", 8)
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = OtlpSettings(
+        enabled=True, endpoint=down, interval_seconds=3600, timeout_seconds=1, spans=True
+    )
+    export = OtlpExport(settings)
+    rows = [replace(sample_row(), id=new_request_id()) for _ in range(50)]
+    export.offer(rows)
+    export.flush(timeout=3)
+    stats = export.stats
+    assert stats.rows_measured == 50
+    not_made = stats.spans_dropped - stats.spans_failed
+    assert stats.spans_offered + not_made == 50  # each span made, or counted as not made
+    assert not_made > 0 and stats.spans_in_flight() <= 8
+    export.close(timeout=5)
+    assert stats.spans_exported == 0
+    assert stats.spans_failed == stats.spans_offered  # what was queued failed at the stop
+    assert stats.spans_dropped == 50
+
+
+def test_after_a_failed_span_export_spans_pause_and_come_back(monkeypatch: Any) -> None:
+    """A dead collector: after a failed span export, calls make no span for a while (each
+    counted as dropped), then spans are tried again, with a longer pause after each failure."""
+    from halton_meter.export import otlp
+
+    monkeypatch.setattr(otlp, "SPAN_PAUSE_SECONDS", (1.0, 60.0))
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = OtlpSettings(
+        enabled=True, endpoint=down, interval_seconds=3600, timeout_seconds=1, spans=True
+    )
+    export = OtlpExport(settings)
+    stats = export.stats
+
+    def rows(count: int) -> list[Any]:
+        return [replace(sample_row(), id=new_request_id()) for _ in range(count)]
+
+    export.offer(rows(3))
+    export.flush(timeout=3)
+    assert (stats.spans_offered, stats.spans_failed, stats.spans_dropped) == (3, 3, 3)
+    export.offer(rows(20))  # within the pause: no span made, each counted
+    export.flush(timeout=3)
+    assert (stats.spans_offered, stats.spans_dropped) == (3, 23)
+    time.sleep(1.1)  # the pause is over: the next call's span is made (and fails again)
+    export.offer(rows(1))
+    export.flush(timeout=3)
+    assert (stats.spans_offered, stats.spans_failed, stats.spans_dropped) == (4, 4, 24)
+    time.sleep(1.1)  # the second pause is twice as long (2 s): still paused
+    export.offer(rows(1))
+    export.flush(timeout=3)
+    assert (stats.spans_offered, stats.spans_dropped) == (4, 25)
+    assert stats.rows_measured == 25  # the metrics took every call all along
+    export.close(timeout=3)
+
+
 def test_the_daemon_exports_its_calls_and_a_dead_collector_costs_nothing(
     tmp_path: Path, fake_upstream: FakeUpstream, http_receiver: tuple[str, Received]
 ) -> None:

@@ -195,35 +195,3 @@ def test_writes_of_one_event_leave_as_one_and_in_order() -> None:
     assert to_server == [b"POST / HTTP/1.1\r\n\r\n", b"POST / HTTP/1.1\r\n\r\n{}"]
     assert client_got == b"HTTP/1.1 200 OK\r\n\r\nbody!HTTP/1.1 200 OK\r\n\r\nbody"
     assert server_got == b"POST / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\n\r\n{}"
-
-
-def test_connections_the_daemon_accepts_have_nagle_off(tmp_path: Path) -> None:
-    """capture/intake.py's listener: every accepted connection has TCP_NODELAY (asyncio sets it
-    only when the socket's `proto` says TCP). With Nagle on, a response's head and body, two
-    writes, waited for the edge's delayed ACK: ~45 ms per call through the edge."""
-    import socket
-
-    from halton_meter.capture.intake import Intake
-
-    async def scenario() -> int:
-        intake = Intake(tmp_path, "127.0.0.1", 0, take_over=False)
-        intake.bind()
-        port = intake._socket.getsockname()[1]  # type: ignore[union-attr]
-        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        class Instance:
-            async def handle_stream(
-                self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-            ) -> None:
-                sock = writer.get_extra_info("socket")
-                seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-                writer.close()
-
-        await intake.serve(Instance())  # type: ignore[arg-type]
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        nodelay = await asyncio.wait_for(seen, 5)
-        writer.close()
-        await intake.stop_accepting()
-        return nodelay
-
-    assert asyncio.run(scenario()) != 0

@@ -149,13 +149,14 @@ def test_plain_format_for_shell_prompts_uses_the_current_folder(tmp_path: Path) 
     assert "session" not in out
 
 
-def test_missing_or_locked_ledger_prints_an_empty_line_fast(tmp_path: Path) -> None:
+def test_missing_or_locked_ledger_prints_an_empty_line(tmp_path: Path) -> None:
+    # Correctness only: how fast the line is, is bench/statusline.py's to measure (p50/p95
+    # against 50 ms beside the interpreter's own start-up), not a timing assert under load.
     home = tmp_path / "home"
     home.mkdir()
     out, elapsed = _statusline(home, stdin=json.dumps(CLAUDE_INPUT))
     print(f"missing ledger: {elapsed * 1000:.1f} ms")
     assert out == "\n"
-    assert elapsed < 0.5
 
     _ledger(home)
     holder = sqlite3.connect(home / "db.sqlite", isolation_level=None)
@@ -168,12 +169,81 @@ def test_missing_or_locked_ledger_prints_an_empty_line_fast(tmp_path: Path) -> N
         holder.close()
     print(f"locked ledger: {elapsed * 1000:.1f} ms")
     assert out == "\n"
-    assert elapsed < 0.5
 
     out, _ = _statusline(home, stdin="{not json")
     assert out == "\n"
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    out, _ = _statusline(home, stdin="[1, 2]", cwd=folder)  # JSON, not Claude Code's object
+    assert out == "acme today $0.06\n"  # the current folder's project, no session
     out, _ = _statusline(home, "--format", "nonsense")
     assert out == "\n"
+    (home / "statusline-quota.json").write_text("{broken", encoding="utf-8")
+    out, _ = _statusline(home, stdin=json.dumps(CLAUDE_INPUT))
+    assert out == "acme today $0.06 · session $0.01\n"  # a broken cache only loses the quota
+
+
+# What the line's process must not load: each costs milliseconds of its 50 (bench/statusline.py).
+# (`datetime` is not here: sqlite3 itself imports it.)
+HEAVY_MODULES = (
+    "click", "rich", "mitmproxy", "fastapi", "uvicorn", "genai_prices", "halton_meter.pricing",
+    "halton_meter.cli", "halton_meter.config", "halton_meter.paths", "tomlkit", "psutil",
+    "json", "re", "pathlib", "typing", "dataclasses", "threading", "opentelemetry",
+    # The quota cache's refresh is started with os.posix_spawn where there is one.
+    *(("subprocess", "locale") if hasattr(os, "posix_spawn") else ()),
+)  # fmt: skip
+
+PROBE = """
+import sys
+before = set(sys.modules)
+sys.argv = ["halton-meter", "statusline", *sys.argv[1:]]
+from halton_meter import launch
+try:
+    launch.main()
+except SystemExit:
+    pass
+sys.stderr.write("\\n".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_line_loads_no_heavy_module(tmp_path: Path) -> None:
+    """The console script's statusline path, run as Claude Code runs it, with every part of
+    the line exercised (stdin JSON, session, quota cache): the modules it loaded."""
+    home = tmp_path / "home"
+    _ledger(home)
+    quota = {"quota": {"provider": "anthropic", "account": "acct-1", "window": "unified-5h",
+                       "utilisation": 0.62, "resets_at": None}}  # fmt: skip
+    (home / "statusline-quota.json").write_text(json.dumps(quota), encoding="utf-8")
+    env = {**os.environ, "HALTON_METER_HOME": str(home)}
+    env.pop("HALTON_PROJECT", None)
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    cache = home / "statusline-quota.json"
+    for args in ([], ["--format", "plain"], ["stale cache"]):
+        if args == ["stale cache"]:  # the line starts the cache's refresh in the background
+            args = []
+            cache.write_text(json.dumps({"quota": {**quota["quota"], "utilisation": 0.5}}))
+            os.utime(cache, (time.time() - 3600, time.time() - 3600))
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, *args],
+            input=json.dumps(CLAUDE_INPUT).encode(),
+            capture_output=True,
+            env=env,
+            cwd=folder,
+            timeout=30,
+            check=True,
+        )
+        loaded = set(done.stderr.decode().split())
+        assert done.stdout.decode().startswith("acme today $0.06 · ")
+        assert "sqlite3" in loaded and "halton_meter.statusline" in loaded  # the probe works
+        heavy = sorted(name for name in loaded if name.split(".")[0] in HEAVY_MODULES
+                       or name in HEAVY_MODULES)  # fmt: skip
+        assert heavy == [], heavy
+    # The refresh the last line started wrote the fullest window from the ledger again (62 %).
+    deadline = time.monotonic() + 30
+    while "0.62" not in cache.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert json.loads(cache.read_text())["quota"]["utilisation"] == 0.62
 
 
 def test_init_apps_offers_the_status_line_and_uninstall_takes_it_back(tmp_path: Path) -> None:
@@ -248,7 +318,7 @@ def test_the_status_lines_home_is_the_meters(tmp_path: Path, monkeypatch: Any) -
     from halton_meter.paths import resolve_paths
 
     monkeypatch.setenv("HALTON_METER_HOME", str(tmp_path / "h"))
-    assert statusline.home() == resolve_paths().home
-    assert statusline.home() / statusline.LEDGER_NAME == resolve_paths().ledger
+    assert Path(statusline.home()) == resolve_paths().home
+    assert Path(statusline.home()) / statusline.LEDGER_NAME == resolve_paths().ledger
     monkeypatch.delenv("HALTON_METER_HOME")
-    assert statusline.home() == resolve_paths().home
+    assert Path(statusline.home()) == resolve_paths().home

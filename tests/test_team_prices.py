@@ -73,7 +73,8 @@ def assert_rollups_match_rows(server: TeamServer, workspace_id: str) -> None:
         "WHERE workspace_id = %s",
         workspace_id,
     )
-    for table in ("daily_rollups", "daily_machine_rollups", "daily_project_rollups"):
+    tables = ("daily_rollups", "daily_machine_rollups", "daily_project_rollups")
+    for table in (*tables, "daily_branch_rollups"):
         sums = server.sql(
             f"SELECT sum(cost_nanousd), sum(machine_cost_nanousd), sum(unpriced_requests), "
             f"sum(requests) FROM {table} WHERE workspace_id = %s",
@@ -266,6 +267,7 @@ ROLLUP_KEYS = {
     "daily_rollups": ("day", "machine_id", "project", "provider", "model"),
     "daily_machine_rollups": ("day", "machine_id", "provider", "model"),
     "daily_project_rollups": ("day", "machine_id", "project"),
+    "daily_branch_rollups": ("day", "machine_id", "project", "branch"),
 }
 
 
@@ -275,7 +277,7 @@ def assert_rollups_split_by_billing(server: TeamServer, workspace_id: str) -> di
     columns = (
         "(requested_at AT TIME ZONE 'UTC')::date, machine_id::text, project, provider, "
         "COALESCE(model, model_requested, '(unknown)'), status, input_tokens, output_tokens, "
-        "cost_nanousd, machine_cost_nanousd, latency_ms, billing"
+        "cost_nanousd, machine_cost_nanousd, latency_ms, billing, COALESCE(git_branch, '(none)')"
     )
     names = [
         "day",
@@ -290,6 +292,7 @@ def assert_rollups_split_by_billing(server: TeamServer, workspace_id: str) -> di
         "machine_cost_nanousd",
         "latency_ms",
         "billing",
+        "branch",
     ]
     rows = [
         dict(zip(names, found, strict=True))
@@ -342,10 +345,11 @@ def test_subscription_rows_stay_apart_through_reprice_and_resend(
     }
     codex = {"host": "chatgpt.com", "api": "responses", "wire": "chatgpt-codex"}
     day2 = "2026-11-21T08:00:00.000Z"
-    api_gpt = row(billing="api", cost_nanousd=5)
+    branch = {"git_branch": "feature-x", "git_commit": "ab" * 20}  # and others on none
+    api_gpt = row(billing="api", cost_nanousd=5, **branch)
     api_sonnet = row(**sonnet, billing="api", cost_nanousd=None, project="other")
     unknown_gpt = row(requested_at=day2, cost_nanousd=6)  # an older machine: no billing sent
-    sub_sonnet = row(**sonnet, billing="subscription", cost_nanousd=7)
+    sub_sonnet = row(**sonnet, billing="subscription", cost_nanousd=7, **branch)
     sub_sonnet_2 = row(**sonnet, billing="subscription", cost_nanousd=None, requested_at=day2)
     sub_codex = row(**codex, billing="subscription", cost_nanousd=8, project="other")
     sub_failed = row(

@@ -7,6 +7,11 @@ launch.py routes here before click, the CLI table and config.toml are ever impor
 ledger is opened read-only with no busy wait and a deadline on every query; any error at all
 prints an empty line and exits 0.
 
+The process has 50 ms in all, most of it the interpreter starting (bench/statusline.py), so
+this module imports only os, sys, time and sqlite3 for the usual line: no pathlib, json, re,
+datetime or typing. Claude Code's JSON and the quota cache are read with SQLite's own JSON
+functions on the ledger connection; `json` is imported for `--format json` only.
+
 What the line says, read from the ledger:
 - the project's money spent today (UTC day, the daily rollup), with the API-equivalent value
   of subscription calls beside it when there are any;
@@ -19,16 +24,17 @@ What the line says, read from the ledger:
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import sys
 import time
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from halton_meter.attribution.folder import folder_project
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 FORMATS = ("claude", "plain", "json")
 QUOTA_CACHE = "statusline-quota.json"
@@ -43,15 +49,23 @@ USAGE = (
     "Print one line of spend for Claude Code's status line (JSON on stdin), a shell prompt\n"
     "(--format plain, the current folder) or another tool (--format json). See docs/cli.md.\n"
 )
+# What the line takes from Claude Code's JSON, as SQLite JSON paths.
+FACTS = {
+    "session_id": "$.session_id",
+    "current_dir": "$.workspace.current_dir",
+    "cwd": "$.cwd",
+    "duration_ms": "$.cost.total_duration_ms",
+}
 
 
-def home() -> Path:
-    """`paths.resolve_paths().home`, without importing paths.py (and with it runstate.py and
-    dataclasses: tens of milliseconds). tests/test_statusline.py keeps the two in step."""
+def home() -> str:
+    """`paths.resolve_paths().home`, without importing paths.py (and with it pathlib,
+    runstate.py and dataclasses: tens of milliseconds). tests/test_statusline.py keeps the two
+    in step."""
     override = os.environ.get("HALTON_METER_HOME")
     if override:
-        return Path(override).expanduser().absolute()
-    return Path.home() / ".halton-meter"
+        return os.path.abspath(os.path.expanduser(override))
+    return os.path.join(os.path.expanduser("~"), ".halton-meter")
 
 
 LEDGER_NAME = "db.sqlite"  # paths.Paths.ledger
@@ -64,7 +78,7 @@ def main(argv: list[str]) -> int:
             sys.stdout.write(USAGE)
             return 0
         if argv[:1] == ["--refresh-quota"]:
-            refresh_quota(home(), home() / LEDGER_NAME)
+            refresh_quota(home(), os.path.join(home(), LEDGER_NAME))
             return 0
         output = render(_format(argv), started + QUERY_BUDGET_SECONDS)
     except BaseException:  # the agent's prompt must never see a failure
@@ -89,19 +103,31 @@ def _format(argv: list[str]) -> str:
     return value
 
 
-def _stdin_json() -> dict[str, Any]:
+def _stdin_text() -> str:
     """Claude Code's JSON, when something is piped in (never waits on a terminal)."""
     stream = sys.stdin
     if stream is None or stream.isatty():
-        return {}
+        return ""
     if os.name != "nt":
         import select
 
         ready, _, _ = select.select([stream], [], [], STDIN_WAIT_SECONDS)
         if not ready:
-            return {}
-    data = json.loads(stream.buffer.read(MAX_STDIN) or b"{}")
-    return data if isinstance(data, dict) else {}
+            return ""
+    return stream.buffer.read(MAX_STDIN).decode("utf-8")
+
+
+def _facts(con: sqlite3.Connection, text: str) -> dict[str, Any]:
+    """The fields the line uses from Claude Code's JSON, read by SQLite (json_extract): the
+    `json` module's import (and `re`'s under it) would cost more than the query. Malformed
+    JSON raises, so the line is empty, as before."""
+    if not text.strip():
+        return {}
+    columns = ", ".join(f"json_extract(:text, '{path}')" for path in FACTS.values())
+    row = con.execute(f"SELECT json_type(:text), {columns}", {"text": text}).fetchone()
+    if row[0] != "object":
+        return {}
+    return dict(zip(FACTS, row[1:], strict=True))
 
 
 def _ancestors() -> list[int]:
@@ -109,7 +135,8 @@ def _ancestors() -> list[int]:
     pids = [os.getppid()]
     for _ in range(ANCESTORS - 1):
         try:
-            stat = Path(f"/proc/{pids[-1]}/stat").read_text()
+            with open(f"/proc/{pids[-1]}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
             parent = int(stat.rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             break
@@ -119,53 +146,52 @@ def _ancestors() -> list[int]:
     return pids
 
 
-def _object(facts: dict[str, Any], key: str) -> dict[str, Any]:
-    value = facts.get(key)
-    return value if isinstance(value, dict) else {}
-
-
 def _nano_usd(value: int) -> str:
     return f"${value / 1e9:,.2f}"
 
 
+def _utc(seconds: float, pattern: str) -> str:
+    return time.strftime(pattern, time.gmtime(seconds))
+
+
 def render(fmt: str, deadline: float) -> str:
-    facts = {} if fmt == "plain" else _stdin_json()
-    workspace = _object(facts, "workspace")
-    folder_text = workspace.get("current_dir") or facts.get("cwd") or os.getcwd()
+    stdin = "" if fmt == "plain" else _stdin_text()
     meter_home = home()
-    ledger = meter_home / LEDGER_NAME
-    if not ledger.exists():
+    ledger = os.path.join(meter_home, LEDGER_NAME)
+    if not os.path.exists(ledger):
         return ""
     con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=0.0)
     try:
         con.set_progress_handler(lambda: int(time.perf_counter() > deadline), 500)
+        facts = _facts(con, stdin)
+        folder = facts.get("current_dir") or facts.get("cwd") or os.getcwd()
         now = time.time()
-        today = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        today = _utc(now, "%Y-%m-%d")
         session = None
-        if fmt != "plain" and facts.get("session_id"):
-            session = _session(con, facts, now, today)
-        project = (session or {}).get("project") or folder_project(
-            Path(str(folder_text)), os.environ
-        )
+        if facts.get("session_id"):
+            session = _session(con, facts.get("duration_ms"), now, today)
+        project = (session or {}).get("project") or folder_project(str(folder), os.environ)
         spent, value, calls = con.execute(
             "SELECT COALESCE(SUM(cost_nanousd), 0), COALESCE(SUM(subscription_value_nanousd), 0),"
             " COALESCE(SUM(requests), 0) FROM daily_rollup WHERE day = ? AND project = ?",
             (today, project),
         ).fetchone()
+        quota_text, window, utilisation = _cached_quota(con, meter_home, now)
     finally:
         con.close()
-    quota = _cached_quota(meter_home, ledger, now)
     figures: dict[str, Any] = {
         "project": project,
         "day": today,
         "today": _money(int(spent), int(value), int(calls)),
         "session": session and _money(session["spent"], session["value"], session["calls"]),
-        "quota": quota,
     }
-    line = _line(figures)
-    if fmt == "json":
-        return json.dumps({**figures, "line": line}, separators=(",", ":"))
-    return line
+    line = _line(figures, window, utilisation)
+    if fmt != "json":
+        return line
+    import json  # only here: with `re` under it, it costs more than the rest of the line
+
+    figures["quota"] = json.loads(quota_text) if quota_text else None
+    return json.dumps({**figures, "line": line}, separators=(",", ":"))
 
 
 def _money(spent: int, value: int, calls: int) -> dict[str, Any]:
@@ -179,14 +205,11 @@ def _money(spent: int, value: int, calls: int) -> dict[str, Any]:
 
 
 def _session(
-    con: sqlite3.Connection, facts: dict[str, Any], now: float, today: str
+    con: sqlite3.Connection, duration: object, now: float, today: str
 ) -> dict[str, Any] | None:
     """This Claude Code session's rows: made by one of our ancestors since it began."""
-    cost = _object(facts, "cost")
-    duration = cost.get("total_duration_ms")
     if isinstance(duration, (int, float)) and duration >= 0:
-        since = datetime.fromtimestamp(now - duration / 1000 - 2, UTC)
-        since_text = since.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        since_text = _utc(now - duration / 1000 - 2, "%Y-%m-%dT%H:%M:%S.000Z")
     else:
         since_text = today + "T00:00:00.000Z"
     pids = _ancestors()
@@ -219,53 +242,67 @@ def _amount(money: dict[str, Any]) -> str:
     return text
 
 
-def _line(figures: dict[str, Any]) -> str:
+def _line(figures: dict[str, Any], window: object, utilisation: object) -> str:
     parts = [f"{figures['project']} today {_amount(figures['today'])}"]
     if figures["session"]:
         parts.append(f"session {_amount(figures['session'])}")
-    quota = figures["quota"]
-    if quota:
-        window = str(quota["window"]).removeprefix("unified-")
-        parts.append(f"{window} {round(float(quota['utilisation']) * 100)}%")
+    if window is not None and isinstance(utilisation, (int, float)):
+        parts.append(f"{str(window).removeprefix('unified-')} {round(float(utilisation) * 100)}%")
     return " · ".join(parts)
 
 
 # --- the quota cache --------------------------------------------------------------------------
 
 
-def _cached_quota(home: Path, ledger: Path, now: float) -> dict[str, Any] | None:
-    """The fullest window from the cache; a stale or missing cache starts a refresh (in the
+def _cached_quota(
+    con: sqlite3.Connection, home: str, now: float
+) -> tuple[str | None, object, object]:
+    """The fullest window from the cache: its JSON text, its name and how full it is (read by
+    SQLite, like Claude Code's JSON). A stale or missing cache starts a refresh (in the
     background) and this line goes on with what the cache holds."""
-    cache = home / QUOTA_CACHE
+    cache = os.path.join(home, QUOTA_CACHE)
     try:
-        age = now - cache.stat().st_mtime
-        data = json.loads(cache.read_text(encoding="utf-8") or "{}")
+        age = now - os.stat(cache).st_mtime
+        with open(cache, encoding="utf-8") as handle:
+            text = handle.read(MAX_STDIN)
     except (OSError, ValueError):
-        age, data = float("inf"), {}
+        age, text = float("inf"), ""
     if age > QUOTA_REFRESH_SECONDS:
         _start_refresh(cache)
-    quota = data.get("quota") if isinstance(data, dict) else None
-    return quota if isinstance(quota, dict) else None
+    if not text.strip():
+        return None, None, None
+    quota, window, utilisation = con.execute(
+        "SELECT json_extract(:t, '$.quota'), json_extract(:t, '$.quota.window'), "
+        "json_extract(:t, '$.quota.utilisation') "
+        "WHERE json_valid(:t) AND json_type(:t, '$.quota') = 'object'",
+        {"t": text},
+    ).fetchone() or (None, None, None)
+    return quota, window, utilisation
 
 
-def _start_refresh(cache: Path) -> None:
+def _start_refresh(cache: str) -> None:
     try:
-        if cache.exists():
+        if os.path.exists(cache):
             os.utime(cache)  # the next lines see it fresh: one refresh at a time
         else:
-            cache.write_text("{}", encoding="utf-8")
+            with open(cache, "w", encoding="utf-8") as handle:
+                handle.write("{}")
     except OSError:
+        return
+    command = [sys.executable, "-m", "halton_meter.statusline", "--refresh-quota"]
+    if hasattr(os, "posix_spawn"):
+        # Not subprocess: its import (with locale, re, threading) costs this line ~10 ms.
+        null = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+        os.posix_spawn(sys.executable, command, os.environ, file_actions=null, setsid=True)
         return
     import subprocess
 
-    flags = 0x00000008 if os.name == "nt" else 0  # DETACHED_PROCESS
     subprocess.Popen(
-        [sys.executable, "-m", "halton_meter.statusline", "--refresh-quota"],
+        command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        start_new_session=os.name != "nt",
-        creationflags=flags,
+        creationflags=0x00000008,  # DETACHED_PROCESS (Windows)
     )
 
 
@@ -289,16 +326,20 @@ def fullest_window(con: sqlite3.Connection) -> dict[str, Any] | None:
     return best
 
 
-def refresh_quota(home: Path, ledger: Path) -> None:
-    """Write the cache (atomically): the fullest window now."""
+def refresh_quota(home: str | Path, ledger: str | Path) -> None:
+    """Write the cache (atomically): the fullest window now. A detached child of the line:
+    it may take its time and import what it needs."""
+    import json
+
     con = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=2.0)
     try:
         quota = fullest_window(con)
     finally:
         con.close()
-    cache = home / QUOTA_CACHE
-    temporary = cache.with_name(f"{QUOTA_CACHE}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"quota": quota}), encoding="utf-8")
+    cache = os.path.join(home, QUOTA_CACHE)
+    temporary = f"{cache}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"quota": quota}))
     os.replace(temporary, cache)
 
 

@@ -44,6 +44,8 @@ class ExportStatsLike(Protocol):
     rows_measured: int
     metric_exports: int
     metric_export_failures: int
+    spans_offered: int
+    spans_exported: int
     spans_dropped: int
 
 
@@ -370,7 +372,9 @@ EXPORT_COUNTERS = {
     "rows_dropped": "Rows the OpenTelemetry export dropped (its queue was full).",
     "metric_exports": "OTLP metric exports attempted.",
     "metric_export_failures": "OTLP metric exports that failed (collector down or refusing).",
-    "spans_dropped": "Spans lost to failed OTLP exports.",
+    "spans_offered": "Spans handed to the OTLP span exporter's queue.",
+    "spans_exported": "Spans the collector took.",
+    "spans_dropped": "Spans lost: failed OTLP exports, or the span queue full (collector slow).",
 }
 
 

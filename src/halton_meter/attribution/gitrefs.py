@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from halton_meter.attribution.folder import repository_root
+
 _HEADS = "refs/heads/"
 _MAX_FILE = 64 * 1024  # HEAD and refs are tiny; packed-refs can be large but is read rarely
 _MAX_PACKED = 32 * 1024 * 1024
@@ -48,11 +50,9 @@ class GitHead:
 
 def git_root(folder: Path) -> Path | None:
     """The nearest folder at or above `folder` with a `.git` (a folder, or a file in worktrees
-    and submodules)."""
-    for candidate in (folder, *folder.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return None
+    and submodules): attribution/folder.py's walk, as a Path."""
+    found = repository_root(folder)
+    return None if found is None else Path(found)
 
 
 def _read(path: Path, limit: int = _MAX_FILE) -> str | None:

@@ -69,8 +69,13 @@ WIRE_COLUMNS = (
     "client_process",
     "wire",
     "billing",
+    # Ledger migration 10; the server stores them since its migration 7 (upgrade it first:
+    # a server that predates them refuses the batch, as for any new column).
+    "git_branch",
+    "git_commit",
 )
-MINIMAL_DROPS = ("user_agent", "response_id", "client_process")
+# `[cloud] privacy = "minimal"`: sent as null. A branch's name can say what the work is about.
+MINIMAL_DROPS = ("user_agent", "response_id", "client_process", "git_branch", "git_commit")
 
 ACTIVE, DEGRADED, PAUSED, NOT_CONFIGURED = "ACTIVE", "DEGRADED", "PAUSED", "NOT-CONFIGURED"
 

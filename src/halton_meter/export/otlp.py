@@ -6,7 +6,9 @@ only puts rows on a bounded queue (a full queue drops the row and counts it, nev
 thread of ours turns rows into measurements, and the SDK's own reader thread exports them every
 `interval_seconds`. A collector that is down costs the proxy nothing: exports fail on that
 thread (counted in `stats`), metrics are cumulative so the next export that gets through
-carries every call, and spans that could not be sent are counted as dropped.
+carries every call, and spans that could not be sent are counted as dropped. The SDK's span
+queue drops quietly when full (a slow or dead collector under load), so spans are not made past
+its capacity: every span is exported, or counted as dropped (bench/run.py --otlp-down).
 
 What is sent (names in export/genai.py, which says which conventions version): no prompt or
 response content, no credential, no user agent; the project, client process and billing kind
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +48,15 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000  # committed batches waiting; past this a batch is dropped (counted)
 SHUTDOWN_SECONDS = 5.0
+# The batch span processor's queue; spans handed over and not yet exported or failed never
+# exceed it, so its own silent drop (and a log line per span) never happens.
+SPAN_QUEUE_SIZE = 2048
+COST = "cost"  # the cost counter's key in a batch's sums (the token counters use their kind)
+# After a failed span export no span is made (each is counted as dropped) for this long, doubled
+# after each further failure up to the cap: a dead collector would otherwise cost the daemon
+# ~0.1 ms of CPU per call to build, encode and retry spans that are lost anyway
+# (bench/README.md, --otlp-down).
+SPAN_PAUSE_SECONDS = (1.0, 60.0)
 
 
 class RowLike(Protocol):
@@ -81,7 +93,10 @@ class ExportStats:
     rows_measured: int = 0
     metric_exports: int = 0
     metric_export_failures: int = 0
-    spans_dropped: int = 0  # spans a failed export lost
+    spans_offered: int = 0  # handed to the batch span processor
+    spans_exported: int = 0  # the collector took them
+    spans_failed: int = 0  # a failed export lost them
+    spans_dropped: int = 0  # lost: spans_failed, plus those not made (span queue full)
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
@@ -90,6 +105,11 @@ class ExportStats:
         with self.lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
+
+    def spans_in_flight(self) -> int:
+        """Spans in the processor's queue or in an export under way."""
+        with self.lock:
+            return self.spans_offered - self.spans_exported - self.spans_failed
 
 
 class _CountedMetrics(MetricExporter):
@@ -122,8 +142,16 @@ class _CountedMetrics(MetricExporter):
 
 
 class _CountedSpans(SpanExporter):
+    """The OTLP span exporter, counting what it sent and lost, and pausing span making after
+    a failure (`paused`)."""
+
     def __init__(self, inner: SpanExporter, stats: ExportStats) -> None:
         self._inner, self._stats = inner, stats
+        self._pause = 0.0
+        self._paused_until = 0.0
+
+    def paused(self) -> bool:
+        return time.monotonic() < self._paused_until
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
@@ -131,8 +159,14 @@ class _CountedSpans(SpanExporter):
         except Exception:
             log.exception("OTLP span export failed")
             result = SpanExportResult.FAILURE
-        if result is not SpanExportResult.SUCCESS:
-            self._stats.add(spans_dropped=len(spans))
+        if result is SpanExportResult.SUCCESS:
+            self._stats.add(spans_exported=len(spans))
+            self._pause = 0.0
+        else:
+            self._stats.add(spans_failed=len(spans), spans_dropped=len(spans))
+            shortest, longest = SPAN_PAUSE_SECONDS
+            self._pause = min(longest, max(shortest, self._pause * 2))
+            self._paused_until = time.monotonic() + self._pause
         return result
 
     def shutdown(self) -> None:
@@ -244,9 +278,15 @@ class OtlpExport:
         )
         self._tracer = None
         self._tracers: TracerProvider | None = None
+        self._spans = _CountedSpans(spans, self.stats)
         if settings.spans:
             self._tracers = TracerProvider(resource=described)
-            self._tracers.add_span_processor(BatchSpanProcessor(_CountedSpans(spans, self.stats)))
+            processor = BatchSpanProcessor(
+                self._spans,
+                max_queue_size=SPAN_QUEUE_SIZE,
+                max_export_batch_size=min(512, SPAN_QUEUE_SIZE),  # the SDK's default, or less
+            )
+            self._tracers.add_span_processor(processor)
             self._tracer = self._tracers.get_tracer("halton_meter", __version__)
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)
         if start:
@@ -270,26 +310,50 @@ class OtlpExport:
             rows = self._queue.get()
             if rows is None:
                 return
-            for row in rows:
-                try:
-                    self.record(row)
-                except Exception:  # one odd row never stops the export
-                    log.exception("OTLP export: a row could not be measured")
+            self.measure(rows)
             self.stats.add(rows_measured=len(rows))
             self._queue.task_done()
 
-    def record(self, row: RowLike) -> None:
+    def measure(self, rows: Sequence[RowLike]) -> None:
+        """A committed batch. The counters get one `add` per attribute set per batch, not one
+        per row: each SDK call costs tens of microseconds of the daemon's CPU, and a batch's
+        calls mostly share their attributes. Histograms and spans still take every row."""
+        sums: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        for row in rows:
+            try:
+                self.record(row, sums)
+            except Exception:  # one odd row never stops the export
+                log.exception("OTLP export: a row could not be measured")
+        for (kind, key), amount in sums.items():
+            if kind == COST:
+                self._cost.add(amount / 1e9, dict(key))  # nano-USD summed exactly, then USD
+            else:
+                self._counters[kind].add(amount, dict(key))
+
+    def record(
+        self, row: RowLike, sums: dict[tuple[str, tuple[tuple[str, str], ...]], int] | None = None
+    ) -> None:
+        """One row's measurements; counter amounts go to `sums` when given (`measure`)."""
         common = attributes(row)
+        counted = sums if sums is not None else {}
         for kind, read in genai.TOKEN_TYPES.items():
             count = read(row)
             self._usage.record(count, {**common, "gen_ai.token.type": kind})
-            self._counters[kind].add(count, {**common, "gen_ai.token.modality": "unknown"})
+            key = (kind, tuple(sorted({**common, "gen_ai.token.modality": "unknown"}.items())))
+            counted[key] = counted.get(key, 0) + count
         failed = {} if row.status == "ok" else {"error.type": row.error_class or "_OTHER"}
         if row.latency_ms is not None:
             self._duration.record(row.latency_ms / 1000, {**common, **failed})
         cost = self._cost_attributes(row)
         if row.cost_nanousd is not None:
-            self._cost.add(row.cost_nanousd / 1e9, {**common, **cost})
+            key = (COST, tuple(sorted({**common, **cost}.items())))
+            counted[key] = counted.get(key, 0) + row.cost_nanousd
+        if sums is None:
+            for (kind, attrs), amount in counted.items():
+                if kind == COST:
+                    self._cost.add(amount / 1e9, dict(attrs))
+                else:
+                    self._counters[kind].add(amount, dict(attrs))
         if self._tracer is not None:
             self._span(row, common, failed, cost)
 
@@ -304,6 +368,11 @@ class OtlpExport:
         self, row: RowLike, common: dict[str, str], failed: dict[str, str], cost: dict[str, str]
     ) -> None:
         assert self._tracer is not None
+        if self._spans.paused() or self.stats.spans_in_flight() >= SPAN_QUEUE_SIZE:
+            # The collector failed just now, or the SDK's queue is full (it would drop the
+            # span unseen): not made, counted.
+            self.stats.add(spans_dropped=1)
+            return
         start = _epoch_ns(row.requested_at)
         end = start + int((row.latency_ms or 0.0) * 1e6)
         values: dict[str, str | int | float] = {**common, **failed}
@@ -326,6 +395,7 @@ class OtlpExport:
         )
         if failed:
             span.set_status(Status(StatusCode.ERROR, failed["error.type"]))
+        self.stats.add(spans_offered=1)  # before `end` hands it over: an export may follow at once
         span.end(end_time=end)
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from halton_meter.pricing import PriceOverride, price_row, stored_row_facts
 from halton_meter.providers import row_billing
 from halton_meter.teamserver.schema import (
+    NO_BRANCH,
     ROLLUP_MEASURES,
     ROLLUP_TABLES,
     ensure_partitions,
@@ -76,6 +77,10 @@ class WireRow(BaseModel):
     # Sent since ledger migration 6; a row from an older machine has none: `subscription` for
     # a subscription's wire format (Code Assist), else `unknown` (`providers.row_billing`).
     billing: Literal["api", "subscription", "unknown"] | None = None
+    # Sent since ledger migration 10 (team server migration 7): the client's git branch and
+    # HEAD commit; none outside a repository, and none from an older machine.
+    git_branch: Text | None = None
+    git_commit: Annotated[str, StringConstraints(max_length=100)] | None = None
 
     @field_validator("requested_at")
     @classmethod
@@ -132,6 +137,8 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("price_source", _TEXT),
     ("wire", _TEXT),
     ("billing", _TEXT),
+    ("git_branch", _TEXT),
+    ("git_commit", _TEXT),
 )
 _NAMES = ", ".join(name for name, _ in _COLUMNS)
 _SUMS = (
@@ -181,10 +188,11 @@ WITH inserted AS (
     RETURNING requested_at, project, provider, COALESCE(model, model_requested, '(unknown)') AS m,
         status, latency_ms, input_tokens, cache_read_tokens, cache_write_tokens, output_tokens,
         reasoning_tokens, cost_nanousd, machine_cost_nanousd,
-        billing = 'subscription' AS subscribed
+        billing = 'subscription' AS subscribed, COALESCE(git_branch, '{NO_BRANCH}') AS branch
 ), fine AS (
-    SELECT (requested_at AT TIME ZONE 'UTC')::date AS day, project, provider, m AS model, {_SUMS}
-    FROM inserted GROUP BY 1, 2, 3, 4
+    SELECT (requested_at AT TIME ZONE 'UTC')::date AS day, project, provider, m AS model, branch,
+        {_SUMS}
+    FROM inserted GROUP BY 1, 2, 3, 4, 5
 ), {", ".join(f"up_{table} AS ({_rollup_upsert(table)})" for table in ROLLUP_TABLES)}
 SELECT count(*) FROM inserted
 """
@@ -199,6 +207,7 @@ class RollupChange:
     project: str
     provider: str
     model: str
+    branch: str  # '(none)' for a row without one, as ingest keyed it
     measures: dict[str, int]
 
 
@@ -216,6 +225,7 @@ def change_rollups(
         "project": [c.project for c in changes],
         "provider": [c.provider for c in changes],
         "model": [c.model for c in changes],
+        "branch": [c.branch for c in changes],
     }
     params: dict[str, Any] = {"workspace": workspace_id, **columns}
     for name in names:
@@ -349,15 +359,15 @@ def replace_machine_prices(
                 found = con.execute(
                     "SELECT l.id, l.requested_at, l.machine_cost_nanousd, l.project, l.provider, "
                     "COALESCE(l.model, l.model_requested, '(unknown)'), "
-                    "l.billing = 'subscription' FROM ledger l "
+                    "l.billing = 'subscription', COALESCE(l.git_branch, %s) FROM ledger l "
                     "JOIN unnest(%s::text[], %s::timestamptz[]) AS k(id, at) "
                     "ON l.id = k.id AND l.requested_at = k.at "
                     "WHERE l.workspace_id = %s AND l.machine_id = %s "
                     "ORDER BY l.requested_at, l.id FOR UPDATE OF l",
-                    (ids, moments, workspace_id, machine_id),
+                    (NO_BRANCH, ids, moments, workspace_id, machine_id),
                 ).fetchall()
                 changes = []
-                for row_id, moment, old, project, provider, model, subscribed in found:
+                for row_id, moment, old, project, provider, model, subscribed, branch in found:
                     new = latest[row_id].cost_nanousd
                     # The machine's money spent leaves a subscription's calls out (ingest).
                     spent = 0 if subscribed else (new or 0) - (old or 0)
@@ -368,6 +378,7 @@ def replace_machine_prices(
                             project,
                             provider,
                             model,
+                            branch,
                             {
                                 "machine_cost_nanousd": spent,
                                 "machine_unpriced_requests": (new is None) - (old is None),

@@ -75,6 +75,7 @@ def team(workspace: str, since: str, stats: dict[str, Any], account: Account) ->
         + _table("By project", stats["by_project"], ["project"])
         + _table("By machine", stats["by_machine"], ["machine"])
         + _table("By user", stats["by_user"], ["user"])
+        + _table("By git branch", stats["by_branch"], ["branch"])
         + _table("By model", stats["by_model"], ["provider", "model"])
         + _table("By provider", stats["by_provider"], ["provider"])
         + _table("By day", [d for d in stats["by_day"] if d["requests"]], ["date"])

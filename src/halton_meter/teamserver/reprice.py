@@ -18,6 +18,7 @@ import psycopg
 
 from halton_meter.pricing import REPRICE_COLUMNS, ModelChange, PriceOverride, reprice_row
 from halton_meter.teamserver.ingest import RollupChange, change_rollups
+from halton_meter.teamserver.schema import NO_BRANCH
 
 Connection = psycopg.Connection[Any]
 
@@ -95,16 +96,16 @@ def _apply_chunk(
     )
     found = con.execute(
         "SELECT l.machine_id, l.id, l.requested_at, l.cost_nanousd, l.project, l.provider, "
-        "COALESCE(l.model, l.model_requested, '(unknown)'), l.billing = 'subscription' "
-        "FROM ledger l "
+        "COALESCE(l.model, l.model_requested, '(unknown)'), l.billing = 'subscription', "
+        "COALESCE(l.git_branch, %s) FROM ledger l "
         "JOIN unnest(%s::uuid[], %s::text[], %s::timestamptz[]) AS k(machine, id, at) "
         "ON l.machine_id = k.machine AND l.id = k.id AND l.requested_at = k.at "
         "WHERE l.workspace_id = %s ORDER BY l.machine_id, l.requested_at, l.id FOR UPDATE OF l",
-        (*keys, workspace_id),
+        (NO_BRANCH, *keys, workspace_id),
     ).fetchall()
     new = {(u[0], u[1], u[2]): (u[3], u[4]) for u in chunk}
     changes = []
-    for machine_id, row_id, moment, old, project, provider, model, subscribed in found:
+    for machine_id, row_id, moment, old, project, provider, model, subscribed, branch in found:
         cost, _ = new[(str(machine_id), row_id, moment)]
         # A subscription's calls are valued apart from money spent (as ingest sums them).
         measure = "subscription_value_nanousd" if subscribed else "cost_nanousd"
@@ -115,6 +116,7 @@ def _apply_chunk(
                 project,
                 provider,
                 model,
+                branch,
                 {
                     measure: (cost or 0) - (old or 0),
                     "unpriced_requests": (cost is None) - (old is None),

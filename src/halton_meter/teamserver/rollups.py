@@ -1,6 +1,7 @@
 """Team rollups: every figure comes from `daily_rollups` (one row per workspace, UTC day,
-machine, project, provider and model), so a 30-day report reads thousands of rows, not the
-millions in the ledger. Windows are whole UTC days.
+machine, project, provider and model) or a coarser table of the same sums (schema.py,
+ROLLUP_TABLES; `by_branch` from `daily_branch_rollups`), so a 30-day report reads thousands of
+rows, not the millions in the ledger. Windows are whole UTC days.
 
 Money is integer nano-USD in the database; responses give the integer, the exact decimal
 string (`cost_usd`) and, for the dashboard contract, integer millicents (`cost_minor_units`,
@@ -29,7 +30,10 @@ DIMENSIONS = {
     "project": "r.project",
     "machine": "r.machine_id",
     "user": "m.user_name",
+    # Only in daily_branch_rollups (no provider or model there): the client's git branch.
+    "branch": "r.branch",
 }
+BRANCH_TABLE_DIMENSIONS = ("day", "project", "machine", "user", "branch")
 _SELECT_SUMS = ", ".join(f"sum(r.{name})" for name in ROLLUP_MEASURES)
 # The groupings /v1/stats returns, by name, in DIMENSIONS' order.
 STATS_GROUPS: dict[str, tuple[str, ...]] = {
@@ -41,7 +45,10 @@ STATS_GROUPS: dict[str, tuple[str, ...]] = {
     "by_project": ("project",),
     "by_machine": ("machine",),
     "by_user": ("user",),
+    "by_branch": ("branch",),
 }
+# The groups each rollup table answers that a finer one would answer with more rows read.
+_OWN_TABLE = {"by_project": "daily_project_rollups", "by_branch": "daily_branch_rollups"}
 
 
 # As in the local API, spend over time is a plain sum: 0, not null, on a wholly unpriced day.
@@ -154,15 +161,19 @@ def stats(
     summary_sums: dict[str, Any] = {}
     last_request_at: datetime | None = None
     if project is None:
-        # Team-wide: all but by_project from the table without projects (thousands of rows),
-        # by_project from the one without providers and models.
-        wanted = {g: dims for g, dims in STATS_GROUPS.items() if g != "by_project"}
+        # Team-wide: all but by_project and by_branch from the table without projects
+        # (thousands of rows), those two from their own tables (no providers and models).
+        wanted = {g: dims for g, dims in STATS_GROUPS.items() if g not in _OWN_TABLE}
         found = _grouping_sets(con, "daily_machine_rollups", wanted, where, params)
         found += _grouping_sets(
             con, "daily_project_rollups", {"by_project": STATS_GROUPS["by_project"]}, where, params
         )
     else:
-        found = _grouping_sets(con, "daily_rollups", STATS_GROUPS, where, params)
+        wanted = {g: dims for g, dims in STATS_GROUPS.items() if g != "by_branch"}
+        found = _grouping_sets(con, "daily_rollups", wanted, where, params)
+    found += _grouping_sets(
+        con, "daily_branch_rollups", {"by_branch": STATS_GROUPS["by_branch"]}, where, params
+    )
     for group, keys, sums, last in found:
         if group == "summary":
             summary_sums, last_request_at = sums, last
@@ -196,7 +207,7 @@ def stats(
                     -i["requests"],
                     *(
                         str(i.get(k))
-                        for k in ("provider", "model", "project", "machine_id", "user")
+                        for k in ("provider", "model", "project", "machine_id", "user", "branch")
                     ),
                 )
             )
@@ -373,14 +384,14 @@ def grouped(
     until: date | None = None,
     project: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of the CSV export: one per combination of the chosen dimensions."""
+    """Rows of the CSV export: one per combination of the chosen dimensions. By branch, from
+    daily_branch_rollups, which has no provider or model (the route refuses those with it)."""
     where, params = _where(workspace_id, since, until, project)
+    table = "daily_branch_rollups" if "branch" in group_by else "daily_rollups"
     keys = [DIMENSIONS[name] for name in group_by]
     select = ", ".join([*keys, _SELECT_SUMS]) if keys else _SELECT_SUMS
     group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
-    sql = (
-        f"SELECT {select} FROM daily_rollups r JOIN machines m ON m.id = r.machine_id{where}{group}"
-    )
+    sql = f"SELECT {select} FROM {table} r JOIN machines m ON m.id = r.machine_id{where}{group}"
     result = []
     for row in con.execute(sql, params).fetchall():
         item: dict[str, Any] = {}

@@ -46,12 +46,20 @@ ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
     "daily_rollups": ("day", "machine_id", "project", "provider", "model"),
     "daily_machine_rollups": ("day", "machine_id", "provider", "model"),
     "daily_project_rollups": ("day", "machine_id", "project"),
+    # Migration 7: by the client's git branch (the machine's `git_branch`; '(none)' outside a
+    # repository and for rows from machines that do not send it), for `by_branch`.
+    "daily_branch_rollups": ("day", "machine_id", "project", "branch"),
 }
+NO_BRANCH = "(none)"  # the machine's `report --by branch` name for rows without one
 
 
-def coarser_rollup_statements(table: str) -> list[str]:
-    """Create a coarser rollup table and fill it from daily_rollups (rows it has are kept)."""
+def coarser_rollup_statements(table: str, known: dict[str, str] | None = None) -> list[str]:
+    """Create a coarser rollup table and fill it from daily_rollups (rows it has are kept).
+    `known`: SQL values for keys daily_rollups does not have (the same for every row then)."""
     keys = ROLLUP_TABLES[table]
+    known = known or {}
+    sources = ", ".join(known.get(key, key) for key in keys)
+    grouped = ", ".join(key for key in keys if key not in known)
     types = {"day": "date", "machine_id": "uuid"}
     columns = ",\n".join(
         [f"{key} {types.get(key, 'text')} NOT NULL" for key in keys]
@@ -64,9 +72,9 @@ def coarser_rollup_statements(table: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {table} (workspace_id uuid NOT NULL, {columns}, "
         f"last_request_at timestamptz NOT NULL, PRIMARY KEY (workspace_id, {', '.join(keys)}))",
         f"INSERT INTO {table} (workspace_id, {', '.join(keys)}, {', '.join(ROLLUP_MEASURES)}, "
-        f"last_request_at) SELECT workspace_id, {', '.join(keys)}, "
+        f"last_request_at) SELECT workspace_id, {sources}, "
         f"{', '.join(f'sum({m})' for m in ROLLUP_MEASURES)}, max(last_request_at) "
-        f"FROM daily_rollups GROUP BY workspace_id, {', '.join(keys)} ON CONFLICT DO NOTHING",
+        f"FROM daily_rollups GROUP BY workspace_id, {grouped} ON CONFLICT DO NOTHING",
     ]
 
 
@@ -253,6 +261,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # Filled from daily_rollups; from then on kept by ingest with it.
         coarser_rollup_statements("daily_machine_rollups")
         + coarser_rollup_statements("daily_project_rollups"),
+    ),
+    (
+        7,
+        "git_branch_commit",
+        # The client's git branch and HEAD commit (the machine's ledger migration 10), and
+        # the day's sums by branch. Rows stored before had none: their sums go to '(none)'.
+        [
+            "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS git_branch text, "
+            "ADD COLUMN IF NOT EXISTS git_commit text",
+            *coarser_rollup_statements("daily_branch_rollups", {"branch": f"'{NO_BRANCH}'"}),
+        ],
     ),
     (
         8,

@@ -177,6 +177,9 @@ def export_csv(
     unknown = [d for d in dims if d not in rollups.DIMENSIONS]
     if unknown:
         raise ApiError(400, f"unknown group_by {unknown} (known: {', '.join(rollups.DIMENSIONS)})")
+    if "branch" in dims and (other := set(dims) - set(rollups.BRANCH_TABLE_DIMENSIONS)):
+        known = ", ".join(rollups.BRANCH_TABLE_DIMENSIONS)
+        raise ApiError(400, f"group_by branch goes with {known} only, not {sorted(other)}")
     with server.connection() as con:
         rows = rollups.grouped(con, space.id, dims, since_day(since))
     return Response(
