@@ -8,7 +8,6 @@ import asyncio
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, hooks, options
