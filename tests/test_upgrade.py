@@ -70,6 +70,7 @@ class Releases:
     wheelhouse: Path  # the dependencies
     old: Path
     new: Path
+    prior: Path  # the release before issue 14, built from git history
 
 
 def _wheelhouse() -> Path:
@@ -138,16 +139,27 @@ def _newer_schema(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    """OLD, NEW and PRIOR, built once for the module and at the same time (each build waits
+    mostly on its own build environment)."""
     wheelhouse = _wheelhouse()
     base = tmp_path_factory.mktemp("releases")
-    built = {}
-    for version, schema in ((OLD, _same_schema), (NEW, _newer_schema)):
-        tree = _patched_tree(base / f"tree-{version}", version, schema)
-        built[version] = _build_wheel(tree, base / f"dist-{version}", wheelhouse, base)
-    return Releases(wheelhouse, built[OLD], built[NEW])
+    trees = {
+        OLD: _patched_tree(base / f"tree-{OLD}", OLD, _same_schema),
+        NEW: _patched_tree(base / f"tree-{NEW}", NEW, _newer_schema),
+        PRIOR: _prior_tree(base / "prior"),
+    }
+    with ThreadPoolExecutor(len(trees)) as pool:
+        futures = {
+            version: pool.submit(
+                _build_wheel, tree, base / f"dist-{version}", wheelhouse, base / f"uv-{version}"
+            )
+            for version, tree in trees.items()
+        }
+        built = {version: future.result() for version, future in futures.items()}
+    return Releases(wheelhouse, built[OLD], built[NEW], built[PRIOR])
 
 
-def _build_wheel(tree: Path, out: Path, wheelhouse: Path, base: Path) -> Path:
+def _build_wheel(tree: Path, out: Path, wheelhouse: Path, cache: Path) -> Path:
     subprocess.run(
         [
             *(str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config"),
@@ -155,7 +167,7 @@ def _build_wheel(tree: Path, out: Path, wheelhouse: Path, base: Path) -> Path:
         ],
         env={
             **_clean_environment(),
-            "UV_CACHE_DIR": str(base / "uv-cache"),
+            "UV_CACHE_DIR": str(cache),
             "UV_PYTHON": BASE_PYTHON,
             "UV_PYTHON_DOWNLOADS": "never",
         },
@@ -172,11 +184,10 @@ PRIOR_COMMIT = "8aba29c"
 PRIOR = f"{RELEASE}.post0"
 
 
-@pytest.fixture(scope="module")
-def prior_wheel(releases: Releases, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("prior")
+def _prior_tree(base: Path) -> Path:
+    """PRIOR_COMMIT's sources, versioned PRIOR."""
     source = base / "source"
-    source.mkdir()
+    source.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", PRIOR_COMMIT, "pyproject.toml", "README.md", "src"],
         capture_output=True,
@@ -184,8 +195,12 @@ def prior_wheel(releases: Releases, tmp_path_factory: pytest.TempPathFactory) ->
         timeout=60,
     )
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
-    tree = _patched_tree(base / "tree", PRIOR, _same_schema, root=source)
-    return _build_wheel(tree, base / "dist", releases.wheelhouse, base)
+    return _patched_tree(base / "tree", PRIOR, _same_schema, root=source)
+
+
+@pytest.fixture(scope="module")
+def prior_wheel(releases: Releases) -> Path:
+    return releases.prior
 
 
 def _clean_environment() -> dict[str, str]:
