@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -400,12 +401,17 @@ def test_broken_event_streams_pass_through_untouched(
 
 
 def test_report_by_provider_shows_each_cloud_apart(meter: Meter, project: str) -> None:
-    for kind in ("boto3_invoke", "anthropic_vertex", "azure_embeddings"):
-        cloud(meter, project, kind)
-    done = metered(
-        meter, project, sys.executable, "-m", "tests.clients.sdk_client", "anthropic_message"
-    )
-    assert done.returncode == 0, done.stderr
+    # Four independent clients, at the same time: each is mostly an SDK import.
+    commands = [
+        ("tests.clients.cloud_client", "boto3_invoke"),
+        ("tests.clients.cloud_client", "anthropic_vertex"),
+        ("tests.clients.cloud_client", "azure_embeddings"),
+        ("tests.clients.sdk_client", "anthropic_message"),
+    ]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        runs = pool.map(lambda c: metered(meter, project, sys.executable, "-m", *c), commands)
+        for done in runs:
+            assert done.returncode == 0, done.stderr
     meter.wait_rows(project, 4)
     out = subprocess.run(
         [METER, "report", "--by", "provider", "--by", "family", "--project", project, "--json"],

@@ -13,8 +13,8 @@ Each channel gets its own user: HOME, the uv and pipx folders, the meter's home 
 temporary folder. HALTON_METER_HOME is left unset on purpose, so the files are where the page
 names them (~/.halton-meter and ~/.mitmproxy inside that HOME). HALTON_METER_SUPERVISOR=
 background (no systemd user manager here). The user runs the page's commands as written:
-`halton-meter` is whatever the channel put on PATH. The three channels run at the same time,
-each on its own ports; each test reports its own channel.
+`halton-meter` is whatever the channel put on PATH. The three channels and the upgrade from
+the release before run at the same time, each on its own ports; each test reports its own.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class Releases:
     wheelhouse: Path  # the dependencies
     old: Path
     new: Path
+    prior: Path  # the release before issue 14, built from git history
 
 
 def _wheelhouse() -> Path:
@@ -138,16 +139,27 @@ def _newer_schema(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
+    """OLD, NEW and PRIOR, built once for the module and at the same time (each build waits
+    mostly on its own build environment)."""
     wheelhouse = _wheelhouse()
     base = tmp_path_factory.mktemp("releases")
-    built = {}
-    for version, schema in ((OLD, _same_schema), (NEW, _newer_schema)):
-        tree = _patched_tree(base / f"tree-{version}", version, schema)
-        built[version] = _build_wheel(tree, base / f"dist-{version}", wheelhouse, base)
-    return Releases(wheelhouse, built[OLD], built[NEW])
+    trees = {
+        OLD: _patched_tree(base / f"tree-{OLD}", OLD, _same_schema),
+        NEW: _patched_tree(base / f"tree-{NEW}", NEW, _newer_schema),
+        PRIOR: _prior_tree(base / "prior"),
+    }
+    with ThreadPoolExecutor(len(trees)) as pool:
+        futures = {
+            version: pool.submit(
+                _build_wheel, tree, base / f"dist-{version}", wheelhouse, base / f"uv-{version}"
+            )
+            for version, tree in trees.items()
+        }
+        built = {version: future.result() for version, future in futures.items()}
+    return Releases(wheelhouse, built[OLD], built[NEW], built[PRIOR])
 
 
-def _build_wheel(tree: Path, out: Path, wheelhouse: Path, base: Path) -> Path:
+def _build_wheel(tree: Path, out: Path, wheelhouse: Path, cache: Path) -> Path:
     subprocess.run(
         [
             *(str(VENV_BIN / "uv"), "build", "--wheel", "--quiet", "--no-config"),
@@ -155,7 +167,7 @@ def _build_wheel(tree: Path, out: Path, wheelhouse: Path, base: Path) -> Path:
         ],
         env={
             **_clean_environment(),
-            "UV_CACHE_DIR": str(base / "uv-cache"),
+            "UV_CACHE_DIR": str(cache),
             "UV_PYTHON": BASE_PYTHON,
             "UV_PYTHON_DOWNLOADS": "never",
         },
@@ -172,11 +184,10 @@ PRIOR_COMMIT = "8aba29c"
 PRIOR = f"{RELEASE}.post0"
 
 
-@pytest.fixture(scope="module")
-def prior_wheel(releases: Releases, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("prior")
+def _prior_tree(base: Path) -> Path:
+    """PRIOR_COMMIT's sources, versioned PRIOR."""
     source = base / "source"
-    source.mkdir()
+    source.mkdir(parents=True)
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", PRIOR_COMMIT, "pyproject.toml", "README.md", "src"],
         capture_output=True,
@@ -184,8 +195,7 @@ def prior_wheel(releases: Releases, tmp_path_factory: pytest.TempPathFactory) ->
         timeout=60,
     )
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
-    tree = _patched_tree(base / "tree", PRIOR, _same_schema, root=source)
-    return _build_wheel(tree, base / "dist", releases.wheelhouse, base)
+    return _patched_tree(base / "tree", PRIOR, _same_schema, root=source)
 
 
 def _clean_environment() -> dict[str, str]:
@@ -536,19 +546,24 @@ class Outcome:
     log: list[str]
 
 
+Scenario = Callable[[Machine, Channel, Releases, FakeUpstream], None]
+PRIOR_JOB = "prior-upgrade"
+
+
 @pytest.fixture(scope="module")
 def outcomes(
     releases: Releases, fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Outcome]:
-    """All three channels at once, each on its own machine (HOME, ports, tools): most of the
-    time goes to waiting for processes, so together they take little longer than one."""
+    """All three channels and the upgrade from the release before at once, each on its own
+    machine (HOME, ports, tools): most of the time goes to waiting for processes, so together
+    they take little longer than one."""
 
-    def one(channel: Channel) -> Outcome:
-        root = tmp_path_factory.mktemp(channel.name)
+    def one(name: str, channel: Channel, scenario: Scenario) -> Outcome:
+        root = tmp_path_factory.mktemp(name)
         machine = _machine(root, releases, fake_upstream)
         error: BaseException | None = None
         try:
-            _upgrade_and_roll_back(machine, channel, releases, fake_upstream)
+            scenario(machine, channel, releases, fake_upstream)
         except Exception as failure:
             error = failure
         finally:
@@ -558,9 +573,13 @@ def outcomes(
             (root / "commands.log").write_text("\n".join(machine.log))
         return Outcome(error, machine.log)
 
-    with ThreadPoolExecutor(len(CHANNELS)) as pool:
-        done = dict(zip([c.name for c in CHANNELS], pool.map(one, CHANNELS), strict=True))
-    return done
+    jobs: list[tuple[str, Channel, Scenario]] = [
+        (c.name, c, _upgrade_and_roll_back) for c in CHANNELS
+    ]
+    jobs.append((PRIOR_JOB, CHANNELS[0], _upgrade_from_prior_and_roll_back))  # uv tool
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = {name: pool.submit(one, name, c, scenario) for name, c, scenario in jobs}
+        return {name: future.result() for name, future in futures.items()}
 
 
 @pytest.mark.parametrize("channel", CHANNELS, ids=[c.name for c in CHANNELS])
@@ -666,56 +685,50 @@ def _all_complete(machine: Machine, project: str, streams: Streams) -> None:
 
 
 def test_upgrade_from_the_release_before_and_roll_back_cut_nothing(
-    prior_wheel: Path,
-    releases: Releases,
-    fake_upstream: FakeUpstream,
-    tmp_path_factory: pytest.TempPathFactory,
+    outcomes: dict[str, Outcome],
 ) -> None:
     """The upgrade page's uv tool sequence from the release before this work (built from git
     history) to this tree, and its rollback, each with a connection loop and 10 streams in
     flight: no connection refused, no stream cut, every stream metered."""
-    root = tmp_path_factory.mktemp("prior-upgrade")
-    machine = _machine(root, releases, fake_upstream)
-    channel = CHANNELS[0]  # uv tool
-    try:
-        machine.release(prior_wheel)
-        machine.run("uv", "tool", "install", "halton-meter")
-        assert machine.run("halton-meter", "--version").stdout.split()[-1] == PRIOR
+    outcome = outcomes[PRIOR_JOB]
+    if outcome.error is not None:
+        print("\n".join(outcome.log))  # the commands and their output, for the failure report
+        raise outcome.error
+
+
+def _upgrade_from_prior_and_roll_back(
+    machine: Machine, channel: Channel, releases: Releases, fake_upstream: FakeUpstream
+) -> None:
+    machine.release(releases.prior)
+    machine.run("uv", "tool", "install", "halton-meter")
+    assert machine.run("halton-meter", "--version").stdout.split()[-1] == PRIOR
+    machine.run("halton-meter", "init")
+    assert machine.state("daemon.json")["version"] == PRIOR
+
+    with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
+        streams = _streams_through(machine, "upgrade")
+        machine.release(releases.old)
+        machine.run("uv", "tool", "upgrade", "halton-meter")
         machine.run("halton-meter", "init")
-        assert machine.state("daemon.json")["version"] == PRIOR
+        streams.join()
+    assert tunnels.done >= 20, tunnels.done
+    assert tunnels.failures == [], tunnels.failures
+    _all_complete(machine, "upgrade", streams)
+    _check_running(machine, channel, OLD)
+    assert machine.state("guard.json")["version"] == OLD
 
-        with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
-            streams = _streams_through(machine, "upgrade")
-            machine.release(releases.old)
-            machine.run("uv", "tool", "upgrade", "halton-meter")
-            machine.run("halton-meter", "init")
-            streams.join()
-        assert tunnels.done >= 20, tunnels.done
-        assert tunnels.failures == [], tunnels.failures
-        _all_complete(machine, "upgrade", streams)
-        _check_running(machine, channel, OLD)
-        assert machine.state("guard.json")["version"] == OLD
-
-        # Back to the release before, as the page says.
-        with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
-            streams = _streams_through(machine, "rollback")
-            machine.run("uv", "tool", "install", "--force", f"halton-meter=={PRIOR}")
-            machine.run("halton-meter", "init")
-            streams.join()
-        assert tunnels.done >= 20, tunnels.done
-        assert tunnels.failures == [], tunnels.failures
-        _all_complete(machine, "rollback", streams)
-        for name in ("edge.json", "daemon.json"):
-            assert machine.state(name)["version"] == PRIOR, name
-        status = json.loads(machine.run("halton-meter", "status", "--json").stdout)
-        assert status["state"] == "healthy", status
-        _meter_calls(machine, "after-rollback", 2)
-        _wait_rows(machine, "after-rollback", 2)
-    except BaseException:
-        print("\n".join(machine.log))
-        raise
-    finally:
-        with contextlib.suppress(Exception):
-            machine.run("halton-meter", "uninstall", check=False, timeout=60)
-        _stop_everything(machine)
-        (root / "commands.log").write_text("\n".join(machine.log))
+    # Back to the release before, as the page says.
+    with TunnelLoop(machine.ports()["proxy_port"], fake_upstream) as tunnels:
+        streams = _streams_through(machine, "rollback")
+        machine.run("uv", "tool", "install", "--force", f"halton-meter=={PRIOR}")
+        machine.run("halton-meter", "init")
+        streams.join()
+    assert tunnels.done >= 20, tunnels.done
+    assert tunnels.failures == [], tunnels.failures
+    _all_complete(machine, "rollback", streams)
+    for name in ("edge.json", "daemon.json"):
+        assert machine.state(name)["version"] == PRIOR, name
+    status = json.loads(machine.run("halton-meter", "status", "--json").stdout)
+    assert status["state"] == "healthy", status
+    _meter_calls(machine, "after-rollback", 2)
+    _wait_rows(machine, "after-rollback", 2)
