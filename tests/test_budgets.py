@@ -244,6 +244,60 @@ def test_cli_show_and_report_give_spend_and_forecast(tmp_path: Path) -> None:
     assert "budgets" not in (home / "config.toml").read_text()
 
 
+def test_cli_adds_and_edits_a_quota_share_budget(tmp_path: Path) -> None:
+    """A subscription user's budget is a share of a quota window, set with one command; the
+    kinds are exclusive, and switching one to the other drops the old amount."""
+    import os
+    import subprocess
+    import tomllib
+
+    from tests.conftest import METER
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, "HALTON_METER_HOME": str(home)}
+
+    def meter(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [METER, *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def table() -> dict[str, object]:
+        (found,) = tomllib.loads((home / "config.toml").read_text())["budgets"]
+        return dict(found)
+
+    added = meter("budget", "add", "side", "--quota-share", "30", "--window", "unified-5h",
+                  "--client", "codex", "--block", "--json")  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert table() == {"name": "side", "quota_percent": 30.0, "quota_window": "unified-5h",
+                       "period": "month", "client": "codex", "action": "block"}  # fmt: skip
+    assert json.loads(added.stdout)["name"] == "side"
+    edited = meter("budget", "edit", "side", "--quota-share", "50")
+    assert edited.returncode == 0, edited.stderr
+    assert table()["quota_percent"] == 50.0 and table()["quota_window"] == "unified-5h"
+    assert meter("budget", "edit", "side", "--amount", "20").returncode == 0
+    assert "quota_percent" not in table() and table()["amount_usd"] == 20.0
+    assert (
+        meter("budget", "edit", "side", "--quota-share", "40", "--window", "*-7d").returncode == 0
+    )
+    assert "amount_usd" not in table() and table()["quota_window"] == "*-7d"
+    # One kind of amount, and a share needs its window: usage errors, nothing written.
+    before = (home / "config.toml").read_text()
+    for argv in (
+        ("budget", "add", "two", "--amount", "5", "--quota-share", "10", "--window", "x"),
+        ("budget", "add", "two"),
+        ("budget", "add", "two", "--quota-share", "10"),
+        ("budget", "add", "two", "--amount", "5", "--window", "unified-5h"),
+        ("budget", "edit", "side", "--amount", "5", "--quota-share", "10"),
+    ):
+        refused = meter(*argv)
+        assert refused.returncode == 2, (argv, refused.stderr)
+    assert (home / "config.toml").read_text() == before
+    # A share above 100 % is the config's own check, naming the key.
+    over = meter("budget", "add", "two", "--quota-share", "150", "--window", "unified-5h")
+    assert over.returncode != 0 and "quota_percent" in over.stderr
+
+
 def test_unreadable_holds_let_traffic_through(ledger: Path, tmp_path: Path) -> None:
     now = epoch("2026-12-10T09:00", PARIS)
     budget = Budget("acme", 1.0, "day", scope=Scope(project=("acme",)), action="block",

@@ -38,16 +38,17 @@ def scope_share(budget: Budget, window: WindowView) -> float:
 
 
 def quota_share_views(
-    con: sqlite3.Connection,
+    con: sqlite3.Connection | None,
     budgets: Sequence[Budget],
     now: datetime | None = None,
     warn_at: float = 0.8,
 ) -> list[dict[str, Any]]:
-    """One view per quota-share budget: every matching window with the scope's use of it."""
+    """One view per quota-share budget: every matching window with the scope's use of it.
+    `con` None (no ledger yet): each budget with no window seen so far."""
     chosen = [b for b in budgets if b.kind == "quota_share"]
     if not chosen:
         return []
-    accounts = quota_view(con, now, warn_at)
+    accounts = quota_view(con, now, warn_at) if con is not None else []
     views = []
     for budget in chosen:
         assert budget.quota_window is not None and budget.quota_percent is not None

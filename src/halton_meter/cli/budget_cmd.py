@@ -53,13 +53,14 @@ def _views(ctx: Context, every: tuple[Budget, ...]) -> list[dict[str, Any]]:
     for (budget, window), total in zip(windows, spent, strict=True):
         views.append(budget_view(budget, window, total, now, held=hold(budget.name)))
     shares = [budget for budget in every if budget.kind == "quota_share"]
-    if shares and ctx.paths.ledger.exists():
+    if shares:
         try:
-            con = open_ledger(ctx.paths.ledger)
+            ledger = open_ledger(ctx.paths.ledger) if ctx.paths.ledger.exists() else None
             try:
-                found = quota_share_views(con, shares, warn_at=ctx.config.quota_warn_at)
+                found = quota_share_views(ledger, shares, warn_at=ctx.config.quota_warn_at)
             finally:
-                con.close()
+                if ledger is not None:
+                    ledger.close()
             for view in found:  # the daemon blocks such a budget as it does a USD one
                 view["hold"] = hold(view["name"])
                 if view["state"] == "over" and view["action"] == "block" and not view["hold"]:
@@ -196,7 +197,9 @@ def _write(action: Any, *args: Any) -> None:
 
 @budget.command("add")
 @click.argument("name")
-@click.option("--amount", type=float, required=True, help="Limit in USD of API billing.")
+@click.option("--amount", type=float, help="Limit in USD of API billing.")
+@click.option("--quota-share", type=float, help="Or: percent of a subscription quota window.")
+@click.option("--window", help="The quota window (glob) of --quota-share, e.g. unified-5h.")
 @click.option("--period", default="month", show_default=True, help="day, week, month, 7d…")
 @click.option("--warn", "warn", help="Thresholds in percent, e.g. 50,80,100 (the default).")
 @click.option("--block", is_flag=True, help="Refuse new calls in scope once over 100%.")
@@ -204,14 +207,24 @@ def _write(action: Any, *args: Any) -> None:
 @_scoped
 @click.option("--json", "as_json", is_flag=True, help="Print the budget as JSON.")
 @pass_context
-def add(ctx: Context, name: str, amount: float, period: str, warn: str | None, block: bool,
-        timezone: str | None, project: tuple[str, ...], client: tuple[str, ...],
-        provider: tuple[str, ...], model: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
-    """Add a budget, e.g. `budget add acme --amount 50 --project acme --warn 80,100 --block`."""
+def add(ctx: Context, name: str, amount: float | None, quota_share: float | None,
+        window: str | None, period: str, warn: str | None, block: bool, timezone: str | None,
+        project: tuple[str, ...], client: tuple[str, ...], provider: tuple[str, ...],
+        model: tuple[str, ...], as_json: bool) -> None:  # fmt: skip
+    """Add a budget, e.g. `budget add acme --amount 50 --project acme --warn 80,100 --block`,
+    or for a subscription `budget add side --quota-share 30 --window unified-5h --client codex`."""
+    if (amount is None) == (quota_share is None):
+        raise click.UsageError("give --amount (USD) or --quota-share (percent), one of them")
+    if quota_share is not None and not window:
+        raise click.UsageError("--quota-share needs --window, e.g. --window unified-5h")
+    if window and quota_share is None:
+        raise click.UsageError("--window goes with --quota-share")
     kind, days = _period(period)
     values = {
         "name": name,
         "amount_usd": amount,
+        "quota_percent": quota_share,
+        "quota_window": window,
         "period": kind,
         "days": days,
         "project": _globs(project),
@@ -229,6 +242,8 @@ def add(ctx: Context, name: str, amount: float, period: str, warn: str | None, b
 @budget.command("edit")
 @click.argument("name")
 @click.option("--amount", type=float, help="New limit in USD.")
+@click.option("--quota-share", type=float, help="New percent of the quota window.")
+@click.option("--window", help="New quota window (glob) for --quota-share.")
 @click.option("--period", help="day, week, month, 7d…")
 @click.option("--warn", "warn", help="Thresholds in percent, e.g. 50,80,100.")
 @click.option("--block/--warn-only", default=None, help="Refuse calls once over 100%, or not.")
@@ -237,14 +252,19 @@ def add(ctx: Context, name: str, amount: float, period: str, warn: str | None, b
 @click.option("--all-calls", is_flag=True, help="Drop every scope condition.")
 @click.option("--json", "as_json", is_flag=True, help="Print the budget as JSON.")
 @pass_context
-def edit(ctx: Context, name: str, amount: float | None, period: str | None, warn: str | None,
-         block: bool | None, timezone: str | None, project: tuple[str, ...],
-         client: tuple[str, ...], provider: tuple[str, ...], model: tuple[str, ...],
-         all_calls: bool, as_json: bool) -> None:  # fmt: skip
-    """Change a budget's amount, period, thresholds, action or scope."""
+def edit(ctx: Context, name: str, amount: float | None, quota_share: float | None,
+         window: str | None, period: str | None, warn: str | None, block: bool | None,
+         timezone: str | None, project: tuple[str, ...], client: tuple[str, ...],
+         provider: tuple[str, ...], model: tuple[str, ...], all_calls: bool,
+         as_json: bool) -> None:  # fmt: skip
+    """Change a budget's amount (USD, or a quota share), period, thresholds, action or scope."""
+    if amount is not None and (quota_share is not None or window):
+        raise click.UsageError("give --amount (USD) or --quota-share/--window, not both")
     _find(ctx, name)
     changes: dict[str, Any] = {
         "amount_usd": amount,
+        "quota_percent": quota_share,
+        "quota_window": window,
         "thresholds": _thresholds(warn),
         "timezone": timezone,
         "project": _globs(project),
@@ -253,6 +273,10 @@ def edit(ctx: Context, name: str, amount: float | None, period: str | None, warn
         "model": _globs(model),
     }
     remove: list[str] = []
+    if amount is not None:  # the budget becomes one in USD
+        remove += ["quota_percent", "quota_window"]
+    if quota_share is not None or window:  # one of a quota window
+        remove.append("amount_usd")
     if all_calls:
         remove += ["project", "client", "provider", "model"]
     if period is not None:
