@@ -9,8 +9,6 @@ import hmac
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.apihelpers import Api
 from tests.conftest import METER, ROOT, FakeUpstream, Meter, start_meter, wait_for
+from tests.webhooks import WebhookReceiver
 
 # Any priced call costs more than this: the first call in scope crosses 100 %.
 TINY = 0.000001
@@ -106,29 +105,14 @@ def test_sdk_gets_the_block_as_its_normal_error(
     wait_for(lambda: call(meter, "acme", kind)["outcome"] == "ok", 15, "the allowance")
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        type(self).received.append((dict(self.headers.items()), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_thresholds_fire_once_across_a_restart_and_the_webhook_is_signed(
     budget_meter: Any, tmp_path: Path
 ) -> None:
-    server = HTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Hooks.received = []
+    hooks = WebhookReceiver()
     secret = "s3cret-for-test"
     alerts = f"""
 [alerts]
-webhook_url = "http://127.0.0.1:{server.server_address[1]}/hook"
+webhook_url = "{hooks.url}"
 webhook_format = "plain"
 webhook_secret = "{secret}"
 desktop = false
@@ -137,9 +121,9 @@ desktop = false
     meter = budget_meter(extra)
     assert call(meter, "acme", "anthropic_message")["outcome"] == "ok"
     # One call crosses 50, 80 and 100 % at once: three alerts, each once.
-    wait_for(lambda: len(_Hooks.received) >= 3, 15, "three webhooks")
+    wait_for(lambda: len(hooks.received) >= 3, 15, "three webhooks")
     thresholds = []
-    for headers, body in _Hooks.received:
+    for headers, body in hooks.received:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Halton-Signature"] == expected
         thresholds.append(json.loads(body)["threshold"])
@@ -159,8 +143,8 @@ desktop = false
     import time
 
     time.sleep(2.0)
-    assert len(_Hooks.received) == 3
-    server.shutdown()
+    assert len(hooks.received) == 3
+    hooks.close()
 
 
 def test_two_clients_racing_past_a_limit_overshoot_by_at_most_the_calls_in_flight(

@@ -12,11 +12,9 @@ import json
 import logging
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ from tests.test_reconcile import (
     provider_rows,
     set_reports,
 )
+from tests.webhooks import WebhookReceiver
 
 SECRET = "reconcile-hook-secret"
 
@@ -54,26 +53,11 @@ def home(tmp_path: Path, fake_upstream: FakeUpstream) -> Path:
     return home
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        type(self).received.append((dict(self.headers.items()), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[str]:
-    _Hooks.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+def receiver() -> Iterator[WebhookReceiver]:
+    hooks = WebhookReceiver()
+    yield hooks
+    hooks.close()
 
 
 class _Desktop:
@@ -190,7 +174,7 @@ def test_a_difference_above_the_threshold_alerts_once_per_day(
     home: Path,
     fake_upstream: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,
-    receiver: str,
+    receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     days, extra = five_percent_more(home, fake_upstream)
@@ -199,7 +183,7 @@ def test_a_difference_above_the_threshold_alerts_once_per_day(
     desktop = _Desktop()
 
     def dispatcher() -> AlertDispatcher:
-        made = AlertDispatcher(home, receiver, "plain", SECRET, desktop, retry_seconds=(0.05,))
+        made = AlertDispatcher(home, receiver.url, "plain", SECRET, desktop, retry_seconds=(0.05,))
         made.start()
         return made
 
@@ -217,8 +201,8 @@ def test_a_difference_above_the_threshold_alerts_once_per_day(
     again.run_once()
     second.stop(10)
 
-    assert len(_Hooks.received) == 1
-    headers, body = _Hooks.received[0]
+    assert len(receiver.received) == 1
+    headers, body = receiver.received[0]
     expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     assert headers["X-Halton-Signature"] == expected
     sent = json.loads(body)
@@ -242,7 +226,7 @@ def test_a_difference_within_the_threshold_or_not_costed_does_not_alert(
     home: Path,
     fake_upstream: FakeUpstream,
     monkeypatch: pytest.MonkeyPatch,
-    receiver: str,
+    receiver: WebhookReceiver,
 ) -> None:
     five_percent_more(home, fake_upstream)
     monkeypatch.setenv("ANTHROPIC_ADMIN_KEY", ANTHROPIC_KEY)
@@ -250,7 +234,7 @@ def test_a_difference_within_the_threshold_or_not_costed_does_not_alert(
     for extra in ("", 'api_key = "apikey_01MachineA"\n'):
         # $100: far above the 5 % of four calls; then a key scope, whose cost is not compared.
         config = configure(home, "100" if not extra else "0.001", extra)
-        dispatcher = AlertDispatcher(home, receiver, "chat", None, desktop)
+        dispatcher = AlertDispatcher(home, receiver.url, "chat", None, desktop)
         dispatcher.start()
         loop = ReconcileLoop(
             home, home / "db.sqlite", config.reconcile, config.upstream, dispatcher.submit
@@ -258,4 +242,4 @@ def test_a_difference_within_the_threshold_or_not_costed_does_not_alert(
         summary = loop.run_once()["providers"]["anthropic"]
         dispatcher.stop(10)
         assert summary["alert"] is False, summary
-    assert _Hooks.received == [] and desktop.shown == []
+    assert receiver.received == [] and desktop.shown == []

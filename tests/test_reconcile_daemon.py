@@ -12,13 +12,10 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +32,7 @@ from tests.test_reconcile import (
     reconcile_cli,
     set_reports,
 )
+from tests.webhooks import WebhookReceiver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,33 +41,20 @@ DIFFERS = "anthropic: differs from the provider's report over the last 7 days"
 MATCHES = "anthropic: matches the provider's report for the last 7 days"
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    received: list[bytes] = []
-
-    def do_POST(self) -> None:
-        type(self).received.append(self.rfile.read(int(self.headers["content-length"])))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @dataclass
 class Scheduled:
     meter: Meter
     api: Api
     days: list[str]
     notified: Path
+    hooks: WebhookReceiver
 
 
 @pytest.fixture(scope="module")
 def scheduled(
     fake_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scheduled]:
-    _Hooks.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hooks = WebhookReceiver()
     root = tmp_path_factory.mktemp("reconcile-daemon")
     home = root / "home"
     home.mkdir()
@@ -92,7 +77,7 @@ providers = ["anthropic"]
 alert_above_usd = 0.001
 
 [alerts]
-webhook_url = "http://127.0.0.1:{server.server_address[1]}/hook"
+webhook_url = "{hooks.url}"
 webhook_format = "plain"
 webhook_secret = "daemon-hook-secret"
 desktop = true
@@ -103,17 +88,17 @@ desktop = true
     try:
         # The first run comes 5 s after the start (FIRST_DELAY_SECONDS).
         wait_for(lambda: (home / "reconcile.json").exists(), 90, "the scheduled reconcile")
-        yield Scheduled(meter, Api.of(meter), days, notified)
+        yield Scheduled(meter, Api.of(meter), days, notified, hooks)
     finally:
         meter.stop()
-        server.shutdown()
+        hooks.close()
 
 
 def test_the_scheduled_difference_is_alerted_through_the_budget_channels(
     scheduled: Scheduled,
 ) -> None:
-    wait_for(lambda: _Hooks.received, 30, "the reconcile webhook")
-    (body,) = _Hooks.received
+    wait_for(lambda: scheduled.hooks.received, 30, "the reconcile webhook")
+    (body,) = scheduled.hooks.bodies()
     sent = json.loads(body)
     assert sent["event"] == "reconcile.difference" and sent["provider"] == "anthropic"
     assert sent["differences"] == [

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from tests.team_fixtures import (
     wait_synced,
 )
 from tests.test_team_server import sonnet_call_nanousd
+from tests.webhooks import WebhookReceiver
 
 # Real SDK processes through two daemons: slower than the suite's default limit on 2 cores.
 pytestmark = pytest.mark.timeout(300)
@@ -40,26 +41,11 @@ pytestmark = pytest.mark.timeout(300)
 SECRET = "team-hook-secret"
 
 
-class _Hooks(BaseHTTPRequestHandler):
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        type(self).received.append((dict(self.headers.items()), body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def hooks() -> Any:
-    server = HTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Hooks.received = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+def hooks() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
 
 
 def sdk_call(meter: Meter, project: str, kind: str) -> dict[str, Any]:
@@ -92,9 +78,9 @@ def wait_team_state(meter: Meter, name: str, predicate: Any, what: str) -> dict[
     return result
 
 
-def signed_thresholds(secret: str) -> list[int]:
+def signed_thresholds(hooks: WebhookReceiver, secret: str) -> list[int]:
     thresholds = []
-    for headers, body in _Hooks.received:
+    for headers, body in hooks.received:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Halton-Signature"] == expected
         alert = json.loads(body)
@@ -174,7 +160,7 @@ def test_a_viewer_reads_team_budgets_and_only_an_admin_changes_them(
 
 
 def test_a_team_block_budget_stops_both_machines_and_alerts_once(
-    team_server: TeamServer, tmp_path: Path, fake_upstream: FakeUpstream, hooks: str
+    team_server: TeamServer, tmp_path: Path, fake_upstream: FakeUpstream, hooks: WebhookReceiver
 ) -> None:
     workspace = "tb-block"
     call = sonnet_call_nanousd()
@@ -192,7 +178,7 @@ def test_a_team_block_budget_stops_both_machines_and_alerts_once(
                 "project": "acme",
                 "thresholds": [50, 100],
                 "action": "block",
-                "webhook_url": hooks,
+                "webhook_url": hooks.url,
                 "webhook_secret": SECRET,
             },
             token=team_server.admin_token,
@@ -203,7 +189,7 @@ def test_a_team_block_budget_stops_both_machines_and_alerts_once(
         send_calls(alice, "acme", anthropic=2)
         send_calls(bob, "acme", anthropic=2)
         wait_synced(team_server, workspace, 4)
-        wait_for(lambda: len(_Hooks.received) >= 1, 30, "the 50 % alert")
+        wait_for(lambda: len(hooks.received) >= 1, 30, "the 50 % alert")
         for meter in (alice, bob):
             seen = wait_team_state(
                 meter, "team-acme", lambda b: b["server_spent_nanousd"] == 4 * call,
@@ -237,7 +223,7 @@ def test_a_team_block_budget_stops_both_machines_and_alerts_once(
         # The team's total: 5 calls, over the limit by half a call (less than the one call
         # that crossed it); each threshold's alert arrived once, signed.
         time.sleep(2.0)  # a repeat would arrive now
-        assert signed_thresholds(SECRET) == [50, 100]
+        assert signed_thresholds(hooks, SECRET) == [50, 100]
         shown = json.loads(team_server.cli("budgets", "--workspace", workspace, "--json").stdout)
         (budget,) = shown["budgets"]
         assert budget["spent_nanousd"] == 5 * call
