@@ -1,7 +1,7 @@
 """CPU per metered call, A against B, on a busy machine: the figure that noise moves least.
 
     PYTHONPATH=src .venv/bin/python bench/cpu_ab.py --calls 4000 --pairs 2 \\
-        --a "HALTON_METER_LOOP=asyncio" --b ""
+        --a "PYTHONPATH=/tmp/before/src" --b ""
 
 Each side is a fresh fake + daemon + edge (run.py's `Processes`) with the environment
 assignments given added; the 16-client closed loop of scenario 4 sends `--calls` calls after a

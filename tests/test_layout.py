@@ -50,7 +50,6 @@ LAYERS: tuple[str, ...] = (
     "decoding.py",
     "upstream.py",
     "unmetered.py",
-    "eventloop.py",
     "paths.py",
     "runstate.py",
     "__init__.py",

@@ -290,48 +290,6 @@ def test_resolver_refuses_names_that_lead_to_own_ports() -> None:
     assert asyncio.run(attempt("localhost", 9766)) == "resolved"
 
 
-def test_resolver_covers_connections_on_the_daemons_loop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On uvloop (HALTON_METER_LOOP=uvloop), `create_connection` resolves names in C, past
-    `loop.getaddrinfo`: the overrides and the own-listener guard must still apply."""
-    import asyncio
-
-    from halton_meter import eventloop
-    from halton_meter.upstream import OwnListenerError, install_resolver
-
-    pytest.importorskip("uvloop")
-    monkeypatch.setenv(eventloop.LOOP_ENV, "uvloop")
-    factory = eventloop.loop_factory()
-    assert factory is not None
-
-    async def attempt() -> tuple[bytes, str]:
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(b"hello")
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(answer, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        loop = asyncio.get_running_loop()
-        assert not isinstance(loop, asyncio.BaseEventLoop)  # really uvloop
-        overrides = {
-            ("api.example", 443): ("127.0.0.1", port),
-            ("sneaky.example", 443): ("127.1", 9765),
-        }
-        install_resolver(loop, overrides, {9765})
-        reader, writer = await asyncio.open_connection("api.example", 443)
-        greeting = await reader.read()
-        writer.close()
-        try:
-            await asyncio.open_connection("sneaky.example", 443)
-            guarded = "connected"
-        except OwnListenerError:
-            guarded = "refused"
-        server.close()
-        return greeting, guarded
-
-    assert asyncio.run(attempt(), loop_factory=factory) == (b"hello", "refused")
-
-
 def test_only_post_calls_are_metered(meter: Meter, project: str, tmp_path: Path) -> None:
     """GET on a chat path lists stored completions; OPTIONS is a preflight: neither is a call."""
     for method in ("GET", "OPTIONS", "HEAD"):

@@ -51,7 +51,6 @@ from halton_meter.capture.slim import skip_debug_typechecks
 from halton_meter.capture.writes import join_writes
 from halton_meter.cloud.sync import SyncLoop
 from halton_meter.config import Config
-from halton_meter.eventloop import loop_name
 from halton_meter.ledger.build import RowBuilder
 from halton_meter.ledger.row import LedgerRow
 from halton_meter.ledger.spans import SpoolIngest
@@ -305,7 +304,7 @@ async def run_daemon(
         "metering on 127.0.0.1:%d (ledger %s, loop %s)",
         listen_port,
         paths.ledger,
-        loop_name(asyncio.get_running_loop()),
+        type(asyncio.get_running_loop()).__name__,
     )
     try:
         await run_task

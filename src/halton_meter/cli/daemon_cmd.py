@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
 import click
 
-from halton_meter import eventloop
 from halton_meter.cli import EXIT_FAILURE, Context, pass_context
 from halton_meter.lifecycle.ports import effective_config
 from halton_meter.logs import log_path, setup_process_logging
@@ -48,7 +48,7 @@ def daemon(ctx: Context, behind_edge: bool) -> None:
     try:
         # Set by the supervisor only, when it replaces a running daemon (restart, upgrade).
         take_over = os.environ.get(DAEMON_TAKE_OVER_ENV) == "1"
-        code = eventloop.run(
+        code = asyncio.run(
             run_daemon(config, ctx.paths, behind_edge=behind_edge, take_over=take_over)
         )
     except StartupError as error:
