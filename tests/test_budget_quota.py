@@ -12,10 +12,9 @@ import hashlib
 import hmac
 import json
 import subprocess
-import threading
 import time
 import uuid
-from http.server import HTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ import pytest
 
 from tests.conftest import METER, FakeUpstream, Meter, start_meter, wait_for
 from tests.test_billing_quota import OAUTH_TOKEN, anthropic_curl
-from tests.test_budget_block import _Hooks, wait_blocking
+from tests.test_budget_block import wait_blocking
+from tests.webhooks import WebhookReceiver
 
 SECRET = "quota-share-secret"
 BUDGET = """
@@ -45,17 +45,15 @@ def claude_call(meter: Meter, project: str, org: str, used: str) -> Any:
 
 
 @pytest.fixture
-def hooks() -> Any:
-    server = HTTPServer(("127.0.0.1", 0), _Hooks)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Hooks.received = []
-    yield server
-    server.shutdown()
+def hooks() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
 
 
-def received() -> list[dict[str, Any]]:
+def received(hooks: WebhookReceiver) -> list[dict[str, Any]]:
     found = []
-    for headers, body in _Hooks.received:
+    for headers, body in hooks.received:
         expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         assert headers["X-Halton-Signature"] == expected
         found.append(json.loads(body))
@@ -63,12 +61,12 @@ def received() -> list[dict[str, Any]]:
 
 
 def test_quota_share_budget_alerts_once_per_window_and_blocks(
-    fake_upstream: FakeUpstream, tmp_path: Path, hooks: HTTPServer
+    fake_upstream: FakeUpstream, tmp_path: Path, hooks: WebhookReceiver
 ) -> None:
     extra = (
         f"""
 [alerts]
-webhook_url = "http://127.0.0.1:{hooks.server_address[1]}/hook"
+webhook_url = "{hooks.url}"
 webhook_format = "plain"
 webhook_secret = "{SECRET}"
 desktop = false
@@ -83,14 +81,14 @@ desktop = false
         assert claude_call(meter, "acme", org, "0.10").returncode == 0
         meter.wait_rows("acme", 1)
         time.sleep(2.5)  # the keeper re-reads the windows each second while rows come
-        assert received() == []
+        assert received(hooks) == []
         # 20 % is 66.7 %: the 50 % threshold, once.
         assert claude_call(meter, "acme", org, "0.20").returncode == 0
-        wait_for(lambda: len(_Hooks.received) >= 1, 15, "the 50 % alert")
+        wait_for(lambda: len(hooks.received) >= 1, 15, "the 50 % alert")
         # 35 % is 116.7 %: the 100 % threshold, and the budget blocks.
         assert claude_call(meter, "acme", org, "0.35").returncode == 0
-        wait_for(lambda: len(_Hooks.received) >= 2, 15, "the 100 % alert")
-        fired = received()
+        wait_for(lambda: len(hooks.received) >= 2, 15, "the 100 % alert")
+        fired = received(hooks)
         assert [alert["threshold"] for alert in fired] == [50, 100]
         for alert in fired:
             assert alert["budget"] == "acme-5h" and alert["event"] == "budget.threshold"
@@ -128,7 +126,7 @@ desktop = false
         again = claude_call(meter, "acme", org, "0.36")
         assert again.returncode != 0 and "acme-5h" in again.stdout
         time.sleep(2.0)
-        assert len(_Hooks.received) == 2
+        assert len(hooks.received) == 2
         state = json.loads((meter.home / "budget-state.json").read_text())
         (view,) = [b for b in state["budgets"] if b["name"] == "acme-5h"]
         assert view["kind"] == "quota_share" and view["state"] == "blocking"
