@@ -290,7 +290,8 @@ def test_a_busy_pool_resumes_metering_within_a_bounded_time(
     one's calls, no SDK retries (so a call the edge's close cut would show as a failure). The
     quiet a due tunnel needs shrinks (QUIET_HALVING, BUSY_QUIET), so its tunnels are closed
     between two calls and every call sent BUSY_RESUME s after the daemon is back is metered;
-    none fails. (One pool shared by the workers keeps its first connection busy back to back,
+    none fails but one the close met before it was answered (never forwarded; SDKs retry it).
+    (One pool shared by the workers keeps its first connection busy back to back,
     with gaps under a millisecond: that one stays unmetered, bench/pooled_resume.py --busy.)
     With streams that pause 50 ms between events (every second call), the quiet never shrinks
     below 3 x 50 ms on a connection that carried one, more than the pool ever leaves: no stream
@@ -305,7 +306,14 @@ def test_a_busy_pool_resumes_metering_within_a_bounded_time(
     # Without retries, a call in flight on a connection to the daemon as it was killed fails
     # (the SDK would retry it): the kill's, not the resume's.
     cut_by_kill = [c for c in failed if c["sent"] <= killed + 1.0 and c["ended"] >= killed]
-    assert failed == cut_by_kill, failed
+    # A call written in the very instant the edge closes its idle connection gets no answer at
+    # all: it never reached the provider (no row below, nothing billed), and every SDK retries
+    # it by default (retries are off here only so that a cut answer would show). A stream cut
+    # mid-answer, or any other failure, is a defect.
+    unanswered = [
+        c for c in failed if c not in cut_by_kill and "without sending a response" in c["error"]
+    ]
+    assert len(failed) == len(cut_by_kill) + len(unanswered), failed
     deadline = time.monotonic() + 15
     while True:
         rows = stack.rows_by_agent()
@@ -314,6 +322,9 @@ def test_a_busy_pool_resumes_metering_within_a_bounded_time(
         if stream_pause_ms or not missing or time.monotonic() > deadline:
             break
         time.sleep(0.2)
+    assert not [c for c in unanswered if c["marker"] in rows], unanswered  # never forwarded
+    after = [c for c in after if c not in unanswered]  # the SDK's retry would be metered
+    missing = [c for c in missing if c not in unanswered]
     unmetered_after = [
         c["sent"] - back for c in calls if c["sent"] >= back and c["marker"] not in rows
     ]
