@@ -51,7 +51,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from halton_meter import __version__
 from halton_meter.edge import handover
@@ -345,18 +345,7 @@ class Guard:
     def _start_standby(self, watched: Watched, command: list[str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with self._output(watched) as handle:
-                process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=(theirs.fileno(),),
-                    cwd=str(self.home),
-                    env={**os.environ, STANDBY_ENV: str(theirs.fileno())},
-                )
+            process = self._spawn(watched, command, [theirs.fileno()], STANDBY_ENV)
         except OSError as error:
             ours.close()
             self.records[watched.name].standby_failed_at = time.monotonic()
@@ -371,12 +360,33 @@ class Guard:
     def _dismiss(self, name: str) -> None:
         standby = self.standbys.pop(name, None)
         if standby is not None:
-            standby.dismiss()
-            self._children.append(standby.process)  # reaped like the others
+            self._let_go(standby)
 
-    def _output(self, watched: Watched) -> IO[bytes]:
+    def _let_go(self, standby: Standby) -> None:
+        standby.dismiss()
+        self._children.append(standby.process)  # reaped like the others
+
+    def _spawn(
+        self, watched: Watched, command: list[str], fds: list[int], fd_env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start `command` in its own session, output to its log, `fds` inherited and the
+        first one named in `fd_env` (a standby's channel, or the edge's listening socket)."""
+        env = dict(os.environ)
+        if fds:
+            env[fd_env] = str(fds[0])
         self.logs.mkdir(parents=True, exist_ok=True)
-        return (self.logs / f"{watched.name}.out.log").open("ab")
+        with (self.logs / f"{watched.name}.out.log").open("ab") as handle:
+            return subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=tuple(fds),
+                cwd=str(self.home),
+                env=env,
+            )
 
     def _respawn(self, watched: Watched, command: list[str], record: Record) -> None:
         fds = []
@@ -387,25 +397,10 @@ class Guard:
         if standby is not None and standby.command == command and standby.wake(fds):
             process = standby.process
         elif standby is not None:
-            standby.dismiss()
-            self._children.append(standby.process)
+            self._let_go(standby)
         if process is None:
-            env = dict(os.environ)
-            if fds:
-                env[EDGE_LISTEN_FD_ENV] = str(fds[0])
             try:
-                with self._output(watched) as handle:
-                    process = subprocess.Popen(
-                        command,
-                        stdin=subprocess.DEVNULL,
-                        stdout=handle,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        close_fds=True,
-                        pass_fds=tuple(fds),
-                        cwd=str(self.home),
-                        env=env,
-                    )
+                process = self._spawn(watched, command, fds, EDGE_LISTEN_FD_ENV)
             except OSError as error:
                 record.next_at = None
                 record.started_mono = time.monotonic()
