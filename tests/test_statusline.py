@@ -149,6 +149,27 @@ def test_plain_format_for_shell_prompts_uses_the_current_folder(tmp_path: Path) 
     assert "session" not in out
 
 
+def _wait_for_refreshes(home: Path, timeout: float = 30.0) -> None:
+    """Until no detached quota-cache refresh (`statusline --refresh-quota`) for `home` runs."""
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    def running() -> bool:
+        for process in psutil.process_iter(["cmdline"]):
+            if "--refresh-quota" not in (process.info["cmdline"] or []):
+                continue
+            try:
+                if process.environ().get("HALTON_METER_HOME") == str(home):
+                    return True
+            except psutil.Error:
+                continue
+        return False
+
+    deadline = time.monotonic() + timeout
+    while running():
+        assert time.monotonic() < deadline, "a quota-cache refresh did not end"
+        time.sleep(0.05)
+
+
 def test_missing_or_locked_ledger_prints_an_empty_line(tmp_path: Path) -> None:
     # Correctness only: how fast the line is, is bench/statusline.py's to measure (p50/p95
     # against 50 ms beside the interpreter's own start-up), not a timing assert under load.
@@ -178,6 +199,7 @@ def test_missing_or_locked_ledger_prints_an_empty_line(tmp_path: Path) -> None:
     assert out == "acme today $0.06\n"  # the current folder's project, no session
     out, _ = _statusline(home, "--format", "nonsense")
     assert out == "\n"
+    _wait_for_refreshes(home)  # an earlier line's detached refresh would overwrite the cache
     (home / "statusline-quota.json").write_text("{broken", encoding="utf-8")
     out, _ = _statusline(home, stdin=json.dumps(CLAUDE_INPUT))
     assert out == "acme today $0.06 · session $0.01\n"  # a broken cache only loses the quota
